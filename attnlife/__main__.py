@@ -1,0 +1,3 @@
+from attnlife.cli import main
+
+main()

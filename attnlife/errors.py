@@ -1,0 +1,33 @@
+"""User-fixable failures. Each carries a one-line message that names the problem and the fix.
+
+The CLI catches `AttnlifeError`, prints `error: <message>` on one line and exits with status 2.
+"""
+from __future__ import annotations
+
+
+class AttnlifeError(Exception):
+    """Base class: a problem the user can fix; `str(err)` is the one-line message."""
+
+
+class DataSourceError(AttnlifeError):
+    """A dataset source is missing, empty, corrupt or of the wrong kind."""
+
+
+class ChecksumError(DataSourceError):
+    """A downloaded or given file does not have the expected sha256."""
+
+
+class ConfigError(AttnlifeError):
+    """A configuration value or override is invalid."""
+
+
+class RunDirError(AttnlifeError):
+    """A run directory is missing, incomplete or not an attnlife run."""
+
+
+class CheckpointError(AttnlifeError):
+    """A checkpoint is missing or cannot be read."""
+
+
+class UnsupportedModelError(AttnlifeError):
+    """A model architecture that a probe or weight extractor does not know."""

@@ -1,0 +1,85 @@
+"""The training callback interface: a handful of events, each handed a small frozen record.
+
+The trainer emits these events and never imports the tracker; `attnlife.run` plugs callbacks in.
+Anything (the tracker, a sink, a user's code) can implement `TrainCallback` by subclassing
+`Callback` and overriding the events it cares about.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+
+@dataclass(frozen=True)
+class TrainStart:
+    """Emitted once before the first step (also on resume, with start_step > 0)."""
+
+    run_dir: Path
+    config: Mapping[str, Any]
+    model: Any                      # the torch.nn.Module being trained (unwrapped, not DDP)
+    start_step: int
+    device: str
+    metric_writer: Any = None       # attnlife.store.metrics_table.MetricWriter shared by the run
+    rank: int = 0
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """Emitted after each optimizer step. `batch` is the (x, y) [B, T] of that step."""
+
+    step: int                        # the step just completed (0-based count of updates done - 1)
+    loss: float                      # training loss of the step, nats/token
+    lr: float
+    tokens_per_s: float
+    model: Any
+    batch: Optional[tuple] = None
+    rank: int = 0
+
+
+@dataclass(frozen=True)
+class EvalRecord:
+    """Emitted at eval steps with mean losses (nats/token) per split, e.g. {"train":.., "val":..}."""
+
+    step: int
+    losses: Mapping[str, float]
+    model: Any = None
+    rank: int = 0
+
+
+@dataclass(frozen=True)
+class CheckpointRecord:
+    """Emitted after a checkpoint directory has been renamed into place."""
+
+    step: int
+    path: Path
+    rank: int = 0
+
+
+@dataclass(frozen=True)
+class TrainEnd:
+    """Emitted once after the last step."""
+
+    step: int
+    run_dir: Path
+    summary: Mapping[str, Any] = field(default_factory=dict)
+    rank: int = 0
+
+
+class Callback:
+    """No-op base: override the events you need."""
+
+    def on_train_start(self, rec: TrainStart) -> None:  # noqa: D102
+        pass
+
+    def on_step_end(self, rec: StepRecord) -> None:  # noqa: D102
+        pass
+
+    def on_eval(self, rec: EvalRecord) -> None:  # noqa: D102
+        pass
+
+    def on_checkpoint(self, rec: CheckpointRecord) -> None:  # noqa: D102
+        pass
+
+    def on_train_end(self, rec: TrainEnd) -> None:  # noqa: D102
+        pass

@@ -1,0 +1,4 @@
+"""The run directory format: atomic writes, Parquet part tables, checkpoints, run.json."""
+from attnlife.store.run_dir import Run, RunPaths, list_checkpoints, load_run
+
+__all__ = ["Run", "RunPaths", "list_checkpoints", "load_run"]

@@ -1,0 +1,1 @@
+"""attnlife.theory"""
