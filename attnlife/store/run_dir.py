@@ -178,6 +178,12 @@ class Run:
         """Complete checkpoints as (step, directory), ascending."""
         return list_checkpoints(self.root)
 
+    def snapshots(self):  # noqa: ANN201 - attnlife.store.snapshots.SnapshotStore
+        """The run's attention snapshots (`.names()`, `.steps(name)`, `.read(name, step)` -> fp16)."""
+        from attnlife.store.snapshots import SnapshotStore
+
+        return SnapshotStore(self.root)
+
     def __repr__(self) -> str:
         return f"Run({str(self.root)!r})"
 

@@ -1,0 +1,186 @@
+"""`attnlife theory scan-snap` and `attnlife theory markov`: the two one-layer theory experiments."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+THREADS_HELP = "torch CPU threads (1 is fastest for these small tensors on a shared machine)"
+
+theory_app = typer.Typer(help="Reproduce one-layer attention theory (scan and snap; focus-dilution).",
+                         no_args_is_help=True)
+
+
+def _parse_mk(values: list[str]) -> list[tuple[int, int]]:
+    from attnlife.theory.scan_snap_runs import TheoryConfigError
+
+    pairs = []
+    for v in values:
+        try:
+            m, k = (int(x) for x in v.split("/"))
+        except ValueError:
+            raise TheoryConfigError(f"--mk {v!r} is not M/K; write it like --mk 3/6") from None
+        pairs.append((m, k))
+    return pairs
+
+
+@theory_app.command("scan-snap")
+def scan_snap(
+    out: Path = typer.Option(..., "--out", help="run directory to write"),
+    sweep: bool = typer.Option(False, "--sweep", help="final entropy vs eta_Y/eta_Z over M/K and seeds"),
+    n_last: int = typer.Option(3, "--n-last", help="M: number of last (query) tokens"),
+    n_next: int = typer.Option(6, "--n-next", help="K: number of next tokens (classes)"),
+    mk: Optional[list[str]] = typer.Option(None, "--mk", help="sweep M/K pairs, e.g. --mk 3/6 (repeatable)"),
+    ratios: Optional[list[float]] = typer.Option(None, "--ratio", help="sweep eta_Y/eta_Z values (repeatable)"),
+    eta_zs: Optional[list[float]] = typer.Option(None, "--sweep-eta-z", help="sweep eta_Z values (repeatable)"),
+    seeds: int = typer.Option(10, "--seeds", help="sweep seeds per grid point"),
+    n_distinct: int = typer.Option(10, "--n-distinct", help="distinct tokens per class"),
+    n_common: int = typer.Option(20, "--n-common", help="common tokens shared by all classes"),
+    common_mass: float = typer.Option(0.5, "--common-mass", help="probability mass of common tokens"),
+    seq_len: int = typer.Option(128, "--seq-len", help="T: sequence length (T-1 contextual tokens)"),
+    batch_size: int = typer.Option(32, "--batch-size"),
+    steps: Optional[int] = typer.Option(None, "--steps", help="SGD steps (default 20000 single, 2000 sweep)"),
+    eta_y: float = typer.Option(1.0, "--eta-y", help="decoder learning rate (single run)"),
+    eta_z: float = typer.Option(1.0, "--eta-z", help="attention learning rate (single run)"),
+    param: str = typer.Option("reparam", "--param", help="'reparam' (Y, Z) or 'module' (W_Q, W_K, W_V, W_U; eta_Z is the W_Q/W_K rate, try 30)"),
+    seed: int = typer.Option(0, "--seed"),
+    threads: int = typer.Option(1, "--threads", help=THREADS_HELP),
+    quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
+) -> None:
+    """Scan and snap (Tian et al. 2023): attention over time, or with --sweep the entropy sweep."""
+    from attnlife.report.theory_figures import plot_scan_snap, plot_sweep, sweep_table
+    from attnlife.store.atomic import write_json_atomic
+    from attnlife.theory.scan_snap_runs import ScanSnapConfig, SweepConfig, run_scan_snap, run_sweep
+
+    _set_threads(threads)
+    common = dict(n_distinct=n_distinct, n_common=n_common, common_mass=common_mass, seq_len=seq_len,
+                  batch_size=batch_size, seed=seed)
+    if sweep:
+        cfg = SweepConfig(n_seeds=seeds, **common)
+        cfg.mk = _parse_mk(mk) if mk else cfg.mk
+        cfg.ratios = list(ratios) if ratios else cfg.ratios
+        cfg.eta_z = list(eta_zs) if eta_zs else cfg.eta_z
+        cfg.steps = steps or cfg.steps
+        run_sweep(cfg, out, quiet)
+        table = sweep_table(out)
+        write_json_atomic(out / "analysis" / "sweep.json", {"final_entropy_distinct_bits": table.to_dict("records"),
+                                                            "trend": _trend(table)})
+        figure = plot_sweep(out)
+    else:
+        cfg = ScanSnapConfig(n_last=n_last, n_next=n_next, eta_y=eta_y, eta_z=eta_z, param=param, **common)
+        cfg.steps = steps or cfg.steps
+        run_scan_snap(cfg, out, quiet)
+        write_json_atomic(out / "analysis" / "scan_snap.json", scan_snap_summary(out))
+        figure = plot_scan_snap(out)
+    typer.echo(f"wrote {out} (figure {figure})")
+
+
+def scan_snap_summary(run_dir: Path) -> dict:
+    """Start/end attention signatures and the growth of max z per decade of steps.
+
+    slope_per_ln_step = (z(t2) - z(t1)) / (ln t2 - ln t1) for decades [t1, t2]: constant under
+    log-time growth, shrinking once the logits grow like log log t (the snap).
+    """
+    import numpy as np
+
+    from attnlife.store.run_dir import load_run
+
+    frame = load_run(run_dir).metrics()
+    out: dict = {}
+    for name in ("entropy_distinct_bits", "attn_common", "attn_distinct", "z_distinct_max", "z_common_mean"):
+        s = frame[frame.metric == name].sort_values("step")
+        out[name] = {"start": float(s.value.iloc[0]), "end": float(s.value.iloc[-1])}
+    z = frame[frame.metric == "z_distinct_max"].sort_values("step")
+    steps, values = z.step.to_numpy(dtype=float), z.value.to_numpy()
+    slopes = []
+    lo = 10.0
+    while lo < steps.max():
+        hi = min(lo * 10, steps.max())
+        z_lo, z_hi = np.interp([lo, hi], steps, values)
+        slopes.append({"from_step": lo, "to_step": hi, "slope_per_ln_step": float((z_hi - z_lo) / np.log(hi / lo))})
+        lo *= 10
+    out["z_distinct_max_growth"] = slopes
+    return out
+
+
+def _set_threads(threads: int) -> None:
+    import torch
+
+    from attnlife.theory.scan_snap_runs import TheoryConfigError
+
+    if threads < 1:
+        raise TheoryConfigError("--threads must be >= 1")
+    torch.set_num_threads(threads)
+
+
+def _trend(table) -> list[dict]:
+    """Spearman correlation of final entropy with eta_Y/eta_Z per (M, K, eta_Z)."""
+    from scipy.stats import spearmanr
+
+    out = []
+    for (m, k, ez), g in table.groupby(["m", "k", "eta_z"]):
+        rho = float(spearmanr(g.ratio, g["mean"]).statistic) if len(g) > 2 else float("nan")
+        out.append({"m": int(m), "k": int(k), "eta_z": float(ez), "spearman_entropy_vs_ratio": rho,
+                    "rises": bool(g.sort_values("ratio")["mean"].is_monotonic_increasing)})
+    return out
+
+
+@theory_app.command("markov")
+def markov(
+    out: Path = typer.Option(..., "--out", help="run directory to write"),
+    text: Optional[Path] = typer.Option(None, "--text", help="train on this character text instead of a chain"),
+    vocab_size: int = typer.Option(20, "--vocab-size", help="V: Markov-chain states"),
+    zipf: float = typer.Option(1.0, "--zipf", help="Zipf exponent of the stationary distribution"),
+    degree: int = typer.Option(4, "--degree", help="approx. nonzero transitions per row (sparsity)"),
+    seq_len: int = typer.Option(64, "--seq-len"),
+    n_embd: int = typer.Option(32, "--n-embd"),
+    init_std: float = typer.Option(0.02, "--init-std", help="std of the initial weights"),
+    lr: float = typer.Option(0.5, "--lr", help="SGD learning rate (small: follows gradient flow)"),
+    steps: int = typer.Option(6000, "--steps"),
+    batch_size: int = typer.Option(32, "--batch-size"),
+    n_train_seqs: int = typer.Option(4096, "--n-train-seqs", help="training sequences sampled once up front"),
+    top_tokens: int = typer.Option(2, "--top-tokens", help="how many most-frequent tokens define focus"),
+    log_every: int = typer.Option(25, "--log-every"),
+    rel_prominence: float = typer.Option(0.2, "--rel-prominence", help="cycle threshold, fraction of the signal range"),
+    smooth_window: int = typer.Option(5, "--smooth", help="moving-average window (log points) before cycle detection"),
+    seed: int = typer.Option(0, "--seed"),
+    threads: int = typer.Option(1, "--threads", help=THREADS_HELP),
+    quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
+) -> None:
+    """Focus-dilution cycles of a one-layer transformer on Markov data (or --text)."""
+    from attnlife.theory.markov import MarkovConfig, run_markov
+
+    _set_threads(threads)
+    cfg = MarkovConfig(vocab_size=vocab_size, zipf_exponent=zipf, degree=degree,
+                       text=str(text) if text else None, seq_len=seq_len, n_embd=n_embd, init_std=init_std,
+                       lr=lr, steps=steps, batch_size=batch_size, n_train_seqs=n_train_seqs, top_tokens=top_tokens,
+                       log_every=log_every, seed=seed)
+    run_markov(cfg, out, quiet)
+    summary, figure = analyse_markov(out, rel_prominence, smooth_window)
+    typer.echo(f"wrote {out}: {summary['n_cycles']} focus-dilution cycle(s) at peak steps "
+               f"{summary['peak_steps']} (figure {figure})")
+
+
+def analyse_markov(run_dir: Path, rel_prominence: float = 0.2, smooth_window: int = 5) -> tuple[dict, Path]:
+    """Detect cycles in `attn_focus_excess`, write RUN/analysis/cycles.json and the figure."""
+    from attnlife.analysis.cycles import detect_cycles, smooth, summarize_cycles
+    from attnlife.report.theory_figures import plot_markov
+    from attnlife.store.atomic import write_json_atomic
+    from attnlife.store.run_dir import load_run
+
+    frame = load_run(run_dir).metrics()
+    focus = frame[(frame.metric == "attn_focus_excess") & (frame.split == "train")].sort_values("step")
+    smoothed = smooth(focus.value.to_numpy(), smooth_window)
+    span = float(smoothed.max() - smoothed.min()) if len(focus) else 0.0
+    cycles = detect_cycles(focus.step.to_numpy(), focus.value.to_numpy(), rel_prominence=rel_prominence,
+                           smooth_window=smooth_window)
+    summary = summarize_cycles(cycles, rel_prominence * span)
+    summary.update(signal="attn_focus_excess", smooth_window=smooth_window, rel_prominence=rel_prominence)
+    write_json_atomic(Path(run_dir) / "analysis" / "cycles.json", summary)
+    return summary, plot_markov(run_dir, cycles)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `theory` verb group to the main app."""
+    app.add_typer(theory_app, name="theory")

@@ -1,0 +1,98 @@
+"""`attnlife train` and `attnlife sample`: thin wrappers over `attnlife.run` and `attnlife.train`."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+
+def train_command(
+    preset: str = typer.Option("cpu", "--preset", help="Preset: cpu or paper."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="Prepared dataset name."),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Where `attnlife prepare` wrote it."),
+    out: Optional[str] = typer.Option(None, "--out", help="Run directory to create or resume."),
+    config_file: Optional[Path] = typer.Option(None, "--config", help="TOML file with model, data, train, track tables."),
+    overrides: List[str] = typer.Option([], "--set", help="section.key=value, repeatable."),
+    max_iters: Optional[int] = typer.Option(None, "--max-iters"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size"),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:N, mps."),
+    seed: Optional[int] = typer.Option(None, "--seed"),
+    track_every: Optional[int] = typer.Option(None, "--track-every", help="Sets track.every."),
+    track_fraction: Optional[float] = typer.Option(None, "--track-fraction", help="Sets track.batch_fraction."),
+    no_track: bool = typer.Option(False, "--no-track", help="Sets track.enabled=false."),
+    resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from the newest checkpoint in --out."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Train a GPT on a prepared dataset, writing metrics and a checkpoint series to --out."""
+    from attnlife.config import build_config
+
+    flags = {"train.max_iters": max_iters, "train.batch_size": batch_size,
+             "train.learning_rate": lr, "train.device": device, "train.seed": seed,
+             "track.every": track_every, "track.batch_fraction": track_fraction,
+             "data.data_dir": data_dir}
+    extra = [f"{k}={v}" for k, v in flags.items() if v is not None]
+    if no_track:
+        extra.append("track.enabled=false")
+    config = build_config(preset=preset, dataset=dataset, toml_path=config_file,
+                          overrides=list(overrides) + extra, out_dir=out)
+    from attnlife.run import default_callbacks, run_training
+
+    run_dir = run_training(config, default_callbacks(config), quiet=quiet, resume=resume)
+    _print_summary(run_dir)
+
+
+def _print_summary(run_dir: Path) -> None:
+    from attnlife.store.run_dir import load_run
+
+    run = load_run(run_dir)
+    metrics = run.metrics()
+    evals = metrics[metrics["metric"] == "eval_loss"]
+    losses = ""
+    if len(evals):
+        last = evals[evals["step"] == evals["step"].max()].set_index("split")["value"]
+        losses = " ".join(f"{split} loss {last[split]:.4f}" for split in ("train", "val") if split in last)
+        losses = f"step {int(evals['step'].max())}: {losses}"
+    typer.echo(f"run directory: {run_dir}")
+    if losses:
+        typer.echo(losses)
+    typer.echo(f"checkpoints: {len(run.checkpoints())}")
+    _print_attention_summary(metrics)
+
+
+def _print_attention_summary(metrics) -> None:  # noqa: ANN001 - pandas DataFrame
+    """The per-layer entropy/span table at the first and last tracked step (if anything was tracked)."""
+    from rich.console import Console
+
+    from attnlife.track.summary import attention_summary, summary_table
+
+    summary = attention_summary(metrics)
+    if not summary.empty:
+        Console().print(summary_table(summary))
+
+
+def sample_command(
+    run: Path = typer.Argument(..., help="Run directory written by `attnlife train`."),
+    tokens: int = typer.Option(500, "--tokens", help="New tokens to generate."),
+    prompt: Optional[str] = typer.Option(None, "--prompt", help="Start text (default: token id 0)."),
+    temperature: float = typer.Option(0.8, "--temperature", help="0 = greedy."),
+    top_k: Optional[int] = typer.Option(200, "--top-k", help="Keep the k most likely tokens."),
+    seed: int = typer.Option(1337, "--seed"),
+    step: Optional[int] = typer.Option(None, "--step", help="Checkpoint step (default: newest)."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Recompute the context for every token."),
+) -> None:
+    """Print text sampled from a run's checkpoint, then the speed in tokens/s on its own line."""
+    from attnlife.train.sampling import sample_run
+
+    result = sample_run(run, tokens=tokens, prompt=prompt, temperature=temperature, top_k=top_k,
+                        seed=seed, step=step, use_cache=not no_cache)
+    typer.echo(result.text)
+    typer.echo(f"{result.tokens_per_s:.1f} tokens/s ({result.new_tokens} tokens from step "
+               f"{result.step}, {'no cache' if no_cache else 'KV cache'})")
+
+
+def register(app: typer.Typer) -> None:
+    """Add `train` and `sample` to the attnlife app."""
+    app.command("train")(train_command)
+    app.command("sample")(sample_command)

@@ -1,0 +1,57 @@
+"""Hugging Face `Trainer` callback that drives an attnlife `Tracker`.
+
+    from attnlife.integrations.hf import AttnlifeHFCallback
+    tracker = Tracker(every=500, batch_fraction=0.1, run_dir="runs/hf")
+    trainer = Trainer(..., callbacks=[AttnlifeHFCallback(tracker)])
+
+HF callbacks never see the step's batch, so the tracker probes a fixed batch: `probe_batch`
+(token ids [B, T]) if given, else the first `per_device_train_batch_size` examples of the train
+dataloader's dataset, collated by its collate_fn (indexing, not iterating: no RNG is consumed). Steps are `state.global_step - 1` (0-based, like `attnlife train`); `eval_loss`
+from `on_evaluate` is logged with split `val`.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+from transformers import TrainerCallback
+
+from attnlife.errors import AttnlifeError
+from attnlife.track.tracker import Tracker, batch_inputs
+
+
+class ProbeBatchError(AttnlifeError):
+    """The HF callback has no batch to probe attention with."""
+
+
+class AttnlifeHFCallback(TrainerCallback):
+    """Tracks attention every `tracker.every` optimizer steps of a transformers Trainer."""
+
+    def __init__(self, tracker: Tracker, probe_batch: Optional[torch.Tensor] = None) -> None:
+        self.tracker = tracker
+        self.probe_batch = probe_batch
+
+    def _probe_from(self, args: Any, loader: Any) -> torch.Tensor:
+        dataset = getattr(loader, "dataset", None)
+        if dataset is None or not hasattr(dataset, "__getitem__"):
+            raise ProbeBatchError("AttnlifeHFCallback needs token ids to probe: pass probe_batch=[B, T] "
+                                  "ids (the train dataset is not indexable)")
+        n = min(len(dataset), args.per_device_train_batch_size)
+        return batch_inputs(loader.collate_fn([dataset[i] for i in range(n)]))
+
+    def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+        if model is not None and state.is_world_process_zero and (state.global_step - 1) % self.tracker.every == 0:
+            if self.probe_batch is None:
+                self.probe_batch = self._probe_from(args, kwargs.get("train_dataloader"))
+            batch = self.probe_batch.to(next(model.parameters()).device)
+            self.tracker.maybe_track(state.global_step - 1, model, batch)
+
+    def on_evaluate(self, args: Any, state: Any, control: Any, metrics: Any = None, **kwargs: Any) -> None:
+        if metrics and "eval_loss" in metrics and state.is_world_process_zero:
+            self.tracker.log_eval(max(state.global_step - 1, 0), {"val": metrics["eval_loss"]})
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.tracker.flush()
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.tracker.close()

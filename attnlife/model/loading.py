@@ -1,0 +1,64 @@
+"""Rebuild a trained GPT from a checkpoint directory of a run.
+
+A checkpoint written by `attnlife train` stores its model shape in `meta.json` under
+`model_config` (the `GPTConfig` fields, vocab_size included), so a checkpoint directory alone
+is enough: `load_model(RUN/checkpoints/step_0001000)`. `checkpoint_dir(run, step)` finds the
+directory of a step (or the newest one).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from attnlife.errors import CheckpointError
+from attnlife.model.gpt import GPT, GPTConfig
+from attnlife.store.checkpoints import load_meta, load_state_dict
+from attnlife.store.run_dir import list_checkpoints
+
+
+def checkpoint_dir(run_dir: str | os.PathLike, step: Optional[int] = None) -> Path:
+    """Directory of the checkpoint at `step` in `run_dir` (the newest when step is None)."""
+    found = list_checkpoints(run_dir)
+    if not found:
+        raise CheckpointError(f"{run_dir} has no checkpoints; pass the --out directory of "
+                              f"an `attnlife train` run")
+    if step is None:
+        return found[-1][1]
+    for s, path in found:
+        if s == int(step):
+            return path
+    steps = [s for s, _ in found]
+    raise CheckpointError(f"{run_dir} has no checkpoint at step {step}; available steps: "
+                          f"{_short_list(steps)}")
+
+
+def model_config_from_meta(meta: dict) -> GPTConfig:
+    """The GPTConfig stored in a checkpoint's meta.json (`model_config`)."""
+    cfg = meta.get("model_config")
+    if not isinstance(cfg, dict):
+        raise CheckpointError("checkpoint meta.json lacks `model_config`; it was not written by "
+                              "`attnlife train` (load its state dict into a GPT yourself)")
+    known = set(GPTConfig.__dataclass_fields__)
+    return GPTConfig(**{k: v for k, v in cfg.items() if k in known})
+
+
+def load_model(ckpt_dir: str | os.PathLike, device: str | torch.device = "cpu") -> GPT:
+    """A GPT in eval mode with the weights of checkpoint `ckpt_dir`, on `device` (float32)."""
+    meta = load_meta(ckpt_dir)
+    model = GPT(model_config_from_meta(meta))
+    state = load_state_dict(ckpt_dir)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()[0]
+        raise CheckpointError(f"weights in {ckpt_dir} do not fit its model_config ({first}); "
+                              f"the checkpoint is corrupt") from None
+    return model.to(device).eval()
+
+
+def _short_list(steps: list[int]) -> str:
+    text = ", ".join(str(s) for s in steps[:12])
+    return text + (", ..." if len(steps) > 12 else "")

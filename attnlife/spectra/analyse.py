@@ -1,0 +1,104 @@
+"""All statistics of one checkpoint: per head and matrix (qk, ov), plus per-layer aggregates.
+
+Rows are tidy (model, step, layer, head, matrix, stat, value); head = -1 rows hold the mean
+over the layer's heads of the same stat (NaN-skipping). Arrays per matrix m:
+`{m}.lambda` [L, H, K] float64 (all squared singular values, descending),
+`{m}.u_top`, `{m}.v_top` [L, H, k, D] float32 (top-k left/right singular vectors).
+
+Stats (per head): lambda_1..lambda_k, frobenius_sq, stable_rank, spectral_entropy_bits,
+participation_ratio, numerical_rank, condition_number, mp_kl_nats, mp_scale, mp_ratio,
+elem_mean, elem_std and, unless elements are off, elem_kl_gauss_nats (bias-corrected),
+elem_kl_bias_nats, elem_excess_kurtosis, and with row sampling their `_se` standard errors.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from attnlife.spectra.layouts import LayerHeads, extract_layer
+from attnlife.spectra.sources import CheckpointRef, open_weights
+from attnlife.spectra.stats import element_moments, marchenko_pastur_kl, spectral_stats, thin_spectrum
+from attnlife.spectra.stats_elements import element_distribution
+
+MATRICES = ("qk", "ov")
+
+
+@dataclass(frozen=True)
+class SpectraOptions:
+    """What to compute: matrices among ('qk', 'ov'); top_k tracked vectors; element histogram
+    (`elements`), its `bins`, and `sample_rows` (0 = every row) with sampling `seed`."""
+
+    matrices: tuple[str, ...] = ("qk",)
+    top_k: int = 4
+    elements: bool = True
+    bins: int = 200
+    sample_rows: int = 0
+    seed: int = 0
+
+
+def head_factors(heads: LayerHeads, matrix: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(A, B) [H, K, D] float32 with W = A^T B: qk -> (W_Q, W_K), ov -> (W_V, W_O^T)."""
+    if matrix == "qk":
+        return heads.q.float().contiguous(), heads.k.float().contiguous()
+    if matrix == "ov":
+        return heads.v.float().contiguous(), heads.o.float().contiguous()
+    raise ValueError(f"matrix must be one of {MATRICES}, not {matrix!r}")
+
+
+def matrix_stats(a: torch.Tensor, b: torch.Tensor, options: SpectraOptions) -> tuple[dict, dict]:
+    """Stats {name: [H] float64} and arrays {lambda [H, K], u_top/v_top [H, k, D]} of W = A^T B."""
+    spec = thin_spectrum(a, b, options.top_k)
+    stats: dict[str, torch.Tensor] = {}
+    for i in range(min(options.top_k, spec.lambdas.shape[1])):
+        stats[f"lambda_{i + 1}"] = spec.lambdas[:, i]
+    stats.update(spectral_stats(spec.lambdas))
+    stats.update(marchenko_pastur_kl(spec.lambdas))
+    moments = element_moments(a, b, spec.gram_a, spec.gram_b)
+    stats["frobenius_sq"] = moments["frobenius_sq"]
+    stats["elem_mean"], stats["elem_std"] = moments["mean"], moments["std"]
+    if options.elements:
+        dist = element_distribution(a, b, moments["mean"], moments["std"], bins=options.bins,
+                                    sample_rows=options.sample_rows, seed=options.seed)
+        stats["elem_kl_gauss_nats"] = dist.kl_gauss_nats
+        stats["elem_kl_bias_nats"] = dist.kl_bias_nats
+        stats["elem_excess_kurtosis"] = dist.excess_kurtosis
+        if options.sample_rows:
+            stats["elem_kl_gauss_se_nats"] = dist.kl_gauss_se_nats
+            stats["elem_excess_kurtosis_se"] = dist.excess_kurtosis_se
+    arrays = {"lambda": spec.lambdas, "u_top": spec.u_top, "v_top": spec.v_top}
+    return stats, arrays
+
+
+def _rows(model: str, step: int, layer: int, matrix: str, stats: dict) -> pd.DataFrame:
+    names, heads, values = [], [], []
+    for name, vals in stats.items():
+        arr = vals.detach().to(torch.float64).cpu().numpy()
+        names += [name] * (len(arr) + 1)
+        heads += list(range(len(arr))) + [-1]
+        finite = arr[np.isfinite(arr)]
+        values += list(arr) + [float(finite.mean()) if finite.size else math.nan]
+    n = len(values)
+    return pd.DataFrame({"model": [model] * n, "step": [step] * n, "layer": [layer] * n,
+                         "head": heads, "matrix": [matrix] * n, "stat": names, "value": values})
+
+
+def analyse_checkpoint(ref: CheckpointRef, options: SpectraOptions) -> tuple[pd.DataFrame, dict]:
+    """All rows and arrays of one checkpoint (reads only the attention weights)."""
+    spec, get, keys = open_weights(ref)
+    frames, per_matrix = [], {m: {"lambda": [], "u_top": [], "v_top": []} for m in options.matrices}
+    with torch.no_grad():
+        for layer in range(spec.n_layer):
+            heads = extract_layer(get, keys, spec, layer)
+            for matrix in options.matrices:
+                a, b = head_factors(heads, matrix)
+                stats, arrays = matrix_stats(a, b, options)
+                frames.append(_rows(ref.model, ref.step, layer, matrix, stats))
+                for name, arr in arrays.items():
+                    per_matrix[matrix][name].append(arr)
+    out_arrays = {f"{m}.{name}": torch.stack(parts).contiguous()
+                  for m, d in per_matrix.items() for name, parts in d.items()}
+    return pd.concat(frames, ignore_index=True), out_arrays

@@ -1,0 +1,185 @@
+"""Sweep a checkpoint series: parallel, resumable, rank-splittable; results in OUT/spectra/.
+
+Layout written (all atomically):
+  OUT/spectra/part-*.parquet                         one tidy part per checkpoint (SPECTRA_SCHEMA)
+  OUT/spectra/arrays/<model>/step_XXXXXXX.safetensors  lambdas and top-k vectors (the done marker)
+  OUT/spectra/meetings/<model>.parquet               near-meetings labelled crossing/repulsion
+
+A checkpoint is done when its arrays file exists (written after its part), so a rerun skips
+it. Workers are spawned processes, one checkpoint each. Across processes or nodes, rank r of
+W (torchrun sets RANK/WORLD_SIZE) takes checkpoints r, r+W, ...; parts merge on read. The
+trajectory pass (vector tracking, meetings) runs in whichever process sees every checkpoint
+of the series done.
+"""
+from __future__ import annotations
+
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+import torch
+
+from attnlife.spectra.analyse import SpectraOptions, analyse_checkpoint
+from attnlife.spectra.sources import CheckpointRef
+from attnlife.spectra.trajectories import find_meetings, match_vectors
+from attnlife.store.atomic import atomic_path, clean_temp_files
+from attnlife.store.part_table import SPECTRA_SCHEMA, write_part
+from attnlife.store.run_dir import RunPaths, checkpoint_name
+
+MEETING_COLUMNS = ["model", "matrix", "layer", "head", "step", "rank", "gap_rel",
+                   "overlap_stay", "overlap_swap", "label"]
+
+
+@dataclass(frozen=True)
+class SweepSummary:
+    """Checkpoints analysed now, skipped as already done, and meetings found (if the pass ran)."""
+
+    analysed: int
+    skipped: int
+    meetings: Optional[int]
+
+
+def model_dirname(model: str) -> str:
+    """Filesystem-safe series name: 'EleutherAI/pythia-160m' -> 'EleutherAI--pythia-160m'."""
+    return model.replace("/", "--").replace("\\", "--")
+
+
+def arrays_path(out_dir: str | os.PathLike, model: str, step: int) -> Path:
+    """OUT/spectra/arrays/<model>/step_XXXXXXX.safetensors."""
+    return RunPaths(Path(out_dir)).spectra / "arrays" / model_dirname(model) / f"{checkpoint_name(step)}.safetensors"
+
+
+def read_spectra_arrays(out_dir: str | os.PathLike, model: str, step: int) -> dict[str, torch.Tensor]:
+    """The arrays of one checkpoint: '{qk,ov}.lambda' [L, H, K], '{qk,ov}.{u,v}_top' [L, H, k, D]."""
+    from safetensors.torch import load_file
+
+    from attnlife.errors import CheckpointError
+
+    path = arrays_path(out_dir, model, step)
+    if not path.is_file():
+        raise CheckpointError(f"no spectra arrays for {model} step {step} at {path}; run `attnlife spectra` first")
+    return load_file(str(path))
+
+
+def read_meetings(out_dir: str | os.PathLike) -> pd.DataFrame:
+    """All near-meetings found so far (columns MEETING_COLUMNS); empty frame if none."""
+    d = RunPaths(Path(out_dir)).spectra / "meetings"
+    files = sorted(d.glob("*.parquet")) if d.is_dir() else []
+    if not files:
+        return pd.DataFrame({c: [] for c in MEETING_COLUMNS})
+    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+
+
+def _analyse_and_write(ref: CheckpointRef, out_dir: str, options: SpectraOptions) -> int:
+    from safetensors.torch import save_file
+
+    rows, arrays = analyse_checkpoint(ref, options)
+    write_part(RunPaths(Path(out_dir)).spectra, rows, SPECTRA_SCHEMA)
+    final = arrays_path(out_dir, ref.model, ref.step)
+    with atomic_path(final) as tmp:
+        save_file(arrays, str(tmp), metadata={"model": ref.model, "step": str(ref.step)})
+    return ref.step
+
+
+def _init_worker(threads: int) -> None:
+    torch.set_num_threads(threads)
+
+
+def _progress(total: int, enabled: bool, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, disable=not enabled, desc=desc, unit="ckpt")
+
+
+def run_sweep(refs: list[CheckpointRef], out_dir: str | os.PathLike, options: SpectraOptions,
+              workers: int = 1, rank: int = 0, world_size: int = 1,
+              progress: bool = True) -> SweepSummary:
+    """Analyse this rank's not-yet-done checkpoints of `refs`, then the trajectory pass if complete.
+
+    workers > 1 runs checkpoints in that many spawned processes (threads split between them).
+    """
+    out = Path(out_dir)
+    spectra_dir = RunPaths(out).spectra
+    spectra_dir.mkdir(parents=True, exist_ok=True)
+    clean_temp_files(spectra_dir)
+    mine = refs[rank::world_size]
+    todo = [r for r in mine if not arrays_path(out, r.model, r.step).is_file()]
+    with _progress(len(todo), progress, f"spectra {refs[0].model if refs else ''}") as bar:
+        if workers <= 1 or len(todo) <= 1:
+            for ref in todo:
+                _analyse_and_write(ref, str(out), options)
+                bar.update(1)
+        else:
+            import multiprocessing as mp
+
+            threads = max(1, torch.get_num_threads() // workers)
+            with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
+                                     initializer=_init_worker, initargs=(threads,)) as pool:
+                futures = [pool.submit(_analyse_and_write, ref, str(out), options) for ref in todo]
+                for fut in as_completed(futures):
+                    fut.result()
+                    bar.update(1)
+    meetings = None
+    if all(arrays_path(out, r.model, r.step).is_file() for r in refs):
+        meetings = trajectory_pass(refs, out, options)
+    return SweepSummary(analysed=len(todo), skipped=len(mine) - len(todo), meetings=meetings)
+
+
+def trajectory_pass(refs: list[CheckpointRef], out_dir: str | os.PathLike, options: SpectraOptions,
+                    gap_threshold: float = 0.1) -> int:
+    """Track top-k vectors across consecutive checkpoints and label near-meetings.
+
+    Writes one part of `track_overlap_{i}` / `track_from_{i}` rows (overlap of rank i at a step
+    with its matched predecessor, and the predecessor's rank, 1-based) and
+    OUT/spectra/meetings/<model>.parquet. Returns the number of meetings.
+    """
+    out = Path(out_dir)
+    by_model: dict[str, list[CheckpointRef]] = {}
+    for r in refs:
+        by_model.setdefault(r.model, []).append(r)
+    total = 0
+    for model, series in by_model.items():
+        series = sorted(series, key=lambda r: r.step)
+        arrays = [read_spectra_arrays(out, model, r.step) for r in series]
+        steps = np.array([r.step for r in series])
+        rows, meetings = [], []
+        for matrix in options.matrices:
+            key = f"{matrix}.lambda"
+            if key not in arrays[0]:
+                continue
+            lam = torch.stack([a[key] for a in arrays]).numpy()  # [S, L, H, K]
+            u = torch.stack([a[f"{matrix}.u_top"] for a in arrays]).numpy()  # [S, L, H, k, D]
+            v = torch.stack([a[f"{matrix}.v_top"] for a in arrays]).numpy()
+            k = u.shape[3]
+            for layer in range(lam.shape[1]):
+                for head in range(lam.shape[2]):
+                    rows += _track_rows(model, matrix, layer, head, steps, u[:, layer, head], v[:, layer, head])
+                    for m in find_meetings(steps, lam[:, layer, head, :k], u[:, layer, head],
+                                           v[:, layer, head], gap_threshold):
+                        meetings.append([model, matrix, layer, head, m.step, m.rank + 1, m.gap_rel,
+                                         m.overlap_stay, m.overlap_swap, m.label])
+        if rows:
+            write_part(RunPaths(out).spectra, pd.DataFrame(rows, columns=SPECTRA_SCHEMA.names), SPECTRA_SCHEMA)
+        frame = pd.DataFrame(meetings, columns=MEETING_COLUMNS)
+        with atomic_path(RunPaths(out).spectra / "meetings" / f"{model_dirname(model)}.parquet") as tmp:
+            frame.to_parquet(tmp, index=False)
+        total += len(frame)
+    return total
+
+
+def _track_rows(model: str, matrix: str, layer: int, head: int, steps: np.ndarray,
+                u: np.ndarray, v: np.ndarray) -> list[list]:
+    rows = []
+    for t in range(1, len(steps)):
+        perm, overlap = match_vectors(u[t - 1], v[t - 1], u[t], v[t])
+        inverse = np.argsort(perm)  # rank at t -> matched rank at t-1
+        for j in range(len(perm)):
+            step = int(steps[t])
+            rows.append([model, step, layer, head, matrix, f"track_overlap_{j + 1}",
+                         float(overlap[inverse[j]])])
+            rows.append([model, step, layer, head, matrix, f"track_from_{j + 1}", float(inverse[j] + 1)])
+    return rows

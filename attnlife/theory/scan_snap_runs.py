@@ -1,0 +1,177 @@
+"""Scan-and-snap experiments written as run directories (run.json + tidy metric table).
+
+Metric encoding (layer 0, head 0 = the single attention head; layer -1 = model level):
+- single run (`kind: theory-scan-snap`): per class n, `attn_distinct_class{n}`, `attn_common_class{n}`,
+  `entropy_distinct_bits_class{n}`, `z_distinct_max_class{n}`, `z_distinct_mean_class{n}`,
+  `z_common_mean_class{n}`; their class means without the suffix (e.g. `entropy_distinct_bits`);
+  `loss` (nats, model level).
+- sweep (`kind: theory-scan-snap-sweep`): `{name}/M{M}K{K}/etaZ{eta_z:g}/r{ratio:g}/s{seed}` per seed and
+  `.../mean`, `.../se` (standard error over seeds) for name in entropy_distinct_bits, attn_common,
+  loss; see `sweep_metric_name` and `parse_sweep_metric`.
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from attnlife.errors import AttnlifeError
+from attnlife.store.metrics_table import MetricWriter
+from attnlife.store.run_dir import write_run_json
+from attnlife.theory.scan_snap import (
+    ScanSnapAttention, SGDSpec, log_spaced_steps, train_module, train_reparam,
+)
+from attnlife.theory.scan_snap_data import build_sequence_classes
+
+HEAD = {"layer": 0, "head": 0}
+SWEEP_NAMES = ("entropy_distinct_bits", "attn_common", "loss")
+_SWEEP_RE = re.compile(r"^(?P<name>[a-z_]+)/M(?P<m>\d+)K(?P<k>\d+)/etaZ(?P<eta_z>[^/]+)/r(?P<ratio>[^/]+)/(?P<which>s\d+|mean|se)$")
+
+
+class TheoryConfigError(AttnlifeError):
+    """A theory-experiment setting is out of range."""
+
+
+@dataclass
+class ScanSnapConfig:
+    """One scan-and-snap run (experiment 1). `param`: "reparam" (Y, Z) or "module" (W_Q, W_K, W_V, W_U)."""
+
+    n_last: int = 3
+    n_next: int = 6
+    n_distinct: int = 10
+    n_common: int = 20
+    common_mass: float = 0.5
+    seq_len: int = 128
+    batch_size: int = 32
+    steps: int = 20000
+    eta_y: float = 1.0
+    eta_z: float = 1.0
+    seed: int = 0
+    param: str = "reparam"
+    log_points: int = 120
+
+
+@dataclass
+class SweepConfig:
+    """Experiment 2: final distinct-token entropy vs eta_Y / eta_Z for several (M, K), `n_seeds` seeds."""
+
+    mk: list[tuple[int, int]] = field(default_factory=lambda: [(1, 2), (3, 6), (5, 10), (10, 20)])
+    ratios: list[float] = field(default_factory=lambda: [0.1, 0.3, 1.0, 3.0, 10.0, 30.0])
+    eta_z: list[float] = field(default_factory=lambda: [1.0, 5.0])
+    n_seeds: int = 10
+    n_distinct: int = 10
+    n_common: int = 20
+    common_mass: float = 0.5
+    seq_len: int = 128
+    batch_size: int = 32
+    steps: int = 2000
+    seed: int = 0
+    log_points: int = 25
+
+
+def _validate(cfg: ScanSnapConfig | SweepConfig) -> None:
+    problems = []
+    if cfg.seq_len < 2:
+        problems.append("--seq-len must be >= 2")
+    if cfg.steps < 1 or cfg.batch_size < 1:
+        problems.append("--steps and --batch-size must be >= 1")
+    if not 0 <= cfg.common_mass < 1:
+        problems.append("--common-mass must be in [0, 1)")
+    if isinstance(cfg, ScanSnapConfig):
+        if not 1 <= cfg.n_last <= cfg.n_next:
+            problems.append("need 1 <= M (--n-last) <= K (--n-next)")
+        if cfg.eta_y <= 0 or cfg.eta_z <= 0:
+            problems.append("--eta-y and --eta-z must be > 0")
+        if cfg.param not in ("reparam", "module"):
+            problems.append("--param must be 'reparam' or 'module'")
+    else:
+        if any(not 1 <= m <= k for m, k in cfg.mk):
+            problems.append("every M/K pair needs 1 <= M <= K (e.g. --mk 3/6)")
+        if min(cfg.ratios, default=0) <= 0 or min(cfg.eta_z, default=0) <= 0 or cfg.n_seeds < 2:
+            problems.append("ratios and eta_z must be > 0 and --seeds >= 2")
+    if problems:
+        raise TheoryConfigError("; ".join(problems))
+
+
+def run_scan_snap(cfg: ScanSnapConfig, out_dir: str | os.PathLike, quiet: bool = False) -> Path:
+    """Train one model (experiment 1) and write RUN/run.json and RUN/metrics; return the run dir."""
+    _validate(cfg)
+    out = Path(out_dir)
+    classes = build_sequence_classes(cfg.n_last, cfg.n_next, cfg.n_distinct, cfg.n_common, cfg.common_mass)
+    write_run_json(out, {"kind": "theory-scan-snap", "config": asdict(cfg), "seed": cfg.seed})
+    log_at = log_spaced_steps(cfg.steps, cfg.log_points)
+    spec = SGDSpec(cfg.steps, cfg.batch_size, cfg.seq_len, cfg.seed)
+    with MetricWriter(out) as writer, tqdm(total=cfg.steps, disable=quiet, desc="scan-snap") as bar:
+        def logger(step: int, summary: dict[str, torch.Tensor]) -> None:
+            for name, value in summary.items():
+                per_class = value[0, 0]
+                if name == "loss":
+                    if not math.isnan(float(per_class)):
+                        writer.log(step, "loss", float(per_class))
+                    continue
+                for n, v in enumerate(per_class.tolist()):
+                    writer.log(step, f"{name}_class{n}", v, **HEAD)
+                writer.log(step, name, float(per_class.mean()), **HEAD)
+
+        if cfg.param == "reparam":
+            train_reparam(classes, [cfg.eta_y], [cfg.eta_z], 1, spec, log_at, logger, bar.update)
+        else:
+            module = ScanSnapAttention(classes.vocab_size, cfg.n_last, cfg.n_next, seed=cfg.seed)
+            train_module(classes, module, cfg.eta_z, cfg.eta_y, spec, log_at, logger, bar.update)
+    return out
+
+
+def sweep_metric_name(name: str, m: int, k: int, eta_z: float, ratio: float, which: str) -> str:
+    """Metric name of one sweep cell: `which` is `s{seed}`, `mean` or `se`."""
+    return f"{name}/M{m}K{k}/etaZ{eta_z:g}/r{ratio:g}/{which}"
+
+
+def parse_sweep_metric(metric: str) -> dict | None:
+    """Inverse of `sweep_metric_name`: {name, m, k, eta_z, ratio, which} or None if not a sweep name."""
+    hit = _SWEEP_RE.match(metric)
+    if hit is None:
+        return None
+    d = hit.groupdict()
+    return {"name": d["name"], "m": int(d["m"]), "k": int(d["k"]), "eta_z": float(d["eta_z"]),
+            "ratio": float(d["ratio"]), "which": d["which"]}
+
+
+def run_sweep(cfg: SweepConfig, out_dir: str | os.PathLike, quiet: bool = False) -> Path:
+    """Experiment 2: for each (M, K) train all (eta_Z, ratio) x seeds at once; write RUN; return it.
+
+    Grid point (eta_z, r) trains with eta_Y = r * eta_z. Logged per seed at log-spaced steps, with
+    the mean and standard error (std / sqrt(S), ddof 1) over seeds.
+    """
+    _validate(cfg)
+    out = Path(out_dir)
+    write_run_json(out, {"kind": "theory-scan-snap-sweep", "config": asdict(cfg), "seed": cfg.seed})
+    cells = [(ez, r) for ez in cfg.eta_z for r in cfg.ratios]
+    log_at = log_spaced_steps(cfg.steps, cfg.log_points)
+    total = cfg.steps * len(cfg.mk)
+    with MetricWriter(out) as writer, tqdm(total=total, disable=quiet, desc="scan-snap sweep") as bar:
+        for m, k in cfg.mk:
+            classes = build_sequence_classes(m, k, cfg.n_distinct, cfg.n_common, cfg.common_mass)
+
+            def logger(step: int, summary: dict[str, torch.Tensor], m: int = m, k: int = k) -> None:
+                for name in SWEEP_NAMES:
+                    value = summary[name]
+                    per_seed = value if value.dim() == 2 else value.mean(-1)          # [G, S]
+                    if torch.isnan(per_seed).all():
+                        continue
+                    for g, (ez, r) in enumerate(cells):
+                        for s, v in enumerate(per_seed[g].tolist()):
+                            writer.log(step, sweep_metric_name(name, m, k, ez, r, f"s{s}"), v, **HEAD)
+                        mean = float(per_seed[g].mean())
+                        se = float(per_seed[g].std() / math.sqrt(per_seed.shape[1]))
+                        writer.log(step, sweep_metric_name(name, m, k, ez, r, "mean"), mean, **HEAD)
+                        writer.log(step, sweep_metric_name(name, m, k, ez, r, "se"), se, **HEAD)
+
+            spec = SGDSpec(cfg.steps, cfg.batch_size, cfg.seq_len, cfg.seed)
+            train_reparam(classes, [ez * r for ez, r in cells], [ez for ez, _ in cells], cfg.n_seeds,
+                          spec, log_at, logger, bar.update)
+    return out

@@ -1,0 +1,290 @@
+"""The training loop: AdamW, warmup + cosine LR, clipping, accumulation, eval, checkpoints, DDP.
+
+One iteration at `step` (= updates done so far, the weights of checkpoint `step_s`):
+  1. eval (mean loss over `eval_iters` batches of train and val) if step % eval_interval == 0
+     or step == max_iters;
+  2. checkpoint if step is in the series (`checkpoint_series.is_checkpoint_step`);
+  3. stop if step == max_iters, else one optimizer update with lr = lr_at(step) on
+     `gradient_accumulation_steps` micro-batches, clipped to `grad_clip`, then log `loss`, `lr`,
+     `tokens_per_s` at `step` and emit StepRecord(step).
+Eval batches are fixed for the whole run (their own seeded samplers, rebuilt at every eval), so
+eval curves compare like with like and evaluation never touches the training RNG streams.
+
+Files are written by rank 0 only; callbacks are called on every rank with `rank` set and
+`metric_writer=None` on ranks > 0. The trainer never imports the tracker (see attnlife.run).
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+import torch
+from tqdm import tqdm
+
+from attnlife.config import RunConfig
+from attnlife.data import BatchSampler, load_prepared
+from attnlife.errors import CheckpointError, RunDirError
+from attnlife.events import (Callback, CheckpointRecord, EvalRecord, StepRecord, TrainEnd,
+                             TrainStart)
+from attnlife.model.gpt import GPT, GPTConfig
+from attnlife.store.checkpoints import load_state_dict
+from attnlife.store.metrics_table import MetricWriter
+from attnlife.store.run_dir import RunPaths, list_checkpoints, write_run_json
+from attnlife.train.checkpoint_series import is_checkpoint_step
+from attnlife.train.checkpointing import (capture_rng_state, restore_rng_state, resume_point,
+                                          write_series_checkpoint)
+from attnlife.train.run_record import run_record, validate_config
+from attnlife.train.runtime import (autocast_context, destroy_process_group, dist_info_from_env,
+                                    init_process_group, resolve_device, resolve_dtype)
+from attnlife.train.schedule import lr_at
+
+EVAL_SEED_OFFSET = {"train": 1_000_003, "val": 2_000_003}
+
+
+class Trainer:
+    """Trains `config` into `config.out_dir`, emitting events to `callbacks`; see module docs."""
+
+    def __init__(self, config: RunConfig, callbacks: Optional[Iterable[Callback]] = None,
+                 quiet: bool = False, resume: bool = True) -> None:
+        validate_config(config)
+        self.config = config
+        self.callbacks = list(callbacks or [])
+        self.quiet = quiet
+        self.resume = resume
+        self.info = dist_info_from_env()
+        self.run_dir = Path(config.out_dir)
+        self.writer: Optional[MetricWriter] = None
+        self.last_eval: dict[str, float] = {}
+        self.last_eval_step = -1
+        self.start_step = 0
+        self.resumed = False
+
+    # ----------------------------------------------------------------- public
+    def run(self) -> Path:
+        """Train to `max_iters` (resuming from the newest checkpoint if allowed); return run dir."""
+        self.device = resolve_device(self.config.train.device, self.info)
+        init_process_group(self.info, self.device)
+        try:
+            self._setup()
+            self._loop()
+        finally:
+            if self.writer is not None:
+                self.writer.close()
+            destroy_process_group(self.info)
+        return self.run_dir
+
+    # ------------------------------------------------------------------ setup
+    def _setup(self) -> None:
+        cfg, tc = self.config, self.config.train
+        existing = list_checkpoints(self.run_dir)
+        if existing and not self.resume:
+            raise RunDirError(f"{self.run_dir} already holds checkpoints up to step "
+                              f"{existing[-1][0]}; drop --no-resume to continue it, or pass a "
+                              f"new --out directory")
+        self.data = load_prepared(cfg.data.data_dir, cfg.data.dataset)
+        m = cfg.model
+        self.gpt_config = GPTConfig(block_size=m.block_size, vocab_size=self.data.vocab_size,
+                                    n_layer=m.n_layer, n_head=m.n_head, n_embd=m.n_embd,
+                                    dropout=m.dropout, bias=m.bias)
+        torch.manual_seed(tc.seed)  # identical initialisation on every rank
+        self.model = GPT(self.gpt_config).to(self.device)
+        self.optimizer = self.model.configure_optimizer(tc.weight_decay, tc.learning_rate,
+                                                        (tc.beta1, tc.beta2))
+        self.dtype = resolve_dtype(tc.dtype, self.device)
+        self.scaler = torch.amp.GradScaler(self.device.split(":")[0],
+                                           enabled=self.dtype == torch.float16)
+        self.sampler = BatchSampler(self.data.train, m.block_size, tc.batch_size,
+                                    seed=tc.seed + self.info.rank, device=self.device)
+        _seed_all(tc.seed + self.info.rank)  # dropout and any host-side randomness
+        if existing:
+            self._restore()
+        self.forward_model = self._wrap_model()
+        if self.info.is_main:
+            write_run_json(self.run_dir, run_record(cfg, self.data, self.info, self.device,
+                                                    self.dtype, self.model))
+            self.writer = MetricWriter(self.run_dir)
+
+    def _wrap_model(self) -> torch.nn.Module:
+        model: torch.nn.Module = self.model
+        self.ddp = None
+        if self.info.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [torch.device(self.device).index] if self.device.startswith("cuda") else None
+            self.ddp = model = DistributedDataParallel(self.model, device_ids=ids)
+        if self.config.train.compile:
+            model = torch.compile(model)
+        return model
+
+    def _restore(self) -> None:
+        step, path, state = resume_point(self.run_dir)  # type: ignore[misc]
+        try:
+            self.model.load_state_dict(load_state_dict(path))
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise CheckpointError(f"cannot resume from {path}: it does not match this config "
+                                  f"({first}); use the run's original settings or a new --out") from None
+        self.scaler.load_state_dict(state.get("scaler", {}) or self.scaler.state_dict())
+        ranks = state.get("ranks", [])
+        if self.info.rank < len(ranks):
+            restore_rng_state(ranks[self.info.rank]["rng"], self.device)
+            self.sampler.load_state_dict(ranks[self.info.rank]["sampler"])
+        else:  # world size grew: a fresh, step-dependent stream for the new rank
+            _seed_all(self.config.train.seed + self.info.rank + 7919 * step)
+        self.last_eval = dict(state.get("eval_losses", {}))
+        self.last_eval_step = int(state.get("eval_step", -1))
+        self.start_step, self.resumed = step, True
+
+    # ------------------------------------------------------------------- loop
+    def _loop(self) -> None:
+        tc = self.config.train
+        tokens_per_step = (tc.batch_size * self.config.model.block_size
+                           * tc.gradient_accumulation_steps * self.info.world_size)
+        self._emit("on_train_start", TrainStart(
+            run_dir=self.run_dir, config=self.config.to_dict(), model=self.model,
+            start_step=self.start_step, device=self.device, metric_writer=self.writer,
+            rank=self.info.rank))
+        bar = tqdm(total=tc.max_iters, initial=self.start_step, desc="train", unit="it",
+                   disable=self.quiet or not self.info.is_main, dynamic_ncols=True)
+        step = self.start_step
+        while True:
+            if step > self.start_step or not self.resumed:  # a resumed start step is done
+                if step % tc.eval_interval == 0 or step == tc.max_iters:
+                    self._evaluate(step)
+                if is_checkpoint_step(step, tc.max_iters, tc.ckpt_log_max, tc.ckpt_every):
+                    self._checkpoint(step, tokens_per_step)
+            if step >= tc.max_iters:
+                break
+            t0 = time.perf_counter()
+            loss, lr, batch = self._update(step)
+            tokens_per_s = tokens_per_step / max(time.perf_counter() - t0, 1e-9)
+            if self.writer is not None:
+                self.writer.log(step, "loss", loss)
+                self.writer.log(step, "lr", lr)
+                self.writer.log(step, "tokens_per_s", tokens_per_s)
+            self._emit("on_step_end", StepRecord(step=step, loss=loss, lr=lr,
+                                                 tokens_per_s=tokens_per_s, model=self.model,
+                                                 batch=batch, rank=self.info.rank))
+            step += 1
+            bar.update(1)
+            if step % max(tc.log_interval, 1) == 0 or step == tc.max_iters:
+                bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", refresh=False)
+        bar.close()
+        summary = {"step": step, "eval_losses": dict(self.last_eval),
+                   "checkpoints": len(list_checkpoints(self.run_dir)),
+                   "tokens_seen": step * tokens_per_step}
+        self._emit("on_train_end", TrainEnd(step=step, run_dir=self.run_dir, summary=summary,
+                                            rank=self.info.rank))
+        if self.writer is not None:
+            self.writer.flush()
+
+    def _update(self, step: int) -> tuple[float, float, tuple[torch.Tensor, torch.Tensor]]:
+        """One optimizer update; returns (mean micro-batch loss in nats, lr, last (x, y))."""
+        tc = self.config.train
+        lr = lr_at(step, tc.learning_rate, tc.min_lr, tc.warmup_iters, tc.lr_decay_iters)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        accum = tc.gradient_accumulation_steps
+        total = torch.zeros((), device=self.device)
+        for micro in range(accum):
+            x, y = self.sampler.next()
+            last = micro == accum - 1
+            sync = self.ddp.no_sync() if self.ddp is not None and not last else contextlib.nullcontext()
+            with sync:
+                with autocast_context(self.device, self.dtype):
+                    _, loss = self.forward_model(x, y)
+                loss = loss / accum
+                self.scaler.scale(loss).backward()
+            total += loss.detach().float()
+        if tc.grad_clip > 0:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), tc.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        return float(total.item()), lr, (x, y)
+
+    @torch.no_grad()
+    def _evaluate(self, step: int) -> None:
+        """Mean loss over `eval_iters` fixed batches per split (averaged over ranks under DDP)."""
+        tc, block = self.config.train, self.config.model.block_size
+        self.model.eval()
+        means = []
+        for split in ("train", "val"):
+            sampler = BatchSampler(self.data.splits[split], block, tc.batch_size,
+                                   seed=tc.seed + EVAL_SEED_OFFSET[split] + self.info.rank,
+                                   device=self.device)
+            total = torch.zeros((), device=self.device, dtype=torch.float64)
+            for _ in range(tc.eval_iters):
+                x, y = sampler.next()
+                with autocast_context(self.device, self.dtype):
+                    _, loss = self.model(x, y)
+                total += loss.double()
+            means.append(total / tc.eval_iters)
+        self.model.train()
+        stacked = torch.stack(means)
+        if self.info.enabled:
+            import torch.distributed as dist
+
+            dist.all_reduce(stacked)
+            stacked /= self.info.world_size
+        self.last_eval = {"train": float(stacked[0]), "val": float(stacked[1])}
+        self.last_eval_step = step
+        if self.writer is not None:
+            for split, value in self.last_eval.items():
+                self.writer.log(step, "eval_loss", value, split=split)
+        self._emit("on_eval", EvalRecord(step=step, losses=dict(self.last_eval), model=self.model,
+                                         rank=self.info.rank))
+
+    def _checkpoint(self, step: int, tokens_per_step: int) -> None:
+        tc = self.config.train
+        local = {"rng": capture_rng_state(self.device), "sampler": self.sampler.state_dict()}
+        ranks = [local]
+        if self.info.enabled:
+            import torch.distributed as dist
+
+            ranks = [None] * self.info.world_size
+            dist.all_gather_object(ranks, local)
+        path = RunPaths(self.run_dir).checkpoint(step)
+        if self.info.is_main:
+            tc_lr = lr_at(step, tc.learning_rate, tc.min_lr, tc.warmup_iters, tc.lr_decay_iters)
+            meta = {"step": step, "lr": tc_lr, "tokens_seen": step * tokens_per_step,
+                    "eval_losses": dict(self.last_eval), "eval_step": self.last_eval_step,
+                    "model_config": self.gpt_config.to_dict(),
+                    "dataset": self.config.data.dataset}
+            if self.last_eval_step == step:
+                meta.update({f"{k}_loss": v for k, v in self.last_eval.items()})
+            state = {"step": step, "optimizer": self.optimizer.state_dict(),
+                     "scaler": self.scaler.state_dict(), "world_size": self.info.world_size,
+                     "ranks": ranks, "eval_losses": dict(self.last_eval),
+                     "eval_step": self.last_eval_step}
+            retention = {"ckpt_keep": tc.ckpt_keep, "ckpt_log_max": tc.ckpt_log_max,
+                         "ckpt_every": tc.ckpt_every}
+            path = write_series_checkpoint(self.run_dir, step, self.model.state_dict(), meta,
+                                           state, retention)
+            if self.writer is not None:
+                self.writer.flush()
+        self._emit("on_checkpoint", CheckpointRecord(step=step, path=path, rank=self.info.rank))
+
+    def _emit(self, event: str, record: Any) -> None:
+        for callback in self.callbacks:
+            getattr(callback, event)(record)
+
+
+def train(config: RunConfig, callbacks: Optional[Iterable[Callback]] = None, quiet: bool = False,
+          resume: bool = True) -> Path:
+    """Train `config` into `config.out_dir` and return the run directory (see `Trainer`)."""
+    return Trainer(config, callbacks, quiet=quiet, resume=resume).run()
+
+
+def _seed_all(seed: int) -> None:
+    import random
+
+    import numpy as np
+
+    torch.manual_seed(seed)
+    np.random.seed(seed % (2**32))
+    random.seed(seed)

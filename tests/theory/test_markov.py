@@ -1,0 +1,90 @@
+"""Markov data (exact stationarity), the one-layer model's metrics, and the run directory."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from attnlife.errors import DataSourceError
+from attnlife.store.run_dir import load_run
+from attnlife.theory.markov import MarkovConfig, OneLayerTransformer, focus_signals, run_markov, stable_rank
+from attnlife.theory.markov_data import load_text, reversible_chain, sample_chain, zipf_distribution
+from attnlife.theory.scan_snap_runs import TheoryConfigError
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(3, 40), st.floats(0.0, 2.0), st.integers(2, 8), st.integers(0, 100))
+def test_chain_has_the_requested_stationary_distribution(vocab: int, s: float, degree: int, seed: int) -> None:
+    pi = zipf_distribution(vocab, s)
+    trans = reversible_chain(pi, degree, seed)
+    assert (trans >= 0).all()
+    torch.testing.assert_close(trans.sum(1), torch.ones(vocab, dtype=torch.float64))
+    torch.testing.assert_close(pi @ trans, pi, atol=1e-12, rtol=0)
+    offdiag = (trans > 0).sum(1) - (trans.diagonal() > 0).long()
+    assert int(offdiag.max()) <= max(degree, 2)
+
+
+def test_sampled_chain_frequencies_match_pi() -> None:
+    pi = zipf_distribution(6, 1.0)
+    trans = reversible_chain(pi, 4, 0)
+    seqs = sample_chain(trans, pi, 400, 50, torch.Generator().manual_seed(0))
+    freq = torch.bincount(seqs.reshape(-1), minlength=6).double() / seqs.numel()
+    torch.testing.assert_close(freq, pi, atol=0.02, rtol=0)
+
+
+def test_stable_rank_closed_forms() -> None:
+    assert stable_rank(torch.eye(5)) == pytest.approx(5.0)
+    assert stable_rank(torch.outer(torch.arange(1.0, 4), torch.ones(4))) == pytest.approx(1.0)
+    assert stable_rank(torch.diag(torch.tensor([2.0, 1.0]))) == pytest.approx(1.25)
+
+
+def test_focus_signals_reference() -> None:
+    t = 4
+    attn = torch.ones(t, t).tril()
+    attn = (attn / attn.sum(-1, keepdim=True))[None]
+    keys = torch.tensor([[0, 1, 0, 2]])
+    top = torch.tensor([True, False, False])
+    got = focus_signals(attn, keys, top)
+    expected = (1 + 1 / 2 + 2 / 3 + 2 / 4) / 4
+    assert got["attn_focus_mass"] == pytest.approx(expected)
+    assert got["attn_focus_excess"] == pytest.approx(0.0, abs=1e-7)
+    assert got["attn_entropy_bits"] == pytest.approx(sum(math.log2(i) for i in range(1, 5)) / 4)
+
+
+def test_model_is_causal() -> None:
+    model = OneLayerTransformer(5, 8, 6, init_std=0.5, seed=0)
+    x = torch.randint(5, (2, 8))
+    logits, attn = model(x)
+    y = x.clone()
+    y[:, -1] = (y[:, -1] + 1) % 5
+    logits2, _ = model(y)
+    torch.testing.assert_close(logits[:, :-1], logits2[:, :-1])
+    assert torch.triu(attn[0], 1).abs().max() == 0
+
+
+def test_run_condenses_embedding_and_writes_run_dir(tmp_path) -> None:
+    cfg = MarkovConfig(vocab_size=8, steps=60, seq_len=16, n_embd=16, n_train_seqs=128, log_every=20)
+    r = load_run(run_markov(cfg, tmp_path / "m", quiet=True))
+    m = r.metrics()
+    assert r.record["kind"] == "theory-markov" and r.record["top_token_ids"] == [0, 1]
+    sr = m[m.metric == "stable_rank_embedding"].sort_values("step").value.to_numpy()
+    assert sr[-1] < 0.6 * sr[0]                                      # condensation toward rank ~1
+    val = m[(m.metric == "loss") & (m.split == "val")].sort_values("step").value.to_numpy()
+    assert val[-1] < val[0] - 0.2
+    assert {"attn_focus_excess", "attn_param_norm", "stable_rank_out_proj"} <= set(m.metric)
+
+
+def test_text_case_and_errors(tmp_path, shakespeare_txt) -> None:
+    corpus = load_text(shakespeare_txt, max_chars=20_000)
+    assert corpus.chars[0] == " " and corpus.freqs[0] == corpus.freqs.max()
+    cfg = MarkovConfig(text=str(shakespeare_txt), steps=5, seq_len=8, n_embd=8, n_train_seqs=32, log_every=5)
+    r = load_run(run_markov(cfg, tmp_path / "s", quiet=True))
+    assert r.record["dataset"]["source"] == str(shakespeare_txt)
+    with pytest.raises(DataSourceError, match="--text"):
+        load_text(tmp_path / "missing.txt")
+    with pytest.raises(TheoryConfigError):
+        run_markov(MarkovConfig(lr=-1), tmp_path / "bad", quiet=True)
+    assert not (tmp_path / "bad").exists()

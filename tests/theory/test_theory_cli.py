@@ -1,0 +1,48 @@
+"""The `attnlife theory` verbs write run directories, analysis JSON and readable PNGs."""
+from __future__ import annotations
+
+import json
+
+import matplotlib.image as mpimg
+from typer.testing import CliRunner
+
+from attnlife.cli import app
+from attnlife.store.run_dir import load_run
+
+
+def _png_ok(path) -> None:
+    img = mpimg.imread(path)
+    assert img.shape[0] > 300 and img.shape[1] > 600 and img.std() > 0.05   # not blank
+
+
+def test_scan_snap_sweep_and_single(tmp_path) -> None:
+    runner = CliRunner()
+    out = tmp_path / "sweep"
+    res = runner.invoke(app, ["theory", "scan-snap", "--sweep", "--out", str(out), "--mk", "1/2", "--ratio", "0.5",
+                              "--ratio", "5", "--sweep-eta-z", "2", "--seeds", "2", "--steps", "30",
+                              "--seq-len", "16", "--quiet"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads((out / "analysis" / "sweep.json").read_text())
+    assert len(summary["final_entropy_distinct_bits"]) == 2 and summary["trend"][0]["m"] == 1
+    _png_ok(out / "report" / "sweep_entropy.png")
+    single = tmp_path / "single"
+    res = runner.invoke(app, ["theory", "scan-snap", "--out", str(single), "--steps", "30", "--seq-len", "16",
+                              "--n-last", "1", "--n-next", "2", "--quiet"])
+    assert res.exit_code == 0, res.output
+    _png_ok(single / "report" / "scan_snap.png")
+    assert load_run(single).config["steps"] == 30
+
+
+def test_markov_cli_and_bad_input(tmp_path) -> None:
+    runner = CliRunner()
+    out = tmp_path / "mk"
+    res = runner.invoke(app, ["theory", "markov", "--out", str(out), "--steps", "40", "--seq-len", "12",
+                              "--n-embd", "8", "--vocab-size", "6", "--log-every", "5", "--n-train-seqs", "64",
+                              "--quiet"])
+    assert res.exit_code == 0, res.output
+    cycles = json.loads((out / "analysis" / "cycles.json").read_text())
+    assert cycles["signal"] == "attn_focus_excess" and cycles["n_cycles"] == len(cycles["peak_steps"])
+    _png_ok(out / "report" / "markov_focus.png")
+    res = runner.invoke(app, ["theory", "scan-snap", "--sweep", "--out", str(tmp_path / "bad"), "--mk", "3x6"])
+    assert res.exit_code != 0 and "3/6" in str(res.exception)
+    assert not (tmp_path / "bad").exists()

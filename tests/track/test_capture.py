@@ -1,0 +1,114 @@
+"""Capture from our GPT, HF GPT-2 / GPT-NeoX / Llama (GQA) and TransformerLens; streaming metrics."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from attnlife.errors import UnsupportedModelError
+from attnlife.model.gpt import GPT, GPTConfig
+from attnlife.track.accumulate import AttentionAccumulator, subsample_rows
+from attnlife.track.capture import capture_attention
+from attnlife.track import metrics as M
+
+V, T = 50, 12
+
+
+def build(family: str):
+    torch.manual_seed(0)
+    if family == "gpt":
+        return GPT(GPTConfig(block_size=16, vocab_size=V, n_layer=2, n_head=2, n_embd=16))
+    if family == "tl":
+        from transformer_lens.model_bridge import TransformerBridge
+
+        return TransformerBridge.boot_native(dict(n_layers=2, d_model=16, n_ctx=16, d_head=8, n_heads=2,
+                                                  d_vocab=V, act_fn="gelu"))
+    import transformers as tf
+
+    if family == "gpt2":
+        return tf.GPT2LMHeadModel(tf.GPT2Config(vocab_size=V, n_positions=16, n_embd=16, n_layer=2, n_head=2))
+    if family == "neox":
+        return tf.GPTNeoXForCausalLM(tf.GPTNeoXConfig(vocab_size=V, hidden_size=16, num_hidden_layers=2,
+                                                      num_attention_heads=2, intermediate_size=32,
+                                                      max_position_embeddings=16))
+    return tf.LlamaForCausalLM(tf.LlamaConfig(vocab_size=V, hidden_size=16, num_hidden_layers=2,
+                                              num_attention_heads=4, num_key_value_heads=2,
+                                              intermediate_size=32, max_position_embeddings=16))
+
+
+def logits_of(out):
+    if isinstance(out, tuple):
+        return out[0]
+    return out.logits if hasattr(out, "logits") else out
+
+
+@pytest.mark.parametrize("family,heads", [("gpt", 2), ("gpt2", 2), ("neox", 2), ("llama", 4), ("tl", 2)])
+def test_capture_rows_sum_to_one_causal_and_outputs_unchanged(family, heads):
+    model = build(family).eval()
+    idx = torch.randint(0, V, (2, T), generator=torch.Generator().manual_seed(1))
+    call = (lambda: model(input_ids=idx)) if family in ("gpt2", "neox", "llama") else (lambda: model(idx))
+    with torch.no_grad():
+        before = logits_of(call())
+        with capture_attention(model, query_chunk=5) as cap:
+            during = logits_of(cap.forward(idx))
+        after = logits_of(call())
+    assert sorted(cap.patterns) == ["blocks.0.attn.pattern", "blocks.1.attn.pattern"]
+    for p in cap.patterns.values():
+        assert p.shape == (2, heads, T, T)
+        torch.testing.assert_close(p.sum(-1), torch.ones(2, heads, T), atol=1e-5, rtol=0)
+        assert torch.count_nonzero(p.triu(1)) == 0
+        assert (p.tril() > 0).sum() == 2 * heads * T * (T + 1) // 2
+    torch.testing.assert_close(during, before, atol=1e-5, rtol=1e-5)
+    assert torch.equal(after, before)  # hooks and attention implementation fully restored
+
+
+def test_gpt_untracked_forward_has_no_sink_and_uses_sdpa(monkeypatch):
+    model = build("gpt")
+    with capture_attention(model):
+        assert all(m.pattern_sink is not None for m in model.attention_modules())
+    assert all(m.pattern_sink is None for m in model.attention_modules())
+    calls = []
+    monkeypatch.setattr(type(model.attention_modules()[0]), "_explicit_attention",
+                        lambda *a: calls.append(1))
+    model(torch.zeros(1, 4, dtype=torch.long))
+    assert calls == []
+
+
+def test_hf_capture_restores_sdpa_and_removes_hooks():
+    model = build("gpt2")
+    assert model.config._attn_implementation == "sdpa"
+    with capture_attention(model):
+        assert model.config._attn_implementation == "eager"
+    assert model.config._attn_implementation == "sdpa"
+    assert all(not m._forward_hooks for m in model.modules())
+
+
+def test_unsupported_model_is_one_line_error():
+    with pytest.raises(UnsupportedModelError, match="cannot capture attention"):
+        with capture_attention(torch.nn.Linear(2, 2)):
+            pass
+
+
+def test_streamed_accumulator_equals_full_pattern_computation():
+    model = build("gpt").eval()
+    idx = torch.randint(0, V, (3, 16), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad(), capture_attention(model) as full:
+        full.forward(idx)
+    acc = AttentionAccumulator(span_threshold=0.05, xlayer_rows=5)
+    with torch.no_grad(), capture_attention(model, sink=acc, query_chunk=3):
+        model(idx)
+    rows = {(l, h, m): v for l, h, m, v in acc.results()}
+    for layer in range(2):
+        p = full.patterns[f"blocks.{layer}.attn.pattern"].double()
+        ent = M.entropy_bits(p).mean(dim=(0, 2))
+        span = M.span_tokens(p, threshold=0.05)
+        span = torch.nanmean(span.transpose(0, 1).reshape(2, -1), dim=1)
+        for h in range(2):
+            assert rows[(layer, h, "entropy_bits")] == pytest.approx(float(ent[h]), abs=1e-5)
+            assert rows[(layer, h, "span_tokens")] == pytest.approx(float(span[h]), abs=1e-5)
+        assert rows[(layer, -1, "head_entropy_var")] == pytest.approx(float(ent.var(unbiased=False)), abs=1e-6)
+        jsd = M.pairwise_head_jsd_bits(p).mean()
+        assert rows[(layer, -1, "head_jsd_mean")] == pytest.approx(float(jsd), abs=1e-6)
+    sel = subsample_rows(16, 5)
+    avg = [full.patterns[f"blocks.{l}.attn.pattern"].double().mean(1)[:, sel] for l in range(2)]
+    assert rows[(-1, -1, "xlayer_jsd_0_1")] == pytest.approx(float(M.jsd_bits(avg[0], avg[1]).mean()), abs=1e-6)
+    assert 0 <= rows[(-1, -1, "xlayer_jsd_0_1")] <= 1
