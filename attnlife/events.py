@@ -22,13 +22,16 @@ class TrainStart:
     device: str
     metric_writer: Any = None       # attnlife.store.metrics_table.MetricWriter shared by the run
     rank: int = 0
+    batch: Optional[tuple] = None   # the (x, y) the first update will use (peeked, RNG untouched),
+                                    # so callbacks can measure the weights at start_step
 
 
 @dataclass(frozen=True)
 class StepRecord:
     """Emitted after each optimizer step. `batch` is the (x, y) [B, T] of that step."""
 
-    step: int                        # the step just completed (0-based count of updates done - 1)
+    step: int                        # index of the update just made; the model now holds the
+                                     # weights after step + 1 updates (= checkpoint step_{step+1})
     loss: float                      # training loss of the step, nats/token
     lr: float
     tokens_per_s: float

@@ -165,10 +165,14 @@ class Tracker(Callback):
         if rec.metric_writer is not None and not self._own_writer:
             self.writer = rec.metric_writer
             self.run_dir = Path(rec.run_dir)
+        if rec.batch is not None:  # the weights at start_step (initialisation on a fresh run)
+            self.maybe_track(rec.start_step, rec.model, rec.batch)
 
     def on_step_end(self, rec: StepRecord) -> None:
+        # after update `rec.step` the model holds the weights of checkpoint step_{rec.step + 1};
+        # label the measurement with that step so attention, eval loss and spectra line up
         if rec.batch is not None:
-            self.maybe_track(rec.step, rec.model, rec.batch)
+            self.maybe_track(rec.step + 1, rec.model, rec.batch)
 
     def on_eval(self, rec: EvalRecord) -> None:
         if rec.rank == 0:

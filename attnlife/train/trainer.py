@@ -146,7 +146,7 @@ class Trainer:
         self._emit("on_train_start", TrainStart(
             run_dir=self.run_dir, config=self.config.to_dict(), model=self.model,
             start_step=self.start_step, device=self.device, metric_writer=self.writer,
-            rank=self.info.rank))
+            rank=self.info.rank, batch=self._peek_batch()))
         bar = tqdm(total=tc.max_iters, initial=self.start_step, desc="train", unit="it",
                    disable=self.quiet or not self.info.is_main, dynamic_ncols=True)
         step = self.start_step
@@ -180,6 +180,13 @@ class Trainer:
                                             rank=self.info.rank))
         if self.writer is not None:
             self.writer.flush()
+
+    def _peek_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The (x, y) the next update will draw, leaving the sampler's generator where it was."""
+        state = self.sampler.state_dict()
+        batch = self.sampler.next()
+        self.sampler.load_state_dict(state)
+        return batch
 
     def _update(self, step: int) -> tuple[float, float, tuple[torch.Tensor, torch.Tensor]]:
         """One optimizer update; returns (mean micro-batch loss in nats, lr, last (x, y))."""

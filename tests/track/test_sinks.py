@@ -37,3 +37,22 @@ def test_wandb_offline_run_is_written(tmp_path, monkeypatch):
     data = log.read_bytes()
     for tag, value in (("attn/entropy_bits/L0/H1", "1.25"), ("attn/xlayer_jsd_0_1", "0.125")):
         assert tag.encode() in data and value.encode() in data
+
+
+def test_tracker_feeds_tensorboard_sink(tmp_path):
+    import torch
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from attnlife.model.gpt import GPT, GPTConfig
+    from attnlife.track.tracker import Tracker
+
+    model = GPT(GPTConfig(block_size=8, vocab_size=10, n_layer=2, n_head=2, n_embd=8))
+    tr = Tracker(every=1, batch_fraction=1.0, sinks=[TensorBoardSink(tmp_path / "tb")])
+    rows = tr.track(0, model, torch.randint(0, 10, (2, 8)))
+    tr.close()
+    acc = EventAccumulator(str(tmp_path / "tb"))
+    acc.Reload()
+    want = {r[3] for r in rows if r[:3] == (1, 0, "span_tokens")}
+    (ev,) = acc.Scalars("attn/span_tokens/L1/H0")
+    assert {"attn/xlayer_cos_0_1", "attn/head_jsd_mean/L0", "attn/track_ms"} <= set(acc.Tags()["scalars"])
+    assert abs(ev.value - want.pop()) < 1e-6

@@ -77,14 +77,16 @@ def test_callback_uses_run_writer_and_logs_eval(tmp_path):
     model = GPT(GPTConfig(block_size=8, vocab_size=10, n_layer=1, n_head=2, n_embd=8))
     writer = MetricWriter(tmp_path)
     tr = Tracker.from_config(TrackConfig(every=2, batch_fraction=0.5))
-    tr.on_train_start(TrainStart(run_dir=tmp_path, config={"train": {"ckpt_every": 250}}, model=model,
-                                 start_step=0, device="cpu", metric_writer=writer))
     x = torch.randint(0, 10, (4, 8))
+    tr.on_train_start(TrainStart(run_dir=tmp_path, config={"train": {"ckpt_every": 250}}, model=model,
+                                 start_step=0, device="cpu", metric_writer=writer,
+                                 batch=(x, x)))
     for step in range(3):
         tr.on_step_end(StepRecord(step=step, loss=1.0, lr=1e-3, tokens_per_s=1.0, model=model, batch=(x, x)))
     tr.on_eval(EvalRecord(step=2, losses={"train": 1.5, "val": 1.7}))
     tr.flush()
     m = attnlife.load_run(tmp_path).metrics()
+    # step 0 from the TrainStart batch; StepRecord(step=s) measures the weights after s + 1 updates
     assert sorted(m[m.metric == "entropy_bits"]["step"].unique()) == [0, 2]
     assert dict(zip(m[m.metric == "eval_loss"]["split"], m[m.metric == "eval_loss"]["value"])) == {"train": 1.5, "val": 1.7}
     assert model.training  # train mode restored
@@ -95,3 +97,13 @@ def test_bad_settings_are_one_line_errors():
         Tracker(every=0)
     with pytest.raises(TrackerConfigError, match=r"in \(0, 1\]"):
         Tracker(batch_fraction=1.5)
+
+
+def test_summary_of_missing_run_is_one_line_error(tmp_path, capsys):
+    from attnlife.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["summary", str(tmp_path / "nope")])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: run directory") and "does not exist" in err[0]
