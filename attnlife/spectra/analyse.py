@@ -51,13 +51,14 @@ def head_factors(heads: LayerHeads, matrix: str) -> tuple[torch.Tensor, torch.Te
 
 def matrix_stats(a: torch.Tensor, b: torch.Tensor, options: SpectraOptions) -> tuple[dict, dict]:
     """Stats {name: [H] float64} and arrays {lambda [H, K], u_top/v_top [H, k, D]} of W = A^T B."""
-    spec = thin_spectrum(a, b, options.top_k)
+    a64, b64 = a.to(torch.float64), b.to(torch.float64)  # cast once; spectrum and moments share it
+    spec = thin_spectrum(a64, b64, options.top_k)
     stats: dict[str, torch.Tensor] = {}
     for i in range(min(options.top_k, spec.lambdas.shape[1])):
         stats[f"lambda_{i + 1}"] = spec.lambdas[:, i]
     stats.update(spectral_stats(spec.lambdas))
     stats.update(marchenko_pastur_kl(spec.lambdas))
-    moments = element_moments(a, b, spec.gram_a, spec.gram_b)
+    moments = element_moments(a64, b64, spec.gram_a, spec.gram_b)
     stats["frobenius_sq"] = moments["frobenius_sq"]
     stats["elem_mean"], stats["elem_std"] = moments["mean"], moments["std"]
     if options.elements:
