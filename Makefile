@@ -26,6 +26,7 @@ demo: setup
 	$(BIN)/attnlife train --preset cpu --dataset shakespeare_char --data-dir $(DATA) --out $(RUN)
 	$(BIN)/attnlife spectra $(RUN)
 	$(BIN)/attnlife sample $(RUN) --tokens 200
+	@echo "results: $(RUN)  (python: attnlife.load_run('$(RUN)').metrics() / .spectra(); attnlife summary $(RUN))"
 
 test: setup
 	$(BIN)/python -m pytest -q
