@@ -1,6 +1,6 @@
 """All statistics of one checkpoint: per head and matrix (qk, ov), plus per-layer aggregates.
 
-Rows are tidy (model, step, layer, head, matrix, stat, value); head = -1 rows hold the mean
+Rows are tidy (model, step, layer, head_index, matrix, stat, value); head_index = -1 rows hold the mean
 over the layer's heads of the same stat (NaN-skipping). Arrays per matrix m:
 `{m}.lambda` [L, H, K] float64 (all squared singular values, descending),
 `{m}.u_top`, `{m}.v_top` [L, H, k, D] float32 (top-k left/right singular vectors).
@@ -84,7 +84,7 @@ def _rows(model: str, step: int, layer: int, matrix: str, stats: dict) -> pd.Dat
         values += list(arr) + [float(finite.mean()) if finite.size else math.nan]
     n = len(values)
     return pd.DataFrame({"model": [model] * n, "step": [step] * n, "layer": [layer] * n,
-                         "head": heads, "matrix": [matrix] * n, "stat": names, "value": values})
+                         "head_index": heads, "matrix": [matrix] * n, "stat": names, "value": values})
 
 
 def analyse_checkpoint(ref: CheckpointRef, options: SpectraOptions) -> tuple[pd.DataFrame, dict]:

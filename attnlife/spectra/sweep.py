@@ -30,7 +30,7 @@ from attnlife.store.atomic import atomic_path, clean_temp_files
 from attnlife.store.part_table import SPECTRA_SCHEMA, write_part
 from attnlife.store.run_dir import RunPaths, checkpoint_name
 
-MEETING_COLUMNS = ["model", "matrix", "layer", "head", "step", "rank", "gap_rel",
+MEETING_COLUMNS = ["model", "matrix", "layer", "head_index", "step", "rank", "gap_rel",
                    "overlap_stay", "overlap_swap", "label"]
 
 
@@ -71,7 +71,8 @@ def read_meetings(out_dir: str | os.PathLike) -> pd.DataFrame:
     files = sorted(d.glob("*.parquet")) if d.is_dir() else []
     if not files:
         return pd.DataFrame({c: [] for c in MEETING_COLUMNS})
-    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    frames = [pd.read_parquet(f).rename(columns={"head": "head_index"}) for f in files]
+    return pd.concat(frames, ignore_index=True)
 
 
 def _analyse_and_write(ref: CheckpointRef, out_dir: str, options: SpectraOptions) -> int:

@@ -1,18 +1,45 @@
-"""The run's metric table: tidy rows (step, split, layer, head, metric, value).
+"""The run's metric table: one tidy long table of every measured value.
 
-`layer = -1` marks a model-level value, `head = -1` a layer-level one. Loss, learning rate,
-tokens/s and every attention metric share this table.
+Columns: `step` (weights after `step` optimizer updates), `split` (train / val / probe / sample /
+...), `layer`, `head_index`, `layer_b`, `metric`, `value`, `stderr`.
+
+- `layer = -1` marks a model-level value (loss, lr, a cross-model mean), `head_index = -1` a
+  layer-level one (head diversity); `layer_b >= 0` marks a cross-layer pair (layer, layer_b) with
+  layer < layer_b (metrics `xlayer_jsd`, `xlayer_cos`); otherwise `layer_b = -1`.
+- `stderr` is the standard error of `value` across the probe's sequences where one is measured,
+  NaN otherwise.
+
+The column is `head_index`, not `head`, so it never shadows `DataFrame.head`. Parts written by
+attnlife 0.1 (column `head`, pairs inside names like `xlayer_jsd_0_1`) are upgraded on read.
+Use the views `per_head`, `per_layer`, `cross_layer` and `model_level` rather than filtering on
+the -1 markers by hand.
 """
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
+from typing import Iterable, NamedTuple, Optional, Sequence
 
 import pandas as pd
 
 from attnlife.store.part_table import METRICS_SCHEMA, PartWriter, read_table
 
 MODEL_LEVEL = -1
+LAYER_LEVEL = -1
+NO_PAIR = -1
+SORT_ORDER = ["step", "split", "metric", "layer", "layer_b", "head_index"]
+
+
+class MetricRow(NamedTuple):
+    """One measured value at a step (the step and split are given when it is logged)."""
+
+    layer: int
+    head_index: int
+    metric: str
+    value: float
+    layer_b: int = NO_PAIR
+    stderr: float = math.nan
 
 
 class MetricWriter(PartWriter):
@@ -23,13 +50,59 @@ class MetricWriter(PartWriter):
         super().__init__(Path(run_dir) / "metrics", METRICS_SCHEMA, flush_rows, flush_seconds)
 
     def log(self, step: int, metric: str, value: float, split: str = "train",
-            layer: int = MODEL_LEVEL, head: int = MODEL_LEVEL) -> None:
-        """Buffer one value: `metric` at `step` for `split`, `layer` and `head` (-1 = aggregate)."""
-        self.add(step=int(step), split=split, layer=int(layer), head=int(head), metric=metric,
-                 value=float(value))
+            layer: int = MODEL_LEVEL, head_index: int = LAYER_LEVEL, layer_b: int = NO_PAIR,
+            stderr: float = math.nan) -> None:
+        """Buffer one value: `metric` at `step` for `split`, `layer`, `head_index` (-1 = aggregate),
+        `layer_b` (the second layer of a cross-layer pair, else -1) with its standard error."""
+        self.add(step=int(step), split=split, layer=int(layer), head_index=int(head_index),
+                 layer_b=int(layer_b), metric=metric, value=float(value), stderr=float(stderr))
+
+    def log_rows(self, step: int, rows: Iterable[MetricRow], split: str = "train") -> None:
+        """Buffer many `MetricRow`s measured at `step` on `split`."""
+        for r in rows:
+            self.log(step, r.metric, r.value, split=split, layer=r.layer, head_index=r.head_index,
+                     layer_b=r.layer_b, stderr=r.stderr)
 
 
 def read_metrics(run_dir: str | os.PathLike) -> pd.DataFrame:
-    """All metric rows of a run, one row per (step, split, layer, head, metric), newest wins."""
+    """All metric rows of a run, one per (step, split, layer, head_index, layer_b, metric);
+    a row re-logged later (a resumed run) replaces the earlier one."""
     frame = read_table(Path(run_dir) / "metrics", METRICS_SCHEMA)
-    return frame.sort_values(["step", "split", "metric", "layer", "head"], kind="stable").reset_index(drop=True)
+    return frame.sort_values(SORT_ORDER, kind="stable").reset_index(drop=True)
+
+
+def _select(frame: pd.DataFrame, mask: pd.Series, metric: Optional[str | Sequence[str]],
+            split: Optional[str], drop: Sequence[str]) -> pd.DataFrame:
+    if metric is not None:
+        mask &= frame["metric"].isin([metric] if isinstance(metric, str) else list(metric))
+    if split is not None:
+        mask &= frame["split"] == split
+    return frame.loc[mask].drop(columns=list(drop)).reset_index(drop=True)
+
+
+def per_head(frame: pd.DataFrame, metric: Optional[str | Sequence[str]] = None,
+             split: Optional[str] = None) -> pd.DataFrame:
+    """Per-head rows: step, split, layer, head_index, metric, value, stderr."""
+    mask = (frame["layer"] >= 0) & (frame["head_index"] >= 0) & (frame["layer_b"] < 0)
+    return _select(frame, mask, metric, split, ["layer_b"])
+
+
+def per_layer(frame: pd.DataFrame, metric: Optional[str | Sequence[str]] = None,
+              split: Optional[str] = None) -> pd.DataFrame:
+    """Layer-level rows (head diversity and the like): step, split, layer, metric, value, stderr."""
+    mask = (frame["layer"] >= 0) & (frame["head_index"] < 0) & (frame["layer_b"] < 0)
+    return _select(frame, mask, metric, split, ["head_index", "layer_b"])
+
+
+def cross_layer(frame: pd.DataFrame, metric: Optional[str | Sequence[str]] = None,
+                split: Optional[str] = None) -> pd.DataFrame:
+    """Cross-layer pair rows: step, split, layer, layer_b, metric, value, stderr (layer < layer_b)."""
+    mask = frame["layer_b"] >= 0
+    return _select(frame, mask, metric, split, ["head_index"])
+
+
+def model_level(frame: pd.DataFrame, metric: Optional[str | Sequence[str]] = None,
+                split: Optional[str] = None) -> pd.DataFrame:
+    """Model-level rows (loss, lr, tokens/s, means over the model): step, split, metric, value, stderr."""
+    mask = (frame["layer"] < 0) & (frame["layer_b"] < 0)
+    return _select(frame, mask, metric, split, ["layer", "head_index", "layer_b"])

@@ -12,7 +12,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Optional, Sequence
 
 import pandas as pd
 import pyarrow as pa
@@ -23,10 +23,15 @@ from attnlife.store.atomic import atomic_path, clean_temp_files
 
 @dataclass(frozen=True)
 class TableSchema:
-    """Column names and Arrow types of a tidy table, and the columns that identify a row."""
+    """Column names and Arrow types of a tidy table, and the columns that identify a row.
+
+    `upgrade`, when given, turns a part written under an older layout (other column names) into a
+    frame with this schema's columns, so old run directories stay readable.
+    """
 
     fields: tuple[tuple[str, pa.DataType], ...]
     key: tuple[str, ...]
+    upgrade: Optional[Callable[[pd.DataFrame], pd.DataFrame]] = None
 
     @property
     def arrow(self) -> pa.Schema:
@@ -37,16 +42,39 @@ class TableSchema:
         return [n for n, _ in self.fields]
 
 
+_XLAYER_NAME = r"^(xlayer_(?:jsd|cos))_(\d+)_(\d+)$"
+
+
+def _upgrade_metrics(frame: pd.DataFrame) -> pd.DataFrame:
+    """Layout of attnlife 0.1 parts (column `head`, layer pairs inside names like
+    `xlayer_jsd_0_1`, no `stderr`) -> the current metric columns."""
+    out = frame.rename(columns={"head": "head_index"})
+    if "layer_b" not in out.columns:
+        out["layer_b"] = -1
+        pair = out["metric"].str.extract(_XLAYER_NAME)
+        hit = pair[0].notna()
+        if hit.any():
+            out.loc[hit, "metric"] = pair.loc[hit, 0]
+            out.loc[hit, "layer"] = pair.loc[hit, 1].astype("int64")
+            out.loc[hit, "layer_b"] = pair.loc[hit, 2].astype("int64")
+    if "stderr" not in out.columns:
+        out["stderr"] = float("nan")
+    return out
+
+
 METRICS_SCHEMA = TableSchema(
     fields=(
         ("step", pa.int64()),
         ("split", pa.string()),
         ("layer", pa.int64()),
-        ("head", pa.int64()),
+        ("head_index", pa.int64()),
+        ("layer_b", pa.int64()),
         ("metric", pa.string()),
         ("value", pa.float64()),
+        ("stderr", pa.float64()),
     ),
-    key=("step", "split", "layer", "head", "metric"),
+    key=("step", "split", "layer", "head_index", "layer_b", "metric"),
+    upgrade=_upgrade_metrics,
 )
 
 SPECTRA_SCHEMA = TableSchema(
@@ -54,12 +82,13 @@ SPECTRA_SCHEMA = TableSchema(
         ("model", pa.string()),
         ("step", pa.int64()),
         ("layer", pa.int64()),
-        ("head", pa.int64()),
+        ("head_index", pa.int64()),
         ("matrix", pa.string()),
         ("stat", pa.string()),
         ("value", pa.float64()),
     ),
-    key=("model", "step", "layer", "head", "matrix", "stat"),
+    key=("model", "step", "layer", "head_index", "matrix", "stat"),
+    upgrade=lambda frame: frame.rename(columns={"head": "head_index"}),
 )
 
 _seq_lock = threading.Lock()
@@ -99,11 +128,25 @@ def read_table(directory: str | os.PathLike, schema: TableSchema, dedupe: bool =
     parts = sorted(d.glob("part-*.parquet")) if d.is_dir() else []
     if not parts:
         return pd.DataFrame({n: pd.Series(dtype=t.to_pandas_dtype()) for n, t in schema.fields})
-    frame = pd.concat([pq.read_table(p, schema=schema.arrow).to_pandas() for p in parts],
-                      ignore_index=True)
+    frame = pd.concat([_read_part(p, schema) for p in parts], ignore_index=True)
     if dedupe:
         frame = frame.drop_duplicates(subset=list(schema.key), keep="last").reset_index(drop=True)
     return frame
+
+
+def _read_part(path: Path, schema: TableSchema) -> pd.DataFrame:
+    """One part as a frame with exactly the schema's columns and dtypes (older layouts upgraded)."""
+    table = pq.read_table(path)
+    if table.schema.names == schema.names:
+        return table.cast(schema.arrow).to_pandas()
+    frame = table.to_pandas()
+    if schema.upgrade is not None:
+        frame = schema.upgrade(frame)
+    missing = [n for n in schema.names if n not in frame.columns]
+    if missing:
+        raise ValueError(f"part {path} lacks columns {missing}")
+    return pa.Table.from_pandas(frame[schema.names], schema=schema.arrow,
+                                preserve_index=False).to_pandas()
 
 
 class PartWriter:

@@ -3,10 +3,11 @@
 ```
 RUN/
   run.json                   config, dataset, seed, versions, git commit, start time
-  metrics/part-*.parquet     tidy metric table (step, split, layer, head, metric, value)
+  metrics/part-*.parquet     tidy metric table (step, split, layer, head_index, layer_b, metric,
+                             value, stderr)
   checkpoints/step_XXXXXXX/  model.safetensors + meta.json (+ optimizer state for resume)
   snapshots/                 sampled attention patterns (fp16, delta-encoded)
-  spectra/part-*.parquet     per-head weight statistics (model, step, layer, head, matrix, stat, value)
+  spectra/part-*.parquet     per-head weight statistics (model, step, layer, head_index, matrix, stat, value)
   analysis/  report/
 ```
 """
@@ -25,6 +26,7 @@ import pandas as pd
 
 from attnlife.errors import RunDirError
 from attnlife.store.atomic import write_json_atomic
+from attnlife.store import metrics_table
 from attnlife.store.metrics_table import read_metrics
 from attnlife.store.part_table import SPECTRA_SCHEMA, read_table
 
@@ -167,11 +169,27 @@ class Run:
         return self.record.get("config", {})
 
     def metrics(self) -> pd.DataFrame:
-        """The tidy metric table: step, split, layer, head, metric, value."""
+        """The tidy metric table: step, split, layer, head_index, layer_b, metric, value, stderr."""
         return read_metrics(self.root)
 
+    def per_head(self, metric=None, split=None) -> pd.DataFrame:  # noqa: ANN001
+        """Per-head rows: step, split, layer, head_index, metric, value, stderr."""
+        return metrics_table.per_head(self.metrics(), metric, split)
+
+    def per_layer(self, metric=None, split=None) -> pd.DataFrame:  # noqa: ANN001
+        """Layer-level rows: step, split, layer, metric, value, stderr."""
+        return metrics_table.per_layer(self.metrics(), metric, split)
+
+    def cross_layer(self, metric=None, split=None) -> pd.DataFrame:  # noqa: ANN001
+        """Cross-layer pair rows: step, split, layer, layer_b, metric, value, stderr."""
+        return metrics_table.cross_layer(self.metrics(), metric, split)
+
+    def model_level(self, metric=None, split=None) -> pd.DataFrame:  # noqa: ANN001
+        """Model-level rows (loss, lr, ...): step, split, metric, value, stderr."""
+        return metrics_table.model_level(self.metrics(), metric, split)
+
     def spectra(self) -> pd.DataFrame:
-        """Per-head weight statistics: model, step, layer, head, matrix, stat, value."""
+        """Per-head weight statistics: model, step, layer, head_index, matrix, stat, value."""
         return read_table(self.paths.spectra, SPECTRA_SCHEMA)
 
     def checkpoints(self) -> list[tuple[int, Path]]:

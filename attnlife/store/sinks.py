@@ -1,10 +1,11 @@
 """Optional metric sinks: TensorBoard scalars and Weights & Biases (offline mode).
 
-A sink takes the tracker's rows (layer, head, metric, value) at a step. Tags group by metric,
+A sink takes the tracker's `MetricRow`s at a step. Tags group by metric,
 then layer, then head, so TensorBoard shows one section per metric:
   attn/<metric>/L<l>/H<h>   per head
   attn/<metric>/L<l>        layer level (head = -1)
-  attn/<metric>             model level (layer = -1), e.g. attn/xlayer_jsd_0_1, attn/track_ms
+  attn/<metric>/L<a>-L<b>   cross-layer pair, e.g. attn/xlayer_jsd/L0-L1
+  attn/<metric>             model level (layer = -1), e.g. attn/track_ms
 Both libraries are optional extras, imported only when a sink is built.
 """
 from __future__ import annotations
@@ -14,14 +15,17 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 from attnlife.errors import AttnlifeError
+from attnlife.store.metrics_table import MetricRow
 
 
 class SinkUnavailableError(AttnlifeError):
     """An optional sink's library is not installed."""
 
 
-def scalar_tag(metric: str, layer: int, head: int) -> str:
+def scalar_tag(metric: str, layer: int, head: int, layer_b: int = -1) -> str:
     """TensorBoard/W&B tag of a metric row (see module doc)."""
+    if layer_b >= 0:
+        return f"attn/{metric}/L{layer}-L{layer_b}"
     if layer < 0:
         return f"attn/{metric}"
     if head < 0:
@@ -41,9 +45,10 @@ class TensorBoardSink:
         self.log_dir = Path(log_dir)
         self._writer = SummaryWriter(log_dir=str(self.log_dir))
 
-    def log_rows(self, step: int, rows: Iterable[tuple[int, int, str, float]]) -> None:
-        for layer, head, metric, value in rows:
-            self._writer.add_scalar(scalar_tag(metric, layer, head), float(value), global_step=step)
+    def log_rows(self, step: int, rows: Iterable[MetricRow]) -> None:
+        for r in rows:
+            self._writer.add_scalar(scalar_tag(r.metric, r.layer, r.head_index, r.layer_b),
+                                    float(r.value), global_step=step)
 
     def flush(self) -> None:
         self._writer.flush()
@@ -69,8 +74,9 @@ class WandbSink:
     def run(self):  # noqa: ANN201 - the wandb Run
         return self._run
 
-    def log_rows(self, step: int, rows: Iterable[tuple[int, int, str, float]]) -> None:
-        payload = {scalar_tag(m, l, h): float(v) for l, h, m, v in rows}
+    def log_rows(self, step: int, rows: Iterable[MetricRow]) -> None:
+        payload = {scalar_tag(r.metric, r.layer, r.head_index, r.layer_b): float(r.value)
+                   for r in rows}
         if payload:
             self._run.log(payload, step=int(step))
 

@@ -30,7 +30,7 @@ from attnlife.theory.markov_data import (
 )
 from attnlife.theory.scan_snap_runs import TheoryConfigError
 
-HEAD = {"layer": 0, "head": 0}
+HEAD = {"layer": 0, "head_index": 0}
 
 
 @dataclass

@@ -28,7 +28,7 @@ from attnlife.theory.scan_snap import (
 )
 from attnlife.theory.scan_snap_data import build_sequence_classes
 
-HEAD = {"layer": 0, "head": 0}
+HEAD = {"layer": 0, "head_index": 0}
 SWEEP_NAMES = ("entropy_distinct_bits", "attn_common", "loss")
 _SWEEP_RE = re.compile(r"^(?P<name>[a-z_]+)/M(?P<m>\d+)K(?P<k>\d+)/etaZ(?P<eta_z>[^/]+)/r(?P<ratio>[^/]+)/(?P<which>s\d+|mean|se)$")
 

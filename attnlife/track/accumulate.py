@@ -5,7 +5,7 @@ per-head running sums of every registered per-row metric, the layer's mean pairw
 and, for cross-layer similarity, the head-averaged rows of a fixed subsample of R query positions
 (R = `xlayer_rows`, evenly spaced over 0..T-1, all of them when T <= R). Memory beyond one chunk
 is O(L * B * R * T) floats, so T = 4096 never needs a full [B, H, T, T] per layer, let alone all
-layers at once. `results()` turns the sums into table rows (layer, head, metric, value).
+layers at once. `results()` turns the sums into `MetricRow`s of the run's metric table.
 """
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Iterable, Optional
 
 import torch
 
+from attnlife.store.metrics_table import MetricRow
 from attnlife.track.metrics import (DEFAULT_METRICS, METRIC_REGISTRY, cross_layer_matrices,
                                     entropy_bits, pairwise_head_jsd_bits)
 
@@ -97,31 +98,33 @@ class AttentionAccumulator:
         """layer -> fp16 [H, R, T] pattern of batch element 0 at the subsampled rows."""
         return {layer: torch.cat(parts, dim=1) for layer, parts in sorted(self._snap.items())}
 
-    def results(self) -> list[tuple[int, int, str, float]]:
-        """Rows (layer, head, metric, value): per head, layer-level (head=-1), model-level (layer=-1).
+    def results(self) -> list[MetricRow]:
+        """`MetricRow`s: per head, layer-level (head_index=-1), model-level (layer=-1), and
+        cross-layer pairs (layer=a, layer_b=b, a < b).
 
         Layer level: head_jsd_mean (bits), head_entropy_var (bits^2, population variance of the
-        heads' entropy_bits). Model level: xlayer_jsd_{a}_{b} (bits), xlayer_cos_{a}_{b} for a < b,
-        and their means xlayer_jsd_mean / xlayer_cos_mean.
+        heads' entropy_bits). Pairs: xlayer_jsd (bits), xlayer_cos. Model level: their means over
+        pairs, xlayer_jsd_mean / xlayer_cos_mean.
         """
-        out: list[tuple[int, int, str, float]] = []
+        out: list[MetricRow] = []
         values = self.head_values()
         for (layer, name), v in sorted(values.items()):
-            out.extend((layer, h, name, float(x)) for h, x in enumerate(v.tolist()))
+            out.extend(MetricRow(layer, h, name, float(x)) for h, x in enumerate(v.tolist()))
             if name == "entropy_bits" and v.numel() > 1:
-                out.append((layer, LAYER_LEVEL, "head_entropy_var", float(v.var(unbiased=False))))
+                out.append(MetricRow(layer, LAYER_LEVEL, "head_entropy_var",
+                                     float(v.var(unbiased=False))))
         for layer, (s, c) in sorted(self._jsd.items()):
-            out.append((layer, LAYER_LEVEL, "head_jsd_mean", float(s) / max(c, 1)))
+            out.append(MetricRow(layer, LAYER_LEVEL, "head_jsd_mean", float(s) / max(c, 1)))
         rows = self.layer_rows()
         if rows is not None and rows.size(0) > 1:
             jsd, cos = cross_layer_matrices(rows.double())
             L = rows.size(0)
             pairs = [(a, b) for a in range(L) for b in range(a + 1, L)]
             for a, b in pairs:
-                out.append((LAYER_LEVEL, LAYER_LEVEL, f"xlayer_jsd_{a}_{b}", float(jsd[a, b])))
-                out.append((LAYER_LEVEL, LAYER_LEVEL, f"xlayer_cos_{a}_{b}", float(cos[a, b])))
-            out.append((LAYER_LEVEL, LAYER_LEVEL, "xlayer_jsd_mean",
-                        sum(float(jsd[a, b]) for a, b in pairs) / len(pairs)))
-            out.append((LAYER_LEVEL, LAYER_LEVEL, "xlayer_cos_mean",
-                        sum(float(cos[a, b]) for a, b in pairs) / len(pairs)))
+                out.append(MetricRow(a, LAYER_LEVEL, "xlayer_jsd", float(jsd[a, b]), layer_b=b))
+                out.append(MetricRow(a, LAYER_LEVEL, "xlayer_cos", float(cos[a, b]), layer_b=b))
+            out.append(MetricRow(LAYER_LEVEL, LAYER_LEVEL, "xlayer_jsd_mean",
+                                 sum(float(jsd[a, b]) for a, b in pairs) / len(pairs)))
+            out.append(MetricRow(LAYER_LEVEL, LAYER_LEVEL, "xlayer_cos_mean",
+                                 sum(float(cos[a, b]) for a, b in pairs) / len(pairs)))
         return out

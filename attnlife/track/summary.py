@@ -8,18 +8,19 @@ from __future__ import annotations
 
 import pandas as pd
 
+from attnlife.store.metrics_table import per_head
+
 SUMMARY_METRICS = ("entropy_bits", "span_tokens")
 
 
 def attention_summary(metrics: pd.DataFrame, split: str = "train") -> pd.DataFrame:
     """Columns: layer, first_step, last_step, then <metric>_first / <metric>_last per summary metric.
 
-    Values are means over the heads of the layer (head >= 0 rows). Empty frame if nothing tracked.
+    Values are means over the heads of the layer (per-head rows). Empty frame if nothing tracked.
     """
     cols = ["layer", "first_step", "last_step"] + [f"{m}_{w}" for m in SUMMARY_METRICS
                                                     for w in ("first", "last")]
-    rows = metrics[(metrics["metric"].isin(SUMMARY_METRICS)) & (metrics["split"] == split)
-                   & (metrics["head"] >= 0) & (metrics["layer"] >= 0)]
+    rows = per_head(metrics, SUMMARY_METRICS, split)
     if rows.empty:
         return pd.DataFrame(columns=cols)
     first, last = int(rows["step"].min()), int(rows["step"].max())

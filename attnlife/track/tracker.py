@@ -27,7 +27,7 @@ import torch
 from attnlife.errors import AttnlifeError
 from attnlife.model.gpt import GPT
 from attnlife.events import Callback, CheckpointRecord, EvalRecord, StepRecord, TrainEnd, TrainStart
-from attnlife.store.metrics_table import MetricWriter
+from attnlife.store.metrics_table import MetricRow, MetricWriter
 from attnlife.track.accumulate import AttentionAccumulator
 from attnlife.track.capture import capture_attention
 from attnlife.track.metrics import DEFAULT_METRICS
@@ -115,9 +115,8 @@ class Tracker(Callback):
         self.track(step, model, batch)
         return True
 
-    def track(self, step: int, model: Any, batch: Any,
-              split: str = "train") -> list[tuple[int, int, str, float]]:
-        """Run one tracking event now; log and return its rows (layer, head, metric, value)."""
+    def track(self, step: int, model: Any, batch: Any, split: str = "train") -> list[MetricRow]:
+        """Run one tracking event now; log and return its `MetricRow`s."""
         t0 = time.perf_counter()
         idx = batch_inputs(batch)
         n = max(1, math.ceil(self.batch_fraction * idx.size(0)))
@@ -127,7 +126,7 @@ class Tracker(Callback):
             cap.forward(idx[:n])
         rows = acc.results()
         self.last_ms = (time.perf_counter() - t0) * 1e3
-        rows.append((-1, -1, "track_ms", self.last_ms))
+        rows.append(MetricRow(-1, -1, "track_ms", self.last_ms))
         self._log(step, rows, split)
         if snap and self.run_dir is not None:
             from attnlife.store.snapshots import SnapshotStore
@@ -143,7 +142,8 @@ class Tracker(Callback):
         for split, value in losses.items():
             self.writer.log(step, "eval_loss", float(value), split=split)
         for sink in self.sinks:
-            sink.log_rows(step, [(-1, -1, f"eval_loss_{s}", float(v)) for s, v in losses.items()])
+            sink.log_rows(step, [MetricRow(-1, -1, f"eval_loss_{s}", float(v))
+                                 for s, v in losses.items()])
 
     def flush(self) -> None:
         """Write buffered rows as a Parquet part now."""
@@ -190,9 +190,8 @@ class Tracker(Callback):
             return step % self.snapshot_every == 0
         return self._ckpt_every <= 0 or step % self._ckpt_every == 0
 
-    def _log(self, step: int, rows: list[tuple[int, int, str, float]], split: str) -> None:
+    def _log(self, step: int, rows: list[MetricRow], split: str) -> None:
         if self.writer is not None:
-            for layer, head, metric, value in rows:
-                self.writer.log(step, metric, value, split=split, layer=layer, head=head)
+            self.writer.log_rows(step, rows, split=split)
         for sink in self.sinks:
             sink.log_rows(step, rows)

@@ -50,20 +50,20 @@ def test_sweep_run_dir_end_to_end_resumable_and_parallel_equal(tmp_path) -> None
     wq, wk = w[:16].view(2, 8, 16), w[16:32].view(2, 8, 16)
     dense = wq[1].T @ wk[1]
     s = torch.linalg.svdvals(dense) ** 2
-    row = table[(table.step == 20) & (table.layer == 1) & (table["head"] == 1) & (table.matrix == "qk")]
+    row = table[(table.step == 20) & (table.layer == 1) & (table["head_index"] == 1) & (table.matrix == "qk")]
     got = row.set_index("stat")["value"]
     assert got["lambda_1"] == pytest.approx(float(s[0]), rel=1e-6)
     assert got["stable_rank"] == pytest.approx(float(s.sum() / s[0]), rel=1e-6)
     assert got["elem_std"] == pytest.approx(float(dense.std(unbiased=False)), rel=1e-6)
-    layer_mean = table[(table.step == 20) & (table.layer == 1) & (table["head"] == -1) & (table.matrix == "qk")]
-    heads = table[(table.step == 20) & (table.layer == 1) & (table["head"] >= 0) & (table.matrix == "qk")]
+    layer_mean = table[(table.step == 20) & (table.layer == 1) & (table["head_index"] == -1) & (table.matrix == "qk")]
+    heads = table[(table.step == 20) & (table.layer == 1) & (table["head_index"] >= 0) & (table.matrix == "qk")]
     assert layer_mean.set_index("stat")["value"]["stable_rank"] == pytest.approx(
         heads[heads.stat == "stable_rank"]["value"].mean())
     arrays = read_spectra_arrays(run, "run", 20)
     assert arrays["qk.lambda"].shape == (2, 2, 8) and arrays["qk.u_top"].shape == (2, 2, 4, 16)
     assert float(arrays["qk.lambda"][1, 1, 0]) == pytest.approx(float(s[0]), rel=1e-6)
     assert "track_overlap_1" in set(table["stat"])
-    assert list(read_meetings(run).columns)[:4] == ["model", "matrix", "layer", "head"]
+    assert list(read_meetings(run).columns)[:4] == ["model", "matrix", "layer", "head_index"]
     # resumable: nothing left to do
     r2 = _invoke(["spectra", str(run), "--quiet", "--ov"])
     assert "0 analysed, 3 already done" in r2.output
@@ -77,7 +77,7 @@ def test_sweep_run_dir_end_to_end_resumable_and_parallel_equal(tmp_path) -> None
     refs = run_series(other, model="run")
     summary = run_sweep(refs, other, SpectraOptions(matrices=("qk", "ov")), workers=2, progress=False)
     assert summary.analysed == 3
-    key = ["model", "step", "layer", "head", "matrix", "stat"]
+    key = ["model", "step", "layer", "head_index", "matrix", "stat"]
     a = table.sort_values(key).reset_index(drop=True)
     b = load_run(other).spectra().sort_values(key).reset_index(drop=True)
     pd.testing.assert_frame_equal(a, b)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -14,7 +15,8 @@ from attnlife.model import GPT, GPTConfig
 from attnlife.store.atomic import atomic_dir, atomic_path, clean_temp_files, write_json_atomic
 from attnlife.store.checkpoints import (TRAINER_STATE_FILE, latest_checkpoint, load_meta,
                                         load_state_dict, load_trainer_state, save_checkpoint)
-from attnlife.store.metrics_table import MetricWriter, read_metrics
+from attnlife.store.metrics_table import (MetricWriter, cross_layer, model_level, per_head,
+                                         read_metrics)
 from attnlife.store.part_table import METRICS_SCHEMA, PartWriter, read_table, write_part
 from attnlife.store.run_dir import checkpoint_name, list_checkpoints, load_run, write_run_json
 
@@ -65,13 +67,15 @@ def test_part_table_round_trip_newest_wins(tmp_path_factory, batches) -> None:
     expected: dict[tuple, float] = {}
     for batch in batches:
         frame = pd.DataFrame(batch, columns=["step", "split", "layer", "metric", "value"])
-        frame["head"] = -1
+        frame["head_index"] = -1
+        frame["layer_b"] = -1
+        frame["stderr"] = float("nan")
         write_part(d, frame, METRICS_SCHEMA)
         for step, split, layer, metric, value in batch:
             expected[(step, split, layer, -1, metric)] = value  # later rows/parts win
     got = read_table(d, METRICS_SCHEMA)
     assert list(got.columns) == METRICS_SCHEMA.names
-    assert {tuple(r[:5]): r[5] for r in got[["step", "split", "layer", "head", "metric", "value"]]
+    assert {tuple(r[:5]): r[5] for r in got[["step", "split", "layer", "head_index", "metric", "value"]]
             .itertuples(index=False)} == expected
     assert len(got) == len(expected)
 
@@ -88,13 +92,14 @@ def test_metric_writer_flush_and_dedupe(tmp_path) -> None:
     loss = frame[frame.metric == "loss"].set_index("step")["value"].to_dict()
     assert loss == {0: 3.0, 1: 2.25}
     val = frame[frame.split == "val"]
-    assert val[["step", "layer", "head", "value"]].values.tolist() == [[1, -1, -1, 2.4]]
+    assert val[["step", "layer", "head_index", "value"]].values.tolist() == [[1, -1, -1, 2.4]]
 
 
 def test_part_writer_flushes_by_rows(tmp_path) -> None:
     w = PartWriter(tmp_path, METRICS_SCHEMA, flush_rows=3, flush_seconds=1e9)
     for s in range(7):
-        w.add(step=s, split="train", layer=-1, head=-1, metric="m", value=float(s))
+        w.add(step=s, split="train", layer=-1, head_index=-1, layer_b=-1, metric="m",
+              value=float(s), stderr=float("nan"))
     assert len(list(tmp_path.glob("part-*"))) == 2 and len(w) == 1
     w.close()
     assert read_table(tmp_path, METRICS_SCHEMA)["value"].tolist() == [float(s) for s in range(7)]
@@ -152,3 +157,43 @@ def test_load_run_missing_directory(tmp_path) -> None:
         load_run(tmp_path / "nope")
     run = load_run(tmp_path)
     assert run.record == {} and run.checkpoints() == [] and run.metrics().empty
+
+
+def test_legacy_parts_are_upgraded_on_read(tmp_path) -> None:
+    """A part written by attnlife 0.1 (column `head`, pairs inside metric names) reads as today's."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    d = tmp_path / "metrics"
+    d.mkdir()
+    old = pa.table({"step": [3, 3, 3], "split": ["train"] * 3, "layer": [0, -1, -1],
+                    "head": [1, -1, -1], "metric": ["entropy_bits", "xlayer_jsd_0_2", "loss"],
+                    "value": [2.5, 0.25, 1.75]})
+    pq.write_table(old, d / "part-00000000000000000001-0000001-000001.parquet")
+    with MetricWriter(tmp_path) as w:
+        w.log(4, "xlayer_cos", 0.5, layer=1, layer_b=3, stderr=0.01)
+    frame = read_metrics(tmp_path)
+    assert list(frame.columns) == METRICS_SCHEMA.names
+    pair = cross_layer(frame, "xlayer_jsd")
+    assert pair[["step", "layer", "layer_b", "value"]].values.tolist() == [[3, 0, 2, 0.25]]
+    assert per_head(frame)[["layer", "head_index", "metric", "value"]].values.tolist() == [
+        [0, 1, "entropy_bits", 2.5]]
+    assert model_level(frame)["metric"].tolist() == ["loss"]
+    new = cross_layer(frame, "xlayer_cos")
+    assert new[["layer", "layer_b", "value", "stderr"]].values.tolist() == [[1, 3, 0.5, 0.01]]
+    assert np.isnan(frame.loc[frame.metric == "loss", "stderr"]).all()
+
+
+def test_views_split_the_long_table_without_markers(tmp_path) -> None:
+    with MetricWriter(tmp_path) as w:
+        w.log(0, "entropy_bits", 3.0, layer=0, head_index=0, stderr=0.1)
+        w.log(0, "entropy_bits", 2.0, layer=0, head_index=1, stderr=0.2)
+        w.log(0, "head_jsd_mean", 0.4, layer=0)
+        w.log(0, "loss", 4.0)
+    run = load_run(tmp_path)
+    assert run.per_head("entropy_bits")["value"].tolist() == [3.0, 2.0]
+    assert run.per_head("entropy_bits")["stderr"].tolist() == [0.1, 0.2]
+    assert run.per_layer()[["layer", "metric", "value"]].values.tolist() == [[0, "head_jsd_mean", 0.4]]
+    assert run.model_level()["metric"].tolist() == ["loss"]
+    assert run.cross_layer().empty
+    assert "head_index" in run.metrics().columns and "head" not in run.metrics().columns

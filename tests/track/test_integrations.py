@@ -37,7 +37,7 @@ def test_hf_trainer_callback(tmp_path):
     trainer.train()
     m = attnlife.load_run(run).metrics()
     assert sorted(m[m.metric == "entropy_bits"]["step"].unique()) == [0, 2, 4]
-    assert set(m[m.metric == "entropy_bits"]["head"]) == {0, 1}
+    assert set(m[m.metric == "entropy_bits"]["head_index"]) == {0, 1}
     ev = m[m.metric == "eval_loss"]
     assert list(ev["split"]) == ["val"] and ev["value"].iloc[0] > 0
     assert model.config._attn_implementation == "sdpa"

@@ -12,7 +12,7 @@ import attnlife
 from attnlife.store.part_table import METRICS_SCHEMA, read_table
 
 LOOP = Path(__file__).with_name("loop.py")
-KEY = ["step", "split", "layer", "head", "metric"]
+KEY = ["step", "split", "layer", "head_index", "layer_b", "metric"]
 
 
 def test_sigkill_mid_training_then_resume(tmp_path):

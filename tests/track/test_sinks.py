@@ -1,14 +1,16 @@
 """TensorBoard scalars read back from event files; W&B offline run files written."""
 from __future__ import annotations
 
+from attnlife.store.metrics_table import MetricRow
 from attnlife.store.sinks import TensorBoardSink, WandbSink, scalar_tag
 
-ROWS = [(0, 1, "entropy_bits", 1.25), (1, -1, "head_jsd_mean", 0.5), (-1, -1, "xlayer_jsd_0_1", 0.125)]
+ROWS = [MetricRow(0, 1, "entropy_bits", 1.25), MetricRow(1, -1, "head_jsd_mean", 0.5),
+        MetricRow(0, -1, "xlayer_jsd", 0.125, layer_b=1)]
 
 
 def test_scalar_tags_group_by_metric_then_layer_then_head():
-    assert [scalar_tag(m, l, h) for l, h, m, _ in ROWS] == [
-        "attn/entropy_bits/L0/H1", "attn/head_jsd_mean/L1", "attn/xlayer_jsd_0_1"]
+    assert [scalar_tag(r.metric, r.layer, r.head_index, r.layer_b) for r in ROWS] == [
+        "attn/entropy_bits/L0/H1", "attn/head_jsd_mean/L1", "attn/xlayer_jsd/L0-L1"]
 
 
 def test_tensorboard_event_files_read_back(tmp_path):
@@ -16,11 +18,11 @@ def test_tensorboard_event_files_read_back(tmp_path):
 
     sink = TensorBoardSink(tmp_path / "tb")
     sink.log_rows(0, ROWS)
-    sink.log_rows(5, [(0, 1, "entropy_bits", 2.5)])
+    sink.log_rows(5, [MetricRow(0, 1, "entropy_bits", 2.5)])
     sink.close()
     acc = EventAccumulator(str(tmp_path / "tb"))
     acc.Reload()
-    assert set(acc.Tags()["scalars"]) == {"attn/entropy_bits/L0/H1", "attn/head_jsd_mean/L1", "attn/xlayer_jsd_0_1"}
+    assert set(acc.Tags()["scalars"]) == {"attn/entropy_bits/L0/H1", "attn/head_jsd_mean/L1", "attn/xlayer_jsd/L0-L1"}
     ev = acc.Scalars("attn/entropy_bits/L0/H1")
     assert [(e.step, e.value) for e in ev] == [(0, 1.25), (5, 2.5)]
 
@@ -35,7 +37,7 @@ def test_wandb_offline_run_is_written(tmp_path, monkeypatch):
     assert len(runs) == 1
     (log,) = runs[0].glob("*.wandb")  # protobuf transaction log: history rows are JSON-encoded
     data = log.read_bytes()
-    for tag, value in (("attn/entropy_bits/L0/H1", "1.25"), ("attn/xlayer_jsd_0_1", "0.125")):
+    for tag, value in (("attn/entropy_bits/L0/H1", "1.25"), ("attn/xlayer_jsd/L0-L1", "0.125")):
         assert tag.encode() in data and value.encode() in data
 
 
@@ -52,7 +54,7 @@ def test_tracker_feeds_tensorboard_sink(tmp_path):
     tr.close()
     acc = EventAccumulator(str(tmp_path / "tb"))
     acc.Reload()
-    want = {r[3] for r in rows if r[:3] == (1, 0, "span_tokens")}
+    want = {r.value for r in rows if (r.layer, r.head_index, r.metric) == (1, 0, "span_tokens")}
     (ev,) = acc.Scalars("attn/span_tokens/L1/H0")
-    assert {"attn/xlayer_cos_0_1", "attn/head_jsd_mean/L0", "attn/track_ms"} <= set(acc.Tags()["scalars"])
+    assert {"attn/xlayer_cos/L0-L1", "attn/head_jsd_mean/L0", "attn/track_ms"} <= set(acc.Tags()["scalars"])
     assert abs(ev.value - want.pop()) < 1e-6

@@ -36,16 +36,16 @@ def test_metrics_table_has_per_head_layer_and_model_rows(tracked_run):
     m = attnlife.load_run(run).metrics()
     att = m[m["metric"] == "entropy_bits"]
     assert sorted(att["step"].unique()) == [0, 5, 10] and tracker.events == 3
-    assert set(zip(att["layer"], att["head"])) == {(0, 0), (0, 1), (1, 0), (1, 1)}
+    assert set(zip(att["layer"], att["head_index"])) == {(0, 0), (0, 1), (1, 0), (1, 1)}
     assert (att["value"] > 0).all() and (att["value"] <= math.log2(32)).all()
     names = set(m["metric"])
     assert {"span_tokens", "mean_distance_tokens", "sink_mass", "entropy_norm", "head_jsd_mean",
-            "head_entropy_var", "xlayer_jsd_0_1", "xlayer_cos_0_1", "track_ms"} <= names
-    xl = m[m["metric"] == "xlayer_jsd_0_1"]
-    assert (xl["layer"] == -1).all() and xl["value"].between(0, 1).all()
+            "head_entropy_var", "xlayer_jsd", "xlayer_cos", "track_ms"} <= names
+    xl = m[m["metric"] == "xlayer_jsd"]
+    assert set(zip(xl["layer"], xl["layer_b"])) == {(0, 1)} and xl["value"].between(0, 1).all()
     ev = m[m["metric"] == "eval_loss"]
     assert list(ev["split"]) == ["val"] and ev["value"].iloc[0] == 2.5
-    assert not m.duplicated(["step", "split", "layer", "head", "metric"]).any()
+    assert not m.duplicated(["step", "split", "layer", "head_index", "layer_b", "metric"]).any()
 
 
 def test_snapshots_written_at_snapshot_steps(tracked_run):

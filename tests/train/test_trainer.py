@@ -47,7 +47,7 @@ def test_metrics_table(trained) -> None:
     m = load_run(run_dir).metrics()
     loss = m[m.metric == "loss"]
     assert loss["step"].tolist() == list(range(12)) and set(loss["split"]) == {"train"}
-    assert (loss[["layer", "head"]] == -1).all().all()
+    assert (loss[["layer", "head_index"]] == -1).all().all()
     # untrained model on 65 symbols: cross-entropy near ln(65) nats
     assert loss["value"].iloc[0] == pytest.approx(math.log(65), abs=0.15)
     tc = config.train
