@@ -21,7 +21,8 @@ app = typer.Typer(
     add_completion=False,
 )
 
-VERB_MODULES = ("data_cmd", "train_cmd", "track_cmd", "spectra_cmd", "theory_cmd")
+VERB_MODULES = ("data_cmd", "train_cmd", "track_cmd", "spectra_cmd", "theory_cmd", "analyze_cmd",
+                "report_cmd", "reproduce_cmd")
 
 for _name in VERB_MODULES:
     try:

@@ -1,0 +1,1 @@
+"""attnlife.reproduce: the published four-run protocol over datasets and seeds."""
