@@ -7,7 +7,7 @@ DATA  ?= data
 RUN   ?= runs/demo
 SHARED ?= ../shared/data
 
-.PHONY: setup demo test test-slow bench clean
+.PHONY: setup demo test test-slow bench clean chromium
 
 setup: $(VENV)/.installed
 
@@ -19,17 +19,28 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e ".[dev]"
 	touch $@
 
-# Train the cpu preset on tiny-shakespeare with attention tracking; prints where results are.
+# Train the cpu preset on tiny-shakespeare with attention tracking, then measure every checkpoint
+# (weight spectra, attention probe with head-type scores), sample, analyse and draw the report.
 demo: setup
 	$(BIN)/attnlife prepare shakespeare_char --out $(DATA) \
 	  $(if $(wildcard $(SHARED)/shakespeare/input.txt),--source $(SHARED)/shakespeare/input.txt,)
 	$(BIN)/attnlife train --preset cpu --dataset shakespeare_char --data-dir $(DATA) --out $(RUN)
 	$(BIN)/attnlife spectra $(RUN)
+	$(BIN)/attnlife track $(RUN)
 	$(BIN)/attnlife sample $(RUN) --tokens 200
-	@echo "results: $(RUN)  (python: attnlife.load_run('$(RUN)').metrics() / .spectra(); attnlife summary $(RUN))"
+	$(BIN)/attnlife analyze $(RUN)
+	$(BIN)/attnlife report $(RUN) --quiet
+	@echo "results: $(RUN)  (python: attnlife.load_run('$(RUN)').metrics() / .spectra() / .analysis())"
+	@echo "dashboard: $(RUN)/report/dashboard.html"
 
-test: setup
+test: setup chromium
 	$(BIN)/python -m pytest -q
+
+# The dashboard's browser test drives Debian's Chromium: installed here when missing and root.
+chromium:
+	@test -x /usr/bin/chromium || { if [ "$$(id -u)" = 0 ]; then apt-get update && apt-get install -y chromium; \
+	  else echo "make test needs Chromium for the dashboard browser test: run 'sudo apt-get install chromium'" >&2; \
+	  exit 1; fi; }
 
 test-slow: setup
 	$(BIN)/python -m pytest -q -m slow

@@ -5,12 +5,17 @@ Precedence, lowest to highest: dataclass defaults < preset < TOML file < CLI ove
 from __future__ import annotations
 
 import dataclasses
-import tomllib
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional
 
 from attnlife.errors import ConfigError
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: `tomli` (a dependency there) is the same parser
+    import tomli as tomllib
 
 
 @dataclass
@@ -58,6 +63,7 @@ class TrainConfig:
     device: str = "auto"         # auto | cpu | cuda | cuda:N | mps
     dtype: str = "auto"          # auto (bf16 autocast where supported) | float32 | bfloat16 | float16
     compile: bool = False
+    loss_spike_factor: float = 0.0  # stop when loss > factor x its running mean (0 = only non-finite)
 
 
 @dataclass
@@ -70,6 +76,10 @@ class TrackConfig:
     snapshot_every: int = 0      # 0 = snapshot at tracked steps that are checkpoints
     span_threshold: float = 0.01
     query_chunk: int = 256
+    min_sequences: int = 8       # probe at least this many sequences (standard errors need n > 1)
+    at_checkpoints: bool = True  # also track at every checkpoint step (log-spaced early)
+    light_every: int = 1         # light tier (fused entropy/distance/sink in-forward); 0 = off
+    light_fraction: float = 0.1  # share of the batch the light tier reads, in (0, 1]
 
 
 @dataclass
@@ -151,24 +161,38 @@ def build_config(preset: Optional[str] = "cpu", dataset: Optional[str] = None,
         config.data.dataset = dataset
     if preset:
         apply_section_values(config, preset_overrides(preset, config.data.dataset), f"preset {preset}")
+    preset_max_iters = config.train.max_iters
+    explicit: set[str] = set()
     if toml_path:
         path = Path(toml_path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist; pass an existing TOML file")
-        try:
-            apply_section_values(config, tomllib.loads(path.read_text()), str(path))
-        except tomllib.TOMLDecodeError as err:
-            raise ConfigError(f"{path} is not valid TOML ({err}); fix the file") from None
+        table = read_toml(path)
+        apply_section_values(config, table, str(path))
+        explicit |= {f"{s}.{k}" for s, body in table.items() if isinstance(body, Mapping) for k in body}
     grouped: dict[str, dict[str, str]] = {}
     for text in overrides:
         section, key, value = parse_override(text)
         grouped.setdefault(section, {})[key] = value
     apply_section_values(config, grouped, "override")
+    explicit |= {f"{s}.{k}" for s, body in grouped.items() for k in body}
+    rescale_schedule(config.train, preset_max_iters, explicit)
     if dataset:
         config.data.dataset = dataset
     if out_dir:
         config.out_dir = out_dir
+    validate_values(config)
     return config
+
+
+def read_toml(path: Path) -> dict:
+    """The tables of a TOML config file; ConfigError (one line) if missing or malformed."""
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist; pass an existing TOML file")
+    try:
+        return tomllib.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path} is not UTF-8 text (byte {err.start}); save it as UTF-8 TOML") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path} is not valid TOML ({' '.join(str(err).split())}); fix the file") from None
 
 
 def config_from_dict(data: Mapping[str, Any]) -> RunConfig:
@@ -201,3 +225,148 @@ def _coerce(value: Any, f: dataclasses.Field, origin: str) -> Any:
         return str(value)
     except (TypeError, ValueError):
         raise ConfigError(f"{origin} = {value!r} is not a valid {kind.__name__}") from None
+
+
+# ---------------------------------------------------------------- help, ranges, TOML output
+FIELD_HELP: dict[str, str] = {
+    "out_dir": "run directory to create or resume",
+    "model.n_layer": "transformer blocks (L)",
+    "model.n_head": "attention heads per block (H); must divide n_embd",
+    "model.n_embd": "residual-stream width (D)",
+    "model.block_size": "context length in tokens (T)",
+    "model.dropout": "dropout probability, in [0, 1)",
+    "model.bias": "biases in Linear and LayerNorm layers (nanoGPT's train.py: false)",
+    "data.dataset": "prepared dataset name (DATA_DIR/<dataset>/)",
+    "data.data_dir": "folder `attnlife prepare --out` wrote",
+    "train.batch_size": "sequences per micro-batch",
+    "train.max_iters": "optimizer updates in total (the step budget; also --max-iters)",
+    "train.learning_rate": "peak learning rate after warm-up (also --lr)",
+    "train.min_lr": "learning rate at and after lr_decay_iters",
+    "train.warmup_iters": "updates of linear warm-up",
+    "train.lr_decay_iters": "update at which the cosine decay reaches min_lr",
+    "train.weight_decay": "AdamW weight decay on matrices, >= 0",
+    "train.beta1": "AdamW beta1, in [0, 1)",
+    "train.beta2": "AdamW beta2, in [0, 1)",
+    "train.grad_clip": "gradient-norm clip (0 = off)",
+    "train.gradient_accumulation_steps": "micro-batches per update",
+    "train.eval_interval": "evaluate every N updates (and at the end)",
+    "train.eval_iters": "batches per evaluation and split",
+    "train.log_interval": "progress-bar refresh every N updates",
+    "train.ckpt_log_max": "log-spaced checkpoints 0, 1, 2, 4, ... up to this step",
+    "train.ckpt_every": "then a checkpoint every N updates (and the last step)",
+    "train.ckpt_keep": "keep at most N checkpoints (0 = all)",
+    "train.seed": "random seed, >= 0",
+    "train.device": "auto | cpu | cuda | cuda:N | mps",
+    "train.dtype": "auto | float32 | bfloat16 | float16",
+    "train.compile": "torch.compile the model",
+    "train.loss_spike_factor": "stop when the loss exceeds this multiple of its running mean (0 = stop only on NaN/inf)",
+    "track.enabled": "track attention during training (--no-track disables)",
+    "track.every": "track every N updates",
+    "track.batch_fraction": "share of the batch the tracker reads, in (0, 1]",
+    "track.snapshot_every": "attention snapshots every N updates (0 = at tracked checkpoints)",
+    "track.span_threshold": "attention weight above which a key counts for the span, in [0, 1)",
+    "track.query_chunk": "query rows per probability chunk",
+    "track.min_sequences": "probe at least this many sequences (standard errors need n > 1)",
+    "track.at_checkpoints": "also track at every checkpoint step",
+    "track.light_every": "light tier (entropy, mean distance, sink from the training forward) every N updates; 0 = off",
+    "track.light_fraction": "share of the batch the light tier reads, in (0, 1]",
+}
+
+# name -> (lowest, lowest allowed?, highest or None, highest allowed?)
+FIELD_RANGES: dict[str, tuple[float, bool, Optional[float], bool]] = {
+    **{f"model.{k}": (1, True, None, False) for k in ("n_layer", "n_head", "n_embd", "block_size")},
+    "model.dropout": (0.0, True, 1.0, False),
+    **{f"train.{k}": (1, True, None, False) for k in ("batch_size", "eval_interval", "eval_iters",
+                                                      "log_interval", "gradient_accumulation_steps")},
+    **{f"train.{k}": (0, True, None, False) for k in ("max_iters", "warmup_iters", "lr_decay_iters",
+                                                      "ckpt_log_max", "ckpt_every", "ckpt_keep", "seed",
+                                                      "min_lr", "weight_decay", "grad_clip")},
+    "train.learning_rate": (0.0, False, None, False),
+    "train.beta1": (0.0, True, 1.0, False),
+    "train.beta2": (0.0, True, 1.0, False),
+    "train.loss_spike_factor": (0.0, True, None, False),
+    "track.every": (1, True, None, False),
+    "track.batch_fraction": (0.0, False, 1.0, True),
+    "track.snapshot_every": (0, True, None, False),
+    "track.span_threshold": (0.0, True, 1.0, False),
+    "track.query_chunk": (1, True, None, False),
+    "track.light_every": (0, True, None, False),
+    "track.light_fraction": (0.0, False, 1.0, True),
+}
+
+
+def iter_fields(config: RunConfig) -> Iterable[tuple[str, Any]]:
+    """("section.key", value) for every field of `config`, `out_dir` first."""
+    yield "out_dir", config.out_dir
+    for section in SECTIONS:
+        body = getattr(config, section)
+        for f in fields(body):
+            yield f"{section}.{f.name}", getattr(body, f.name)
+
+
+def _range_text(low: float, low_ok: bool, high: Optional[float], high_ok: bool) -> str:
+    if high is None:
+        return f"must be {'>=' if low_ok else '>'} {low:g}"
+    return f"must be in {'[' if low_ok else '('}{low:g}, {high:g}{']' if high_ok else ')'}"
+
+
+def validate_values(config: RunConfig) -> None:
+    """Raise ConfigError (one line) at the first non-finite or out-of-range value.
+
+    Every float must be finite; ranges are FIELD_RANGES (e.g. beta2 in [0, 1), dropout in
+    [0, 1), learning_rate > 0, sizes >= 1); n_embd must be divisible by n_head.
+    """
+    for name, value in iter_fields(config):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{name} = {value} is not a finite number; set it with --set {name}=VALUE")
+        if name not in FIELD_RANGES or isinstance(value, bool):
+            continue
+        low, low_ok, high, high_ok = FIELD_RANGES[name]
+        too_low = value < low if low_ok else value <= low
+        too_high = high is not None and (value > high if high_ok else value >= high)
+        if too_low or too_high:
+            hint = "N" if isinstance(value, int) else "VALUE"
+            raise ConfigError(f"{name} = {value} {_range_text(low, low_ok, high, high_ok)}; "
+                              f"set it with --set {name}={hint}")
+    if config.model.n_embd % config.model.n_head:
+        raise ConfigError(f"model.n_embd = {config.model.n_embd} is not divisible by model.n_head = "
+                          f"{config.model.n_head}; change one of them")
+
+
+def rescale_schedule(train: TrainConfig, base_max_iters: int, explicit: set[str]) -> None:
+    """Scale warm-up and decay with a changed step budget (nanoGPT sets lr_decay_iters = max_iters).
+
+    When max_iters was set (TOML or override) to M instead of the preset's M0, the warm-up and
+    decay lengths that were *not* set explicitly become round(value * M / M0), so the schedule
+    keeps its shape: `--max-iters 500` on the cpu preset (2000 updates, 100 warm-up, decay 2000)
+    gives 25 warm-up updates and decay to min_lr at 500.
+    """
+    if "train.max_iters" not in explicit or train.max_iters == base_max_iters or base_max_iters <= 0:
+        return
+    factor = train.max_iters / base_max_iters
+    for key in ("warmup_iters", "lr_decay_iters"):
+        if f"train.{key}" not in explicit:
+            setattr(train, key, int(round(getattr(train, key) * factor)))
+
+
+def config_to_toml(config: RunConfig) -> str:
+    """The resolved config as TOML that `--config FILE` reads back to the same RunConfig."""
+    import tomli_w
+
+    return tomli_w.dumps(config.to_dict())
+
+
+def field_reference(config: Optional[RunConfig] = None) -> str:
+    """One line per field, `section.key = default  help`, grouped by section (for --help)."""
+    config = config or build_config(preset="cpu")
+    return "\n".join(f"{name} = {_toml_scalar(value)}  {FIELD_HELP.get(name, '')}".rstrip()
+                     for name, value in iter_fields(config))
+
+
+def _toml_scalar(value: Any) -> str:
+    """A scalar as TOML writes it: true/false, quoted strings, numbers as they are."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    return repr(value)

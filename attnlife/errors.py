@@ -31,3 +31,32 @@ class CheckpointError(AttnlifeError):
 
 class UnsupportedModelError(AttnlifeError):
     """A model architecture that a probe or weight extractor does not know."""
+
+
+class StorageError(AttnlifeError):
+    """A file or folder cannot be written or read: permissions, read-only or full disk, bad name."""
+
+
+class OutputConflictError(AttnlifeError):
+    """An output path is taken by something attnlife did not create (a user's file or folder)."""
+
+
+class RunLockedError(RunDirError):
+    """Another live process is writing the same run directory."""
+
+
+class ProvenanceError(RunDirError):
+    """A resumed run's dataset no longer matches the one recorded in its run.json."""
+
+
+class DivergenceError(AttnlifeError):
+    """Training produced a non-finite (or exploding) loss and was stopped."""
+
+
+class TrainingInterrupted(AttnlifeError):
+    """Training stopped on SIGTERM/SIGINT after writing a checkpoint; `exit_code` is 128 + signum."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum
+        self.exit_code = 128 + signum

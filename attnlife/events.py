@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,7 @@ class TrainStart:
     rank: int = 0
     batch: Optional[tuple] = None   # the (x, y) the first update will use (peeked, RNG untouched),
                                     # so callbacks can measure the weights at start_step
+    checkpoint_steps: tuple = ()    # every step of the run's checkpoint series (log-spaced early)
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,8 @@ class StepRecord:
     model: Any
     batch: Optional[tuple] = None
     rank: int = 0
+    next_batch: Optional[Callable[[], tuple]] = None  # peeks the (x, y) update step + 1 will use
+                                                      # (RNG untouched): where step + 1 is measured
 
 
 @dataclass(frozen=True)

@@ -17,20 +17,29 @@ def default_callbacks(config: RunConfig) -> list[Callback]:
     """Callbacks a CLI `train` run gets for `config`: the attention tracker unless disabled.
 
     The tracker reads `config.track` (every, batch_fraction, snapshot_every, span_threshold,
-    query_chunk) and logs through the run's own metric writer (handed over in TrainStart).
+    query_chunk) and logs through the run's own metric writer (handed over in TrainStart). The
+    light tier (`track.light_every` > 0, `track.light_fraction`) reads q and k from the training
+    forward itself and logs `light_*` rows through the same writer.
     """
     if not config.track.enabled:
         return []
     from attnlife.track.tracker import Tracker
 
-    return [Tracker.from_config(config.track)]
+    callbacks: list[Callback] = [Tracker.from_config(config.track)]
+    if config.track.light_every > 0:
+        from attnlife.track.light_tracker import LightTracker
+
+        callbacks.append(LightTracker.from_config(config.track))
+    return callbacks
 
 
 def run_training(config: RunConfig, callbacks: Optional[list[Callback]] = None, quiet: bool = False,
-                 resume: bool = True) -> Path:
+                 resume: bool = True, allow_data_change: bool = False) -> Path:
     """Train `config` (resuming from the newest checkpoint when `resume`); return the run dir.
 
     Callbacks get TrainStart / StepRecord / EvalRecord / CheckpointRecord / TrainEnd events
-    (`attnlife.events`); `quiet` silences the progress bar.
+    (`attnlife.events`); `quiet` silences the progress bar; `allow_data_change` resumes even
+    when the dataset differs from the one recorded in run.json.
     """
-    return train(config, callbacks=callbacks or [], quiet=quiet, resume=resume)
+    return train(config, callbacks=callbacks or [], quiet=quiet, resume=resume,
+                 allow_data_change=allow_data_change)

@@ -44,6 +44,22 @@ def _alternate(peaks: np.ndarray, troughs: np.ndarray, signal: np.ndarray) -> li
     return merged
 
 
+def _peak_trough_peak(s: np.ndarray, prominence: float) -> list[tuple[int, int, int, int | None]]:
+    """For every peak followed by a trough: (trough before it or 0, peak, trough, next peak or None);
+    peaks and troughs have at least `prominence` and alternate."""
+    peaks, _ = find_peaks(s, prominence=prominence)  # interior maxima only: a rise must be seen
+    # troughs may sit at either end: a final fall of at least `prominence` completes a cycle
+    pad = -(s.max() + prominence)
+    troughs, _ = find_peaks(np.concatenate([[pad], -s, [pad]]), prominence=prominence)
+    events = _alternate(peaks, troughs - 1, s)
+    out = []
+    for k, (idx, kind) in enumerate(events):
+        if kind == "peak" and k + 1 < len(events):
+            out.append((events[k - 1][0] if k > 0 else 0, idx, events[k + 1][0],
+                        events[k + 2][0] if k + 2 < len(events) else None))
+    return out
+
+
 def smooth(signal: np.ndarray, window: int) -> np.ndarray:
     """Centred moving average over `window` samples (edges reflected); window <= 1 returns a copy."""
     s = np.asarray(signal, dtype=np.float64)
@@ -78,19 +94,8 @@ def detect_cycles(steps: np.ndarray, signal: np.ndarray, prominence: float | Non
         prominence = rel_prominence * float(s.max() - s.min())
     if prominence <= 0:
         return []
-    peaks, _ = find_peaks(s, prominence=prominence)  # interior maxima only: a rise must be seen
-    # troughs may sit at either end: a final fall of at least `prominence` completes a cycle
-    pad = -(s.max() + prominence)
-    troughs, _ = find_peaks(np.concatenate([[pad], -s, [pad]]), prominence=prominence)
-    events = _alternate(peaks, troughs - 1, s)
-    cycles = []
-    for k, (idx, kind) in enumerate(events):
-        if kind != "peak" or k + 1 >= len(events):
-            continue
-        trough = events[k + 1][0]
-        start = events[k - 1][0] if k > 0 else 0
-        cycles.append(Cycle(float(x[start]), float(x[idx]), float(x[trough]), float(s[idx]), float(s[trough])))
-    return cycles
+    return [Cycle(float(x[before]), float(x[idx]), float(x[trough]), float(s[idx]), float(s[trough]))
+            for before, idx, trough, _ in _peak_trough_peak(s, prominence)]
 
 
 def summarize_cycles(cycles: list[Cycle], prominence_used: float | None = None) -> dict:
@@ -98,3 +103,34 @@ def summarize_cycles(cycles: list[Cycle], prominence_used: float | None = None) 
     return {"n_cycles": len(cycles), "peak_steps": [c.peak_step for c in cycles],
             "trough_steps": [c.trough_step for c in cycles], "prominence": prominence_used,
             "cycles": [c.to_dict() for c in cycles]}
+
+
+CYCLE_COLUMNS = ["start_step", "trough_step", "end_step", "period_steps", "prominence", "status"]
+
+
+def cycle_rows(steps: np.ndarray, signal: np.ndarray, rel_prominence: float = 0.2,
+               smooth_window: int = 1, prominence: float | None = None) -> list[dict]:
+    """Focus-dilution-recovery cycles of `signal` [N] (high = focused) at `steps` [N], as table rows.
+
+    Same peaks and troughs as `detect_cycles`. A cycle starts at a focus peak, falls to the
+    trough after it and recovers at the next peak: status `closed` with period_steps = end_step -
+    start_step. A peak whose trough is not followed by a recovery peak inside the run (the run
+    ends diluted or still rising) is `open`: end_step is the last step, period_steps NaN, and it
+    is not counted. prominence = peak value - trough value (signal units, after smoothing).
+    """
+    s = smooth(np.asarray(signal, dtype=np.float64), smooth_window)
+    x = np.asarray(steps, dtype=np.float64)
+    if len(s) < 3 or not np.all(np.isfinite(s)):
+        return []
+    if prominence is None:
+        prominence = rel_prominence * float(s.max() - s.min())
+    if prominence <= 0:
+        return []
+    rows = []
+    for _, idx, trough, recovery in _peak_trough_peak(s, prominence):
+        closed = recovery is not None
+        end = recovery if closed else len(s) - 1
+        rows.append({"start_step": float(x[idx]), "trough_step": float(x[trough]), "end_step": float(x[end]),
+                     "period_steps": float(x[end] - x[idx]) if closed else float("nan"),
+                     "prominence": float(s[idx] - s[trough]), "status": "closed" if closed else "open"})
+    return rows

@@ -19,7 +19,22 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from attnlife import __version__
+
+        typer.echo(f"attnlife {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    """Measure the lifecycle of attention while a transformer trains."""
 
 VERB_MODULES = ("data_cmd", "train_cmd", "track_cmd", "spectra_cmd", "theory_cmd", "analyze_cmd",
                 "report_cmd", "reproduce_cmd")
@@ -35,11 +50,21 @@ for _name in VERB_MODULES:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: run the app, turning AttnlifeError into one line and exit code 2."""
+    """Console entry point: run the app, turning AttnlifeError and known environment failures
+    (disk full, permissions, read-only disk, long names: `attnlife.cli.failures`) into one line
+    and exit code 2; anything else keeps its traceback."""
+    from attnlife.cli.failures import environment_failure
+
     try:
         app(args=argv, standalone_mode=True)
     except AttnlifeError as err:
-        typer.echo(f"error: {err}", err=True)
+        typer.echo(f"error: {' '.join(str(err).split())}", err=True)
+        sys.exit(2)
+    except Exception as err:  # re-raised below unless it is a known environment failure
+        line = environment_failure(err)
+        if line is None:
+            raise
+        typer.echo(f"error: {line}", err=True)
         sys.exit(2)
 
 

@@ -21,35 +21,36 @@ def spectra_command(
     sample_rows: int = typer.Option(0, "--sample-rows", help="Stream only this many rows of W (0 = all)."),
     bins: int = typer.Option(200, "--bins", help="Histogram bins over mu +- 6 sigma."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    force: bool = typer.Option(False, "--force", help="Recompute checkpoints already done with these options."),
 ) -> None:
     """Turn a checkpoint series into a per-head spectra table (OUT/spectra/, load_run(OUT).spectra())."""
     from attnlife.errors import ConfigError
     from attnlife.spectra.analyse import SpectraOptions
-    from attnlife.spectra.sources import hf_series, nanogpt_series, run_series
+    from attnlife.spectra.sources import SpectraSourceError
     from attnlife.spectra.sweep import run_sweep
 
-    paths = list(paths or [])
-    if hf:
-        refs = hf_series(hf, [r for r in (revisions or "").split(",") if r])
-    elif nanogpt:
-        if not paths:
-            raise ConfigError("--nanogpt needs one or more ckpt.pt paths")
-        refs = nanogpt_series([str(p) for p in paths])
-    elif len(paths) == 1:
-        refs = run_series(paths[0])
-        out = out or paths[0]
-    else:
-        raise ConfigError("pass one RUN_DIR, or --nanogpt CKPT.pt..., or --hf MODEL --revisions a,b")
-    if out is None:
-        raise ConfigError("--out is required with --nanogpt or --hf (where to write spectra/)")
+    from attnlife.model.series import select_series
+
+    refs, out = select_series(paths, nanogpt, hf, revisions, out, "spectra/")
     if top_k < 1 or workers < 1 or bins < 2 or sample_rows < 0:
         raise ConfigError("--top-k and --workers must be >= 1, --bins >= 2, --sample-rows >= 0")
     options = SpectraOptions(matrices=("qk", "ov") if ov else ("qk",), top_k=top_k,
                              elements=elements, bins=bins, sample_rows=sample_rows)
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-    summary = run_sweep(refs, out, options, workers=workers, rank=rank, world_size=world,
-                        progress=not quiet)
-    typer.echo(f"spectra: {summary.analysed} analysed, {summary.skipped} already done -> {out}/spectra")
+    from contextlib import nullcontext
+
+    from attnlife.store.lock import run_lock
+
+    # one writer per output folder; ranks > 0 of a torchrun sweep share rank 0's lock
+    with run_lock(out, "spectra") if rank == 0 else nullcontext():
+        summary = run_sweep(refs, out, options, workers=workers, rank=rank, world_size=world,
+                            progress=not quiet, force=force)
+    if summary.failed and not summary.analysed and not summary.skipped:
+        raise SpectraSourceError(f"none of the {len(summary.failed)} checkpoints could be read "
+                                 f"(first: {summary.failed[0]})")
+    unreadable = f", {len(summary.failed)} unreadable (skipped)" if summary.failed else ""
+    typer.echo(f"spectra: {summary.analysed} analysed, {summary.skipped} already done{unreadable} "
+               f"-> {out}/spectra")
     if summary.meetings is not None:
         typer.echo(f"eigenvalue near-meetings: {summary.meetings} ({out}/spectra/meetings/)")
 

@@ -6,6 +6,8 @@ from typing import Optional
 
 import typer
 
+from attnlife.cli.options import deprecated_alias
+
 THREADS_HELP = "torch CPU threads (1 is fastest for these small tensors on a shared machine)"
 
 theory_app = typer.Typer(help="Reproduce one-layer attention theory (scan and snap; focus-dilution).",
@@ -40,7 +42,8 @@ def scan_snap(
     common_mass: float = typer.Option(0.5, "--common-mass", help="probability mass of common tokens"),
     seq_len: int = typer.Option(128, "--seq-len", help="T: sequence length (T-1 contextual tokens)"),
     batch_size: int = typer.Option(32, "--batch-size"),
-    steps: Optional[int] = typer.Option(None, "--steps", help="SGD steps (default 20000 single, 2000 sweep)"),
+    max_iters: Optional[int] = typer.Option(None, "--max-iters", help="SGD steps (default 20000 single, 2000 sweep)"),
+    steps: Optional[int] = typer.Option(None, "--steps", hidden=True, help="deprecated alias of --max-iters"),
     eta_y: float = typer.Option(1.0, "--eta-y", help="decoder learning rate (single run)"),
     eta_z: float = typer.Option(1.0, "--eta-z", help="attention learning rate (single run)"),
     param: str = typer.Option("reparam", "--param", help="'reparam' (Y, Z) or 'module' (W_Q, W_K, W_V, W_U; eta_Z is the W_Q/W_K rate, try 30)"),
@@ -49,11 +52,14 @@ def scan_snap(
     quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
 ) -> None:
     """Scan and snap (Tian et al. 2023): attention over time, or with --sweep the entropy sweep."""
+    from attnlife.analysis.theory_trends import scan_snap_summary, sweep_trend
     from attnlife.report.theory_figures import plot_scan_snap, plot_sweep, sweep_table
     from attnlife.store.atomic import write_json_atomic
+    from attnlife.store.run_dir import load_run
     from attnlife.theory.scan_snap_runs import ScanSnapConfig, SweepConfig, run_scan_snap, run_sweep
 
     _set_threads(threads)
+    steps = deprecated_alias(max_iters, steps, "--steps", "--max-iters")
     common = dict(n_distinct=n_distinct, n_common=n_common, common_mass=common_mass, seq_len=seq_len,
                   batch_size=batch_size, seed=seed)
     if sweep:
@@ -65,43 +71,15 @@ def scan_snap(
         run_sweep(cfg, out, quiet)
         table = sweep_table(out)
         write_json_atomic(out / "analysis" / "sweep.json", {"final_entropy_distinct_bits": table.to_dict("records"),
-                                                            "trend": _trend(table)})
+                                                            "trend": sweep_trend(table)})
         figure = plot_sweep(out)
     else:
         cfg = ScanSnapConfig(n_last=n_last, n_next=n_next, eta_y=eta_y, eta_z=eta_z, param=param, **common)
         cfg.steps = steps or cfg.steps
         run_scan_snap(cfg, out, quiet)
-        write_json_atomic(out / "analysis" / "scan_snap.json", scan_snap_summary(out))
+        write_json_atomic(out / "analysis" / "scan_snap.json", scan_snap_summary(load_run(out).metrics()))
         figure = plot_scan_snap(out)
     typer.echo(f"wrote {out} (figure {figure})")
-
-
-def scan_snap_summary(run_dir: Path) -> dict:
-    """Start/end attention signatures and the growth of max z per decade of steps.
-
-    slope_per_ln_step = (z(t2) - z(t1)) / (ln t2 - ln t1) for decades [t1, t2]: constant under
-    log-time growth, shrinking once the logits grow like log log t (the snap).
-    """
-    import numpy as np
-
-    from attnlife.store.run_dir import load_run
-
-    frame = load_run(run_dir).metrics()
-    out: dict = {}
-    for name in ("entropy_distinct_bits", "attn_common", "attn_distinct", "z_distinct_max", "z_common_mean"):
-        s = frame[frame.metric == name].sort_values("step")
-        out[name] = {"start": float(s.value.iloc[0]), "end": float(s.value.iloc[-1])}
-    z = frame[frame.metric == "z_distinct_max"].sort_values("step")
-    steps, values = z.step.to_numpy(dtype=float), z.value.to_numpy()
-    slopes = []
-    lo = 10.0
-    while lo < steps.max():
-        hi = min(lo * 10, steps.max())
-        z_lo, z_hi = np.interp([lo, hi], steps, values)
-        slopes.append({"from_step": lo, "to_step": hi, "slope_per_ln_step": float((z_hi - z_lo) / np.log(hi / lo))})
-        lo *= 10
-    out["z_distinct_max_growth"] = slopes
-    return out
 
 
 def _set_threads(threads: int) -> None:
@@ -112,18 +90,6 @@ def _set_threads(threads: int) -> None:
     if threads < 1:
         raise TheoryConfigError("--threads must be >= 1")
     torch.set_num_threads(threads)
-
-
-def _trend(table) -> list[dict]:
-    """Spearman correlation of final entropy with eta_Y/eta_Z per (M, K, eta_Z)."""
-    from scipy.stats import spearmanr
-
-    out = []
-    for (m, k, ez), g in table.groupby(["m", "k", "eta_z"]):
-        rho = float(spearmanr(g.ratio, g["mean"]).statistic) if len(g) > 2 else float("nan")
-        out.append({"m": int(m), "k": int(k), "eta_z": float(ez), "spearman_entropy_vs_ratio": rho,
-                    "rises": bool(g.sort_values("ratio")["mean"].is_monotonic_increasing)})
-    return out
 
 
 @theory_app.command("markov")
@@ -137,7 +103,8 @@ def markov(
     n_embd: int = typer.Option(32, "--n-embd"),
     init_std: float = typer.Option(0.02, "--init-std", help="std of the initial weights"),
     lr: float = typer.Option(0.5, "--lr", help="SGD learning rate (small: follows gradient flow)"),
-    steps: int = typer.Option(6000, "--steps"),
+    max_iters: Optional[int] = typer.Option(None, "--max-iters", help="SGD steps (default 6000)"),
+    steps: Optional[int] = typer.Option(None, "--steps", hidden=True, help="deprecated alias of --max-iters"),
     batch_size: int = typer.Option(32, "--batch-size"),
     n_train_seqs: int = typer.Option(4096, "--n-train-seqs", help="training sequences sampled once up front"),
     top_tokens: int = typer.Option(2, "--top-tokens", help="how many most-frequent tokens define focus"),
@@ -152,6 +119,7 @@ def markov(
     from attnlife.theory.markov import MarkovConfig, run_markov
 
     _set_threads(threads)
+    steps = deprecated_alias(max_iters, steps, "--steps", "--max-iters") or 6000
     cfg = MarkovConfig(vocab_size=vocab_size, zipf_exponent=zipf, degree=degree,
                        text=str(text) if text else None, seq_len=seq_len, n_embd=n_embd, init_std=init_std,
                        lr=lr, steps=steps, batch_size=batch_size, n_train_seqs=n_train_seqs, top_tokens=top_tokens,
@@ -163,20 +131,13 @@ def markov(
 
 
 def analyse_markov(run_dir: Path, rel_prominence: float = 0.2, smooth_window: int = 5) -> tuple[dict, Path]:
-    """Detect cycles in `attn_focus_excess`, write RUN/analysis/cycles.json and the figure."""
-    from attnlife.analysis.cycles import detect_cycles, smooth, summarize_cycles
+    """Detect cycles in `attn_focus_excess` (attnlife.analysis), write RUN/analysis/cycles.json and the figure."""
+    from attnlife.analysis.theory_trends import markov_cycles
     from attnlife.report.theory_figures import plot_markov
     from attnlife.store.atomic import write_json_atomic
     from attnlife.store.run_dir import load_run
 
-    frame = load_run(run_dir).metrics()
-    focus = frame[(frame.metric == "attn_focus_excess") & (frame.split == "train")].sort_values("step")
-    smoothed = smooth(focus.value.to_numpy(), smooth_window)
-    span = float(smoothed.max() - smoothed.min()) if len(focus) else 0.0
-    cycles = detect_cycles(focus.step.to_numpy(), focus.value.to_numpy(), rel_prominence=rel_prominence,
-                           smooth_window=smooth_window)
-    summary = summarize_cycles(cycles, rel_prominence * span)
-    summary.update(signal="attn_focus_excess", smooth_window=smooth_window, rel_prominence=rel_prominence)
+    summary, cycles = markov_cycles(load_run(run_dir).metrics(), rel_prominence, smooth_window)
     write_json_atomic(Path(run_dir) / "analysis" / "cycles.json", summary)
     return summary, plot_markov(run_dir, cycles)
 

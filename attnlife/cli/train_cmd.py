@@ -14,33 +14,72 @@ def train_command(
     out: Optional[str] = typer.Option(None, "--out", help="Run directory to create or resume."),
     config_file: Optional[Path] = typer.Option(None, "--config", help="TOML file with model, data, train, track tables."),
     overrides: List[str] = typer.Option([], "--set", help="section.key=value, repeatable."),
-    max_iters: Optional[int] = typer.Option(None, "--max-iters"),
+    max_iters: Optional[int] = typer.Option(None, "--max-iters", help="Step budget (train.max_iters); warm-up and decay scale with it unless set."),
+    steps: Optional[int] = typer.Option(None, "--steps", hidden=True, help="Deprecated alias of --max-iters."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size"),
     lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate."),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:N, mps."),
     seed: Optional[int] = typer.Option(None, "--seed"),
     track_every: Optional[int] = typer.Option(None, "--track-every", help="Sets track.every."),
     track_fraction: Optional[float] = typer.Option(None, "--track-fraction", help="Sets track.batch_fraction."),
-    no_track: bool = typer.Option(False, "--no-track", help="Sets track.enabled=false."),
+    track_light_every: Optional[int] = typer.Option(None, "--track-light-every", help="Sets track.light_every (light tier: fused entropy, mean distance, sink from the training forward; 0 = off)."),
+    no_track: bool = typer.Option(False, "--no-track", help="Sets track.enabled=false (both tiers)."),
+    tensorboard: bool = typer.Option(False, "--tensorboard", help="Also write loss, lr, config and attention to TensorBoard in OUT/tensorboard."),
+    wandb: bool = typer.Option(False, "--wandb", help="Also log them to Weights & Biases (offline unless WANDB_MODE=online)."),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from the newest checkpoint in --out."),
+    allow_data_change: bool = typer.Option(False, "--allow-data-change", help="Resume even if the dataset differs from the one in run.json."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config as TOML and exit."),
 ) -> None:
     """Train a GPT on a prepared dataset, writing metrics and a checkpoint series to --out."""
-    from attnlife.config import build_config
+    from attnlife.cli.options import deprecated_alias
+    from attnlife.config import build_config, config_to_toml
 
+    max_iters = deprecated_alias(max_iters, steps, "--steps", "--max-iters")
     flags = {"train.max_iters": max_iters, "train.batch_size": batch_size,
              "train.learning_rate": lr, "train.device": device, "train.seed": seed,
              "track.every": track_every, "track.batch_fraction": track_fraction,
+             "track.light_every": track_light_every,
              "data.data_dir": data_dir}
     extra = [f"{k}={v}" for k, v in flags.items() if v is not None]
     if no_track:
         extra.append("track.enabled=false")
     config = build_config(preset=preset, dataset=dataset, toml_path=config_file,
                           overrides=list(overrides) + extra, out_dir=out)
+    if print_config:
+        typer.echo(config_to_toml(config), nl=False)
+        return
     from attnlife.run import default_callbacks, run_training
 
-    run_dir = run_training(config, default_callbacks(config), quiet=quiet, resume=resume)
+    from attnlife.errors import TrainingInterrupted
+
+    try:
+        callbacks = default_callbacks(config)
+        callbacks += _sink_callbacks(callbacks, config.out_dir, tensorboard, wandb)
+        run_dir = run_training(config, callbacks, quiet=quiet, resume=resume,
+                               allow_data_change=allow_data_change)
+    except TrainingInterrupted as stop:  # SIGTERM/SIGINT: checkpoint written, conventional code
+        typer.echo(f"interrupted: {stop}", err=True)
+        raise typer.Exit(stop.exit_code) from None
     _print_summary(run_dir)
+
+
+def _sink_callbacks(callbacks: list, out_dir: str, tensorboard: bool, wandb: bool) -> list:
+    """A SinkCallback (config, loss, lr, eval loss) for the chosen sinks, which the tracker's
+    attention rows also go to; none off rank 0 (torchrun's RANK)."""
+    import os
+
+    if not (tensorboard or wandb) or int(os.environ.get("RANK", "0")) != 0:
+        return []
+    from attnlife.store.sinks import SinkCallback, TensorBoardSink, WandbSink
+
+    sinks = [TensorBoardSink(Path(out_dir) / "tensorboard")] if tensorboard else []
+    if wandb:
+        sinks.append(WandbSink(out_dir, mode=os.environ.get("WANDB_MODE", "offline")))
+    for callback in callbacks:  # the attention tracker
+        if isinstance(getattr(callback, "sinks", None), list):
+            callback.sinks.extend(sinks)
+    return [SinkCallback(sinks)]
 
 
 def _print_summary(run_dir: Path) -> None:
@@ -94,5 +133,9 @@ def sample_command(
 
 def register(app: typer.Typer) -> None:
     """Add `train` and `sample` to the attnlife app."""
-    app.command("train")(train_command)
+    from attnlife.config import field_reference
+
+    epilog = ("Config fields (--set section.key=value or --config FILE.toml; cpu-preset defaults):\n\n"
+              + field_reference())
+    app.command("train", epilog=epilog)(train_command)
     app.command("sample")(sample_command)

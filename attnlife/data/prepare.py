@@ -3,7 +3,9 @@
 Each .bin is the raw little-endian array of token ids (uint8 if vocab <= 256 else uint16), so
 `np.memmap(path, dtype=meta["dtype"], mode="r")` reads it back. Everything is validated before
 the output folder is created; the folder is written under a temporary name and renamed into place,
-so a failure leaves no `OUT/<name>` behind.
+so a failure leaves no `OUT/<name>` behind. An existing `OUT/<name>` is replaced only when it is
+an attnlife dataset (a meta.json with `meta_version`, nothing but split .bin files beside it);
+anything else there (a user's folder or file) is refused, never moved or deleted.
 """
 from __future__ import annotations
 
@@ -16,10 +18,11 @@ from typing import Optional
 from attnlife.data.registry import DATASETS, DatasetSpec, dataset_names
 from attnlife.data.sources import SourceBytes, resolve_source
 from attnlife.data.tokenize import Tokenized, split_sizes, tokenize
-from attnlife.errors import AttnlifeError, ChecksumError
-from attnlife.store.atomic import atomic_dir
+from attnlife.errors import AttnlifeError, ChecksumError, OutputConflictError
+from attnlife.store.atomic import atomic_dir, clean_temp_files
 
 META_VERSION = 1
+DATASET_FILES = {"meta.json", "train.bin", "val.bin", "test.bin"}
 BAR_MIN_BYTES = 16 << 20
 
 
@@ -75,6 +78,8 @@ def prepare_dataset(name: str, out_dir: str | os.PathLike,
     if not folder or "/" in folder or folder in (".", ".."):
         raise UnknownDatasetError(f"--name {folder!r} is not a plain folder name; use e.g. "
                                   f"--name my_text")
+    final = Path(out_dir) / folder
+    check_target(final)
     src = resolve_source(spec, source, quiet=quiet)
     # a stage bar only where a user waits (the full 100 MB files); small inputs take < 1 s
     with tqdm(total=2, desc=f"prepare {folder}", disable=quiet or len(src.data) < BAR_MIN_BYTES,
@@ -85,7 +90,8 @@ def prepare_dataset(name: str, out_dir: str | os.PathLike,
         sizes = split_sizes(len(tok.ids), spec.split_fractions, fixed)
         bar.update(1)
         meta = build_meta(spec, folder, src, tok, sizes, prefix)
-        final = Path(out_dir) / folder
+        clean_temp_files(final.parent, final_name=folder)
+        check_target(final)
         with atomic_dir(final) as tmp:
             start = 0
             for split, size in zip(spec.split_names, sizes):
@@ -95,6 +101,34 @@ def prepare_dataset(name: str, out_dir: str | os.PathLike,
                                            encoding="utf-8")
         bar.update(1)
     return final
+
+
+def check_target(final: Path) -> None:
+    """Raise OutputConflictError unless `final` is absent, an empty folder or an attnlife dataset."""
+    parent = final.parent
+    if parent.exists() and not parent.is_dir():
+        raise OutputConflictError(f"--out {parent} is a file, not a folder; pass a folder path")
+    if not final.exists() and not final.is_symlink():
+        return
+    if final.is_symlink() or not final.is_dir():
+        raise OutputConflictError(f"{final} exists and is not a dataset folder (a file); pass "
+                                  f"another --name or --out, or move it away")
+    entries = {p.name for p in final.iterdir()}
+    if not entries:
+        return
+    foreign = sorted(entries - DATASET_FILES)
+    if foreign or not _is_dataset_meta(final / "meta.json"):
+        what = f"it holds {', '.join(foreign[:3])}" if foreign else "it has no attnlife meta.json"
+        raise OutputConflictError(f"{final} exists and is not an attnlife dataset ({what}); pass "
+                                  f"another --name or --out, or move that folder away")
+
+
+def _is_dataset_meta(path: Path) -> bool:
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and "meta_version" in meta and "split_tokens" in meta
 
 
 def build_meta(spec: DatasetSpec, folder: str, src: SourceBytes, tok: Tokenized,

@@ -10,10 +10,12 @@ Order of lookup (the first that exists wins):
 from __future__ import annotations
 
 import hashlib
+import lzma
 import os
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -104,9 +106,10 @@ def _read_zip_member(spec: DatasetSpec, path: Path) -> tuple[bytes, str]:
                 raise DataSourceError(f"zip {path} does not hold {wanted} (it holds: {shown}); "
                                       f"pass the canonical {spec.name} zip or the unpacked file")
             return zf.read(names[0]), names[0]
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError) as err:
-        raise DataSourceError(f"cannot read zip {path} ({err}); download it again or pass the "
-                              f"unpacked file") from None
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, zlib.error, lzma.LZMAError,
+            NotImplementedError, RuntimeError) as err:  # corrupt payload, unknown method, encrypted
+        raise DataSourceError(f"cannot read zip {path} ({' '.join(str(err).split()) or type(err).__name__}); "
+                              f"download it again or pass the unpacked file") from None
 
 
 def _find_offline(spec: DatasetSpec) -> Optional[Path]:

@@ -1,13 +1,18 @@
 """Hugging Face `Trainer` callback that drives an attnlife `Tracker`.
 
     from attnlife.integrations.hf import AttnlifeHFCallback
-    tracker = Tracker(every=500, batch_fraction=0.1, run_dir="runs/hf")
+    tracker = Tracker(every=500, run_dir="runs/hf")
     trainer = Trainer(..., callbacks=[AttnlifeHFCallback(tracker)])
+
+Step convention (the same as `attnlife train`): step s = the weights after s optimizer updates,
+i.e. `state.global_step`. The weights at step 0 (or a resumed start) are measured in
+`on_train_begin`, every later step in `on_step_end` (once per optimizer step, also under
+gradient accumulation); `eval_loss` from `on_evaluate` is logged at `state.global_step` with split
+`val`, so attention, eval loss and HF's `checkpoint-{global_step}` describe the same weights.
 
 HF callbacks never see the step's batch, so the tracker probes a fixed batch: `probe_batch`
 (token ids [B, T]) if given, else the first `per_device_train_batch_size` examples of the train
-dataloader's dataset, collated by its collate_fn (indexing, not iterating: no RNG is consumed). Steps are `state.global_step - 1` (0-based, like `attnlife train`); `eval_loss`
-from `on_evaluate` is logged with split `val`.
+dataloader's dataset, collated by its collate_fn (indexing, not iterating: no RNG is consumed).
 """
 from __future__ import annotations
 
@@ -25,7 +30,7 @@ class ProbeBatchError(AttnlifeError):
 
 
 class AttnlifeHFCallback(TrainerCallback):
-    """Tracks attention every `tracker.every` optimizer steps of a transformers Trainer."""
+    """Tracks attention at the tracker's steps of a transformers Trainer (labels = global_step)."""
 
     def __init__(self, tracker: Tracker, probe_batch: Optional[torch.Tensor] = None) -> None:
         self.tracker = tracker
@@ -39,16 +44,23 @@ class AttnlifeHFCallback(TrainerCallback):
         n = min(len(dataset), args.per_device_train_batch_size)
         return batch_inputs(loader.collate_fn([dataset[i] for i in range(n)]))
 
+    def _track(self, args: Any, state: Any, model: Any, loader: Any) -> None:
+        step = int(state.global_step)
+        if model is None or not state.is_world_process_zero or not self.tracker.should_track(step):
+            return
+        if self.probe_batch is None:
+            self.probe_batch = self._probe_from(args, loader)
+        self.tracker.maybe_track(step, model, self.probe_batch.to(next(model.parameters()).device))
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+        self._track(args, state, model, kwargs.get("train_dataloader"))
+
     def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
-        if model is not None and state.is_world_process_zero and (state.global_step - 1) % self.tracker.every == 0:
-            if self.probe_batch is None:
-                self.probe_batch = self._probe_from(args, kwargs.get("train_dataloader"))
-            batch = self.probe_batch.to(next(model.parameters()).device)
-            self.tracker.maybe_track(state.global_step - 1, model, batch)
+        self._track(args, state, model, kwargs.get("train_dataloader"))
 
     def on_evaluate(self, args: Any, state: Any, control: Any, metrics: Any = None, **kwargs: Any) -> None:
         if metrics and "eval_loss" in metrics and state.is_world_process_zero:
-            self.tracker.log_eval(max(state.global_step - 1, 0), {"val": metrics["eval_loss"]})
+            self.tracker.log_eval(int(state.global_step), {"val": metrics["eval_loss"]})
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self.tracker.flush()

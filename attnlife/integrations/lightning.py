@@ -3,10 +3,14 @@
     from attnlife.integrations.lightning import AttnlifeLightningCallback
     trainer = L.Trainer(..., callbacks=[AttnlifeLightningCallback(Tracker(every=500, run_dir="runs/pl"))])
 
-The step is `trainer.global_step - 1` after each optimizer step (0-based, like `attnlife train`);
-the batch is the step's own batch (ids, (x, y) or a dict with input_ids). The capturable model
-(our GPT, a HF causal LM or a TransformerLens model) is found inside the LightningModule.
-Validation `val_loss` / `eval_loss` from `trainer.callback_metrics` is logged with split `val`.
+Step convention (the same as `attnlife train`): step s = the weights after s optimizer updates,
+i.e. `trainer.global_step`. Step s is measured in `on_train_batch_start` of the first
+micro-batch of update s, on that batch, before the update: once per optimizer step, also with
+`accumulate_grad_batches`. The final weights (after the last update) are measured at
+`on_train_end` on the last batch seen. Validation `val_loss` / `eval_loss` from
+`trainer.callback_metrics` is logged at `trainer.global_step` with split `val`. The batch may be
+ids, (x, y) or a dict with input_ids; the capturable model (our GPT, a HF causal LM or a
+TransformerLens model) is found inside the LightningModule.
 """
 from __future__ import annotations
 
@@ -18,23 +22,28 @@ from attnlife.track.tracker import Tracker
 
 
 class AttnlifeLightningCallback(pl.Callback):
-    """Tracks attention every `tracker.every` optimizer steps of a Lightning Trainer."""
+    """Tracks attention at the tracker's steps of a Lightning Trainer (labels = global_step)."""
 
     def __init__(self, tracker: Tracker) -> None:
         super().__init__()
         self.tracker = tracker
+        self._last_step = -1
+        self._last_batch: Any = None
 
-    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
-        if trainer.is_global_zero:
-            self.tracker.maybe_track(trainer.global_step - 1, pl_module, batch)
+    def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
+        self._last_batch = batch
+        step = int(trainer.global_step)
+        if step == self._last_step or not trainer.is_global_zero:
+            return  # a later micro-batch of the same optimizer step
+        self._last_step = step
+        self.tracker.maybe_track(step, pl_module, batch)
 
     def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero:
             return
         for key in ("val_loss", "eval_loss"):
             if key in trainer.callback_metrics:
-                self.tracker.log_eval(max(trainer.global_step - 1, 0),
+                self.tracker.log_eval(int(trainer.global_step),
                                       {"val": float(trainer.callback_metrics[key])})
                 break
 
@@ -42,4 +51,8 @@ class AttnlifeLightningCallback(pl.Callback):
         self.tracker.flush()
 
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+        step = int(trainer.global_step)
+        if trainer.is_global_zero and step != self._last_step and self._last_batch is not None:
+            self._last_step = step
+            self.tracker.maybe_track(step, pl_module, self._last_batch)
         self.tracker.close()

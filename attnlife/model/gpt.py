@@ -12,7 +12,9 @@ Weight layout (what `attnlife.spectra` relies on), D = n_embd, K = D / n_head:
 Normal forward passes use `scaled_dot_product_attention`. When a `pattern_sink` is set on an
 attention module (see `attnlife.model.attention_probe.expose_attention`), that module instead
 computes softmax probabilities explicitly, in chunks of query rows, hands each chunk to the sink
-and uses the same probabilities for its output. No hook runs on untracked steps.
+and uses the same probabilities for its output. No hook runs on untracked steps. When a `qk_sink`
+is set, the module also hands detached views of its q and k [B, H, T, K] to it and then runs SDPA
+as usual (the light tracking tier reads them; nothing in the forward changes).
 """
 from __future__ import annotations
 
@@ -26,6 +28,8 @@ import torch.nn.functional as F
 
 # sink(layer_index, first_query_row, probs) with probs [B, H, t, T_keys]
 PatternSink = Callable[[int, int, torch.Tensor], None]
+# sink(layer_index, q, k) with q, k [B, H, T, K] detached views of the forward's own tensors
+QKSink = Callable[[int, torch.Tensor, torch.Tensor], None]
 
 
 @dataclass
@@ -79,6 +83,7 @@ class CausalSelfAttention(nn.Module):
         self.resid_dropout = nn.Dropout(config.dropout)
         self.pattern_sink: Optional[PatternSink] = None
         self.query_chunk: int = 1024
+        self.qk_sink: Optional[QKSink] = None  # light tracking tier (attnlife.track.light_tracker)
 
     def forward(self, x: torch.Tensor, kv_cache: Optional["LayerKV"] = None) -> torch.Tensor:
         B, T, D = x.shape
@@ -86,6 +91,8 @@ class CausalSelfAttention(nn.Module):
         q = q.view(B, T, self.n_head, D // self.n_head).transpose(1, 2)  # [B, H, T, K]
         k = k.view(B, T, self.n_head, D // self.n_head).transpose(1, 2)
         v = v.view(B, T, self.n_head, D // self.n_head).transpose(1, 2)
+        if self.qk_sink is not None and kv_cache is None:  # read-only: graph and outputs unchanged
+            self.qk_sink(self.layer_index, q.detach(), k.detach())
         past = 0
         if kv_cache is not None:
             past = kv_cache.length

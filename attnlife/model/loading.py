@@ -42,7 +42,16 @@ def model_config_from_meta(meta: dict) -> GPTConfig:
         raise CheckpointError("checkpoint meta.json lacks `model_config`; it was not written by "
                               "`attnlife train` (load its state dict into a GPT yourself)")
     known = set(GPTConfig.__dataclass_fields__)
-    return GPTConfig(**{k: v for k, v in cfg.items() if k in known})
+    try:
+        config = GPTConfig(**{k: v for k, v in cfg.items() if k in known})
+        sizes = [int(getattr(config, k)) for k in ("block_size", "vocab_size", "n_layer", "n_head", "n_embd")]
+    except (TypeError, ValueError, ZeroDivisionError) as err:
+        raise CheckpointError(f"checkpoint meta.json has an invalid model_config ({err}); the "
+                              f"checkpoint is damaged") from None
+    if min(sizes) < 1:
+        raise CheckpointError(f"checkpoint meta.json model_config has a size < 1 ({cfg}); the "
+                              f"checkpoint is damaged")
+    return config
 
 
 def load_model(ckpt_dir: str | os.PathLike, device: str | torch.device = "cpu") -> GPT:

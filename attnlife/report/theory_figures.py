@@ -1,148 +1,221 @@
-"""PNG figures of the theory experiments (matplotlib, Agg backend), drawn from a run's metric table.
+"""Figures of the theory experiments, registered like every other figure (family "theory").
 
-- `plot_scan_snap(run_dir)` -> RUN/report/scan_snap.png: attention mass on distinct vs common
-  tokens, distinct-token entropy (bits), and logits z vs training step (log axis; log-time growth is a
-  straight line there).
-- `plot_sweep(run_dir)` -> RUN/report/sweep_entropy.png: final distinct-token entropy vs eta_Y/eta_Z,
-  mean +- standard error over seeds, one line per M/K, one panel per eta_Z.
-- `plot_markov(run_dir, cycles)` -> RUN/report/markov_focus.png: focus signal with detected cycles
-  shaded, stable ranks, attention-parameter norm, entropy and loss.
+- `scan_snap` (kind theory-scan-snap): attention mass on distinct vs common tokens, distinct-token
+  entropy (bits) and logits z against step (log axis; log-time growth is a straight line there).
+  Titles are measured: whether the entropy is still falling over the last decade of steps.
+- `sweep_entropy` (theory-scan-snap-sweep): final distinct-token entropy vs eta_Y/eta_Z, mean +-
+  standard error over seeds, one line per M/K, one panel per eta_Z.
+- `markov_focus` (theory-markov): focus signal with closed cycles shaded (an open cycle, one whose
+  dilution runs to the last step, is only marked), stable ranks, attention-parameter norms,
+  entropy and loss, on a log step axis without offsets.
+
+`plot_scan_snap`, `plot_sweep`, `plot_markov` draw and save one figure (used by `attnlife theory`).
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+from attnlife.report.data import MissingData, ReportRun
+from attnlife.report.registry import FIGURES, figure
+from attnlife.report.style import ACCENT, house_style, no_offset, save_figure, step_axis
 
-from attnlife.analysis.cycles import Cycle  # noqa: E402
-from attnlife.store.atomic import atomic_path  # noqa: E402
-from attnlife.store.run_dir import load_run  # noqa: E402
-
-
-def _series(frame: pd.DataFrame, metric: str, split: str = "train") -> pd.DataFrame:
-    rows = frame[(frame.metric == metric) & (frame.split == split)]
-    return rows.sort_values("step")
+STEP_LABEL = "SGD step"
 
 
-def _save(fig: plt.Figure, path: Path) -> Path:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
+def _series(run: ReportRun, metric: str, split: str = "train") -> pd.DataFrame:
+    m = run.metrics
+    rows = m[(m.metric == metric) & (m.split == split)].sort_values("step")
+    if rows.empty:
+        raise MissingData(f"no {metric!r} rows; run the matching `attnlife theory` experiment")
+    return rows
 
 
-def plot_scan_snap(run_dir: str | os.PathLike) -> Path:
-    """Three panels of one scan-and-snap run; returns the PNG path."""
-    run = load_run(run_dir)
-    frame = run.metrics()
+def still_falling(steps: np.ndarray, values: np.ndarray, tolerance: float = 0.05) -> tuple[bool, float]:
+    """(falling, drop over the last decade of steps): the drop from step max/10 to max exceeds
+    `tolerance` of the whole fall max - last."""
+    hi = float(steps.max())
+    before = float(np.interp(hi / 10, steps, values))
+    drop = before - float(values[-1])
+    total = float(np.max(values) - values[-1])
+    return bool(total > 0 and drop > tolerance * total), drop
+
+
+@figure("scan_snap", "theory", kinds=("theory-scan-snap",))
+def scan_snap(run: ReportRun) -> plt.Figure:
+    """Three panels of one scan-and-snap run."""
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     for metric, label in (("attn_distinct", "own distinct tokens"), ("attn_common", "common tokens")):
-        s = _series(frame, metric)
+        s = _series(run, metric)
         axes[0].plot(s.step + 1, s.value, label=label)
-    axes[0].set(xscale="log", xlabel="step + 1 (SGD steps, log)", ylabel="attention mass (fraction)",
-                title="Scan: common tokens suppressed")
-    s = _series(frame, "entropy_distinct_bits")
+    common = _series(run, "attn_common").value.to_numpy()
+    axes[0].set(xscale="log", ylabel="attention mass (fraction)",
+                title=f"Attention on common tokens: {common[0]:.2f} -> {common[-1]:.2f}")
+    s = _series(run, "entropy_distinct_bits")
     axes[1].plot(s.step + 1, s.value, color="C2")
-    axes[1].set(xscale="log", xlabel="step + 1 (SGD steps, log)", ylabel="entropy on distinct tokens (bits)",
-                title="Snap: entropy falls, then freezes")
+    falling, drop = still_falling(s.step.to_numpy(float) + 1, s.value.to_numpy())
+    state = (f"still falling at step {int(s.step.max()):,} (-{drop:.3f} bits over the last decade)" if falling
+             else f"flat over the last decade (-{drop:.4f} bits)")
+    axes[1].set(xscale="log", ylabel="entropy on distinct tokens (bits)",
+                title=f"Entropy {s.value.iloc[0]:.2f} -> {s.value.iloc[-1]:.2f} bits, {state}")
     for metric, label in (("z_distinct_max", "max z, distinct"), ("z_distinct_mean", "mean z, distinct"),
                           ("z_common_mean", "mean z, common")):
-        s = _series(frame, metric)
+        s = _series(run, metric)
         axes[2].plot(s.step + 1, s.value, label=label)
-    axes[2].set(xscale="log", xlabel="step + 1 (SGD steps, log)", ylabel="attention logit z (nats)",
-                title="Logits: ~log t growth, then slower")
+    z = _series(run, "z_distinct_max")
+    axes[2].set(xscale="log", ylabel="attention logit z (nats)",
+                title=f"Largest distinct-token logit grows to {z.value.iloc[-1]:.2f}")
+    for ax in axes:
+        ax.set_xlabel(f"{STEP_LABEL} + 1 (log scale)")
+        ax.title.set_fontsize(9)
+        no_offset(ax)
     for ax in (axes[0], axes[2]):
         ax.legend()
-    for ax in axes:
-        ax.grid(alpha=0.3)
-    cfg = run.config
+    cfg = run.run.config
     fig.suptitle(f"scan and snap, M/K={cfg.get('n_last')}/{cfg.get('n_next')}, T={cfg.get('seq_len')}, "
                  f"eta_Y={cfg.get('eta_y')}, eta_Z={cfg.get('eta_z')}, param={cfg.get('param')}")
-    return _save(fig, run.paths.report / "scan_snap.png")
+    return fig
 
 
 def sweep_table(run_dir: str | os.PathLike, name: str = "entropy_distinct_bits") -> pd.DataFrame:
     """Final-step mean and se per (M, K, eta_z, ratio) of a sweep run: columns m k eta_z ratio mean se."""
-    from attnlife.theory.scan_snap_runs import parse_sweep_metric
+    from attnlife.analysis.theory_trends import sweep_final_table
 
-    frame = load_run(run_dir).metrics()
-    frame = frame[frame.step == frame.step.max()]
-    rows: dict[tuple, dict] = {}
-    for metric, value in zip(frame.metric, frame.value):
-        info = parse_sweep_metric(metric)
-        if info is None or info["name"] != name or info["which"] not in ("mean", "se"):
-            continue
-        key = (info["m"], info["k"], info["eta_z"], info["ratio"])
-        rows.setdefault(key, dict(zip(("m", "k", "eta_z", "ratio"), key)))[info["which"]] = value
-    return pd.DataFrame(list(rows.values())).sort_values(["eta_z", "m", "ratio"]).reset_index(drop=True)
+    return sweep_final_table(run_dir, name)
 
 
-def plot_sweep(run_dir: str | os.PathLike) -> Path:
-    """Entropy-vs-rate-ratio curves with standard-error bars; returns the PNG path."""
-    run = load_run(run_dir)
-    table = sweep_table(run_dir)
+@figure("sweep_entropy", "theory", kinds=("theory-scan-snap-sweep",))
+def sweep_entropy(run: ReportRun) -> plt.Figure:
+    """Final entropy vs eta_Y/eta_Z with standard-error bars."""
+    table = sweep_table(run.root)
+    if table.empty:
+        raise MissingData("no sweep rows; run `attnlife theory scan-snap --sweep`")
     etas = sorted(table.eta_z.unique())
     fig, axes = plt.subplots(1, len(etas), figsize=(6.5 * len(etas), 4.5), squeeze=False, sharey=True)
     for ax, eta_z in zip(axes[0], etas):
         part = table[table.eta_z == eta_z]
         for (m, k), g in part.groupby(["m", "k"]):
             ax.errorbar(g.ratio, g["mean"], yerr=g["se"], marker="o", capsize=3, label=f"M/K = {m}/{k}")
-        ax.set(xscale="log", xlabel="eta_Y / eta_Z (log)", title=f"eta_Z = {eta_z:g}")
-        ax.grid(alpha=0.3)
+        ax.set(xscale="log", xlabel="eta_Y / eta_Z (ratio of learning rates, log scale)", title=f"eta_Z = {eta_z:g}")
         ax.legend()
+        no_offset(ax)
     axes[0][0].set_ylabel("final entropy on distinct tokens (bits)")
-    cfg = run.config
-    fig.suptitle(f"scan and snap sweep: mean +- s.e. over {cfg.get('n_seeds')} seeds, "
-                 f"{cfg.get('steps')} steps, T={cfg.get('seq_len')}")
-    return _save(fig, run.paths.report / "sweep_entropy.png")
+    cfg = run.run.config
+    lo, hi = table.groupby("ratio")["mean"].mean().iloc[[0, -1]]
+    fig.suptitle(f"Final distinct-token entropy goes {lo:.2f} -> {hi:.2f} bits from the smallest to the "
+                 f"largest eta_Y/eta_Z (mean +- s.e., {cfg.get('n_seeds')} seeds, {cfg.get('steps')} steps)")
+    return fig
 
 
-def plot_markov(run_dir: str | os.PathLike, cycles: list[Cycle]) -> Path:
-    """Focus signal with cycles shaded plus stage signatures; returns the PNG path."""
-    run = load_run(run_dir)
-    frame = run.metrics()
-    fig, axes = plt.subplots(2, 2, figsize=(13, 8))
-    ax = axes[0][0]
-    s = _series(frame, "attn_focus_excess")
-    ax.plot(s.step, s.value, color="C3", label="focus excess (mass on top tokens - uniform)")
-    for i, c in enumerate(cycles):
-        ax.axvspan(c.start_step, c.trough_step, color="C1", alpha=0.2, label="detected cycle" if i == 0 else None)
+def markov_cycles(run: ReportRun) -> pd.DataFrame:
+    """Cycles of the focus signal: analysis table `cycles`, else RUN/analysis/cycles.json."""
+    table = run.analysis.get("cycles")
+    if table is not None and len(table):
+        if "signal" in table:
+            table = table[table.signal == "attn_focus_excess"]
+        return table.rename(columns={"peak": "peak_step"})
+    path = run.run.paths.analysis / "cycles.json"
+    if path.is_file():
+        return pd.DataFrame(json.loads(path.read_text()).get("cycles", []))
+    return pd.DataFrame(columns=["start_step", "peak_step", "trough_step"])
+
+
+def _focus_panel(ax: plt.Axes, run: ReportRun, cycles: pd.DataFrame) -> None:
+    s = _series(run, "attn_focus_excess")
+    last = int(s.step.max())
+    ax.plot(s.step, s.value, color=ACCENT, label="focus excess (mass on top tokens - uniform)")
+    closed = open_ = 0
+    for c in cycles.itertuples():
+        is_open = getattr(c, "status", "") == "open" or float(c.trough_step) >= last
+        if is_open:
+            open_ += 1
+            ax.axvline(c.peak_step, color="C1", ls=":", lw=1.2, label="open cycle peak (no recovery)" if open_ == 1 else None)
+            continue
+        closed += 1
+        ax.axvspan(c.start_step, c.trough_step, color="C1", alpha=0.2, label="closed cycle" if closed == 1 else None)
         ax.axvline(c.peak_step, color="C1", ls="--", lw=1)
     ax.axhline(0, color="k", lw=0.6)
-    ax.set(xlabel="step (SGD steps)", ylabel="attention mass excess (fraction)",
-           title=f"focus / dilution: {len(cycles)} cycle(s)")
-    ax.legend(fontsize=8)
+    ax.set(ylabel="attention mass excess (fraction)",
+           title=f"Focus excess peaks at {s.value.max():.3f}; {closed} closed, {open_} open cycle(s)")
+    ax.legend(fontsize=7)
+
+
+def _markov_figure(run: ReportRun, cycles: pd.DataFrame) -> plt.Figure:
+    fig, axes = plt.subplots(2, 2, figsize=(13, 8))
+    _focus_panel(axes[0][0], run, cycles)
     ax = axes[0][1]
+    ranks = {}
     for metric, label in (("stable_rank_embedding", "embedding E"), ("stable_rank_out_proj", "output proj W_O")):
-        s = _series(frame, metric)
+        s = _series(run, metric)
         ax.plot(s.step, s.value, label=label)
-    ax.set(xlabel="step (SGD steps)", ylabel="stable rank ||W||_F^2/||W||_2^2", title="condensation")
+        ranks[label] = (s.value.iloc[0], s.value.min())
+    e0, e1 = ranks["embedding E"]
+    ax.set(ylabel="stable rank ||W||_F^2 / ||W||_2^2", title=f"Embedding stable rank {e0:.1f} -> {e1:.2f} at its lowest")
     ax.legend()
     ax = axes[1][0]
-    for metric, label in (("attn_param_norm", "|W_Q,W_K,W_V|_F"), ("attn_param_rel_change", "rel. change from init"),
-                          ("attn_qk_rel_change", "rel. change of W_Q, W_K")):
-        s = _series(frame, metric)
+    for metric, label in (("attn_param_norm", "|W_Q,W_K,W_V|_F (weight units)"),
+                          ("attn_param_rel_change", "rel. change from init (ratio)"),
+                          ("attn_qk_rel_change", "rel. change of W_Q, W_K (ratio)")):
+        s = _series(run, metric)
         ax.plot(s.step, s.value, label=label)
-    ax.set(xlabel="step (SGD steps)", ylabel="norm (weight units) / ratio", title="attention parameters")
+    ax.set(ylabel="norm (weight units) / ratio", title="Attention parameters move away from init")
     ax.legend()
     ax = axes[1][1]
-    s = _series(frame, "loss", "val")
-    ax.plot(s.step, s.value, color="C0", label="val loss (nats)")
-    ax.set(xlabel="step (SGD steps)", ylabel="loss (nats)", title="loss and attention entropy")
+    val = _series(run, "loss", "val")
+    ax.plot(val.step, val.value, color="C0", label="val loss (nats)")
     twin = ax.twinx()
-    s = _series(frame, "attn_entropy_bits")
-    twin.plot(s.step, s.value, color="C2", label="attention entropy (bits)")
+    ent = _series(run, "attn_entropy_bits")
+    twin.plot(ent.step, ent.value, color="C2", label="attention entropy (bits)")
     twin.set_ylabel("attention entropy (bits)")
+    twin.grid(False)
+    ax.set(ylabel="loss (nats / token)", title=f"Loss {val.value.iloc[0]:.2f} -> {val.value.iloc[-1]:.2f} nats; "
+           f"entropy changes by {ent.value.iloc[-1] - ent.value.iloc[0]:+.1e} bits")
     ax.legend(loc="upper right")
     twin.legend(loc="center right")
-    for a in axes.flat:
-        a.grid(alpha=0.3)
-    data = run.record.get("dataset", {}).get("source", "?")
-    fig.suptitle(f"one-layer transformer, focus-dilution ({data}), lr={run.config.get('lr')}")
-    fig.tight_layout()
-    return _save(fig, run.paths.report / "markov_focus.png")
+    for a in list(axes.flat) + [twin]:
+        step_axis(a, val.step, label=STEP_LABEL, log=True)
+        no_offset(a)
+        a.title.set_fontsize(9.5)
+    data = run.run.record.get("dataset", {}).get("source", "?")
+    fig.suptitle(f"one-layer transformer, focus-dilution ({data}), lr={run.run.config.get('lr')}")
+    return fig
+
+
+@figure("markov_focus", "theory", kinds=("theory-markov",))
+def markov_focus(run: ReportRun) -> plt.Figure:
+    """Focus-dilution experiment: four panels (see module docstring)."""
+    return _markov_figure(run, markov_cycles(run))
+
+
+def _draw(name: str, run_dir: str | os.PathLike, **kwargs) -> Path:
+    run = ReportRun(run_dir)
+    with house_style():
+        fig = FIGURES[name].fn(run, **kwargs) if kwargs else FIGURES[name].fn(run)
+        return save_figure(fig, run.run.paths.report, name)[0]
+
+
+def plot_scan_snap(run_dir: str | os.PathLike) -> Path:
+    """RUN/report/scan_snap.png of a scan-and-snap run."""
+    return _draw("scan_snap", run_dir)
+
+
+def plot_sweep(run_dir: str | os.PathLike) -> Path:
+    """RUN/report/sweep_entropy.png of a sweep run."""
+    return _draw("sweep_entropy", run_dir)
+
+
+def plot_markov(run_dir: str | os.PathLike, cycles: list | None = None) -> Path:
+    """RUN/report/markov_focus.png; `cycles` (Cycle objects or dicts) default to the stored ones."""
+    run = ReportRun(run_dir)
+    if cycles is None:
+        table = markov_cycles(run)
+    else:
+        table = pd.DataFrame([c.to_dict() if hasattr(c, "to_dict") else dict(c) for c in cycles],
+                             columns=["start_step", "peak_step", "trough_step", "peak_value", "trough_value"])
+    with house_style():
+        return save_figure(_markov_figure(run, table), run.run.paths.report, "markov_focus")[0]

@@ -3,7 +3,10 @@
 Rows are tidy (model, step, layer, head_index, matrix, stat, value); head_index = -1 rows hold the mean
 over the layer's heads of the same stat (NaN-skipping). Arrays per matrix m:
 `{m}.lambda` [L, H, K] float64 (all squared singular values, descending),
-`{m}.u_top`, `{m}.v_top` [L, H, k, D] float32 (top-k left/right singular vectors).
+`{m}.u_top`, `{m}.v_top` [L, H, k, D] float32 (top-k left/right singular vectors) and, unless
+elements are off, `{m}.elem_hist` [L, H, bins + 2] int32 (element counts per bin) with
+`elem_hist_edges_sigma` [bins + 3] float64 (bin edges in units of sigma, overflow bins outermost;
+see `stats_elements.histogram_edges_sigma`).
 
 Stats (per head): lambda_1..lambda_k, frobenius_sq, stable_rank, spectral_entropy_bits,
 participation_ratio, numerical_rank, condition_number, mp_kl_nats, mp_scale, mp_ratio,
@@ -20,9 +23,10 @@ import pandas as pd
 import torch
 
 from attnlife.spectra.layouts import LayerHeads, extract_layer
+from attnlife.spectra.nonfinite import with_nonfinite_heads
 from attnlife.spectra.sources import CheckpointRef, open_weights
 from attnlife.spectra.stats import element_moments, marchenko_pastur_kl, spectral_stats, thin_spectrum
-from attnlife.spectra.stats_elements import element_distribution
+from attnlife.spectra.stats_elements import element_distribution, histogram_edges_sigma
 
 MATRICES = ("qk", "ov")
 
@@ -71,6 +75,8 @@ def matrix_stats(a: torch.Tensor, b: torch.Tensor, options: SpectraOptions) -> t
             stats["elem_kl_gauss_se_nats"] = dist.kl_gauss_se_nats
             stats["elem_excess_kurtosis_se"] = dist.excess_kurtosis_se
     arrays = {"lambda": spec.lambdas, "u_top": spec.u_top, "v_top": spec.v_top}
+    if options.elements:
+        arrays["elem_hist"] = dist.counts.to(torch.int32)  # a head has <= D^2 < 2^31 elements
     return stats, arrays
 
 
@@ -90,16 +96,18 @@ def _rows(model: str, step: int, layer: int, matrix: str, stats: dict) -> pd.Dat
 def analyse_checkpoint(ref: CheckpointRef, options: SpectraOptions) -> tuple[pd.DataFrame, dict]:
     """All rows and arrays of one checkpoint (reads only the attention weights)."""
     spec, get, keys = open_weights(ref)
-    frames, per_matrix = [], {m: {"lambda": [], "u_top": [], "v_top": []} for m in options.matrices}
+    frames, per_matrix = [], {m: {} for m in options.matrices}
     with torch.no_grad():
         for layer in range(spec.n_layer):
             heads = extract_layer(get, keys, spec, layer)
             for matrix in options.matrices:
                 a, b = head_factors(heads, matrix)
-                stats, arrays = matrix_stats(a, b, options)
+                stats, arrays = with_nonfinite_heads(a, b, lambda x, y: matrix_stats(x, y, options))
                 frames.append(_rows(ref.model, ref.step, layer, matrix, stats))
                 for name, arr in arrays.items():
-                    per_matrix[matrix][name].append(arr)
+                    per_matrix[matrix].setdefault(name, []).append(arr)
     out_arrays = {f"{m}.{name}": torch.stack(parts).contiguous()
                   for m, d in per_matrix.items() for name, parts in d.items()}
+    if options.elements:
+        out_arrays["elem_hist_edges_sigma"] = histogram_edges_sigma(options.bins)
     return pd.concat(frames, ignore_index=True), out_arrays

@@ -56,6 +56,10 @@ class WeightKeyError(UnsupportedModelError):
     """The state dict lacks the attention weights the layout expects."""
 
 
+class WeightShapeError(UnsupportedModelError):
+    """The weights do not have the shapes the model config (nanoGPT model_args, config.json) declares."""
+
+
 def _find_prefix(keys: Iterable[str], suffix: str, prefixes: tuple[str, ...]) -> str:
     keyset = set(keys)
     for p in prefixes:
@@ -159,7 +163,20 @@ def extract_layer(get: TensorGetter, keys: Iterable[str], spec: ArchSpec, layer:
     if spec.family not in LAYOUTS:
         raise UnsupportedModelError(f"no weight layout for architecture '{spec.family}'; "
                                     f"supported: {supported_families()}")
-    return LAYOUTS[spec.family](get, set(keys), spec, layer)
+    want = (spec.n_head, spec.head_dim, spec.n_embd)
+    try:
+        heads = LAYOUTS[spec.family](get, set(keys), spec, layer)
+    except RuntimeError as err:  # a reshape that the declared shape does not fit
+        raise WeightShapeError(f"layer {layer} weights do not fit the declared shape n_head={spec.n_head}, "
+                               f"n_embd={spec.n_embd} ({' '.join(str(err).split())[:160]}); the model "
+                               f"config contradicts the weights") from None
+    for name in ("q", "k", "v", "o"):
+        got = tuple(getattr(heads, name).shape)
+        if got != want:
+            raise WeightShapeError(f"layer {layer} W_{name.upper()} has per-head shape {list(got)}, the "
+                                   f"config declares {list(want)} (n_head, head_dim, n_embd); the model "
+                                   f"config contradicts the weights")
+    return heads
 
 
 def spec_from_gpt_config(cfg: dict, family: str = "attnlife") -> ArchSpec:
@@ -169,11 +186,17 @@ def spec_from_gpt_config(cfg: dict, family: str = "attnlife") -> ArchSpec:
     except (KeyError, TypeError, ValueError) as err:
         raise UnsupportedModelError(f"model config lacks n_layer/n_head/n_embd ({err}); "
                                     f"pass a run directory or nanoGPT ckpt.pt with model_args") from None
+    if min(n_layer, n_head, n_embd) < 1 or n_embd % n_head:
+        raise WeightShapeError(f"model config n_layer={n_layer}, n_head={n_head}, n_embd={n_embd} is not a "
+                               f"valid shape (sizes >= 1, n_head divides n_embd); the config is corrupt")
     return ArchSpec(family, n_layer, n_head, n_head, n_embd, n_embd // n_head)
 
 
 def spec_from_hf_config(cfg: dict) -> ArchSpec:
     """ArchSpec from a Hugging Face config.json dict (model_type selects the layout)."""
+    if not isinstance(cfg, dict):
+        raise UnsupportedModelError(f"config.json holds a JSON {type(cfg).__name__}, not an object; "
+                                    f"download the model again")
     family = str(cfg.get("model_type", "?"))
     if family not in LAYOUTS or family in ("attnlife", "nanogpt"):
         raise UnsupportedModelError(
@@ -181,7 +204,15 @@ def spec_from_hf_config(cfg: dict) -> ArchSpec:
             f"gpt2, gpt_neox, llama, mistral, qwen2")
     if family == "gpt2":
         return spec_from_gpt_config(cfg, "gpt2")
-    d, h = int(cfg["hidden_size"]), int(cfg["num_attention_heads"])
-    hkv = int(cfg.get("num_key_value_heads") or h)
-    head_dim = int(cfg.get("head_dim") or d // h)
-    return ArchSpec(family, int(cfg["num_hidden_layers"]), h, hkv, d, head_dim)
+    try:
+        d, h = int(cfg["hidden_size"]), int(cfg["num_attention_heads"])
+        hkv = int(cfg.get("num_key_value_heads") or h)
+        head_dim = int(cfg.get("head_dim") or d // h)
+        n_layer = int(cfg["num_hidden_layers"])
+    except (KeyError, TypeError, ValueError, ZeroDivisionError) as err:
+        raise UnsupportedModelError(
+            f"config.json of this {family} model lacks a usable {err.args[0] if isinstance(err, KeyError) else 'size'} "
+            f"(needs hidden_size, num_attention_heads, num_hidden_layers); download the model again") from None
+    if min(d, h, hkv, head_dim, n_layer) < 1:
+        raise UnsupportedModelError(f"config.json of this {family} model declares a size < 1; download it again")
+    return ArchSpec(family, n_layer, h, hkv, d, head_dim)

@@ -10,7 +10,7 @@ G_a = A A^T and G_b = B B^T in float64, never on the D x D matrix:
 
 A rank-deficient G_a (Cholesky fails) uses the symmetric square root E diag(sqrt g) instead;
 any S with S^T S = G_a gives the same eigenvalues. Shapes carry a leading head axis H.
-Imports only torch, numpy and scipy.
+Imports only torch, numpy, scipy and attnlife.measures (entropy, stable rank).
 """
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+from attnlife.measures import entropy_bits, stable_rank_of_spectrum
 
 FLOAT32_EPS = float(torch.finfo(torch.float32).eps)
 
@@ -120,15 +122,13 @@ def spectral_stats(lambdas: torch.Tensor, rank_tol: float = FLOAT32_EPS) -> dict
     """
     lam = lambdas.to(torch.float64).clamp_min(0.0)
     total = lam.sum(-1)
-    top = lam[..., 0]
     p = lam / total.unsqueeze(-1)
-    plogp = torch.where(p > 0, p * torch.log2(p.clamp_min(1e-300)), torch.zeros_like(p))
     sigma = lam.sqrt()
     keep = sigma > rank_tol * lam.shape[-1] * sigma[..., :1]
     smallest = torch.where(keep, sigma, torch.full_like(sigma, math.inf)).min(-1).values
     out = {
-        "stable_rank": total / top,
-        "spectral_entropy_bits": -plogp.sum(-1),
+        "stable_rank": stable_rank_of_spectrum(lam),
+        "spectral_entropy_bits": entropy_bits(p),
         "participation_ratio": total**2 / (lam**2).sum(-1),
         "numerical_rank": keep.sum(-1).to(torch.float64),
         "condition_number": sigma[..., 0] / smallest,

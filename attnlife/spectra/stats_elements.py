@@ -27,7 +27,8 @@ Z_MAX = 6.0
 @dataclass(frozen=True)
 class ElementDistribution:
     """Per-head results, each [H] float64: kl_gauss_nats (bias-corrected), kl_bias_nats,
-    excess_kurtosis, and their standard errors (NaN unless rows were sampled), n_elements."""
+    excess_kurtosis, and their standard errors (NaN unless rows were sampled), n_elements, and
+    `counts` [H, bins + 2] int64: the histogram itself on `histogram_edges_sigma(bins)`."""
 
     kl_gauss_nats: torch.Tensor
     kl_bias_nats: torch.Tensor
@@ -35,6 +36,18 @@ class ElementDistribution:
     kl_gauss_se_nats: torch.Tensor
     excess_kurtosis_se: torch.Tensor
     n_elements: int
+    counts: torch.Tensor | None = None
+
+
+def histogram_edges_sigma(bins: int, z_max: float = Z_MAX) -> torch.Tensor:
+    """Edges [bins + 3] float64, in units of sigma, of the `bins` + 2 histogram bins.
+
+    The inner `bins` bins split [-z_max, z_max] equally (width w = 2 z_max / bins); the first and
+    last bins are the overflow bins, drawn as [-z_max - w, -z_max) and [z_max, z_max + w] but
+    holding every element below -z_max and above z_max.
+    """
+    width = 2 * z_max / bins
+    return torch.linspace(-z_max - width, z_max + width, bins + 3, dtype=torch.float64)
 
 
 def gaussian_bin_masses(bins: int, z_max: float = Z_MAX) -> torch.Tensor:
@@ -119,4 +132,4 @@ def element_distribution(a: torch.Tensor, b: torch.Tensor, mean: torch.Tensor, s
     kl, kurt = kl.masked_fill(flat, math.nan), kurt.masked_fill(flat, math.nan)
     return ElementDistribution(kl_gauss_nats=kl, kl_bias_nats=bias, excess_kurtosis=kurt,
                                kl_gauss_se_nats=kl_se, excess_kurtosis_se=kurt_se,
-                               n_elements=int(rows.numel() * d))
+                               n_elements=int(rows.numel() * d), counts=total)

@@ -2,7 +2,8 @@
 
 Layout written (all atomically):
   OUT/spectra/part-*.parquet                         one tidy part per checkpoint (SPECTRA_SCHEMA)
-  OUT/spectra/arrays/<model>/step_XXXXXXX.safetensors  lambdas and top-k vectors (the done marker)
+  OUT/spectra/arrays/<model>/step_XXXXXXX.safetensors  lambdas, top-k vectors and element
+                                                     histograms (the done marker)
   OUT/spectra/meetings/<model>.parquet               near-meetings labelled crossing/repulsion
 
 A checkpoint is done when its arrays file exists (written after its part), so a rerun skips
@@ -14,17 +15,21 @@ of the series done.
 from __future__ import annotations
 
 import os
-from concurrent.futures import ProcessPoolExecutor, as_completed
+import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import pandas as pd
 import torch
 
+from attnlife.model.series import rank_share
+from attnlife.model.series import run_in_processes as _run_jobs
 from attnlife.spectra.analyse import SpectraOptions, analyse_checkpoint
-from attnlife.spectra.sources import CheckpointRef
+from attnlife.errors import CheckpointError, UnsupportedModelError
+from attnlife.spectra.sources import CheckpointRef, SpectraSourceError
+from attnlife.spectra.sweep_state import die_with_parent, is_done, options_record
 from attnlife.spectra.trajectories import find_meetings, match_vectors
 from attnlife.store.atomic import atomic_path, clean_temp_files
 from attnlife.store.part_table import SPECTRA_SCHEMA, write_part
@@ -41,6 +46,7 @@ class SweepSummary:
     analysed: int
     skipped: int
     meetings: Optional[int]
+    failed: tuple[str, ...] = ()  # one line per checkpoint skipped as unreadable
 
 
 def model_dirname(model: str) -> str:
@@ -54,7 +60,8 @@ def arrays_path(out_dir: str | os.PathLike, model: str, step: int) -> Path:
 
 
 def read_spectra_arrays(out_dir: str | os.PathLike, model: str, step: int) -> dict[str, torch.Tensor]:
-    """The arrays of one checkpoint: '{qk,ov}.lambda' [L, H, K], '{qk,ov}.{u,v}_top' [L, H, k, D]."""
+    """The arrays of one checkpoint: '{qk,ov}.lambda' [L, H, K], '{qk,ov}.{u,v}_top' [L, H, k, D],
+    '{qk,ov}.elem_hist' [L, H, bins + 2] counts on 'elem_hist_edges_sigma' [bins + 3] (sigma units)."""
     from safetensors.torch import load_file
 
     from attnlife.errors import CheckpointError
@@ -82,12 +89,30 @@ def _analyse_and_write(ref: CheckpointRef, out_dir: str, options: SpectraOptions
     write_part(RunPaths(Path(out_dir)).spectra, rows, SPECTRA_SCHEMA)
     final = arrays_path(out_dir, ref.model, ref.step)
     with atomic_path(final) as tmp:
-        save_file(arrays, str(tmp), metadata={"model": ref.model, "step": str(ref.step)})
+        save_file(arrays, str(tmp), metadata={"model": ref.model, "step": str(ref.step),
+                                              "options": options_record(options)})
     return ref.step
 
 
+def _analyse_or_skip(ref: CheckpointRef, out_dir: str,
+                     options: SpectraOptions) -> Optional[tuple[CheckpointRef, str]]:
+    """`_analyse_and_write`, or (ref, why it was skipped: unreadable, corrupt, wrong shape)."""
+    try:
+        _analyse_and_write(ref, out_dir, options)
+    except (CheckpointError, SpectraSourceError, UnsupportedModelError) as err:  # reading; a failed
+        return ref, f"skipped {ref.model} step {ref.step}: {err}"                 # write still stops
+    return None
+
+
 def _init_worker(threads: int) -> None:
+    die_with_parent()
     torch.set_num_threads(threads)
+
+
+def run_in_processes(fn: Callable, jobs: list[tuple], workers: int = 1,
+                     on_done: Optional[Callable] = None) -> list:
+    """`attnlife.model.series.run_in_processes` with workers that die with the sweep."""
+    return _run_jobs(fn, jobs, workers, on_done, initializer=_init_worker)
 
 
 def _progress(total: int, enabled: bool, desc: str):
@@ -98,36 +123,31 @@ def _progress(total: int, enabled: bool, desc: str):
 
 def run_sweep(refs: list[CheckpointRef], out_dir: str | os.PathLike, options: SpectraOptions,
               workers: int = 1, rank: int = 0, world_size: int = 1,
-              progress: bool = True) -> SweepSummary:
+              progress: bool = True, force: bool = False) -> SweepSummary:
     """Analyse this rank's not-yet-done checkpoints of `refs`, then the trajectory pass if complete.
 
     workers > 1 runs checkpoints in that many spawned processes (threads split between them).
+    Done means computed with covering options (`sweep_state.is_done`); `force` redoes all.
+    An unreadable checkpoint is reported on stderr and skipped; the sweep goes on.
     """
     out = Path(out_dir)
     spectra_dir = RunPaths(out).spectra
     spectra_dir.mkdir(parents=True, exist_ok=True)
     clean_temp_files(spectra_dir)
-    mine = refs[rank::world_size]
-    todo = [r for r in mine if not arrays_path(out, r.model, r.step).is_file()]
+    mine = rank_share(refs, rank, world_size)
+    todo = [r for r in mine if force or not is_done(arrays_path(out, r.model, r.step), options)]
     with _progress(len(todo), progress, f"spectra {refs[0].model if refs else ''}") as bar:
-        if workers <= 1 or len(todo) <= 1:
-            for ref in todo:
-                _analyse_and_write(ref, str(out), options)
-                bar.update(1)
-        else:
-            import multiprocessing as mp
-
-            threads = max(1, torch.get_num_threads() // workers)
-            with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
-                                     initializer=_init_worker, initargs=(threads,)) as pool:
-                futures = [pool.submit(_analyse_and_write, ref, str(out), options) for ref in todo]
-                for fut in as_completed(futures):
-                    fut.result()
-                    bar.update(1)
+        failed = [f for f in run_in_processes(_analyse_or_skip, [(ref, str(out), options) for ref in todo],
+                                              workers, on_done=lambda _: bar.update(1)) if f]
+        for _, line in failed:
+            bar.write(f"warning: {line}", file=sys.stderr)
     meetings = None
-    if all(arrays_path(out, r.model, r.step).is_file() for r in refs):
-        meetings = trajectory_pass(refs, out, options)
-    return SweepSummary(analysed=len(todo), skipped=len(mine) - len(todo), meetings=meetings)
+    unreadable = {(ref.model, ref.step) for ref, _ in failed}
+    readable = [r for r in refs if (r.model, r.step) not in unreadable]
+    if readable and all(is_done(arrays_path(out, r.model, r.step), options) for r in readable):
+        meetings = trajectory_pass(readable, out, options)
+    return SweepSummary(analysed=len(todo) - len(failed), skipped=len(mine) - len(todo), meetings=meetings,
+                        failed=tuple(line for _, line in failed))
 
 
 def trajectory_pass(refs: list[CheckpointRef], out_dir: str | os.PathLike, options: SpectraOptions,
@@ -158,9 +178,10 @@ def trajectory_pass(refs: list[CheckpointRef], out_dir: str | os.PathLike, optio
             k = u.shape[3]
             for layer in range(lam.shape[1]):
                 for head in range(lam.shape[2]):
-                    rows += _track_rows(model, matrix, layer, head, steps, u[:, layer, head], v[:, layer, head])
-                    for m in find_meetings(steps, lam[:, layer, head, :k], u[:, layer, head],
-                                           v[:, layer, head], gap_threshold):
+                    ok = _finite_steps(lam[:, layer, head], u[:, layer, head], v[:, layer, head])
+                    hu, hv, hl = u[ok, layer, head], v[ok, layer, head], lam[ok, layer, head, :k]
+                    rows += _track_rows(model, matrix, layer, head, steps[ok], hu, hv)
+                    for m in find_meetings(steps[ok], hl, hu, hv, gap_threshold):
                         meetings.append([model, matrix, layer, head, m.step, m.rank + 1, m.gap_rel,
                                          m.overlap_stay, m.overlap_swap, m.label])
         if rows:
@@ -170,6 +191,11 @@ def trajectory_pass(refs: list[CheckpointRef], out_dir: str | os.PathLike, optio
             frame.to_parquet(tmp, index=False)
         total += len(frame)
     return total
+
+
+def _finite_steps(lam: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """[S] bool: checkpoints whose spectrum of this head is finite (NaN weights are left out)."""
+    return np.isfinite(lam).all(1) & np.isfinite(u).all((1, 2)) & np.isfinite(v).all((1, 2))
 
 
 def _track_rows(model: str, matrix: str, layer: int, head: int, steps: np.ndarray,

@@ -2,25 +2,33 @@
 
 Each checkpoint directory is written to a temp directory and renamed into place whole, so a
 listed checkpoint is always complete. Tied weights (`lm_head.weight` == `transformer.wte.weight`)
-are stored once. Optional `trainer_state.pt` holds optimizer and RNG state for exact resume.
+are stored once. The optional trainer state (optimizer and RNG state for exact resume) is stored
+without pickle: `trainer_state.json` (the tree) + `trainer_state.safetensors` (its tensors), see
+`attnlife.store.safe_state`. Run directories of attnlife 0.1 hold `trainer_state.pt`; it is read
+with `torch.load(weights_only=True)` and only numpy's RNG-state classes allow-listed, so a
+crafted file cannot run code. Damaged files raise a one-line CheckpointError.
 """
 from __future__ import annotations
 
 import json
 import os
 from pathlib import Path
-from typing import Mapping, Optional
+from typing import Any, Mapping, Optional
 
 import torch
 from safetensors.torch import load_file, save_file
 
 from attnlife.errors import CheckpointError
-from attnlife.store.atomic import atomic_dir
+from attnlife.store.atomic import atomic_dir, clean_temp_files
 from attnlife.store.run_dir import RunPaths, list_checkpoints
+from attnlife.store.safe_state import StateFormatError, decode_state, encode_state
 
 MODEL_FILE = "model.safetensors"
 META_FILE = "meta.json"
-TRAINER_STATE_FILE = "trainer_state.pt"
+TRAINER_STATE_FILE = "trainer_state.json"
+TRAINER_TENSORS_FILE = "trainer_state.safetensors"
+LEGACY_TRAINER_STATE_FILE = "trainer_state.pt"
+TRAINER_STATE_FILES = (TRAINER_STATE_FILE, TRAINER_TENSORS_FILE, LEGACY_TRAINER_STATE_FILE)
 TIED_KEYS = {"lm_head.weight": "transformer.wte.weight"}
 
 
@@ -29,17 +37,27 @@ def save_checkpoint(run_dir: str | os.PathLike, step: int, state_dict: Mapping[s
     """Write the checkpoint at `step` atomically; returns its directory.
 
     `meta` must be JSON-serialisable (step, losses, config, ...); `trainer_state` (optimizer,
-    RNG states, data position) is pickled with torch.save for resume.
+    RNG states, data position: tensors, arrays, numbers, strings, lists, tuples, dicts) is stored
+    as JSON + safetensors for resume. Stale temp folders of killed writers are removed first.
     """
     tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()
                if not (k in TIED_KEYS and TIED_KEYS[k] in state_dict)}
     final = RunPaths(Path(run_dir)).checkpoint(step)
+    clean_temp_files(final.parent)
     with atomic_dir(final) as tmp:
         save_file(tensors, str(tmp / MODEL_FILE), metadata={"step": str(int(step))})
         (tmp / META_FILE).write_text(json.dumps(dict(meta, step=int(step)), indent=2, default=str))
         if trainer_state is not None:
-            torch.save(dict(trainer_state), tmp / TRAINER_STATE_FILE)
+            tree, state_tensors = encode_state(dict(trainer_state))
+            save_file(state_tensors, str(tmp / TRAINER_TENSORS_FILE))
+            (tmp / TRAINER_STATE_FILE).write_text(json.dumps(tree))
     return final
+
+
+def remove_trainer_state(checkpoint_dir: str | os.PathLike) -> None:
+    """Delete a checkpoint's trainer state (every format), keeping its weights and meta."""
+    for name in TRAINER_STATE_FILES:
+        (Path(checkpoint_dir) / name).unlink(missing_ok=True)
 
 
 def load_state_dict(checkpoint_dir: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -47,7 +65,7 @@ def load_state_dict(checkpoint_dir: str | os.PathLike) -> dict[str, torch.Tensor
     path = Path(checkpoint_dir) / MODEL_FILE
     if not path.is_file():
         raise CheckpointError(f"no {MODEL_FILE} in {checkpoint_dir}; pass a checkpoints/step_* directory")
-    state = load_file(str(path))
+    state = _read_safetensors(path)
     for tied, source in TIED_KEYS.items():
         if tied not in state and source in state:
             state[tied] = state[source]
@@ -59,15 +77,93 @@ def load_meta(checkpoint_dir: str | os.PathLike) -> dict:
     path = Path(checkpoint_dir) / META_FILE
     if not path.is_file():
         raise CheckpointError(f"no {META_FILE} in {checkpoint_dir}; the checkpoint is incomplete")
-    return json.loads(path.read_text())
+    meta = _read_json(path)
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path} is not a JSON object; the checkpoint is damaged")
+    return meta
 
 
 def load_trainer_state(checkpoint_dir: str | os.PathLike) -> Optional[dict]:
-    """The pickled trainer state of a checkpoint, or None if it was saved without one."""
-    path = Path(checkpoint_dir) / TRAINER_STATE_FILE
-    if not path.is_file():
-        return None
-    return torch.load(path, map_location="cpu", weights_only=False)
+    """The trainer state of a checkpoint, or None if it was saved without one.
+
+    Reads `trainer_state.json` + `.safetensors`, else a legacy `trainer_state.pt` without
+    unpickling code; CheckpointError when the files are damaged or unsafe.
+    """
+    folder = Path(checkpoint_dir)
+    tree_path = folder / TRAINER_STATE_FILE
+    if tree_path.is_file():
+        tensors_path = folder / TRAINER_TENSORS_FILE
+        if not tensors_path.is_file():
+            raise CheckpointError(f"{tree_path} has no {TRAINER_TENSORS_FILE} beside it; the "
+                                  f"checkpoint is damaged, resume is impossible from it")
+        try:
+            state = decode_state(_read_json(tree_path), _read_safetensors(tensors_path))
+        except StateFormatError as err:
+            raise CheckpointError(f"{tree_path} is damaged ({err}); resume is impossible from "
+                                  f"this checkpoint") from None
+        if not isinstance(state, dict):
+            raise CheckpointError(f"{tree_path} does not hold a trainer state; it is damaged")
+        return state
+    legacy = folder / LEGACY_TRAINER_STATE_FILE
+    return _load_legacy_state(legacy) if legacy.is_file() else None
+
+
+def _legacy_allowed_globals() -> list[Any]:
+    """numpy's RNG-state pieces (ndarray reconstruction, dtypes): no callables that act."""
+    import numpy as np
+
+    try:
+        from numpy._core.multiarray import _reconstruct
+    except ImportError:  # numpy < 2
+        from numpy.core.multiarray import _reconstruct  # type: ignore[no-redef]
+    dtypes = [type(np.dtype(t)) for t in ("uint8", "uint32", "int64", "float64", "uint64")]
+    return [_reconstruct, np.ndarray, np.dtype, *dtypes]
+
+
+def _load_legacy_state(path: Path) -> dict:
+    """A `trainer_state.pt` of attnlife 0.1 loaded with weights_only=True (never executes code)."""
+    import pickle
+
+    try:
+        with torch.serialization.safe_globals(_legacy_allowed_globals()):
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        unsafe = _first_line(err, "Unsupported global")
+        raise CheckpointError(f"refusing to load {path}: it holds objects other than tensors and "
+                              f"numbers ({unsafe}); only load it if you trust its source, or "
+                              f"start a new --out") from None
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, AttributeError) as err:
+        raise CheckpointError(f"cannot read {path} ({_first_line(err)}); the file is damaged, "
+                              f"resume is impossible from this checkpoint") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} does not hold a trainer state dict; it is damaged")
+    return state
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(path))
+    except Exception as err:  # noqa: BLE001 - safetensors raises its own (Rust) error types
+        if isinstance(err, MemoryError):
+            raise
+        raise CheckpointError(f"cannot read {path} ({_first_line(err)}); the file is truncated or "
+                              f"damaged: delete that checkpoint folder or restore it") from None
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"cannot read {path} ({_first_line(err)}); the file is truncated "
+                              f"or damaged: delete that checkpoint folder or restore it") from None
+
+
+def _first_line(err: BaseException, marker: str = "") -> str:
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    if marker:
+        lines = [ln for ln in lines if marker in ln] or lines
+    text = lines[0] if lines else type(err).__name__
+    return text[:200]
 
 
 def latest_checkpoint(run_dir: str | os.PathLike) -> Optional[tuple[int, Path]]:

@@ -64,10 +64,11 @@ class MetricWriter(PartWriter):
                      layer_b=r.layer_b, stderr=r.stderr)
 
 
-def read_metrics(run_dir: str | os.PathLike) -> pd.DataFrame:
+def read_metrics(run_dir: str | os.PathLike, strict: bool = False) -> pd.DataFrame:
     """All metric rows of a run, one per (step, split, layer, head_index, layer_b, metric);
-    a row re-logged later (a resumed run) replaces the earlier one."""
-    frame = read_table(Path(run_dir) / "metrics", METRICS_SCHEMA)
+    a row re-logged later (a resumed run) replaces the earlier one. Damaged parts are skipped
+    with a warning (`strict`: RunDirError)."""
+    frame = read_table(Path(run_dir) / "metrics", METRICS_SCHEMA, strict=strict)
     return frame.sort_values(SORT_ORDER, kind="stable").reset_index(drop=True)
 
 

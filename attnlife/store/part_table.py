@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Optional, Sequence
@@ -18,7 +19,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from attnlife.errors import RunDirError
 from attnlife.store.atomic import atomic_path, clean_temp_files
+
+
+class DamagedPartWarning(UserWarning):
+    """A table part was skipped on read because it is truncated, not Parquet or of another schema."""
 
 
 @dataclass(frozen=True)
@@ -119,19 +125,36 @@ def write_part(directory: str | os.PathLike, rows: pd.DataFrame | Mapping[str, S
     return final
 
 
-def read_table(directory: str | os.PathLike, schema: TableSchema, dedupe: bool = True) -> pd.DataFrame:
+def read_table(directory: str | os.PathLike, schema: TableSchema, dedupe: bool = True,
+               strict: bool = False) -> pd.DataFrame:
     """Read every part of a table into one DataFrame (empty with the schema's columns if none).
 
-    With `dedupe`, rows sharing the key keep the value from the newest part.
+    With `dedupe`, rows sharing the key keep the value from the newest part. A damaged part is
+    skipped with a DamagedPartWarning, or raises RunDirError when `strict`.
     """
     d = Path(directory)
     parts = sorted(d.glob("part-*.parquet")) if d.is_dir() else []
-    if not parts:
+    frames = [f for f in (_read_part_checked(p, schema, strict) for p in parts) if f is not None]
+    if not frames:
         return pd.DataFrame({n: pd.Series(dtype=t.to_pandas_dtype()) for n, t in schema.fields})
-    frame = pd.concat([_read_part(p, schema) for p in parts], ignore_index=True)
+    frame = pd.concat(frames, ignore_index=True)
     if dedupe:
         frame = frame.drop_duplicates(subset=list(schema.key), keep="last").reset_index(drop=True)
     return frame
+
+
+def _read_part_checked(path: Path, schema: TableSchema, strict: bool) -> pd.DataFrame | None:
+    """`_read_part`, or None (with a warning) / RunDirError (strict) when the part is damaged."""
+    try:
+        return _read_part(path, schema)
+    except (pa.ArrowException, OSError, ValueError, TypeError, KeyError) as err:
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        if strict:
+            raise RunDirError(f"table part {path} is damaged ({reason}); move it out of the "
+                              f"run directory to read the rest") from None
+        warnings.warn(f"skipping damaged table part {path} ({reason})", DamagedPartWarning,
+                      stacklevel=3)
+        return None
 
 
 def _read_part(path: Path, schema: TableSchema) -> pd.DataFrame:

@@ -5,11 +5,15 @@ RUN/
   run.json                   config, dataset, seed, versions, git commit, start time
   metrics/part-*.parquet     tidy metric table (step, split, layer, head_index, layer_b, metric,
                              value, stderr)
-  checkpoints/step_XXXXXXX/  model.safetensors + meta.json (+ optimizer state for resume)
+  checkpoints/step_XXXXXXX/  model.safetensors + meta.json (+ trainer_state.json/.safetensors:
+                             optimizer and RNG state for resume, newest checkpoint only)
   snapshots/                 sampled attention patterns (fp16, delta-encoded)
   spectra/part-*.parquet     per-head weight statistics (model, step, layer, head_index, matrix, stat, value)
   analysis/  report/
+  .attnlife.lock             while a writer runs: its pid, host, start time (attnlife.store.lock)
 ```
+Temporary entries `.tmp-<name>~<host>~<pid>~<random>` belong to a writer in progress (or killed:
+removed once stale, see attnlife.store.atomic).
 """
 from __future__ import annotations
 
@@ -25,7 +29,7 @@ from pathlib import Path
 import pandas as pd
 
 from attnlife.errors import RunDirError
-from attnlife.store.atomic import write_json_atomic
+from attnlife.store.atomic import storage_errors, write_json_atomic
 from attnlife.store import metrics_table
 from attnlife.store.metrics_table import read_metrics
 from attnlife.store.part_table import SPECTRA_SCHEMA, read_table
@@ -129,26 +133,78 @@ def _git_commit() -> str | None:
 def write_run_json(run_dir: str | os.PathLike, record: dict) -> Path:
     """Write `record` (config, dataset, seed, ...) plus the environment to RUN/run.json atomically.
 
-    An existing run.json keeps its original `start_time` (a resumed run is the same run) and
-    gains a `resumed_at` list entry.
+    An existing run.json is a run being continued: it keeps its original `start_time`, gains a
+    `resumed_at` entry (the real time now) and a `segments` entry: {started_at, attnlife,
+    git_commit, changed} where `changed` maps each dotted setting of `config` / `dataset` whose
+    value differs from the previous segment to {"from": old, "to": new}. `segments[0]` describes
+    the first start. `config` then holds the settings of the newest segment.
     """
     paths = RunPaths(Path(run_dir))
-    paths.root.mkdir(parents=True, exist_ok=True)
+    with storage_errors(paths.root, "create"):
+        paths.root.mkdir(parents=True, exist_ok=True)
     env = environment_record()
+    now = env["start_time"]
     merged = dict(record)
     merged["environment"] = env
-    if paths.run_json.is_file():
-        old = json.loads(paths.run_json.read_text())
-        merged["environment"]["start_time"] = old.get("environment", {}).get("start_time", env["start_time"])
-        merged["resumed_at"] = list(old.get("resumed_at", [])) + [env["start_time"]]
+    old = _read_existing_record(paths.run_json)
+    if old is None:
+        merged["segments"] = [_segment(env, {})]
+    else:
+        env["start_time"] = old.get("environment", {}).get("start_time", now)
+        merged["resumed_at"] = list(old.get("resumed_at", [])) + [now]
+        segments = list(old.get("segments", [])) or [_segment(old.get("environment", {}), {})]
+        merged["segments"] = segments + [_segment(dict(env, start_time=now),
+                                                  settings_changed(old, merged))]
     return write_json_atomic(paths.run_json, merged)
 
 
-class Run:
-    """Read access to one run directory; every table comes back as a pandas DataFrame."""
+def _read_existing_record(path: Path) -> dict | None:
+    if not path.is_file():
+        return None
+    try:
+        old = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as err:
+        raise RunDirError(f"{path} is damaged ({str(err)[:120]}); restore it or pass a new "
+                          f"output directory") from None
+    if not isinstance(old, dict):
+        raise RunDirError(f"{path} is not a JSON object; restore it or pass a new output directory")
+    return old
 
-    def __init__(self, root: str | os.PathLike) -> None:
+
+def _segment(env: dict, changed: dict) -> dict:
+    return {"started_at": env.get("start_time"), "attnlife": env.get("attnlife"),
+            "git_commit": env.get("git_commit"), "changed": changed}
+
+
+def settings_changed(old: dict, new: dict, sections: tuple[str, ...] = ("config", "dataset")) -> dict:
+    """{dotted key: {"from", "to"}} for every leaf of `sections` that differs between records."""
+    before, after = {}, {}
+    for section in sections:
+        _flatten(old.get(section), section, before)
+        _flatten(new.get(section), section, after)
+    keys = sorted(set(before) | set(after))
+    return {k: {"from": before.get(k), "to": after.get(k)} for k in keys
+            if json.dumps(before.get(k), default=str) != json.dumps(after.get(k), default=str)}
+
+
+def _flatten(value: object, prefix: str, out: dict) -> None:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _flatten(item, f"{prefix}.{key}", out)
+    elif value is not None or prefix.count(".") > 0:
+        out[prefix] = value
+
+
+class Run:
+    """Read access to one run directory; every table comes back as a pandas DataFrame.
+
+    A damaged table part (truncated, foreign schema) is skipped with a warning naming it;
+    with `strict=True` reading it raises RunDirError instead.
+    """
+
+    def __init__(self, root: str | os.PathLike, strict: bool = False) -> None:
         self.paths = RunPaths(Path(root))
+        self.strict = strict
         if not self.paths.root.is_dir():
             raise RunDirError(f"run directory {self.paths.root} does not exist; pass the --out "
                               f"directory of a finished or running `attnlife train`")
@@ -161,7 +217,7 @@ class Run:
     def record(self) -> dict:
         """The parsed run.json ({} if the run has none yet)."""
         p = self.paths.run_json
-        return json.loads(p.read_text()) if p.is_file() else {}
+        return _read_existing_record(p) or {}
 
     @property
     def config(self) -> dict:
@@ -170,7 +226,7 @@ class Run:
 
     def metrics(self) -> pd.DataFrame:
         """The tidy metric table: step, split, layer, head_index, layer_b, metric, value, stderr."""
-        return read_metrics(self.root)
+        return read_metrics(self.root, strict=self.strict)
 
     def per_head(self, metric=None, split=None) -> pd.DataFrame:  # noqa: ANN001
         """Per-head rows: step, split, layer, head_index, metric, value, stderr."""
@@ -190,7 +246,7 @@ class Run:
 
     def spectra(self) -> pd.DataFrame:
         """Per-head weight statistics: model, step, layer, head_index, matrix, stat, value."""
-        return read_table(self.paths.spectra, SPECTRA_SCHEMA)
+        return read_table(self.paths.spectra, SPECTRA_SCHEMA, strict=self.strict)
 
     def checkpoints(self) -> list[tuple[int, Path]]:
         """Complete checkpoints as (step, directory), ascending."""
@@ -202,10 +258,31 @@ class Run:
 
         return SnapshotStore(self.root)
 
+    def analysis(self) -> dict[str, pd.DataFrame]:
+        """Every table `attnlife analyze` wrote to RUN/analysis/ (name -> DataFrame; {} if none)."""
+        from attnlife.store.analysis_tables import read_analysis
+
+        return read_analysis(self.root)
+
+    def analysis_table(self, name: str) -> pd.DataFrame:
+        """One analysis table (`phases`, `head_types`, `emergence`, `claims`, ...)."""
+        from attnlife.store.analysis_tables import read_analysis_table
+
+        return read_analysis_table(self.root, name)
+
+    def analysis_summary(self) -> dict:
+        """RUN/analysis/summary.json as a dict ({} if the run was never analysed)."""
+        from attnlife.store.analysis_tables import read_summary
+
+        return read_summary(self.root)
+
     def __repr__(self) -> str:
         return f"Run({str(self.root)!r})"
 
 
-def load_run(path: str | os.PathLike) -> Run:
-    """Open the run directory at `path` for reading (`load_run(p).metrics()` etc.)."""
-    return Run(path)
+def load_run(path: str | os.PathLike, strict: bool = False) -> Run:
+    """Open the run directory at `path` for reading (`load_run(p).metrics()` etc.).
+
+    `strict=True`: a damaged table part raises RunDirError instead of being skipped with a warning.
+    """
+    return Run(path, strict=strict)

@@ -23,7 +23,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from attnlife import measures
+from attnlife.errors import DivergenceError
 from attnlife.store.metrics_table import MetricWriter
+from attnlife.store.lock import run_lock
 from attnlife.store.run_dir import write_run_json
 from attnlife.theory.markov_data import (
     load_text, reversible_chain, sample_chain, text_windows, zipf_distribution,
@@ -83,8 +86,7 @@ class OneLayerTransformer(nn.Module):
 
 def stable_rank(weight: torch.Tensor) -> float:
     """||W||_F^2 / ||W||_2^2 (in [1, rank W])."""
-    sv = torch.linalg.svdvals(weight.detach().double())
-    return float((sv ** 2).sum() / sv[0] ** 2)
+    return float(measures.stable_rank(weight))
 
 
 def focus_signals(attn: torch.Tensor, keys: torch.Tensor, top: torch.Tensor) -> dict[str, float]:
@@ -99,9 +101,8 @@ def focus_signals(attn: torch.Tensor, keys: torch.Tensor, top: torch.Tensor) -> 
     uniform = uniform / uniform.sum(-1, keepdim=True)
     focus = float((attn * is_top).sum(-1).mean())
     base = float((uniform * is_top).sum(-1).mean())
-    plogp = torch.where(attn > 0, attn * attn.clamp_min(1e-45).log2(), torch.zeros_like(attn))
     return {"attn_focus_mass": focus, "attn_focus_uniform": base, "attn_focus_excess": focus - base,
-            "attn_entropy_bits": float(-plogp.sum(-1).mean())}
+            "attn_entropy_bits": float(measures.entropy_bits(attn).mean())}
 
 
 def _data(cfg: MarkovConfig, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict]:
@@ -133,6 +134,11 @@ def _validate(cfg: MarkovConfig) -> None:
 def run_markov(cfg: MarkovConfig, out_dir: str | os.PathLike, quiet: bool = False) -> Path:
     """Train the one-layer model with SGD at rate `lr`; write RUN/run.json and RUN/metrics; return RUN."""
     _validate(cfg)
+    with run_lock(out_dir, "theory markov"):  # one writer per run directory
+        return _run_markov(cfg, out_dir, quiet)
+
+
+def _run_markov(cfg: MarkovConfig, out_dir: str | os.PathLike, quiet: bool = False) -> Path:
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     train, held, freqs, data_record = _data(cfg, gen)
@@ -154,6 +160,9 @@ def run_markov(cfg: MarkovConfig, out_dir: str | os.PathLike, quiet: bool = Fals
             batch = train[torch.randint(train.shape[0], (cfg.batch_size,), generator=gen)]
             logits, _ = model(batch[:, :-1])
             loss = F.cross_entropy(logits.reshape(-1, vocab), batch[:, 1:].reshape(-1))
+            if not torch.isfinite(loss):
+                raise DivergenceError(f"theory markov run diverged at step {step}: the loss is "
+                                      f"{float(loss.detach())}; lower --lr (now {cfg.lr:g}) or --init-std")
             opt.zero_grad()
             loss.backward()
             opt.step()

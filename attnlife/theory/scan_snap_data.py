@@ -14,12 +14,11 @@ The population (T -> infinity) attention of class n replaces nu by P(. | n).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 
-LOG2E = 1.0 / math.log(2.0)
+from attnlife.measures import entropy_bits
 
 
 @dataclass(frozen=True)
@@ -103,9 +102,7 @@ def distinct_entropy_bits(classes: SequenceClasses, logits_z: torch.Tensor) -> t
     """
     rows = logits_z[..., classes.psi, :]
     logp = classes.probs.to(rows.dtype).log().masked_fill(~classes.distinct_mask, float("-inf"))
-    attn = torch.softmax(logp + rows, dim=-1)
-    plogp = torch.where(attn > 0, attn * attn.log(), torch.zeros_like(attn))
-    return -plogp.sum(-1) * LOG2E
+    return entropy_bits(torch.softmax(logp + rows, dim=-1))
 
 
 def class_summaries(classes: SequenceClasses, logits_z: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -20,9 +20,11 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from attnlife.errors import AttnlifeError
+from attnlife.errors import AttnlifeError, DivergenceError
 from attnlife.store.metrics_table import MetricWriter
+from attnlife.store.lock import run_lock
 from attnlife.store.run_dir import write_run_json
+from attnlife.store.sweep_table import SweepWriter
 from attnlife.theory.scan_snap import (
     ScanSnapAttention, SGDSpec, log_spaced_steps, train_module, train_reparam,
 )
@@ -101,6 +103,11 @@ def _validate(cfg: ScanSnapConfig | SweepConfig) -> None:
 def run_scan_snap(cfg: ScanSnapConfig, out_dir: str | os.PathLike, quiet: bool = False) -> Path:
     """Train one model (experiment 1) and write RUN/run.json and RUN/metrics; return the run dir."""
     _validate(cfg)
+    with run_lock(out_dir, "theory scan-snap"):  # one writer per run directory
+        return _run_scan_snap(cfg, out_dir, quiet)
+
+
+def _run_scan_snap(cfg: ScanSnapConfig, out_dir: str | os.PathLike, quiet: bool = False) -> Path:
     out = Path(out_dir)
     classes = build_sequence_classes(cfg.n_last, cfg.n_next, cfg.n_distinct, cfg.n_common, cfg.common_mass)
     write_run_json(out, {"kind": "theory-scan-snap", "config": asdict(cfg), "seed": cfg.seed})
@@ -111,8 +118,10 @@ def run_scan_snap(cfg: ScanSnapConfig, out_dir: str | os.PathLike, quiet: bool =
             for name, value in summary.items():
                 per_class = value[0, 0]
                 if name == "loss":
-                    if not math.isnan(float(per_class)):
+                    if step > 0:  # the loss is NaN at step 0 only: no batch was used yet
                         writer.log(step, "loss", float(per_class))
+                        _check_finite(step, per_class.view(1, 1), [(cfg.eta_z, cfg.eta_y / cfg.eta_z)],
+                                      "--eta-y / --eta-z")
                     continue
                 for n, v in enumerate(per_class.tolist()):
                     writer.log(step, f"{name}_class{n}", v, **HEAD)
@@ -124,6 +133,18 @@ def run_scan_snap(cfg: ScanSnapConfig, out_dir: str | os.PathLike, quiet: bool =
             module = ScanSnapAttention(classes.vocab_size, cfg.n_last, cfg.n_next, seed=cfg.seed)
             train_module(classes, module, cfg.eta_z, cfg.eta_y, spec, log_at, logger, bar.update)
     return out
+
+
+def _check_finite(step: int, loss_gs: torch.Tensor, cells: list[tuple[float, float]], knob: str,
+                  where: str = "") -> None:
+    """DivergenceError naming the first grid cell (eta_z, ratio) whose loss [G, S] is not finite."""
+    bad = ~torch.isfinite(loss_gs)
+    if bool(bad.any()):
+        g = int(bad.any(-1).nonzero()[0])
+        eta_z, ratio = cells[g]
+        raise DivergenceError(f"theory run diverged by step {step} ({where}eta_z={eta_z:g}, "
+                              f"eta_y/eta_z={ratio:g}): the loss is {float(loss_gs[g][bad[g]][0])}; "
+                              f"lower {knob}")
 
 
 def sweep_metric_name(name: str, m: int, k: int, eta_z: float, ratio: float, which: str) -> str:
@@ -148,16 +169,25 @@ def run_sweep(cfg: SweepConfig, out_dir: str | os.PathLike, quiet: bool = False)
     the mean and standard error (std / sqrt(S), ddof 1) over seeds.
     """
     _validate(cfg)
+    with run_lock(out_dir, "theory scan-snap --sweep"):  # one writer per run directory
+        return _run_sweep(cfg, out_dir, quiet)
+
+
+def _run_sweep(cfg: SweepConfig, out_dir: str | os.PathLike, quiet: bool = False) -> Path:
     out = Path(out_dir)
     write_run_json(out, {"kind": "theory-scan-snap-sweep", "config": asdict(cfg), "seed": cfg.seed})
     cells = [(ez, r) for ez in cfg.eta_z for r in cfg.ratios]
     log_at = log_spaced_steps(cfg.steps, cfg.log_points)
     total = cfg.steps * len(cfg.mk)
-    with MetricWriter(out) as writer, tqdm(total=total, disable=quiet, desc="scan-snap sweep") as bar:
+    with MetricWriter(out) as writer, SweepWriter(out) as grid, \
+            tqdm(total=total, disable=quiet, desc="scan-snap sweep") as bar:
         for m, k in cfg.mk:
             classes = build_sequence_classes(m, k, cfg.n_distinct, cfg.n_common, cfg.common_mass)
 
             def logger(step: int, summary: dict[str, torch.Tensor], m: int = m, k: int = k) -> None:
+                if step > 0:
+                    _check_finite(step, summary["loss"], cells, "the largest --ratios / --eta-z",
+                                  f"M={m} K={k} ")
                 for name in SWEEP_NAMES:
                     value = summary[name]
                     per_seed = value if value.dim() == 2 else value.mean(-1)          # [G, S]
@@ -166,6 +196,7 @@ def run_sweep(cfg: SweepConfig, out_dir: str | os.PathLike, quiet: bool = False)
                     for g, (ez, r) in enumerate(cells):
                         for s, v in enumerate(per_seed[g].tolist()):
                             writer.log(step, sweep_metric_name(name, m, k, ez, r, f"s{s}"), v, **HEAD)
+                            grid.log(step, name, m, k, ez, r, s, v)  # parameters as columns
                         mean = float(per_seed[g].mean())
                         se = float(per_seed[g].std() / math.sqrt(per_seed.shape[1]))
                         writer.log(step, sweep_metric_name(name, m, k, ez, r, "mean"), mean, **HEAD)

@@ -1,8 +1,9 @@
 """Streaming accumulation of attention metrics over chunks of query rows.
 
 An `AttentionAccumulator` is a pattern sink: `acc(layer, first_row, probs[B, H, t, T])`. It keeps
-per-head running sums of every registered per-row metric, the layer's mean pairwise head JSD,
-and, for cross-layer similarity, the head-averaged rows of a fixed subsample of R query positions
+per-head, per-sequence running sums of every registered per-row metric and of the layer's mean
+pairwise head JSD (so each value gets a standard error across the probe's sequences), and, for
+cross-layer similarity, the head-averaged rows of a fixed subsample of R query positions
 (R = `xlayer_rows`, evenly spaced over 0..T-1, all of them when T <= R). Memory beyond one chunk
 is O(L * B * R * T) floats, so T = 4096 never needs a full [B, H, T, T] per layer, let alone all
 layers at once. `results()` turns the sums into `MetricRow`s of the run's metric table.
@@ -27,6 +28,21 @@ def subsample_rows(T: int, n_rows: int) -> torch.Tensor:
     return torch.unique(torch.linspace(0, T - 1, n_rows).round().long())
 
 
+def _ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
+    """num / den elementwise, NaN where den == 0."""
+    return torch.where(den > 0, num / den.clamp_min(1), torch.full_like(num, float("nan")))
+
+
+def stderr_of_mean(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """Standard error of the mean along `dim` over non-NaN entries: sd (ddof 1) / sqrt(n); NaN if n < 2."""
+    ok = ~torch.isnan(x)
+    n = ok.sum(dim).double()
+    mean = x.nansum(dim) / n.clamp_min(1)
+    dev = torch.where(ok, x - mean.unsqueeze(dim), torch.zeros_like(x))
+    var = (dev * dev).sum(dim) / (n - 1).clamp_min(1)
+    return torch.where(n >= 2, (var / n.clamp_min(1)).sqrt(), torch.full_like(var, float("nan")))
+
+
 class AttentionAccumulator:
     """Pattern sink accumulating per-head metrics, head diversity and cross-layer rows."""
 
@@ -39,9 +55,9 @@ class AttentionAccumulator:
         self.span_threshold = float(span_threshold)
         self.xlayer_rows = int(xlayer_rows)
         self.keep_snapshot = keep_snapshot
-        self._sums: dict[int, torch.Tensor] = {}     # layer -> [M, H] float64 sums over rows
-        self._counts: dict[int, torch.Tensor] = {}   # layer -> [M, H] defined rows
-        self._jsd: dict[int, list] = {}              # layer -> [sum (tensor), row count]
+        self._sums: dict[int, torch.Tensor] = {}     # layer -> [M, B, H] float64 sums over rows
+        self._counts: dict[int, torch.Tensor] = {}   # layer -> [M, B, H] defined rows
+        self._jsd: dict[int, list] = {}              # layer -> [sums [B] (tensor), row count]
         self._rows: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}
         self._snap: dict[int, list[torch.Tensor]] = {}
 
@@ -54,8 +70,8 @@ class AttentionAccumulator:
                             METRIC_REGISTRY[name].fn(p, first_row, **{k: shared[k] for k in
                                                                       METRIC_REGISTRY[name].params})
                             for name in self.metrics]).double()            # [M, B, H, t]
-        sums = vals.nansum(dim=(1, 3))                                     # [M, H]
-        counts = (~torch.isnan(vals)).sum(dim=(1, 3))
+        sums = vals.nansum(dim=3)                                          # [M, B, H]
+        counts = (~torch.isnan(vals)).sum(dim=3)
         if layer in self._sums:
             self._sums[layer] += sums
             self._counts[layer] += counts
@@ -63,8 +79,8 @@ class AttentionAccumulator:
             self._sums[layer], self._counts[layer] = sums, counts
         if H > 1:
             acc = self._jsd.setdefault(layer, [0.0, 0])   # tensor sum: no device sync per chunk
-            acc[0] = acc[0] + pairwise_head_jsd_bits(p, shared["entropy"]).double().sum()
-            acc[1] += B * t
+            acc[0] = acc[0] + pairwise_head_jsd_bits(p, shared["entropy"]).double().sum(1)  # [B]
+            acc[1] += t
         rows = subsample_rows(T, self.xlayer_rows)
         sel = rows[(rows >= first_row) & (rows < first_row + t)]
         if len(sel):
@@ -76,11 +92,21 @@ class AttentionAccumulator:
 
     def head_values(self) -> dict[tuple[int, str], torch.Tensor]:
         """(layer, metric) -> per-head mean over defined rows, [H] float64 (NaN if none)."""
+        return {key: mean for key, (mean, _) in self.head_stats().items()}
+
+    def head_stats(self) -> dict[tuple[int, str], tuple[torch.Tensor, torch.Tensor]]:
+        """(layer, metric) -> (mean [H], stderr [H]), float64.
+
+        mean = sum of the defined rows' values / their count, pooled over the B sequences;
+        stderr = sd(m_b) / sqrt(n) with m_b the per-sequence means over the n sequences that have
+        a defined row (sample sd, ddof = 1); NaN when n < 2.
+        """
         out = {}
         for layer, s in self._sums.items():
-            c = self._counts[layer].double()
-            mean = torch.where(c > 0, s / c.clamp_min(1), torch.full_like(s, float("nan")))
-            out.update({(layer, name): mean[k] for k, name in enumerate(self.metrics)})
+            c = self._counts[layer].double()                               # [M, B, H]
+            mean = _ratio(s.sum(1), c.sum(1))                              # [M, H]
+            se = stderr_of_mean(_ratio(s, c), dim=1)                              # [M, H]
+            out.update({(layer, name): (mean[k], se[k]) for k, name in enumerate(self.metrics)})
         return out
 
     def layer_rows(self) -> Optional[torch.Tensor]:
@@ -102,26 +128,35 @@ class AttentionAccumulator:
         """`MetricRow`s: per head, layer-level (head_index=-1), model-level (layer=-1), and
         cross-layer pairs (layer=a, layer_b=b, a < b).
 
+        Standard errors across sequences (stderr) for per-head values, head_jsd_mean and xlayer_jsd;
+        NaN for the rest (head_entropy_var and the cosines are not means over sequences).
+
         Layer level: head_jsd_mean (bits), head_entropy_var (bits^2, population variance of the
         heads' entropy_bits). Pairs: xlayer_jsd (bits), xlayer_cos. Model level: their means over
         pairs, xlayer_jsd_mean / xlayer_cos_mean.
         """
         out: list[MetricRow] = []
-        values = self.head_values()
-        for (layer, name), v in sorted(values.items()):
-            out.extend(MetricRow(layer, h, name, float(x)) for h, x in enumerate(v.tolist()))
+        for (layer, name), (v, se) in sorted(self.head_stats().items()):
+            out.extend(MetricRow(layer, h, name, float(x), stderr=float(e))
+                       for h, (x, e) in enumerate(zip(v.tolist(), se.tolist())))
             if name == "entropy_bits" and v.numel() > 1:
                 out.append(MetricRow(layer, LAYER_LEVEL, "head_entropy_var",
                                      float(v.var(unbiased=False))))
         for layer, (s, c) in sorted(self._jsd.items()):
-            out.append(MetricRow(layer, LAYER_LEVEL, "head_jsd_mean", float(s) / max(c, 1)))
+            per_seq = s / max(c, 1)                                        # [B] bits
+            out.append(MetricRow(layer, LAYER_LEVEL, "head_jsd_mean", float(per_seq.mean()),
+                                 stderr=float(stderr_of_mean(per_seq, dim=0))))
         rows = self.layer_rows()
         if rows is not None and rows.size(0) > 1:
             jsd, cos = cross_layer_matrices(rows.double())
+            per_seq = torch.stack([cross_layer_matrices(rows[:, s:s + 1].double())[0]
+                                   for s in range(rows.size(1))])                 # [B, L, L]
+            jsd_se = stderr_of_mean(per_seq, dim=0)                               # [L, L]
             L = rows.size(0)
             pairs = [(a, b) for a in range(L) for b in range(a + 1, L)]
             for a, b in pairs:
-                out.append(MetricRow(a, LAYER_LEVEL, "xlayer_jsd", float(jsd[a, b]), layer_b=b))
+                out.append(MetricRow(a, LAYER_LEVEL, "xlayer_jsd", float(jsd[a, b]), layer_b=b,
+                                     stderr=float(jsd_se[a, b])))
                 out.append(MetricRow(a, LAYER_LEVEL, "xlayer_cos", float(cos[a, b]), layer_b=b))
             out.append(MetricRow(LAYER_LEVEL, LAYER_LEVEL, "xlayer_jsd_mean",
                                  sum(float(jsd[a, b]) for a, b in pairs) / len(pairs)))

@@ -10,19 +10,18 @@ whole [B, H, T, T] pattern. Definitions (design.md):
   entropy_norm          H_i / log2(i + 1), rows i >= 1                         (fraction, [0, 1])
   span_tokens           mean |i - j| over keys with a_ij > threshold (seed def) (tokens)
   mean_distance_tokens  sum_j a_ij |i - j|                                    (tokens)
-  sink_mass             a_i0, the mass on the first token                      (probability)
+  sink_mass             a_i0, the mass on the first token, rows i >= 1         (probability)
 
-Imports only torch (pure math layer).
+Imports only torch and attnlife.measures (pure math layer).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Callable, Optional
 
 import torch
 
-LOG2 = math.log(2.0)
+from attnlife import measures
 
 
 def _distances(first_row: int, t: int, T: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
@@ -43,8 +42,7 @@ def entropy_bits(probs: torch.Tensor, first_row: int = 0) -> torch.Tensor:
 
     log is taken of max(a, tiny), so a = 0 contributes exactly 0 (and no NaN appears).
     """
-    plogp = probs.clamp_min(torch.finfo(probs.dtype).tiny).log_().mul_(probs)
-    return plogp.sum(-1) * (-1.0 / LOG2)
+    return measures.entropy_bits(probs)
 
 
 def entropy_norm(probs: torch.Tensor, first_row: int = 0,
@@ -81,8 +79,15 @@ def mean_distance_tokens(probs: torch.Tensor, first_row: int = 0) -> torch.Tenso
 
 
 def sink_mass(probs: torch.Tensor, first_row: int = 0) -> torch.Tensor:
-    """Mass on the first token a_i0 (attention sink): [B, H, t, T] -> [B, H, t] probability."""
-    return probs[..., 0]
+    """Mass on the first token a_i0 (attention sink): [B, H, t, T] -> [B, H, t] probability.
+
+    Row i = 0 sees only key 0, so a_00 = 1 always; it is NaN here and left out of the head's mean
+    (keeping it would bias the mean upward: by 25% at T = 64 under uniform attention).
+    """
+    t = probs.size(-2)
+    pos = torch.arange(first_row, first_row + t, device=probs.device)
+    out = probs[..., 0]
+    return torch.where(pos > 0, out, torch.full_like(out, float("nan")))
 
 
 def jsd_bits(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:

@@ -1,9 +1,10 @@
 """Writing the checkpoint series of a run and reading back the state to resume it.
 
 Disk layout per checkpoint (see `attnlife.store.checkpoints`): `model.safetensors`, `meta.json`
-and, **in the newest checkpoint only**, `trainer_state.pt` (optimizer moments, torch / CUDA /
-numpy / python RNG states and the batch samplers' generator states of every rank, step). When
-a new checkpoint is in place the previous one's `trainer_state.pt` is deleted: the optimizer
+and, **in the newest checkpoint only**, the trainer state `trainer_state.json` +
+`trainer_state.safetensors` (optimizer moments, torch / CUDA / numpy / python RNG states and the
+batch samplers' generator states of every rank, step; no pickle). When a new checkpoint is in
+place the previous one's trainer state is deleted: the optimizer
 state is twice the model size, and only the newest one is ever needed to resume. Retention
 (`ckpt_keep`) then deletes whole checkpoints, see `checkpoint_series.steps_to_remove`.
 """
@@ -18,7 +19,8 @@ import numpy as np
 import torch
 
 from attnlife.errors import CheckpointError
-from attnlife.store.checkpoints import TRAINER_STATE_FILE, load_trainer_state, save_checkpoint
+from attnlife.store.checkpoints import (TRAINER_STATE_FILE, load_meta, load_trainer_state,
+                                        remove_trainer_state, save_checkpoint)
 from attnlife.store.run_dir import list_checkpoints
 from attnlife.train.checkpoint_series import steps_to_remove
 
@@ -46,13 +48,18 @@ def write_series_checkpoint(run_dir: Path, step: int, state_dict: Mapping[str, t
                             retention: Mapping[str, int]) -> Path:
     """Save checkpoint `step` with its trainer state, strip older trainer states, apply retention.
 
-    `retention` holds ckpt_keep, ckpt_log_max and ckpt_every. Returns the checkpoint directory.
+    `retention` holds ckpt_keep, ckpt_log_max and ckpt_every. Older checkpoints written only
+    to resume after a signal (meta `resume_only`, outside the series) are deleted. Returns the
+    checkpoint directory.
     """
     path = save_checkpoint(run_dir, step, state_dict, meta, trainer_state=trainer_state)
     existing = list_checkpoints(run_dir)
     for s, older in existing:
         if s != step:
-            (older / TRAINER_STATE_FILE).unlink(missing_ok=True)
+            remove_trainer_state(older)
+            if _resume_only(older):
+                shutil.rmtree(older, ignore_errors=True)
+    existing = list_checkpoints(run_dir)
     doomed = steps_to_remove([s for s, _ in existing], retention["ckpt_keep"],
                              retention["ckpt_log_max"], retention["ckpt_every"])
     by_step = dict(existing)
@@ -60,6 +67,13 @@ def write_series_checkpoint(run_dir: Path, step: int, state_dict: Mapping[str, t
         if s != step:
             shutil.rmtree(by_step[s], ignore_errors=True)
     return path
+
+
+def _resume_only(checkpoint_dir: Path) -> bool:
+    try:
+        return bool(load_meta(checkpoint_dir).get("resume_only", False))
+    except CheckpointError:
+        return False
 
 
 def resume_point(run_dir: Path) -> Optional[tuple[int, Path, dict]]:

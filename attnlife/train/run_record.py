@@ -12,14 +12,15 @@ from typing import Any
 
 import torch
 
-from attnlife.config import RunConfig
-from attnlife.errors import ConfigError
+from attnlife.config import RunConfig, validate_values
+from attnlife.errors import ConfigError, ProvenanceError
 
 _META_VALUE_MAX_CHARS = 4096
 
 
 def validate_config(config: RunConfig) -> None:
     """Raise ConfigError naming the first out-of-range training or model value."""
+    validate_values(config)  # non-finite numbers and every range of attnlife.config.FIELD_RANGES
     tc, m = config.train, config.model
     positive = {"train.batch_size": tc.batch_size, "train.eval_interval": tc.eval_interval,
                 "train.eval_iters": tc.eval_iters,
@@ -46,14 +47,18 @@ def validate_config(config: RunConfig) -> None:
 def run_record(config: RunConfig, data: Any, info: Any, device: str, dtype: torch.dtype,
                model: torch.nn.Module) -> dict:
     """The run.json body for a run of `config` on dataset `data` (a PreparedDataset)."""
-    splits = {name: int(len(ids)) for name, ids in data.splits.items() if ids is not None}
-    dataset = {"name": config.data.dataset,
-               "data_dir": str(Path(config.data.data_dir).resolve()),
-               "vocab_size": int(data.vocab_size), "split_tokens": splits,
-               "meta": _small_entries(dict(data.meta))}
-    return {"config": config.to_dict(), "dataset": dataset, "seed": config.train.seed,
+    return {"config": config.to_dict(), "dataset": dataset_record(config, data), "seed": config.train.seed,
             "world_size": info.world_size, "device": device, "dtype": str(dtype).replace("torch.", ""),
             "n_params": int(sum(p.numel() for p in model.parameters()))}
+
+
+def dataset_record(config: RunConfig, data: Any) -> dict:
+    """run.json's `dataset`: name, absolute data_dir, vocab_size, split sizes in tokens and the
+    small entries of the dataset's meta.json (source sha256, itos, ...)."""
+    splits = {name: int(len(ids)) for name, ids in data.splits.items() if ids is not None}
+    return {"name": config.data.dataset, "data_dir": str(Path(config.data.data_dir).resolve()),
+            "vocab_size": int(data.vocab_size), "split_tokens": splits,
+            "meta": _small_entries(dict(data.meta))}
 
 
 def _small_entries(meta: dict) -> dict:
@@ -66,3 +71,40 @@ def _small_entries(meta: dict) -> dict:
         if len(text) <= _META_VALUE_MAX_CHARS:
             out[key] = value
     return out
+
+
+def dataset_fingerprint(dataset: dict) -> dict:
+    """What identifies a run's training data in its run.json `dataset` entry: the dataset name,
+    the source file's sha256, the vocabulary size and the vocabulary itself (itos)."""
+    meta = dataset.get("meta", {}) or {}
+    return {"name": dataset.get("name"), "source sha256": (meta.get("source") or {}).get("sha256"),
+            "vocab_size": dataset.get("vocab_size"), "vocabulary": meta.get("itos")}
+
+
+RESUME_FIX = ("re-prepare the original data, pass a new --out, or pass --allow-data-change to "
+              "continue on the new data")
+
+
+def check_same_dataset(recorded: dict, current: dict, allow_change: bool = False, *,
+                       keys: tuple[str, ...] = ("name", "source sha256", "vocab_size", "vocabulary"),
+                       fix: str = RESUME_FIX) -> None:
+    """Raise ProvenanceError when `current` (a run_record `dataset`) is not the data `recorded`
+    in run.json (the `keys` of `dataset_fingerprint`); fields missing on either side are not
+    compared. `allow_change` accepts the change (run.json then records it in its segments);
+    `fix` ends the message."""
+    before, after = dataset_fingerprint(recorded), dataset_fingerprint(current)
+    differ = [k for k in keys if before[k] is not None and after[k] is not None
+              and before[k] != after[k]]
+    if not differ or allow_change:
+        return
+    key = differ[0]
+    old, new = before[key], after[key]
+    if key == "source sha256":
+        change = f"source sha256 {old[:12]}... -> {new[:12]}..."
+    elif key == "vocabulary":
+        i = next((j for j, (a, b) in enumerate(zip(old, new)) if a != b), min(len(old), len(new)))
+        pair = [repr(v[i]) if i < len(v) else "none" for v in (old, new)]
+        change = f"vocabulary of {len(old)} -> {len(new)} symbols, id {i}: {pair[0]} -> {pair[1]}"
+    else:
+        change = f"{key} {old} -> {new}"
+    raise ProvenanceError(f"the dataset changed since this run was trained ({change}); {fix}")

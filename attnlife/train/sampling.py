@@ -5,6 +5,7 @@ The vocabulary comes from the prepared dataset named in the run's run.json (`dat
 """
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from attnlife.data import load_prepared
 from attnlife.errors import ConfigError, RunDirError
 from attnlife.model.loading import checkpoint_dir, load_model
 from attnlife.store.run_dir import load_run
+from attnlife.train.run_record import check_same_dataset
 
 
 @dataclass(frozen=True)
@@ -43,14 +45,19 @@ def sample_run(run_dir: str | os.PathLike, tokens: int = 500, prompt: Optional[s
     """
     if tokens < 1:
         raise ConfigError(f"--tokens {tokens} must be >= 1")
-    if temperature < 0:
-        raise ConfigError(f"--temperature {temperature} must be >= 0 (0 = greedy)")
+    if not math.isfinite(temperature) or temperature < 0:
+        raise ConfigError(f"--temperature {temperature} must be a finite number >= 0 (0 = greedy)")
+    if top_k is not None and top_k < 1:
+        raise ConfigError(f"--top-k {top_k} must be >= 1 (the number of most likely tokens kept)")
     run = load_run(run_dir)
     dataset = run.record.get("dataset", {})
     if "name" not in dataset:
         raise RunDirError(f"{run_dir} has no run.json with a dataset; pass the --out directory "
                           f"of an `attnlife train` run")
     data = load_prepared(dataset["data_dir"], dataset["name"])
+    check_same_dataset(dataset, {"vocab_size": data.vocab_size, "meta": dict(data.meta)},
+                       keys=("vocab_size", "vocabulary"),
+                       fix="re-prepare the run's original data to decode its samples")
     ckpt = checkpoint_dir(run_dir, step)
     model = load_model(ckpt)
     try:

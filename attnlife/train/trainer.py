@@ -12,6 +12,10 @@ eval curves compare like with like and evaluation never touches the training RNG
 
 Files are written by rank 0 only; callbacks are called on every rank with `rank` set and
 `metric_writer=None` on ranks > 0. The trainer never imports the tracker (see attnlife.run).
+Rank 0 holds the run directory's lock (`attnlife.store.lock`) for the whole run. Early stops
+(`attnlife.train.guards`): SIGTERM/SIGINT finish the update, checkpoint, raise TrainingInterrupted;
+a non-finite loss (or a spike, train.loss_spike_factor) or non-finite weights at a checkpoint
+raise DivergenceError, leaving the newest finite checkpoint as the last one.
 """
 from __future__ import annotations
 
@@ -25,17 +29,20 @@ from tqdm import tqdm
 
 from attnlife.config import RunConfig
 from attnlife.data import BatchSampler, load_prepared
-from attnlife.errors import CheckpointError, RunDirError
+from attnlife.errors import CheckpointError, DivergenceError, RunDirError, TrainingInterrupted
 from attnlife.events import (Callback, CheckpointRecord, EvalRecord, StepRecord, TrainEnd,
                              TrainStart)
 from attnlife.model.gpt import GPT, GPTConfig
 from attnlife.store.checkpoints import load_state_dict
 from attnlife.store.metrics_table import MetricWriter
-from attnlife.store.run_dir import RunPaths, list_checkpoints, write_run_json
-from attnlife.train.checkpoint_series import is_checkpoint_step
+from attnlife.store.lock import run_lock
+from attnlife.store.run_dir import Run, RunPaths, list_checkpoints, write_run_json
+from attnlife.train.checkpoint_series import checkpoint_steps, is_checkpoint_step
 from attnlife.train.checkpointing import (capture_rng_state, restore_rng_state, resume_point,
                                           write_series_checkpoint)
-from attnlife.train.run_record import run_record, validate_config
+from attnlife.train.guards import LossGuard, SignalCatcher, weights_finite
+from attnlife.train.run_record import (check_same_dataset, dataset_record, run_record,
+                                       validate_config)
 from attnlife.train.runtime import (autocast_context, destroy_process_group, dist_info_from_env,
                                     init_process_group, resolve_device, resolve_dtype)
 from attnlife.train.schedule import lr_at
@@ -47,12 +54,15 @@ class Trainer:
     """Trains `config` into `config.out_dir`, emitting events to `callbacks`; see module docs."""
 
     def __init__(self, config: RunConfig, callbacks: Optional[Iterable[Callback]] = None,
-                 quiet: bool = False, resume: bool = True) -> None:
+                 quiet: bool = False, resume: bool = True, allow_data_change: bool = False) -> None:
         validate_config(config)
         self.config = config
         self.callbacks = list(callbacks or [])
         self.quiet = quiet
         self.resume = resume
+        self.allow_data_change = allow_data_change
+        self.loss_guard = LossGuard(config.train.loss_spike_factor)
+        self.last_checkpoint_step = -1
         self.info = dist_info_from_env()
         self.run_dir = Path(config.out_dir)
         self.writer: Optional[MetricWriter] = None
@@ -63,15 +73,25 @@ class Trainer:
 
     # ----------------------------------------------------------------- public
     def run(self) -> Path:
-        """Train to `max_iters` (resuming from the newest checkpoint if allowed); return run dir."""
+        """Train to `max_iters` (resuming from the newest checkpoint if allowed); return run dir.
+
+        Rank 0 holds the run directory's writer lock throughout (RunLockedError if another
+        process writes it). SIGTERM/SIGINT finish the current update, write a checkpoint and
+        raise TrainingInterrupted (exit code 128 + signum); a non-finite loss or weights raise
+        DivergenceError without writing a checkpoint of them.
+        """
         self.device = resolve_device(self.config.train.device, self.info)
         init_process_group(self.info, self.device)
+        lock = run_lock(self.run_dir, "train") if self.info.is_main else contextlib.nullcontext()
         try:
-            self._setup()
-            self._loop()
+            with lock, SignalCatcher() as self.signals:
+                try:
+                    self._setup()
+                    self._loop()
+                finally:
+                    if self.writer is not None:
+                        self.writer.close()
         finally:
-            if self.writer is not None:
-                self.writer.close()
             destroy_process_group(self.info)
         return self.run_dir
 
@@ -84,6 +104,10 @@ class Trainer:
                               f"{existing[-1][0]}; drop --no-resume to continue it, or pass a "
                               f"new --out directory")
         self.data = load_prepared(cfg.data.data_dir, cfg.data.dataset)
+        if existing and self.info.is_main:
+            recorded = Run(self.run_dir).record.get("dataset")
+            if isinstance(recorded, dict):
+                check_same_dataset(recorded, dataset_record(cfg, self.data), self.allow_data_change)
         m = cfg.model
         self.gpt_config = GPTConfig(block_size=m.block_size, vocab_size=self.data.vocab_size,
                                     n_layer=m.n_layer, n_head=m.n_head, n_embd=m.n_embd,
@@ -137,6 +161,7 @@ class Trainer:
         self.last_eval = dict(state.get("eval_losses", {}))
         self.last_eval_step = int(state.get("eval_step", -1))
         self.start_step, self.resumed = step, True
+        self.last_checkpoint_step = step
 
     # ------------------------------------------------------------------- loop
     def _loop(self) -> None:
@@ -146,7 +171,8 @@ class Trainer:
         self._emit("on_train_start", TrainStart(
             run_dir=self.run_dir, config=self.config.to_dict(), model=self.model,
             start_step=self.start_step, device=self.device, metric_writer=self.writer,
-            rank=self.info.rank, batch=self._peek_batch()))
+            rank=self.info.rank, batch=self._peek_batch(),
+            checkpoint_steps=tuple(checkpoint_steps(tc.max_iters, tc.ckpt_log_max, tc.ckpt_every))))
         bar = tqdm(total=tc.max_iters, initial=self.start_step, desc="train", unit="it",
                    disable=self.quiet or not self.info.is_main, dynamic_ncols=True)
         step = self.start_step
@@ -158,6 +184,8 @@ class Trainer:
                     self._checkpoint(step, tokens_per_step)
             if step >= tc.max_iters:
                 break
+            if self._stop_requested():
+                self._stop_for_signal(step, tokens_per_step)
             t0 = time.perf_counter()
             loss, lr, batch = self._update(step)
             tokens_per_s = tokens_per_step / max(time.perf_counter() - t0, 1e-9)
@@ -165,9 +193,11 @@ class Trainer:
                 self.writer.log(step, "loss", loss)
                 self.writer.log(step, "lr", lr)
                 self.writer.log(step, "tokens_per_s", tokens_per_s)
+            self.loss_guard.check(step, loss, self._divergence_hint)
             self._emit("on_step_end", StepRecord(step=step, loss=loss, lr=lr,
                                                  tokens_per_s=tokens_per_s, model=self.model,
-                                                 batch=batch, rank=self.info.rank))
+                                                 batch=batch, rank=self.info.rank,
+                                                 next_batch=self._peek_batch))
             step += 1
             bar.update(1)
             if step % max(tc.log_interval, 1) == 0 or step == tc.max_iters:
@@ -246,8 +276,13 @@ class Trainer:
         self._emit("on_eval", EvalRecord(step=step, losses=dict(self.last_eval), model=self.model,
                                          rank=self.info.rank))
 
-    def _checkpoint(self, step: int, tokens_per_step: int) -> None:
+    def _checkpoint(self, step: int, tokens_per_step: int, resume_only: bool = False) -> None:
+        """Write checkpoint `step` (rank 0) after checking the weights are finite; `resume_only`
+        marks one written on a signal, outside the series (deleted by the next checkpoint)."""
         tc = self.config.train
+        if not weights_finite(self.model.parameters()):
+            raise DivergenceError(f"training diverged before step {step}: the weights are no "
+                                  f"longer finite; {self._divergence_hint()}")
         local = {"rng": capture_rng_state(self.device), "sampler": self.sampler.state_dict()}
         ranks = [local]
         if self.info.enabled:
@@ -261,7 +296,7 @@ class Trainer:
             meta = {"step": step, "lr": tc_lr, "tokens_seen": step * tokens_per_step,
                     "eval_losses": dict(self.last_eval), "eval_step": self.last_eval_step,
                     "model_config": self.gpt_config.to_dict(),
-                    "dataset": self.config.data.dataset}
+                    "dataset": self.config.data.dataset, "resume_only": resume_only}
             if self.last_eval_step == step:
                 meta.update({f"{k}_loss": v for k, v in self.last_eval.items()})
             state = {"step": step, "optimizer": self.optimizer.state_dict(),
@@ -274,7 +309,40 @@ class Trainer:
                                            state, retention)
             if self.writer is not None:
                 self.writer.flush()
-        self._emit("on_checkpoint", CheckpointRecord(step=step, path=path, rank=self.info.rank))
+        self.last_checkpoint_step = step
+        if not resume_only:
+            self._emit("on_checkpoint", CheckpointRecord(step=step, path=path, rank=self.info.rank))
+
+    def _stop_requested(self) -> bool:
+        """Whether a SIGTERM/SIGINT arrived (on any rank: the flag is max-reduced under DDP)."""
+        flag = self.signals.received is not None
+        if self.info.enabled:
+            import torch.distributed as dist
+
+            t = torch.tensor([float(flag)], device=self.device)
+            dist.all_reduce(t, op=dist.ReduceOp.MAX)
+            flag = bool(t.item())
+        return flag
+
+    def _stop_for_signal(self, step: int, tokens_per_step: int) -> None:
+        """Checkpoint the weights after `step` updates (unless just written), flush, raise."""
+        import signal
+
+        if self.last_checkpoint_step != step:
+            self._checkpoint(step, tokens_per_step, resume_only=True)
+        if self.writer is not None:
+            self.writer.flush()
+        signum = self.signals.received or signal.SIGTERM
+        raise TrainingInterrupted(f"stopped by {signal.Signals(signum).name} at step {step}; "
+                                  f"checkpoint {RunPaths(self.run_dir).checkpoint(step).name} is "
+                                  f"written, rerun the same command to resume", signum)
+
+    def _divergence_hint(self) -> str:
+        found = list_checkpoints(self.run_dir)
+        kept = f"the newest finite checkpoint {found[-1][1].name} is kept" if found else \
+            "no checkpoint was written"
+        return (f"{kept}; lower the learning rate (--lr, now {self.config.train.learning_rate:g}) "
+                f"or set train.grad_clip, then rerun (it resumes from there) or use a new --out")
 
     def _emit(self, event: str, record: Any) -> None:
         for callback in self.callbacks:
@@ -282,9 +350,12 @@ class Trainer:
 
 
 def train(config: RunConfig, callbacks: Optional[Iterable[Callback]] = None, quiet: bool = False,
-          resume: bool = True) -> Path:
-    """Train `config` into `config.out_dir` and return the run directory (see `Trainer`)."""
-    return Trainer(config, callbacks, quiet=quiet, resume=resume).run()
+          resume: bool = True, allow_data_change: bool = False) -> Path:
+    """Train `config` into `config.out_dir` and return the run directory (see `Trainer`).
+
+    `allow_data_change`: resume even if the dataset differs from the one in run.json."""
+    return Trainer(config, callbacks, quiet=quiet, resume=resume,
+                   allow_data_change=allow_data_change).run()
 
 
 def _seed_all(seed: int) -> None:

@@ -47,12 +47,33 @@ def test_atomic_dir_replaces_whole_or_not_at_all(tmp_path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]
 
 
-def test_clean_temp_files_removes_leftovers(tmp_path) -> None:
-    (tmp_path / ".tmp-x.1").write_text("")
-    (tmp_path / ".tmp-d.2").mkdir()
+def test_clean_temp_files_removes_only_dead_writers_leftovers(tmp_path) -> None:
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from attnlife.store.atomic import LEGACY_STALE_SECONDS, host_name
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    dead_pid = int(dead.stdout)
+    host = host_name()
+    (tmp_path / f".tmp-x~{host}~{dead_pid}~ab12cd34").write_text("")   # killed writer: file
+    (tmp_path / f".tmp-d~{host}~{dead_pid}~ab12cd35").mkdir()          # killed writer: folder
+    (tmp_path / f".tmp-live~{host}~{os.getpid()}~ab12cd36").write_text("")  # a live writer
+    (tmp_path / f".tmp-far~other-host~{dead_pid}~ab12cd37").write_text("")  # another machine
+    (tmp_path / ".tmp-old.abcd1234").write_text("")                     # attnlife 0.1 leftover
+    (tmp_path / ".tmp-new.abcd1235").write_text("")                     # ... too recent to judge
+    (tmp_path / ".tmp-users-own-file").write_text("mine")               # not an attnlife name
+    long_ago = time.time() - LEGACY_STALE_SECONDS - 60
+    os.utime(tmp_path / ".tmp-old.abcd1234", (long_ago, long_ago))
+    os.utime(tmp_path / ".tmp-users-own-file", (long_ago, long_ago))
     write_json_atomic(tmp_path / "keep.json", {"a": 1})
-    assert clean_temp_files(tmp_path) == 2
-    assert [p.name for p in tmp_path.iterdir()] == ["keep.json"]
+    assert clean_temp_files(tmp_path) == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([
+        f".tmp-live~{host}~{os.getpid()}~ab12cd36", f".tmp-far~other-host~{dead_pid}~ab12cd37",
+        ".tmp-new.abcd1235", ".tmp-users-own-file", "keep.json"])
     assert json.loads((tmp_path / "keep.json").read_text()) == {"a": 1}
 
 

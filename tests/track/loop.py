@@ -53,6 +53,8 @@ def train_loop(run_dir: Optional[Path], max_steps: int, tracker: Optional[Tracke
         ix = torch.randint(0, len(data) - 33, (8,))
         x = torch.stack([data[i:i + 32] for i in ix])
         y = torch.stack([data[i + 1:i + 33] for i in ix])
+        if tracker is not None:  # the weights after `step` updates, before this step's update
+            tracker.maybe_track(step, model, (x, y))
         _, loss = model(x, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -60,8 +62,6 @@ def train_loop(run_dir: Optional[Path], max_steps: int, tracker: Optional[Tracke
         losses.append(loss.item())
         if writer is not None:
             writer.log(step, "loss", loss.item())
-        if tracker is not None:
-            tracker.maybe_track(step, model, (x, y))
         print(f"STEP {step}", flush=True)
         time.sleep(sleep_s)
     return losses
@@ -71,7 +71,7 @@ if __name__ == "__main__":
     sys.path.insert(0, str(REPO))
     torch.set_num_threads(1)
     run = Path(sys.argv[1])
-    tracker = Tracker(every=1, batch_fraction=0.25, run_dir=run)
+    tracker = Tracker(every=1, batch_fraction=0.25, min_sequences=2, run_dir=run)
     tracker.writer.flush_rows = 100
     train_loop(run, int(sys.argv[2]), tracker, sleep_s=float(sys.argv[3]) if len(sys.argv) > 3 else 0.0,
                ckpt_every=4, writer=tracker.writer)

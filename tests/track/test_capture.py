@@ -113,3 +113,45 @@ def test_streamed_accumulator_equals_full_pattern_computation():
     avg = [full.patterns[f"blocks.{l}.attn.pattern"].double().mean(1)[:, sel] for l in range(2)]
     assert pairs[(0, 1, "xlayer_jsd")] == pytest.approx(float(M.jsd_bits(avg[0], avg[1]).mean()), abs=1e-6)
     assert 0 <= pairs[(0, 1, "xlayer_jsd")] <= 1
+
+
+def test_every_accumulated_output_against_float64_loops():
+    """entropy_norm, sink_mass (with standard errors), head JSD, cross-layer JSD and cosine."""
+    import math
+    import statistics
+
+    from tests.track.helpers import random_causal, reference_jsd, reference_rows
+
+    B, H, T, R = 3, 3, 10, 4
+    pats = [random_causal(B, H, T, seed=10 + l) for l in range(2)]        # float32 like the model
+    acc = AttentionAccumulator(xlayer_rows=R)
+    for layer, p in enumerate(pats):
+        for s in range(0, T, 4):
+            acc(layer, s, p[:, :, s:s + 4])
+    got = {(r.layer, r.head_index, r.layer_b, r.metric): r for r in acc.results()}
+    for layer, p in enumerate(pats):
+        pd_ = p.double().tolist()
+        for h in range(H):
+            for name in ("entropy_norm", "sink_mass", "entropy_bits"):
+                per_seq = [[v for v in reference_rows(pd_[b][h])[name] if not math.isnan(v)] for b in range(B)]
+                pooled = sum(map(sum, per_seq)) / sum(map(len, per_seq))
+                se = statistics.stdev([sum(v) / len(v) for v in per_seq]) / math.sqrt(B)
+                row = got[(layer, h, -1, name)]
+                assert row.value == pytest.approx(pooled, abs=1e-6) and row.stderr == pytest.approx(se, abs=1e-6)
+        jsd_seq = [sum(reference_jsd(pd_[b][x][i][:i + 1], pd_[b][y][i][:i + 1])
+                       for x in range(H) for y in range(x + 1, H) for i in range(T)) / (T * H * (H - 1) / 2)
+                   for b in range(B)]
+        row = got[(layer, -1, -1, "head_jsd_mean")]
+        assert row.value == pytest.approx(sum(jsd_seq) / B, abs=1e-6)
+        assert row.stderr == pytest.approx(statistics.stdev(jsd_seq) / math.sqrt(B), abs=1e-6)
+    sel = subsample_rows(T, R).tolist()
+    avg = [[[[sum(p.double()[b, h, i, j].item() for h in range(H)) / H for j in range(T)] for i in sel]
+            for b in range(B)] for p in pats]                              # [L][B][R][T]
+    jsd = sum(reference_jsd(avg[0][b][r], avg[1][b][r]) for b in range(B) for r in range(len(sel))) / (B * len(sel))
+    flat = [[v for b in a for r in b for v in r] for a in avg]
+    cos = sum(u * v for u, v in zip(*flat)) / math.sqrt(sum(u * u for u in flat[0]) * sum(v * v for v in flat[1]))
+    assert got[(0, -1, 1, "xlayer_jsd")].value == pytest.approx(jsd, abs=1e-6)
+    jsd_seq = [sum(reference_jsd(avg[0][b][r], avg[1][b][r]) for r in range(len(sel))) / len(sel) for b in range(B)]
+    assert got[(0, -1, 1, "xlayer_jsd")].stderr == pytest.approx(statistics.stdev(jsd_seq) / math.sqrt(B), abs=1e-6)
+    assert got[(0, -1, 1, "xlayer_cos")].value == pytest.approx(cos, abs=1e-6)
+    assert got[(-1, -1, -1, "xlayer_cos_mean")].value == pytest.approx(cos, abs=1e-6)

@@ -36,10 +36,11 @@ def test_hf_trainer_callback(tmp_path):
                          eval_dataset=TokenDataset(8, 16, 32, 1), callbacks=[AttnlifeHFCallback(tracker)])
     trainer.train()
     m = attnlife.load_run(run).metrics()
-    assert sorted(m[m.metric == "entropy_bits"]["step"].unique()) == [0, 2, 4]
+    # every 2 plus the log-spaced 0, 1, 2; eval after 5 updates is step 5, like attention
+    assert sorted(m[m.metric == "entropy_bits"]["step"].unique()) == [0, 1, 2, 4]
     assert set(m[m.metric == "entropy_bits"]["head_index"]) == {0, 1}
     ev = m[m.metric == "eval_loss"]
-    assert list(ev["split"]) == ["val"] and ev["value"].iloc[0] > 0
+    assert list(ev["split"]) == ["val"] and list(ev["step"]) == [5] and ev["value"].iloc[0] > 0
     assert model.config._attn_implementation == "sdpa"
 
 
@@ -47,21 +48,7 @@ def test_lightning_callback(tmp_path):
     import lightning.pytorch as pl
 
     from attnlife.integrations.lightning import AttnlifeLightningCallback
-    from attnlife.model.gpt import GPT, GPTConfig
-
-    class Module(pl.LightningModule):
-        def __init__(self) -> None:
-            super().__init__()
-            self.gpt = GPT(GPTConfig(block_size=16, vocab_size=32, n_layer=2, n_head=2, n_embd=16))
-
-        def training_step(self, batch, batch_idx):
-            return self.gpt(batch["input_ids"], batch["labels"])[1]
-
-        def validation_step(self, batch, batch_idx):
-            self.log("val_loss", self.gpt(batch["input_ids"], batch["labels"])[1])
-
-        def configure_optimizers(self):
-            return torch.optim.AdamW(self.parameters(), lr=1e-3)
+    from tests.track.helpers import gpt_lightning_module
 
     torch.manual_seed(0)
     run = tmp_path / "run"
@@ -71,9 +58,9 @@ def test_lightning_callback(tmp_path):
     trainer = pl.Trainer(max_steps=6, accelerator="cpu", logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
                          callbacks=[AttnlifeLightningCallback(tracker)], default_root_dir=str(tmp_path))
-    trainer.fit(Module(), loader, val)
+    trainer.fit(gpt_lightning_module(), loader, val)
     m = attnlife.load_run(run).metrics()
-    assert sorted(m[m.metric == "entropy_bits"]["step"].unique()) == [0, 3]
+    assert sorted(m[m.metric == "entropy_bits"]["step"].unique()) == [0, 1, 2, 3, 6]
     ev = m[m.metric == "eval_loss"]
-    assert list(ev["split"]) == ["val"] and list(ev["step"]) == [5]
+    assert list(ev["split"]) == ["val"] and list(ev["step"]) == [6]  # after 6 updates
     assert ev["value"].iloc[0] == pytest.approx(float(trainer.callback_metrics["val_loss"]))

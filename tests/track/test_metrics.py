@@ -9,6 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from attnlife.track import head_types  # noqa: F401 - registers the type scores, checked below too
 from attnlife.track import metrics as M
 from tests.track.helpers import random_causal, reference_jsd, reference_rows
 
@@ -35,7 +36,17 @@ def test_one_hot_rows_have_zero_entropy_and_span_of_hot_key():
     assert torch.equal(M.entropy_bits(p)[0, 0], torch.zeros(T, dtype=torch.float64))
     torch.testing.assert_close(M.span_tokens(p)[0, 0], dist)
     torch.testing.assert_close(M.mean_distance_tokens(p)[0, 0], dist)
-    torch.testing.assert_close(M.sink_mass(p)[0, 0], (hot == 0).double())
+    sink = M.sink_mass(p)[0, 0]
+    assert math.isnan(sink[0])  # row 0 always puts 1 on key 0: left out
+    torch.testing.assert_close(sink[1:], (hot[1:] == 0).double())
+
+
+def test_sink_mass_skips_row_zero_under_uniform_attention():
+    T = 64
+    mean = float(torch.nanmean(M.sink_mass(uniform_causal(T).double())))
+    assert mean == pytest.approx(sum(1 / (i + 1) for i in range(1, T)) / (T - 1), rel=1e-6)
+    with_row0 = sum(1 / (i + 1) for i in range(T)) / T
+    assert with_row0 / mean - 1 == pytest.approx(0.247, abs=0.001)  # the bias the old definition had
 
 
 def test_span_threshold_and_nan_for_rows_below_it():

@@ -19,7 +19,7 @@ from tests.track.loop import train_loop
 @pytest.fixture(scope="module")
 def tracked_run(tmp_path_factory):
     run = tmp_path_factory.mktemp("run")
-    tracker = Tracker(every=5, batch_fraction=0.25, run_dir=run, snapshot_every=5)
+    tracker = Tracker(every=5, batch_fraction=0.25, run_dir=run, snapshot_every=5, at_steps=())
     losses = train_loop(run, 11, tracker)
     tracker.log_eval(10, {"val": 2.5})
     tracker.close()
@@ -86,8 +86,9 @@ def test_callback_uses_run_writer_and_logs_eval(tmp_path):
     tr.on_eval(EvalRecord(step=2, losses={"train": 1.5, "val": 1.7}))
     tr.flush()
     m = attnlife.load_run(tmp_path).metrics()
-    # step 0 from the TrainStart batch; StepRecord(step=s) measures the weights after s + 1 updates
-    assert sorted(m[m.metric == "entropy_bits"]["step"].unique()) == [0, 2]
+    # step 0 from the TrainStart batch; StepRecord(step=s) measures the weights after s + 1 updates;
+    # without a checkpoint series in TrainStart the log-spaced 0, 1, 2 (<= every) are tracked
+    assert sorted(m[m.metric == "entropy_bits"]["step"].unique()) == [0, 1, 2]
     assert dict(zip(m[m.metric == "eval_loss"]["split"], m[m.metric == "eval_loss"]["value"])) == {"train": 1.5, "val": 1.7}
     assert model.training  # train mode restored
 

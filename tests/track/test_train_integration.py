@@ -16,15 +16,6 @@ TINY = ["model.n_layer=2", "model.n_head=2", "model.n_embd=16", "model.block_siz
         "track.batch_fraction=0.5"]
 
 
-@pytest.fixture(scope="module")
-def prepared(tmp_path_factory, shakespeare_txt: Path) -> Path:
-    from attnlife.data import prepare_dataset
-
-    out = tmp_path_factory.mktemp("data")
-    prepare_dataset("shakespeare_char", out, source=shakespeare_txt, quiet=True)
-    return out
-
-
 def test_trainer_with_tracker_writes_metrics_and_keeps_losses(tmp_path, prepared):
     from attnlife.run import run_training
 
@@ -40,8 +31,10 @@ def test_trainer_with_tracker_writes_metrics_and_keeps_losses(tmp_path, prepared
     loss_off = off[off.metric == "loss"].set_index("step")["value"]
     assert len(loss_on) == 8 and loss_on.equals(loss_off)  # dropout on, still bit-identical
     ent = on[on.metric == "entropy_bits"]
-    assert sorted(ent["step"].unique()) == [0, 3, 6] and len(ent) == 3 * 2 * 2
+    # every 3 steps plus every checkpoint step (0, 1, 2, 4, 8 for 8 updates)
+    assert sorted(ent["step"].unique()) == [0, 1, 2, 3, 4, 6, 8] and len(ent) == 7 * 2 * 2
+    assert ent["stderr"].gt(0).all()  # 4 sequences: min_sequences=8 capped at the batch
     assert not off["metric"].str.startswith("entropy").any()
     assert set(on[on.metric == "eval_loss"]["split"]) == {"train", "val"}
     summary = attention_summary(on)
-    assert list(summary["layer"]) == [0, 1] and summary["last_step"].iloc[0] == 6
+    assert list(summary["layer"]) == [0, 1] and summary["last_step"].iloc[0] == 8

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from attnlife.run import run_training
+from attnlife.run import default_callbacks, run_training
 from attnlife.store.checkpoints import TRAINER_STATE_FILE
 from attnlife.store.run_dir import load_run
 from tests.train.conftest import tiny_config, tiny_overrides
@@ -26,7 +26,7 @@ import os, signal, sys, torch
 torch.set_num_threads(1)
 from attnlife.config import build_config
 from attnlife.events import Callback
-from attnlife.run import run_training
+from attnlife.run import default_callbacks, run_training
 
 class KillAt(Callback):
     def on_step_end(self, rec):
@@ -34,12 +34,20 @@ class KillAt(Callback):
             os.kill(os.getpid(), signal.SIGKILL)
 
 config = build_config("cpu", "shakespeare_char", overrides=sys.argv[2:], out_dir=sys.argv[1])
-run_training(config, [KillAt()], quiet=True)
+run_training(config, default_callbacks(config) + [KillAt()], quiet=True)  # tracker on, as in the CLI
 """
 
 
 def _env() -> dict:
     return {**os.environ, **ENV}
+
+
+def _tracked(run_dir: Path) -> dict:
+    """Every attention row the trackers wrote (all but wall times, *_ms), keyed like the table."""
+    m = load_run(run_dir).metrics()
+    m = m[~m.metric.isin(["loss", "lr", "eval_loss", "tokens_per_s"]) & ~m.metric.str.endswith("_ms")]
+    return {(int(r.step), r.split, int(r.layer), int(r.head_index), int(r.layer_b), r.metric): (r.value, r.stderr)
+            for r in m.itertuples()}
 
 
 def _series(run_dir: Path) -> dict:
@@ -59,7 +67,8 @@ def one_thread():
 def test_sigkill_then_resume_matches_uninterrupted(prepared_dir, tmp_path, one_thread) -> None:
     extra = ("train.ckpt_every=10", "train.gradient_accumulation_steps=2")
     overrides = tiny_overrides(prepared_dir, 24, *extra)
-    whole = run_training(tiny_config(prepared_dir, tmp_path / "whole", 24, *extra), quiet=True)
+    whole_config = tiny_config(prepared_dir, tmp_path / "whole", 24, *extra)
+    whole = run_training(whole_config, default_callbacks(whole_config), quiet=True)
 
     cut = tmp_path / "cut"
     killed = subprocess.run([sys.executable, "-c", KILLED_RUN, str(cut), *overrides], env=_env(),
@@ -78,7 +87,16 @@ def test_sigkill_then_resume_matches_uninterrupted(prepared_dir, tmp_path, one_t
     assert set(got) == set(want) and len(want) == 24 * 2 + 6 * 2
     for key, value in want.items():
         assert got[key] == pytest.approx(value, abs=1e-6), key
+    tracked, straight = _tracked(cut), _tracked(whole)
+    full = {k[0] for k in straight if not k[-1].startswith("light_")}  # the explicit tier
+    assert full == {0, 1, 2, 4, 8, 10, 16, 20, 24}  # the checkpoint steps
+    assert tracked.keys() == straight.keys() and len(straight) > 100
+    for key, (value, stderr) in straight.items():  # bit-identical, the resume step 10 included
+        assert tracked[key][0] == value and (tracked[key][1] == stderr or stderr != stderr), key
     ckpts = load_run(cut).checkpoints()
+    for step, path in ckpts:  # resume meta: eval step and losses as in the straight run
+        meta, want = (json.loads((d / "meta.json").read_text()) for d in (path, whole / path.relative_to(cut)))
+        assert (meta["eval_step"], meta["eval_losses"]) == (want["eval_step"], want["eval_losses"]), step
     assert [s for s, p in ckpts if (p / TRAINER_STATE_FILE).exists()] == [24]
     assert len(json.loads((cut / "run.json").read_text())["resumed_at"]) == 1
 

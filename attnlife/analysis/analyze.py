@@ -1,0 +1,174 @@
+"""`analyze_run`: read a run through the store, run every detector, write RUN/analysis/.
+
+Order: series integrity (checkpoint digests; spectra digests for spectra-only directories) ->
+generation quality of every checkpoint not sampled yet (split `sample` of the metric table) ->
+phases, head types, cycles, correlations, trajectory embedding, claims -> the tables and
+summary.json, each replaced atomically. Everything is recomputed from the run, so re-running
+after the run grew gives what a fresh analysis would (sampling only adds new checkpoints).
+
+Excluded steps (duplicate or non-finite weights) are dropped from the checkpoint-derived data:
+splits `probe` and `sample` and the spectra table; metrics measured live during training stay.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+from tqdm import tqdm
+
+from attnlife.analysis import builders, correlations
+from attnlife.analysis.claim_context import ClaimContext
+from attnlife.analysis.claims import check_claims
+from attnlife.analysis.generation import corpus_quality
+from attnlife.analysis.integrity import attention_digest, integrity_table, spectra_digests
+from attnlife.analysis.series import attention_split, head_table, layer_series, model_series, val_loss
+from attnlife.analysis.theory_trends import sweep_final_table, sweep_trend
+from attnlife.store import analysis_tables as store
+from attnlife.store.run_dir import Run, load_run
+
+CHECKPOINT_SPLITS = ("probe", "sample")
+STAGES = ("integrity", "generation quality", "phases", "head types", "cycles", "correlations",
+          "embedding", "claims", "write")
+
+
+def checkpoint_integrity(run: Run, quiet: bool = True) -> pd.DataFrame:
+    """Integrity rows from each checkpoint's attention tensors (names containing "attn"), or from the
+    spectra table when the directory has no checkpoints."""
+    import torch
+
+    from attnlife.store.checkpoints import load_state_dict
+
+    found = run.checkpoints()
+    if not found:
+        spectra = run.spectra()
+        return integrity_table(spectra_digests(spectra)) if len(spectra) else builders.empty("integrity")
+    digests = []
+    for step, path in tqdm(found, desc="hash checkpoints", disable=quiet, leave=False):
+        attn = {k: v for k, v in load_state_dict(path).items() if "attn" in k}
+        raw = {k: v.detach().contiguous().view(-1).view(torch.uint8).numpy() for k, v in attn.items()}
+        finite = all(bool(v.isfinite().all()) for v in attn.values() if v.is_floating_point())
+        digest, _ = attention_digest(raw)
+        digests.append((step, digest, not finite))
+    return integrity_table(digests)
+
+
+def sample_generation_quality(run: Run, excluded: set[int], quiet: bool = True) -> int:
+    """Sample every complete checkpoint not yet in split `sample` (and not excluded); write its rows
+    (distinct_1..4, repetition_4, mean_logprob_nats, sample_tokens_per_s, attention metrics). Returns
+    the number of checkpoints sampled; 0 when the checkpoints are not attnlife GPT checkpoints."""
+    from attnlife.errors import CheckpointError
+    from attnlife.store.metrics_table import MetricRow, MetricWriter
+    from attnlife.track.sample_quality import sample_checkpoint
+
+    frame = run.metrics()
+    done = set(frame[frame.split == "sample"].step.unique())
+    todo = [(s, p) for s, p in run.checkpoints() if s not in done and s not in excluded]
+    if not todo:
+        return 0
+    n = 0
+    with MetricWriter(run.root) as writer:
+        for step, path in tqdm(todo, desc="sample checkpoints", disable=quiet, leave=False):
+            try:
+                got = sample_checkpoint(path)
+            except CheckpointError:
+                return n
+            stats = corpus_quality(got.sequences)
+            stats.update(mean_logprob_nats=got.mean_logprob_nats, sample_tokens_per_s=got.tokens_per_s)
+            rows = [MetricRow(-1, -1, name, value) for name, value in stats.items()] + list(got.attention)
+            writer.log_rows(step, rows, split="sample")
+            n += 1
+    return n
+
+
+def _clean(frame: pd.DataFrame, spectra: pd.DataFrame, excluded: set[int]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    bad = frame.step.isin(excluded) & frame.split.isin(CHECKPOINT_SPLITS)
+    return frame[~bad], spectra[~spectra.step.isin(excluded)]
+
+
+def _context(run: Run, frame: pd.DataFrame, spectra: pd.DataFrame, split: str | None,
+             phases: pd.DataFrame, cycles: pd.DataFrame) -> ClaimContext:
+    layers = {}
+    if split is not None:
+        layers = {int(layer): layer_series(frame, split, int(layer))
+                  for layer in sorted(head_table(frame, split).layer.unique())}
+    record = run.record
+    trend = sweep_trend(sweep_final_table(run.root)) if record.get("kind") == "theory-scan-snap-sweep" else []
+    model = model_series(frame, split) if split is not None else pd.DataFrame()
+    return ClaimContext(metrics=frame, split=split, model=model, layers=layers, val_loss=val_loss(frame),
+                        spectra=spectra, record=record, phases=phases, cycles=cycles, sweep_trend=trend)
+
+
+def compute_tables(run: Run, quiet: bool = True, sample: bool = True,
+                   bar: tqdm | None = None) -> tuple[dict[str, pd.DataFrame], dict]:
+    """Every analysis table of `run` and the summary notes (nothing written except sample rows)."""
+    def advance() -> None:
+        if bar is not None:
+            bar.update(1)
+
+    integrity = checkpoint_integrity(run, quiet)
+    excluded = set(integrity[integrity.excluded].step.astype(int)) if len(integrity) else set()
+    advance()
+    sampled = sample_generation_quality(run, excluded, quiet) if sample else 0
+    advance()
+    frame, spectra = _clean(run.metrics(), run.spectra(), excluded)
+    split = attention_split(frame)
+    notes: dict = {"attention_split": split, "excluded_steps": sorted(int(s) for s in excluded),
+                   "checkpoints_sampled_now": sampled}
+    tables = {"integrity": integrity}
+    tables["phases"], notes["phases"] = builders.phases_table(frame, split)
+    advance()
+    types, notes["head_types"] = builders.head_type_tables(frame)
+    tables.update(types)
+    advance()
+    tables["cycles"], notes["cycles"] = builders.cycles_table(frame, split)
+    advance()
+    rows = builders.correlation_rows(frame, split, spectra)
+    tables["correlations"] = correlations.finish(rows) if rows else builders.empty("correlations")
+    advance()
+    tables["embedding"], tables["embedding_edges"], notes["embedding"] = builders.embedding_tables(frame, split, spectra)
+    advance()
+    ctx = _context(run, frame, spectra, split, tables["phases"], tables["cycles"])
+    tables["claims"] = check_claims(ctx)
+    advance()
+    return tables, notes
+
+
+def write_tables(run_dir: str | os.PathLike, tables: dict[str, pd.DataFrame], summary: dict) -> None:
+    """Write every table, claims.csv/.md and summary.json into RUN/analysis/ (each atomically)."""
+    for name, frame in tables.items():
+        store.write_analysis_table(run_dir, name, frame)
+    if "claims" in tables:
+        store.write_claims_files(run_dir, tables["claims"])
+    store.write_summary(run_dir, summary)
+
+
+def analyze_run(run_dir: str | os.PathLike, *, quiet: bool = False, sample: bool = True) -> dict:
+    """Analyse one run directory and write RUN/analysis/; returns the summary (also summary.json).
+
+    `sample=False` skips generation-quality sampling of checkpoints.
+    """
+    from attnlife.analysis.summary import make_summary
+
+    run = load_run(run_dir)
+    with tqdm(total=len(STAGES), desc=f"analyze {Path(run_dir).name}", disable=quiet) as bar:
+        tables, notes = compute_tables(run, quiet=True, sample=sample, bar=bar)
+        summary = make_summary(run, tables, notes)
+        write_tables(run.root, tables, summary)
+        bar.update(1)
+    return summary
+
+
+def claims_run(run_dir: str | os.PathLike) -> pd.DataFrame:
+    """Only the claims check (no sampling, no embedding): writes claims.parquet/.csv/.md; returns it."""
+    run = load_run(run_dir)
+    integrity = checkpoint_integrity(run)
+    excluded = set(integrity[integrity.excluded].step.astype(int)) if len(integrity) else set()
+    frame, spectra = _clean(run.metrics(), run.spectra(), excluded)
+    split = attention_split(frame)
+    phases, _ = builders.phases_table(frame, split)
+    cycles, _ = builders.cycles_table(frame, split)
+    claims = check_claims(_context(run, frame, spectra, split, phases, cycles))
+    store.write_analysis_table(run.root, "claims", claims)
+    store.write_claims_files(run.root, claims)
+    return claims

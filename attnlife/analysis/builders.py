@@ -1,0 +1,167 @@
+"""Build each analysis table of one run from its metric and spectra frames (pure pandas/numpy).
+
+Every builder takes DataFrames already cleaned of excluded steps and returns a DataFrame with the
+contract columns (attnlife.store.analysis_tables.ANALYSIS_COLUMNS), empty when the run lacks the
+data, plus a short note for the summary saying what was used or skipped.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from attnlife.analysis import correlations as corr
+from attnlife.analysis.cycles import cycle_rows
+from attnlife.analysis.embedding import embed_trajectories
+from attnlife.analysis.head_types import TYPE_SCORES, emergence_table, induction_phase, label_types
+from attnlife.analysis.phases import detect_phases, phase_rows
+from attnlife.analysis.series import (HEAD_METRICS, PHASE_SERIES, head_table, layer_series, model_series,
+                                      spectra_head_series, train_loss, val_loss)
+from attnlife.store.analysis_tables import ANALYSIS_COLUMNS
+
+SAMPLE_METRICS = ("distinct_1", "distinct_2", "distinct_3", "distinct_4", "repetition_4", "mean_logprob_nats")
+WEIGHT_STATS = ("stable_rank", "spectral_entropy_bits", "lambda_1")
+FOCUS_SIGNALS = {"sink_mass": 1.0, "entropy_bits": -1.0, "max_attention": 1.0}  # sign: + = focus is high
+
+
+def empty(name: str) -> pd.DataFrame:
+    return pd.DataFrame(columns=ANALYSIS_COLUMNS[name])
+
+
+def _phase_input(table: pd.DataFrame, loss: pd.Series) -> dict[str, np.ndarray]:
+    cols = {c: table[c].to_numpy(dtype=float) for c in PHASE_SERIES if c in table.columns}
+    if len(loss) >= 2:
+        x = np.log1p(table.index.to_numpy(dtype=float))
+        inside = (table.index >= loss.index.min()) & (table.index <= loss.index.max())
+        if inside.all():  # val loss interpolated on log(1 + step), never extrapolated
+            cols["val_loss"] = np.interp(x, np.log1p(loss.index.to_numpy(dtype=float)), loss.to_numpy())
+    return cols
+
+
+def phases_table(frame: pd.DataFrame, split: str | None, min_size: int = 3) -> tuple[pd.DataFrame, str]:
+    """Phases at model scope (layer means) and per layer, on `split`'s attention series."""
+    if split is None:
+        return empty("phases"), "skipped: no attention metrics in this run"
+    loss = val_loss(frame)
+    rows = []
+    model = model_series(frame, split).dropna(axis=1, how="any")
+    rows += phase_rows("model", -1, detect_phases(model.index.to_numpy(), _phase_input(model, loss), min_size))
+    for layer in sorted(head_table(frame, split).layer.unique()):
+        t = layer_series(frame, split, int(layer)).dropna(axis=1, how="any")
+        rows += phase_rows(f"L{layer}", int(layer), detect_phases(t.index.to_numpy(), _phase_input(t, loss), min_size))
+    note = f"split {split}, {len(model)} steps, min segment {min_size} samples"
+    return (pd.DataFrame(rows, columns=ANALYSIS_COLUMNS["phases"]) if rows else empty("phases")), note
+
+
+def type_split(frame: pd.DataFrame) -> str | None:
+    """`probe` when it holds type scores, else `train` when it does, else None."""
+    for split in ("probe", "train"):
+        if frame[(frame.split == split) & frame.metric.isin(list(TYPE_SCORES))].size:
+            return split
+    return None
+
+
+def head_type_tables(frame: pd.DataFrame) -> tuple[dict[str, pd.DataFrame], str]:
+    """head_types, emergence and induction_phase from the per-head type scores."""
+    split = type_split(frame)
+    if split is None:
+        return {n: empty(n) for n in ("head_types", "emergence", "induction_phase")}, \
+            "skipped: no per-head type scores (run `attnlife track RUN` to add split probe)"
+    scores = head_table(frame, split)
+    scores = scores[scores.metric.isin(list(TYPE_SCORES))]
+    ind = scores[scores.metric == "induction_score"].groupby("step").value.max().sort_index()
+    loss, dense = val_loss(frame), train_loss(frame)
+    phase = induction_phase(ind.index.to_numpy(), ind.to_numpy(), loss.index.to_numpy(), loss.to_numpy(),
+                            dense=(dense.index.to_numpy(), dense.to_numpy()))
+    induction = pd.DataFrame([phase] if phase else [], columns=ANALYSIS_COLUMNS["induction_phase"] + ["step_before"])
+    return {"head_types": label_types(scores), "emergence": emergence_table(scores),
+            "induction_phase": induction}, f"split {split}"
+
+
+def cycles_table(frame: pd.DataFrame, split: str | None, rel_prominence: float = 0.2,
+                 smooth_window: int = 3) -> tuple[pd.DataFrame, str]:
+    """Focus-dilution cycles per head on the focus signals (sink mass, max attention, -entropy),
+    plus the model-level `attn_focus_excess` of Markov theory runs."""
+    rows = []
+    if split is not None:
+        heads = head_table(frame, split)
+        for (layer, head, metric), g in heads[heads.metric.isin(list(FOCUS_SIGNALS))].groupby(
+                ["layer", "head_index", "metric"]):
+            g = g.sort_values("step")
+            for r in cycle_rows(g.step.to_numpy(), FOCUS_SIGNALS[metric] * g.value.to_numpy(),
+                                rel_prominence, smooth_window):
+                rows.append({"layer": int(layer), "head_index": int(head), "signal": metric, **r})
+    focus = frame[(frame.metric == "attn_focus_excess") & (frame.split == "train")].sort_values("step")
+    for r in cycle_rows(focus.step.to_numpy(), focus.value.to_numpy(), rel_prominence, 5):
+        rows.append({"layer": -1, "head_index": -1, "signal": "attn_focus_excess", **r})
+    out = pd.DataFrame(rows, columns=ANALYSIS_COLUMNS["cycles"])
+    closed = int((out.status == "closed").sum()) if len(out) else 0
+    return out, f"{closed} closed, {len(out) - closed} open (open cycles are not counted)"
+
+
+def _attention_columns(frame: pd.DataFrame, split: str) -> dict[tuple[str, int], pd.Series]:
+    out = {}
+    model = model_series(frame, split)
+    for c in model.columns:
+        out[(c, -1)] = model[c].dropna()
+    for layer in sorted(head_table(frame, split).layer.unique()):
+        t = layer_series(frame, split, int(layer))
+        for c in t.columns:
+            out[(c, int(layer))] = t[c].dropna()
+    return out
+
+
+def correlation_rows(frame: pd.DataFrame, split: str | None, spectra: pd.DataFrame) -> list[dict]:
+    """steps_raw / steps_diff rows (attention vs val loss and sample metrics) and head_weights rows."""
+    if split is None:
+        return []
+    targets = {"val_loss": val_loss(frame)}
+    sample = frame[(frame.split == "sample") & (frame.layer < 0)]
+    for m in SAMPLE_METRICS:
+        s = sample[sample.metric == m].groupby("step").value.mean()
+        if len(s):
+            targets[m] = s
+    rows = []
+    for (name, layer), x in _attention_columns(frame, split).items():
+        for yname, y in targets.items():
+            rows += corr.paired_rows(x, y, (name, layer, -1, yname))
+    heads = head_table(frame, split)
+    for stat in WEIGHT_STATS:
+        w = spectra_head_series(spectra, stat)
+        for metric in HEAD_METRICS:
+            h = heads[heads.metric == metric]
+            for (layer, head), g in h.groupby(["layer", "head_index"]):
+                if (layer, head) not in w.columns:
+                    continue
+                joined = g.set_index("step").value.to_frame("x").join(w[(layer, head)].rename("y"), how="inner")
+                rho, p, n = corr.spearman(joined.x.to_numpy(), joined.y.to_numpy())
+                if np.isfinite(rho):
+                    rows.append({"x": metric, "x_layer": int(layer), "x_head": int(head), "y": f"qk_{stat}",
+                                 "kind": "head_weights", "rho": rho, "p": p, "n": n})
+    return rows
+
+
+def embedding_tables(frame: pd.DataFrame, split: str | None, spectra: pd.DataFrame,
+                     seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """UMAP embedding of per-head trajectories of the attention metrics and W_QK statistics."""
+    blocks, keys = [], None
+    sources = []
+    if split is not None:
+        heads = head_table(frame, split)
+        sources += [heads[heads.metric == m].pivot_table(index="step", columns=["layer", "head_index"],
+                                                         values="value") for m in HEAD_METRICS]
+    sources += [spectra_head_series(spectra, s) for s in WEIGHT_STATS]
+    for wide in sources:
+        wide = wide.dropna(axis=0, how="any")
+        if wide.empty or wide.shape[1] < 2:
+            continue
+        cols = sorted(wide.columns)
+        if keys is None:
+            keys = cols
+        if cols != keys:
+            continue
+        blocks.append(wide[keys].to_numpy(dtype=float).T)                    # [N heads, T steps]
+    if keys is None or len(keys) < 2:
+        return empty("embedding"), empty("embedding_edges"), {"skipped": "fewer than 2 heads with trajectories"}
+    emb, edges, info = embed_trajectories([(int(a), int(b)) for a, b in keys], blocks, seed=seed)
+    info["statistics"] = len(blocks)
+    return emb, edges, info

@@ -1,0 +1,148 @@
+"""Claims of the weight-dynamics study (W_QK spectra) and of the two theory papers.
+
+Weight claims read the run's spectra table (matrix `qk`, heads only, mean over heads per step).
+"Early" is the first quarter of the analysed step range, "late" its last half.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from attnlife.analysis.claim_context import FAILS, HOLDS, NA, ClaimContext, result
+
+WEIGHTS = "weight-dynamics study"
+SCAN_SNAP = "scan-and-snap"
+FOCUS_DILUTION = "focus-dilution"
+
+
+def _head_mean(ctx: ClaimContext, stat: str) -> pd.Series:
+    s = ctx.spectra
+    rows = s[(s.stat == stat) & (s.matrix == "qk") & (s.head_index >= 0)]
+    return rows.groupby("step").value.mean().sort_index()
+
+
+def _rate(series: pd.Series, lo: float, hi: float) -> float:
+    """Mean |change| per step of `series` between steps lo and hi."""
+    part = series[(series.index >= lo) & (series.index <= hi)]
+    if len(part) < 2:
+        return float("nan")
+    return float(np.abs(np.diff(part.to_numpy())).sum() / max(part.index[-1] - part.index[0], 1))
+
+
+def sigma_kl_early(ctx: ClaimContext) -> dict:
+    """Element std (`elem_std`) and KL to a Gaussian (`elem_kl_gauss_nats`) of W_QK change fastest
+    early then stabilise: the mean |change| per step in the first quarter of the steps is >= 3x
+    that of the last half, for both."""
+    out = []
+    for stat in ("elem_std", "elem_kl_gauss_nats"):
+        s = _head_mean(ctx, stat)
+        if len(s) < 4:
+            return result("", NA, f"spectra table has no {stat} series (run `attnlife spectra` first)")
+        end = float(s.index[-1])
+        out.append((stat, _rate(s, 0, end / 4), _rate(s, end / 2, end)))
+    ok = all(np.isfinite(e) and np.isfinite(late) and e >= 3 * late for _, e, late in out)
+    text = "; ".join(f"{n}: early/late rate {e / late if late > 0 else float('inf'):.1f}x" for n, e, late in out)
+    return result(text, HOLDS if ok else FAILS, "both >= 3x" if ok else "not both >= 3x")
+
+
+def stable_rank_dip(ctx: ClaimContext) -> dict:
+    """Head-mean W_QK stable rank drops sharply early and partially recovers: its minimum lies in
+    the first half of the steps, is >= 20 % below the start, and the final value regains >= 10 % of
+    the drop while staying below the start."""
+    s = _head_mean(ctx, "stable_rank")
+    if len(s) < 3:
+        return result("", NA, "spectra table has no stable_rank series (run `attnlife spectra` first)")
+    start, low, final = float(s.iloc[0]), float(s.min()), float(s.iloc[-1])
+    at = int(s.idxmin())
+    drop_ok = low <= 0.8 * start and at <= s.index[-1] / 2
+    rec_ok = final >= low + 0.1 * (start - low) and final < start
+    msg = f"{start:.2f} -> min {low:.2f} at step {at} -> {final:.2f}"
+    why = ("sharp early drop and partial recovery" if drop_ok and rec_ok else
+           "no sharp early drop" if not drop_ok else "no partial recovery")
+    return result(msg, HOLDS if drop_ok and rec_ok else FAILS, why)
+
+
+def heads_diversify(ctx: ClaimContext) -> dict:
+    """Heads within a layer diversify: the std across a layer's heads of W_QK stable rank, averaged
+    over layers, ends >= 1.2x its start and ends >= 0.5x its maximum (the spread does not vanish)."""
+    s = ctx.spectra
+    rows = s[(s.stat == "stable_rank") & (s.matrix == "qk") & (s.head_index >= 0)]
+    if rows.empty:
+        return result("", NA, "spectra table has no stable_rank (run `attnlife spectra` first)")
+    spread = rows.groupby(["step", "layer"]).value.std(ddof=0).groupby("step").mean().sort_index()
+    a, b, top = float(spread.iloc[0]), float(spread.iloc[-1]), float(spread.max())
+    ok = b >= 1.2 * a and b >= 0.5 * top
+    return result(f"within-layer std of stable rank {a:.3f} -> {b:.3f} (max {top:.3f})", HOLDS if ok else FAILS,
+                  "grows and persists" if ok else ("does not grow" if b < 1.2 * a else "collapses from its maximum"))
+
+
+def _theory(ctx: ClaimContext, kind: str, label: str) -> dict | None:
+    if ctx.kind != kind:
+        return result("", NA, f"claim is about a {label} theory run; this run is `{ctx.kind}`")
+    return None
+
+
+def _metric(ctx: ClaimContext, name: str) -> pd.Series:
+    m = ctx.metrics
+    return m[(m.metric == name) & (m.split == "train")].groupby("step").value.mean().sort_index()
+
+
+def common_attention_shrinks(ctx: ClaimContext) -> dict:
+    """Scan-and-snap: attention mass on common tokens (`attn_common`) ends below half its start."""
+    na = _theory(ctx, "theory-scan-snap", "scan-and-snap")
+    if na:
+        return na
+    s = _metric(ctx, "attn_common")
+    ok = s.iloc[-1] < 0.5 * s.iloc[0]
+    return result(f"{s.iloc[0]:.3f} -> {s.iloc[-1]:.3f}", HOLDS if ok else FAILS, "shrinks by > half" if ok else "shrinks by < half")
+
+
+def distinct_entropy_freezes(ctx: ClaimContext) -> dict:
+    """Scan-and-snap: distinct-token entropy falls by >= 10 % of its start, and over the last 20 %
+    of the logged points it changes by < 5 % of that fall (it freezes)."""
+    na = _theory(ctx, "theory-scan-snap", "scan-and-snap")
+    if na:
+        return na
+    s = _metric(ctx, "entropy_distinct_bits")
+    fall = float(s.iloc[0] - s.min())
+    tail = s.iloc[int(0.8 * len(s)):]
+    late = float(tail.max() - tail.min())
+    ok = fall >= 0.1 * s.iloc[0] and late < 0.05 * fall
+    return result(f"falls {fall:.3f} bits; last 20 % moves {late:.4f}", HOLDS if ok else FAILS,
+                  "falls then freezes" if ok else "does not both fall and freeze")
+
+
+def entropy_rises_with_ratio(ctx: ClaimContext) -> dict:
+    """Scan-and-snap sweep: final distinct-token entropy rises with eta_Y/eta_Z: Spearman rho > 0 in
+    every (M, K, eta_Z) group of the sweep."""
+    na = _theory(ctx, "theory-scan-snap-sweep", "scan-and-snap sweep")
+    if na:
+        return na
+    rhos = [t["spearman_entropy_vs_ratio"] for t in ctx.sweep_trend if np.isfinite(t["spearman_entropy_vs_ratio"])]
+    if not rhos:
+        return result("", NA, "sweep has fewer than 3 ratios per group")
+    ok = all(r > 0 for r in rhos)
+    return result(f"rho per group {', '.join(f'{r:.2f}' for r in rhos)}", HOLDS if ok else FAILS,
+                  "positive in every group" if ok else "not positive in every group")
+
+
+def condensation_then_cycles(ctx: ClaimContext) -> dict:
+    """Focus-dilution: the output-projection stable rank condenses (ends below 2, i.e. near rank
+    one) and the focus signal has at least one closed cycle."""
+    na = _theory(ctx, "theory-markov", "focus-dilution (Markov)")
+    if na:
+        return na
+    sr = _metric(ctx, "stable_rank_out_proj")
+    closed = int((ctx.cycles.status == "closed").sum()) if len(ctx.cycles) else 0
+    ok = len(sr) > 0 and sr.iloc[-1] < 2.0 and closed >= 1
+    return result(f"stable rank {sr.iloc[0]:.2f} -> {sr.iloc[-1]:.2f}; {closed} closed cycle(s)",
+                  HOLDS if ok else FAILS, "condenses and cycles" if ok else "no condensation or no closed cycle")
+
+
+CLAIMS = [("wd_sigma_kl_early", WEIGHTS, "sigma and KL of W_QK elements change most early, then stabilise", sigma_kl_early),
+          ("wd_stable_rank_dip", WEIGHTS, "stable rank drops sharply early and partially recovers", stable_rank_dip),
+          ("wd_heads_diversify", WEIGHTS, "heads within a layer diversify (spread grows, does not vanish)", heads_diversify),
+          ("ss_common_shrinks", SCAN_SNAP, "common-token attention shrinks", common_attention_shrinks),
+          ("ss_entropy_freezes", SCAN_SNAP, "distinct-token entropy falls then freezes", distinct_entropy_freezes),
+          ("ss_entropy_vs_ratio", SCAN_SNAP, "final entropy rises with eta_Y/eta_Z", entropy_rises_with_ratio),
+          ("fd_condense_cycles", FOCUS_DILUTION, "condensation to rank one, then cycles", condensation_then_cycles)]

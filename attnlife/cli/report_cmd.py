@@ -1,0 +1,36 @@
+"""`attnlife report RUN [RUN...]`: every figure whose data a run holds, and its dashboard."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+
+def report_command(
+    runs: List[Path] = typer.Argument(..., help="Run directories (training runs, spectra-only or theory runs)."),
+    formats: Optional[List[str]] = typer.Option(None, "--format", help="Also write pdf and/or svg (repeatable; png always)."),
+    heads: Optional[str] = typer.Option(None, "--heads", help="Exemplar heads for the weight figures, e.g. L0H1,L3H2."),
+    study_out: Optional[Path] = typer.Option(None, "--study-out", help="With several runs: where the across-run "
+                                             "training figures go (default FIRST_RUN/report/study)."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+) -> None:
+    """Draw RUN/report/*.png (200 dpi) and RUN/report/dashboard.html; print the dashboard path."""
+    from attnlife.report.api import check_formats, draw_study_figures, render_report
+
+    fmts = check_formats(formats or [])
+    for run in runs:
+        result = render_report(run, fmts, heads, quiet)
+        for line in result.skipped:
+            typer.echo(line, err=True)
+        typer.echo(f"{run}: {len(result.figures)} figure files in {run / 'report'}")
+        typer.echo(f"dashboard: {result.dashboard}")
+    if len(runs) > 1:
+        out = study_out or runs[0] / "report" / "study"
+        written = draw_study_figures(runs, out, fmts)
+        typer.echo(f"across {len(runs)} runs: {len(written)} figure files in {out}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `report` verb to the app."""
+    app.command("report")(report_command)

@@ -1,0 +1,286 @@
+"""Checkpoint series: our run directories, nanoGPT `ckpt.pt` files, Hugging Face revisions.
+
+One concept for every pass over a training history (the spectra sweep, the post-hoc attention
+probe pass): enumerate a series as `CheckpointRef`s (plain and picklable: they cross process
+boundaries), open one as raw tensors (`open_state`: a lazy name -> tensor getter, safetensors read
+with `safe_open`) or as a runnable model (`load_series_model`), and split the work between
+processes and ranks (`rank_share`, `run_in_processes`).
+
+Hugging Face revision rule (`--hf MODEL --revisions r1,r2`), first match wins per revision:
+  1. MODEL is a directory with a subdirectory `r` holding config.json -> MODEL/r
+  2. MODEL is a directory in the HF cache layout (refs/, snapshots/) -> snapshots/<refs/r>
+  3. otherwise MODEL is a hub id: `huggingface_hub.snapshot_download(MODEL, revision=r)`, which
+     uses the HF cache and downloads when online; offline (HF_HUB_OFFLINE=1) a revision not
+     in the cache is a `SeriesSourceError` naming it.
+The step of a revision is the last integer in its name (`step1000` -> 1000), else its position.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import torch
+
+from attnlife.errors import AttnlifeError, ConfigError, RunDirError
+from attnlife.store.run_dir import RunPaths, list_checkpoints
+
+HF_WEIGHT_PATTERNS = ["config.json", "*.safetensors", "*.safetensors.index.json", "pytorch_model*.bin"]
+Getter = Callable[[str], torch.Tensor]
+
+
+class SeriesSourceError(AttnlifeError):
+    """A checkpoint series cannot be found or read."""
+
+
+@dataclass(frozen=True)
+class CheckpointRef:
+    """One checkpoint of a series: kind is 'run' (our safetensors dir), 'nanogpt' or 'hf'."""
+
+    model: str
+    step: int
+    kind: str
+    path: str
+    config: dict = field(default_factory=dict)
+
+
+def _last_int(text: str) -> int | None:
+    found = re.findall(r"\d+", text)
+    return int(found[-1]) if found else None
+
+
+def run_series(run_dir: str | os.PathLike, model: str | None = None) -> list[CheckpointRef]:
+    """The complete checkpoints of one of our run directories, ascending by step."""
+    paths = RunPaths(Path(run_dir))
+    if not paths.root.is_dir():
+        raise RunDirError(f"run directory {paths.root} does not exist; pass the --out directory of a run")
+    cfg = json.loads(paths.run_json.read_text()).get("config", {}) if paths.run_json.is_file() else {}
+    model_cfg = cfg.get("model", {})
+    if not model_cfg:
+        raise RunDirError(f"{paths.run_json} has no config.model (n_layer, n_head, n_embd); "
+                          f"is {paths.root} an attnlife run directory?")
+    found = list_checkpoints(paths.root)
+    if not found:
+        raise RunDirError(f"no complete checkpoints under {paths.checkpoints}; train with "
+                          f"checkpoints enabled first")
+    name = model or paths.root.resolve().name
+    return [CheckpointRef(name, step, "run", str(d), dict(model_cfg)) for step, d in found]
+
+
+def _load_nanogpt(path: str) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+    except FileNotFoundError:
+        raise SeriesSourceError(f"nanoGPT checkpoint {path} does not exist; pass ckpt.pt files") from None
+    except Exception as err:  # noqa: BLE001 - any unpickling failure is the same user problem
+        raise SeriesSourceError(f"cannot read {path} as a nanoGPT ckpt.pt ({type(err).__name__}); "
+                                f"expected torch.save({{'model': ..., 'model_args': ...}})") from None
+
+
+def nanogpt_series(paths: list[str], model: str = "nanogpt") -> list[CheckpointRef]:
+    """nanoGPT `ckpt.pt` files (dict with 'model', 'model_args', 'iter_num'), ascending by step."""
+    refs = []
+    for i, p in enumerate(paths):
+        ckpt = _load_nanogpt(str(p))
+        if not isinstance(ckpt, dict) or "model" not in ckpt or "model_args" not in ckpt:
+            raise SeriesSourceError(f"{p} is not a nanoGPT checkpoint (needs 'model' and 'model_args')")
+        step = int(ckpt.get("iter_num", _last_int(Path(p).stem) if _last_int(Path(p).stem) is not None else i))
+        refs.append(CheckpointRef(model, step, "nanogpt", str(Path(p).resolve()), dict(ckpt["model_args"])))
+    steps = [r.step for r in refs]
+    if len(set(steps)) != len(steps):
+        raise SeriesSourceError(f"nanoGPT checkpoints share steps {steps}; pass one file per iteration")
+    return sorted(refs, key=lambda r: r.step)
+
+
+def _resolve_hf_revision(model: str, revision: str) -> Path:
+    root = Path(model)
+    if root.is_dir():
+        if (root / revision / "config.json").is_file():
+            return root / revision
+        ref = root / "refs" / revision
+        if ref.is_file() and (root / "snapshots" / ref.read_text().strip()).is_dir():
+            return root / "snapshots" / ref.read_text().strip()
+        if revision in ("", "main") and (root / "config.json").is_file():
+            return root
+        raise SeriesSourceError(f"revision '{revision}' not found under {root}: expected {root}/{revision}/"
+                                f"config.json or an HF cache refs/{revision}")
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(model, revision=revision, allow_patterns=HF_WEIGHT_PATTERNS))
+    except Exception as err:  # noqa: BLE001 - offline miss, unknown repo, bad revision
+        offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+        why = "the hub is offline (HF_HUB_OFFLINE=1)" if offline else type(err).__name__
+        raise SeriesSourceError(f"revision '{revision}' of {model} is not in the Hugging Face cache "
+                                f"and could not be fetched ({why}); run once online or pass a local "
+                                f"directory with one subdirectory per revision") from None
+
+
+def hf_series(model: str, revisions: list[str]) -> list[CheckpointRef]:
+    """One ref per revision (resolved to a local directory now), ascending by step."""
+    revs = revisions or ["main"]
+    refs = []
+    for i, rev in enumerate(revs):
+        local = _resolve_hf_revision(model, rev)
+        step = _last_int(rev)
+        refs.append(CheckpointRef(model.rstrip("/").split("/")[-1] if Path(model).is_dir() else model,
+                                  step if step is not None else i, "hf", str(local), {"revision": rev}))
+    return sorted(refs, key=lambda r: r.step)
+
+
+def _safetensors_getter(files: list[Path]) -> tuple[Getter, set[str]]:
+    from safetensors import SafetensorError, safe_open
+
+    where: dict[str, Path] = {}
+    for f in files:
+        try:
+            with safe_open(str(f), framework="pt") as h:
+                where.update({k: f for k in h.keys()})
+        except (SafetensorError, OSError) as err:
+            raise SeriesSourceError(f"cannot read {f} ({' '.join(str(err).split())[:120]}); the "
+                                    f"checkpoint file is corrupt or truncated") from None
+
+    def get(name: str) -> torch.Tensor:
+        try:
+            with safe_open(str(where[name]), framework="pt") as h:
+                return h.get_tensor(name)
+        except (SafetensorError, OSError) as err:
+            raise SeriesSourceError(f"cannot read {name} from {where[name]} "
+                                    f"({' '.join(str(err).split())[:120]}); the file is corrupt") from None
+
+    return get, set(where)
+
+
+def _hf_weights(directory: Path) -> tuple[Getter, set[str]]:
+    files = sorted(directory.glob("*.safetensors"))
+    if files:
+        return _safetensors_getter(files)
+    bins = sorted(directory.glob("pytorch_model*.bin"))
+    if not bins:
+        raise SeriesSourceError(f"no *.safetensors or pytorch_model*.bin in {directory}")
+    state: dict[str, torch.Tensor] = {}
+    for b in bins:
+        state.update(torch.load(b, map_location="cpu", mmap=True, weights_only=True))
+    return state.__getitem__, set(state)
+
+
+def open_state(ref: CheckpointRef) -> tuple[Getter, set[str]]:
+    """(name -> tensor getter, available names) of one checkpoint's weights, read lazily."""
+    if ref.kind == "run":
+        path = Path(ref.path) / "model.safetensors"
+        if not path.is_file():
+            raise SeriesSourceError(f"checkpoint {ref.path} has no model.safetensors")
+        return _safetensors_getter([path])
+    if ref.kind == "nanogpt":
+        state = _load_nanogpt(ref.path)["model"]
+        return state.__getitem__, set(state)
+    if ref.kind == "hf":
+        if not (Path(ref.path) / "config.json").is_file():
+            raise SeriesSourceError(f"no config.json in {ref.path}; not a Hugging Face model directory")
+        return _hf_weights(Path(ref.path))
+    raise SeriesSourceError(f"unknown checkpoint kind '{ref.kind}'")
+
+
+def hf_config(ref: CheckpointRef) -> dict:
+    """The config.json of a Hugging Face checkpoint as a dict."""
+    path = Path(ref.path) / "config.json"
+    if not path.is_file():
+        raise SeriesSourceError(f"no config.json in {ref.path}; not a Hugging Face model directory")
+    try:
+        return json.loads(path.read_text())
+    except (ValueError, OSError) as err:
+        raise SeriesSourceError(f"{path} is not readable JSON ({err}); the model directory is corrupt") from None
+
+
+def load_series_model(ref: CheckpointRef, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """The checkpoint as a runnable model in eval mode: an attnlife GPT for 'run' and 'nanogpt'
+    (vocab and context read from the embedding shapes), a transformers causal LM for 'hf'."""
+    if ref.kind == "hf":
+        from transformers import AutoModelForCausalLM
+
+        hf_config(ref)
+        return AutoModelForCausalLM.from_pretrained(ref.path, attn_implementation="eager").to(device).eval()
+    from attnlife.model.gpt import GPT, GPTConfig
+
+    get, keys = open_state(ref)
+    state = {k.removeprefix("_orig_mod."): get(k) for k in keys}
+    state.setdefault("lm_head.weight", state["transformer.wte.weight"])  # tied, saved once
+    shape = {k: v for k, v in ref.config.items() if k in GPTConfig.__dataclass_fields__}
+    shape["vocab_size"], _ = state["transformer.wte.weight"].shape
+    shape["block_size"], _ = state["transformer.wpe.weight"].shape
+    shape["bias"] = "transformer.ln_f.bias" in state
+    model = GPT(GPTConfig(**shape))
+    own = model.state_dict()
+    state = {k: v for k, v in state.items() if k in own}  # nanoGPT's causal-mask buffers attn.bias
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()[0]
+        raise SeriesSourceError(f"weights of {ref.path} do not fit a GPT of {shape} ({first})") from None
+    return model.to(device).eval()
+
+
+def select_series(paths: list, nanogpt: bool, hf: Optional[str], revisions: Optional[str],
+                  out: Optional[Path], writes: str) -> tuple[list[CheckpointRef], Path]:
+    """The series a verb's arguments name (`RUN_DIR` | `--nanogpt CKPT...` | `--hf MODEL
+    --revisions a,b`) and its output directory (default: the RUN_DIR); `writes` names what goes
+    there, for the error when --out is missing."""
+    paths = list(paths or [])
+    if hf:
+        refs = hf_series(hf, [r for r in (revisions or "").split(",") if r])
+    elif nanogpt:
+        if not paths:
+            raise ConfigError("--nanogpt needs one or more ckpt.pt paths")
+        refs = nanogpt_series([str(p) for p in paths])
+    elif len(paths) == 1:
+        refs = run_series(paths[0])
+        out = out or Path(paths[0])
+    else:
+        raise ConfigError("pass one RUN_DIR, or --nanogpt CKPT.pt..., or --hf MODEL --revisions a,b")
+    if out is None:
+        raise ConfigError(f"--out is required with --nanogpt or --hf (where to write {writes})")
+    return refs, Path(out)
+
+
+def rank_share(items: list, rank: int = 0, world_size: int = 1) -> list:
+    """The share of rank r of W: items r, r+W, r+2W, ... (torchrun sets RANK / WORLD_SIZE)."""
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ConfigError(f"rank {rank} of world size {world_size} is out of range; "
+                          f"use 0 <= rank < world size")
+    return items[rank::world_size]
+
+
+def _set_threads(threads: int) -> None:
+    torch.set_num_threads(threads)
+
+
+def run_in_processes(fn: Callable, jobs: list[tuple], workers: int = 1,
+                     on_done: Optional[Callable[[Any], None]] = None,
+                     initializer: Callable[[int], None] = _set_threads) -> list:
+    """fn(*job) for every job; results in completion order, `on_done(result)` after each.
+
+    workers <= 1 (or a single job) runs here; otherwise in that many spawned processes, each
+    started with `initializer(threads)` (torch threads split between them). `fn` and
+    `initializer` must be importable (module level) for the spawned workers.
+    """
+    results = []
+    if workers <= 1 or len(jobs) <= 1:
+        for job in jobs:
+            results.append(fn(*job))
+            if on_done is not None:
+                on_done(results[-1])
+        return results
+    import multiprocessing as mp
+
+    threads = max(1, torch.get_num_threads() // workers)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
+                             initializer=initializer, initargs=(threads,)) as pool:
+        for fut in as_completed([pool.submit(fn, *job) for job in jobs]):
+            results.append(fut.result())
+            if on_done is not None:
+                on_done(results[-1])
+    return results

@@ -1,0 +1,83 @@
+"""RUN/report/dashboard.html: one self-contained interactive page (Plotly inlined, no network).
+
+Sections (ids used by the browser test): curves, attention, arch (layer x head heatmap of any
+statistic at one step with marginals, step slider, play), eigen (lambda_k trajectories with
+layer / head / index selectors), patterns (snapshot viewer with a step slider), umap, types,
+claims, samples. A section whose data is absent shows one line naming the command that makes it.
+"""
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+from attnlife.report.dashboard_data import build_payload
+from attnlife.report.dashboard_js import DASHBOARD_JS
+from attnlife.report.data import ReportRun
+from attnlife.store.atomic import atomic_path
+
+SECTIONS = (
+    ("curves", "Training curves", ""),
+    ("attention", "Attention metrics over training",
+     '<label>metric <select id="att-metric"></select></label> <label>layer <select id="att-layer"></select></label>'),
+    ("arch", "Architecture view: every head at one step",
+     '<label>statistic <select id="arch-stat"></select></label> <button id="arch-play">&#9654; play</button> '
+     '<input type="range" id="arch-slider" min="0" max="0" value="0"> <span id="arch-step" class="step"></span>'),
+    ("eigen", "Eigenvalue trajectories of W_QK",
+     '<label>layer <select id="eig-layer"></select></label> <label>head <select id="eig-head"></select></label> '
+     '<label>indices <select id="eig-index" multiple size="4"></select></label>'),
+    ("patterns", "Attention patterns (snapshots)",
+     '<label>layer <select id="pat-layer"></select></label> <label>head <select id="pat-head"></select></label> '
+     '<input type="range" id="pat-slider" min="0" max="0" value="0"> <span id="pat-step" class="step"></span>'),
+    ("umap", "Head trajectories (UMAP)", ""),
+    ("types", "Head-type emergence", ""),
+    ("claims", "Claims check", ""),
+    ("samples", "Generated samples over training", '<div id="sample-texts"></div>'),
+)
+
+CSS = """
+body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:0;background:#fafafa;color:#222}
+header{padding:14px 24px;background:#0072B2;color:white} header h1{margin:0;font-size:22px}
+nav{padding:6px 24px;background:#eee;font-size:14px} nav a{margin-right:14px;color:#0072B2}
+section{background:white;margin:14px 24px;padding:10px 16px;border:1px solid #ddd;border-radius:6px}
+section h2{font-size:17px;margin:4px 0 8px} .controls{font-size:14px;margin-bottom:6px}
+.controls select,.controls button{font-size:14px;margin-right:8px} .step{font-weight:bold;margin-left:8px}
+#arch-slider,#pat-slider{width:320px;vertical-align:middle} .plot{min-height:420px}
+.missing{min-height:0;color:#a33;font-style:italic;padding:8px}
+"""
+
+
+def render_html(payload: dict, plotly_js: str) -> str:
+    """The page: header, navigation, one <section> per entry of SECTIONS, payload and scripts."""
+    data = json.dumps(payload, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
+    nav = " ".join(f'<a href="#sec-{key}">{html.escape(title)}</a>' for key, title, _ in SECTIONS)
+    sections = "\n".join(
+        f'<section id="sec-{key}"><h2>{html.escape(title)}</h2><div class="controls">{controls}</div>'
+        f'<div id="plot-{key}" class="plot"></div></section>' for key, title, controls in SECTIONS)
+    title = html.escape(f"attnlife: {payload['name']} ({payload['dataset']})")
+    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>"
+            f"<style>{CSS}</style></head><body><header><h1>{title}</h1><div>{html.escape(payload['root'])}</div>"
+            f"</header><nav>{nav}</nav>\n{sections}\n"
+            f'<script type="application/json" id="payload">{data}</script>\n'
+            f"<script>{plotly_js}</script>\n<script>{DASHBOARD_JS}</script></body></html>\n")
+
+
+def _nan_to_none(obj):  # noqa: ANN001, ANN202 - JSON-like tree
+    if isinstance(obj, float) and obj != obj:
+        return None
+    if isinstance(obj, dict):
+        return {k: _nan_to_none(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_nan_to_none(v) for v in obj]
+    return obj
+
+
+def write_dashboard(run: ReportRun, path: str | Path | None = None) -> Path:
+    """Build the payload of `run` and write the page (default RUN/report/dashboard.html) atomically."""
+    from plotly.offline import get_plotlyjs
+
+    out = Path(path) if path else run.run.paths.report / "dashboard.html"
+    page = render_html(_nan_to_none(build_payload(run)), get_plotlyjs())
+    with atomic_path(out) as tmp:
+        tmp.write_text(page, encoding="utf-8")
+    return out

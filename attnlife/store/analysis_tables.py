@@ -1,0 +1,101 @@
+"""The analysis tables of a run: `RUN/analysis/{name}.parquet` + `summary.json` (+ claims.csv/.md).
+
+Written by `attnlife analyze` (attnlife.analysis.analyze_run), read by the report. Each table is
+one whole Parquet file replaced atomically on every analysis (the analysis is recomputed from the
+run, so re-running after the run grew gives the same answer as a fresh run). Tables and their
+columns (a writer may add columns, never rename these):
+
+  phases           scope, layer, segment, start_step, end_step, label, slopes, evidence
+  head_types       step, layer, head_index, type, score
+  emergence        layer, head_index, type, emergence_step, threshold
+  induction_phase  step, score_before, score_after, loss_before, loss_after, loss_bump
+  cycles           layer, head_index, signal, start_step, trough_step, end_step, period_steps,
+                   prominence, status
+  correlations     x, x_layer, x_head, y, kind, rho, p, p_bh, n
+  embedding        layer, head_index, x, y, cluster;  embedding_edges  src, dst, distance
+  integrity        step, digest, duplicate_of, nonfinite, excluded
+  claims           claim_id, source, claim, measured, verdict, reason
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from attnlife.errors import RunDirError
+from attnlife.store.atomic import atomic_path, write_json_atomic, write_text_atomic
+
+ANALYSIS_DIR = "analysis"
+SUMMARY = "summary.json"
+ANALYSIS_COLUMNS: dict[str, list[str]] = {
+    "phases": ["scope", "layer", "segment", "start_step", "end_step", "label", "slopes", "evidence"],
+    "head_types": ["step", "layer", "head_index", "type", "score"],
+    "emergence": ["layer", "head_index", "type", "emergence_step", "threshold"],
+    "induction_phase": ["step", "score_before", "score_after", "loss_before", "loss_after", "loss_bump"],
+    "cycles": ["layer", "head_index", "signal", "start_step", "trough_step", "end_step", "period_steps",
+               "prominence", "status"],
+    "correlations": ["x", "x_layer", "x_head", "y", "kind", "rho", "p", "p_bh", "n"],
+    "embedding": ["layer", "head_index", "x", "y", "cluster"],
+    "embedding_edges": ["src", "dst", "distance"],
+    "integrity": ["step", "digest", "duplicate_of", "nonfinite", "excluded"],
+    "claims": ["claim_id", "source", "claim", "measured", "verdict", "reason"],
+}
+
+
+def analysis_dir(run_dir: str | os.PathLike) -> Path:
+    return Path(run_dir) / ANALYSIS_DIR
+
+
+def write_analysis_table(run_dir: str | os.PathLike, name: str, frame: pd.DataFrame) -> Path:
+    """Write table `name` to RUN/analysis/{name}.parquet atomically (columns checked, extra kept)."""
+    cols = ANALYSIS_COLUMNS.get(name)
+    if cols is not None:
+        missing = [c for c in cols if c not in frame.columns]
+        if missing:
+            raise ValueError(f"analysis table {name} lacks columns {missing}")
+        frame = frame[cols + [c for c in frame.columns if c not in cols]]
+    path = analysis_dir(run_dir) / f"{name}.parquet"
+    with atomic_path(path) as tmp:
+        frame.reset_index(drop=True).to_parquet(tmp, index=False)
+    return path
+
+
+def write_claims_files(run_dir: str | os.PathLike, claims: pd.DataFrame) -> list[Path]:
+    """claims.csv and claims.md (a Markdown table) beside claims.parquet."""
+    d = analysis_dir(run_dir)
+    md = ["| " + " | ".join(ANALYSIS_COLUMNS["claims"]) + " |",
+          "|" + "---|" * len(ANALYSIS_COLUMNS["claims"])]
+    for row in claims[ANALYSIS_COLUMNS["claims"]].itertuples(index=False):
+        md.append("| " + " | ".join(str(v).replace("|", "/").replace("\n", " ") for v in row) + " |")
+    return [write_text_atomic(d / "claims.csv", claims.to_csv(index=False)),
+            write_text_atomic(d / "claims.md", "\n".join(md) + "\n")]
+
+
+def write_summary(run_dir: str | os.PathLike, summary: dict) -> Path:
+    return write_json_atomic(analysis_dir(run_dir) / SUMMARY, summary)
+
+
+def read_analysis_table(run_dir: str | os.PathLike, name: str) -> pd.DataFrame:
+    """Table `name` of RUN/analysis/ as a DataFrame; RunDirError naming the fix if absent."""
+    path = analysis_dir(run_dir) / f"{name}.parquet"
+    if not path.is_file():
+        known = ", ".join(sorted(ANALYSIS_COLUMNS))
+        raise RunDirError(f"{path} does not exist; run `attnlife analyze {run_dir}` first "
+                          f"(tables: {known})")
+    return pd.read_parquet(path)
+
+
+def read_analysis(run_dir: str | os.PathLike) -> dict[str, pd.DataFrame]:
+    """Every table in RUN/analysis/ (name -> DataFrame); {} when the run was never analysed."""
+    d = analysis_dir(run_dir)
+    if not d.is_dir():
+        return {}
+    return {p.stem: pd.read_parquet(p) for p in sorted(d.glob("*.parquet"))}
+
+
+def read_summary(run_dir: str | os.PathLike) -> dict:
+    """RUN/analysis/summary.json ({} when the run was never analysed)."""
+    path = analysis_dir(run_dir) / SUMMARY
+    return json.loads(path.read_text()) if path.is_file() else {}

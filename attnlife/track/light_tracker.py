@@ -1,0 +1,278 @@
+"""The light tracking tier: fused entropy, mean distance and sink mass of every head, read from the
+training forward itself (no second forward), cheap enough for every step.
+
+    light = LightTracker(every=1, batch_fraction=0.1, run_dir="runs/mine")
+    for step, (x, y) in enumerate(loader):          # the model holds the weights after `step` updates
+        with light.step(model, step):
+            _, loss = model(x, y)                    # q, k of the first sequences go to the light stats
+        loss.backward(); optimizer.step()
+    light.close()
+
+When armed for a step, each attention module of our GPT hands detached views of its q and k
+[B, H, T, K] to the tracker, which copies the first n = ceil(batch_fraction * B) sequences; at
+`collect()` the layers are stacked along the head axis and
+`attnlife.track.fused_stats.fused_sequence_means` computes every layer's statistics under no_grad
+in one fused attention call with V = [K | j] plus its log-sum-exp (one call instead of L: tensor
+op overhead dominates at small T). With `batch_steps` = S > 1 (8 under `attnlife train`) the
+copies of S read steps are queued and computed in one call, stacked along the batch axis, then
+logged at their own steps; `flush()`, checkpoints and the end of training compute what is queued
+(a crash loses at most S - 1 steps of light rows). The training graph, the outputs and the losses
+are untouched (tested bit-identical). Only forwards with grad enabled are read, so eval passes in between are
+skipped; with gradient accumulation only the first micro-batch counts.
+
+Step label: the forward of update u sees the weights after u updates, so its rows are logged at
+step u (the project's step convention; the full tier's rows at step u measure the same weights).
+Rows (split `train`, per head, value = mean over the n sequences of each sequence's row mean,
+stderr = standard error across the n sequences, NaN when n = 1):
+
+  light_entropy_bits          mean_i H_i over rows i >= 0                    (bits)
+  light_mean_distance_tokens  mean_i sum_j a_ij (i - j) over rows i >= 0     (tokens)
+  light_sink_mass             mean_i a_i0 over rows i >= 1 (row 0 always puts 1 on token 0)
+  light_ms (model level)      wall time the tracker spent in this step, ms
+
+Entropy and mean distance have the explicit path's definitions (`entropy_bits`,
+`mean_distance_tokens`); the light tier has no thresholded span, head JSD or cross-layer values.
+It is an `attnlife.events.Callback`, so `attnlife train` plugs it in beside the full `Tracker`.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+from typing import Any, Iterable, Iterator, Optional
+
+import torch
+
+from attnlife.errors import AttnlifeError
+from attnlife.events import Callback, CheckpointRecord, StepRecord, TrainEnd, TrainStart
+from attnlife.model.gpt import GPT
+from attnlife.store.metrics_table import MetricRow, MetricWriter
+from attnlife.track.fused_stats import STAT_NAMES, fused_sequence_means
+
+LIGHT_PREFIX = "light_"
+
+
+class LightTrackingError(AttnlifeError):
+    """A light-tier setting is out of range or the model cannot be read in-forward."""
+
+
+def light_rows(means: dict[int, dict[str, torch.Tensor]]) -> list[MetricRow]:
+    """Per-head `MetricRow`s from layer -> {stat name -> per-sequence means [n, H]}.
+
+    value = mean over the n sequences, stderr = sample std (ddof 1) / sqrt(n), NaN if n < 2 (a
+    sequence mean is NaN only when no row is defined, i.e. sink mass at T = 1, and then all are);
+    metric names are the stat names prefixed with `light_`.
+    """
+    keys = [(layer, name) for layer in sorted(means) for name in STAT_NAMES if name in means[layer]]
+    if not keys:
+        return []
+    per_seq = torch.stack([means[layer][name].double() for layer, name in keys])   # [M, n, H]
+    n = per_seq.size(1)
+    value = per_seq.mean(dim=1)                                                     # [M, H]
+    stderr = (per_seq.std(dim=1) / math.sqrt(n)) if n > 1 else torch.full_like(value, math.nan)
+    out = []
+    for (layer, name), vals, errs in zip(keys, value.tolist(), stderr.tolist()):
+        out.extend(MetricRow(layer, h, LIGHT_PREFIX + name, v, stderr=e)
+                   for h, (v, e) in enumerate(zip(vals, errs)))
+    return out
+
+
+def find_gpt(model: Any) -> GPT:
+    """Our GPT itself or the first GPT inside `model` (e.g. a LightningModule)."""
+    if isinstance(model, GPT):
+        return model
+    if isinstance(model, torch.nn.Module):
+        for sub in model.modules():
+            if isinstance(sub, GPT):
+                return sub
+    raise LightTrackingError(f"the light tier reads q and k in-forward from an attnlife GPT, not "
+                             f"{type(model).__name__}; for Hugging Face models use "
+                             f"attnlife.track.hf_light.HFLightStats")
+
+
+class LightEvents:
+    """What every light-tier reader shares: cadence, the armed step, time spent, logging rows."""
+
+    def __init__(self, every: int, batch_fraction: float, writer: Optional[MetricWriter],
+                 sinks: Iterable[Any] = (), backend: str = "auto", training_only: bool = True) -> None:
+        if every < 1:
+            raise LightTrackingError(f"light tracking every={every} must be >= 1 "
+                                     f"(use --no-track to disable tracking)")
+        if not 0.0 < batch_fraction <= 1.0:
+            raise LightTrackingError(f"light batch_fraction={batch_fraction} must be in (0, 1]")
+        self.every, self.batch_fraction = int(every), float(batch_fraction)
+        self.backend, self.training_only = backend, training_only
+        self.writer, self.sinks = writer, list(sinks)
+        self.events, self.last_ms = 0, 0.0
+        self._step: Optional[int] = None
+        self._spent_s = 0.0
+
+    def reads_now(self) -> bool:
+        """Whether a forward running now is read (grad enabled unless `training_only` is off)."""
+        return not self.training_only or torch.is_grad_enabled()
+
+    def _emit(self, step: int, rows: list[MetricRow], ms: float, split: str) -> list[MetricRow]:
+        """Log `step`'s per-head `rows` (from `light_rows`) plus `light_ms` = `ms`."""
+        self.last_ms = ms
+        rows.append(MetricRow(-1, -1, "light_ms", ms))
+        if self.writer is not None:
+            self.writer.log_rows(step, rows, split=split)
+        for sink in self.sinks:
+            sink.log_rows(step, rows)
+        self.events += 1
+        return rows
+
+
+class LightTracker(Callback, LightEvents):
+    """Logs light statistics every `every` steps from `batch_fraction` of the training batch."""
+
+    def __init__(self, every: int = 1, batch_fraction: float = 0.1,
+                 run_dir: Optional[str | os.PathLike] = None, sinks: Iterable[Any] = (),
+                 backend: str = "auto", training_only: bool = True, batch_steps: int = 1) -> None:
+        writer = MetricWriter(run_dir) if run_dir is not None else None
+        LightEvents.__init__(self, every, batch_fraction, writer, sinks, backend, training_only)
+        if batch_steps < 1:
+            raise LightTrackingError(f"batch_steps={batch_steps} must be >= 1")
+        self.batch_steps = int(batch_steps)
+        self._own_writer = writer is not None
+        self.rank = 0
+        self._model: Optional[GPT] = None
+        self._qk: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._pending: list[tuple[int, dict[int, tuple[torch.Tensor, torch.Tensor]], float, str]] = []
+
+    @classmethod
+    def from_config(cls, track_config: Any, run_dir: Optional[str | os.PathLike] = None,
+                    batch_steps: int = 8) -> "LightTracker":
+        """Build from an `attnlife.config.TrackConfig` (light_every, light_fraction); the
+        statistics of `batch_steps` read steps are computed together (one fused call)."""
+        return cls(every=track_config.light_every, batch_fraction=track_config.light_fraction,
+                   run_dir=run_dir, batch_steps=batch_steps)
+
+    # ---------------------------------------------------------------- user loop API
+    def arm(self, model: Any, step: int) -> bool:
+        """Read the next training forward of `model` if `step` is due; returns whether armed."""
+        if step % self.every != 0 or self.rank != 0:
+            return False
+        self.disarm()
+        self._model, self._step, self._qk, self._spent_s = find_gpt(model), int(step), {}, 0.0
+        for module in self._model.attention_modules():
+            module.qk_sink = self._on_qk
+        return True
+
+    def disarm(self) -> None:
+        """Remove the q/k sink from every attention module (nothing is read afterwards)."""
+        if self._model is not None:
+            for module in self._model.attention_modules():
+                module.qk_sink = None
+        self._model = None
+
+    def collect(self, split: str = "train") -> list[MetricRow]:
+        """Disarm and queue the armed step's q, k (if a forward was read); once `batch_steps`
+        steps are queued, compute, log and return their rows (else return [])."""
+        t0 = time.perf_counter()
+        self.disarm()
+        if self._step is not None and self._qk:
+            spent = self._spent_s + time.perf_counter() - t0
+            self._pending.append((self._step, self._qk, spent, split))
+        self._step, self._qk, self._spent_s = None, {}, 0.0
+        return self.compute_pending() if len(self._pending) >= self.batch_steps else []
+
+    def compute_pending(self) -> list[MetricRow]:
+        """Compute and log the rows of every queued step: one fused call per sequence length,
+        the steps stacked along the batch axis and the layers along the head axis.
+        `light_ms` of a step = its own copying time + its share of the shared call and of
+        building the rows (the metric writer's buffering is not included)."""
+        t0 = time.perf_counter()
+        pending, self._pending = self._pending, []
+        groups: dict[tuple, list] = {}
+        for item in pending:
+            groups.setdefault(tuple(sorted((layer, qk[0].shape[1:]) for layer, qk in item[1].items())),
+                              []).append(item)
+        means = {}
+        for items in groups.values():
+            means.update(zip([item[0] for item in items], _stacked_means([item[1] for item in items],
+                                                                         self.backend)))
+        built = [(step, light_rows(means[step]), spent, split) for step, _, spent, split in pending]
+        share = (time.perf_counter() - t0) / max(1, len(pending))
+        out = []
+        for step, rows, spent, split in built:
+            out.extend(self._emit(step, rows, (spent + share) * 1e3, split))
+        return out
+
+    @contextlib.contextmanager
+    def step(self, model: Any, step: int) -> Iterator[bool]:
+        """Arm for the forward(s) inside the block, then collect and log; yields whether armed."""
+        armed = self.arm(model, step)
+        try:
+            yield armed
+        finally:
+            if armed:
+                self.collect()
+
+    def flush(self) -> None:
+        """Compute queued steps and write buffered rows as a Parquet part now."""
+        self.compute_pending()
+        if self.writer is not None:
+            self.writer.flush()
+        for sink in self.sinks:
+            sink.flush()
+
+    def close(self) -> None:
+        """Disarm, flush everything and close the sinks."""
+        self.disarm()
+        self.flush()
+        for sink in self.sinks:
+            sink.close()
+
+    # ---------------------------------------------------------------- Callback API
+    def on_train_start(self, rec: TrainStart) -> None:
+        self.rank = rec.rank
+        if rec.metric_writer is not None and not self._own_writer:
+            self.writer = rec.metric_writer
+        self.arm(rec.model, rec.start_step)  # the first update's forward sees the start weights
+
+    def on_step_end(self, rec: StepRecord) -> None:
+        # the forward of update `rec.step` saw the weights after rec.step updates: label rec.step
+        self.collect()
+        self.arm(rec.model, rec.step + 1)
+
+    def on_checkpoint(self, rec: CheckpointRecord) -> None:
+        # the trainer flushed its writer before this event: write the queued steps now too, so a
+        # run killed after this checkpoint keeps every light row up to it (exact resume)
+        self.flush()
+
+    def on_train_end(self, rec: TrainEnd) -> None:
+        self.disarm()
+        self.compute_pending()
+        if self._own_writer:
+            self.close()
+
+    # ---------------------------------------------------------------- internals
+    def _on_qk(self, layer: int, q: torch.Tensor, k: torch.Tensor) -> None:
+        """q, k [B, H, T, K] of one layer's forward: keep copies of the first n sequences."""
+        if layer in self._qk or not self.reads_now():
+            return
+        t0 = time.perf_counter()
+        n = max(1, math.ceil(self.batch_fraction * q.size(0)))
+        with torch.no_grad():   # copies: the forward's activations are not kept alive
+            self._qk[layer] = (q[:n].clone(), k[:n].clone())
+        self._spent_s += time.perf_counter() - t0
+
+
+def _stacked_means(steps: list[dict[int, tuple[torch.Tensor, torch.Tensor]]],
+                   backend: str) -> list[dict[int, dict[str, torch.Tensor]]]:
+    """Per step, layer -> {stat -> per-sequence means [n, H]}, for steps whose layers have the
+    same [H, T, K]: one `fused_sequence_means` call on q, k [sum n, L*H, T, K]."""
+    layers = sorted(steps[0])
+    heads = [steps[0][layer][0].size(1) for layer in layers]
+    sizes = [qk[layers[0]][0].size(0) for qk in steps]
+    q = torch.cat([torch.cat([qk[layer][0] for layer in layers], dim=1) for qk in steps])
+    k = torch.cat([torch.cat([qk[layer][1] for layer in layers], dim=1) for qk in steps])
+    means = fused_sequence_means(q, k, backend=backend)                       # name -> [sum n, L*H]
+    out = []
+    for rows in zip(*(torch.split(v, sizes) for v in means.values())):
+        per_head = [torch.split(v, heads, dim=1) for v in rows]
+        out.append({layer: {name: per_head[m][i] for m, name in enumerate(means)}
+                    for i, layer in enumerate(layers)})
+    return out

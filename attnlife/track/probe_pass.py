@@ -1,0 +1,239 @@
+"""The post-hoc probe pass: every checkpoint of a series measured on one fixed probe set.
+
+    run_probe_pass(refs, out_dir, tokens, options)     # `attnlife track RUN | --nanogpt | --hf`
+
+Probe set (built once, stored in OUT/probe/probe_set.safetensors with its source and options):
+  ids       [N, T]   N = options.sequences windows of held-out text at evenly spaced offsets
+                     (T = options.seq_len, 0 = min(model context, 256))
+  repeated  [R, 2h]  R = options.repeat_sequences random token sequences of h tokens, repeated
+                     (h = options.repeat_half, 0 = min(T // 2, 128)), seeded by options.seed
+Per checkpoint (split `probe` of OUT's metric table, `stderr` = standard error across sequences):
+  on `ids`:       every attention metric of the tracker (per head, per layer, cross-layer), the
+                  type scores prev_token_score, local_score, sink_score, self_score per head,
+                  probe_loss_nats (model level, next-token loss on the probe text)
+  on `repeated`:  induction_score per head; induction_loss_drop_nats (model level: mean loss on
+                  the first half minus the second half)
+  model level:    sink_head_share (share of heads with sink_score > 0.3)
+Resumable: OUT/probe/done/<model>/step_XXXXXXX.json marks a checkpoint done for an options key
+(options + probe set digest); a rerun skips those. Parallel: `workers` processes, and rank r of W
+(torchrun's RANK / WORLD_SIZE) takes checkpoints r, r+W, ... (`attnlife.model.series`).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from attnlife.errors import AttnlifeError
+from attnlife.model.series import CheckpointRef, load_series_model, rank_share, run_in_processes
+from attnlife.store.atomic import atomic_path, write_json_atomic
+from attnlife.store.metrics_table import MetricRow, MetricWriter
+from attnlife.store.run_dir import checkpoint_name
+from attnlife.track import head_types as HT
+from attnlife.track.accumulate import AttentionAccumulator, stderr_of_mean
+from attnlife.track.capture import capture_attention
+from attnlife.track.metrics import DEFAULT_METRICS
+
+PROBE_SPLIT = "probe"
+PROBE_SET_FILE = "probe_set.safetensors"
+
+
+class ProbeSetError(AttnlifeError):
+    """The probe text is missing, unreadable or too short for the model's context."""
+
+
+@dataclass(frozen=True)
+class ProbeOptions:
+    """What the probe pass measures (see module doc); part of every done marker's key."""
+
+    sequences: int = 16
+    seq_len: int = 0
+    repeat_sequences: int = 16
+    repeat_half: int = 0
+    seed: int = 0
+    span_threshold: float = 0.01
+    query_chunk: int = 256
+
+
+@dataclass(frozen=True)
+class ProbeSummary:
+    """Checkpoints measured now and skipped as already done."""
+
+    measured: int
+    skipped: int
+
+
+def probe_dir(out_dir: str | os.PathLike) -> Path:
+    """OUT/probe: the probe set and the done markers."""
+    return Path(out_dir) / "probe"
+
+
+def model_shape(model: Any) -> tuple[int, int]:
+    """(vocab_size, context length in tokens) of an attnlife GPT or a transformers causal LM."""
+    cfg = model.config
+    if hasattr(cfg, "block_size"):
+        return int(cfg.vocab_size), int(cfg.block_size)
+    ctx = getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", None) or 2048
+    return int(model.get_input_embeddings().num_embeddings), int(ctx)
+
+
+def make_probe_set(tokens: np.ndarray, vocab_size: int, context: int,
+                   options: ProbeOptions) -> dict[str, torch.Tensor]:
+    """{"ids": [N, T], "repeated": [R, 2h]} int64 (see module doc) from 1-D token ids."""
+    T = min(options.seq_len or 256, context)
+    if len(tokens) < T + 1:
+        raise ProbeSetError(f"probe text has {len(tokens)} tokens, fewer than one window of {T}; "
+                            f"pass a longer text or a smaller --seq-len")
+    starts = np.unique(np.linspace(0, len(tokens) - T - 1, options.sequences).round().astype(np.int64))
+    ids = torch.from_numpy(np.stack([np.asarray(tokens[s:s + T], dtype=np.int64) for s in starts]))
+    if int(ids.max()) >= vocab_size:
+        raise ProbeSetError(f"probe text holds token id {int(ids.max())} >= the model's vocab_size "
+                            f"{vocab_size}; the text was tokenized for another model")
+    half = max(2, min(options.repeat_half or min(T // 2, 128), context // 2))
+    rep = HT.repeated_random_tokens(options.repeat_sequences, half, vocab_size, seed=options.seed)
+    return {"ids": ids, "repeated": rep}
+
+
+def load_or_make_probe_set(out_dir: str | os.PathLike, tokens: Optional[np.ndarray], vocab_size: int,
+                           context: int, options: ProbeOptions, source: str) -> dict[str, torch.Tensor]:
+    """The stored probe set when it was made with these options and source, else a new one
+    (written atomically to OUT/probe/probe_set.safetensors)."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    path = probe_dir(out_dir) / PROBE_SET_FILE
+    record = json.dumps({"options": asdict(options), "source": source}, sort_keys=True)
+    if path.is_file():
+        with safe_open(str(path), framework="pt") as h:
+            if (h.metadata() or {}).get("record") == record:
+                return {k: h.get_tensor(k) for k in h.keys()}
+    if tokens is None:
+        raise ProbeSetError("no probe text: pass --text FILE or --tokens FILE (a run directory uses "
+                            "its dataset's val split)")
+    probe = make_probe_set(tokens, vocab_size, context, options)
+    with atomic_path(path) as tmp:
+        save_file(probe, str(tmp), metadata={"record": record})
+    return probe
+
+
+def _logits(out: Any) -> torch.Tensor:
+    return out[0] if isinstance(out, tuple) else out.logits
+
+
+def _token_loss(model: Any, ids: torch.Tensor, sink: AttentionAccumulator, chunk: int) -> torch.Tensor:
+    """Next-token loss [B, T-1] nats of ids [B, T], feeding attention to `sink` on the way."""
+    with torch.no_grad(), capture_attention(model, sink, chunk) as cap:
+        logits = _logits(cap.forward(ids)).float()
+    return torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), ids[:, 1:], reduction="none")
+
+
+def measure_checkpoint(model: Any, probe: dict[str, torch.Tensor], options: ProbeOptions) -> list[MetricRow]:
+    """Every probe-pass row of one model (see module doc); model in eval mode."""
+    acc = AttentionAccumulator(DEFAULT_METRICS + HT.TYPE_SCORES, options.span_threshold)
+    loss = _token_loss(model, probe["ids"], acc, options.query_chunk)           # [N, T-1]
+    rows = acc.results()
+    per_seq = loss.double().mean(1)
+    rows.append(MetricRow(-1, -1, "probe_loss_nats", float(per_seq.mean()), stderr=float(stderr_of_mean(per_seq, 0))))
+    ind = AttentionAccumulator(("induction_score",), options.span_threshold, xlayer_rows=1)
+    rep_loss = _token_loss(model, probe["repeated"], ind, options.query_chunk)  # [R, 2h-1]
+    rows += [r for r in ind.results() if r.metric == "induction_score"]
+    drops = torch.tensor([HT.repeated_halves_loss_drop(rep_loss[i:i + 1])[2] for i in range(len(rep_loss))])
+    rows.append(MetricRow(-1, -1, "induction_loss_drop_nats", HT.repeated_halves_loss_drop(rep_loss)[2],
+                          stderr=float(stderr_of_mean(drops.double(), 0))))
+    sinks = torch.tensor([r.value for r in rows if r.metric == "sink_score" and r.head_index >= 0])
+    rows.append(MetricRow(-1, -1, "sink_head_share", HT.sink_head_share(sinks)))
+    return rows
+
+
+def done_path(out_dir: str | os.PathLike, model: str, step: int) -> Path:
+    """OUT/probe/done/<model>/step_XXXXXXX.json, written after the checkpoint's rows."""
+    return probe_dir(out_dir) / "done" / model.replace("/", "--") / f"{checkpoint_name(step)}.json"
+
+
+def options_key(options: ProbeOptions, probe: dict[str, torch.Tensor]) -> str:
+    """Options plus a digest of the probe set: what a done marker must match to be skipped."""
+    digest = hashlib.sha256(b"".join(probe[k].numpy().tobytes() for k in sorted(probe))).hexdigest()[:16]
+    return json.dumps({"options": asdict(options), "probe": digest}, sort_keys=True)
+
+
+def is_done(out_dir: str | os.PathLike, ref: CheckpointRef, key: str) -> bool:
+    """Whether this checkpoint was measured with this options key."""
+    path = done_path(out_dir, ref.model, ref.step)
+    try:
+        return path.is_file() and json.loads(path.read_text()).get("key") == key
+    except (ValueError, OSError):
+        return False
+
+
+def _measure_and_write(ref: CheckpointRef, out_dir: str, probe: dict, options: ProbeOptions, key: str) -> int:
+    model = load_series_model(ref)
+    rows = measure_checkpoint(model, probe, options)
+    writer = MetricWriter(out_dir)
+    writer.log_rows(ref.step, rows, split=PROBE_SPLIT)
+    writer.close()
+    write_json_atomic(done_path(out_dir, ref.model, ref.step), {"key": key, "rows": len(rows)})
+    return ref.step
+
+
+def run_probe_pass(refs: list[CheckpointRef], out_dir: str | os.PathLike, probe: dict[str, torch.Tensor],
+                   options: ProbeOptions, workers: int = 1, rank: int = 0, world_size: int = 1,
+                   progress: bool = True, force: bool = False) -> ProbeSummary:
+    """Measure this rank's not-yet-done checkpoints of `refs` on `probe`; rows go to OUT/metrics."""
+    from tqdm.auto import tqdm
+
+    key = options_key(options, probe)
+    mine = rank_share(refs, rank, world_size)
+    todo = [r for r in mine if force or not is_done(out_dir, r, key)]
+    with tqdm(total=len(todo), disable=not progress, desc="probe", unit="ckpt") as bar:
+        run_in_processes(_measure_and_write, [(r, str(out_dir), probe, options, key) for r in todo],
+                         workers, on_done=lambda _: bar.update(1))
+    return ProbeSummary(measured=len(todo), skipped=len(mine) - len(todo))
+
+
+def read_token_file(path: str | os.PathLike) -> np.ndarray:
+    """1-D token ids from .npy, or a nanoGPT-style .bin of uint16 ids."""
+    p = Path(path)
+    if not p.is_file():
+        raise ProbeSetError(f"token file {p} does not exist; pass a .npy or nanoGPT .bin (uint16) of ids")
+    if p.suffix == ".npy":
+        return np.load(p, allow_pickle=False).reshape(-1)
+    if p.suffix == ".bin":
+        return np.memmap(p, dtype=np.uint16, mode="r")
+    raise ProbeSetError(f"{p}: token files must be .npy or nanoGPT .bin (uint16); for text use --text")
+
+
+def tokenize_text(path: str | os.PathLike, tokenizer_dir: str) -> np.ndarray:
+    """Token ids of a text file under the Hugging Face tokenizer saved in `tokenizer_dir`."""
+    if not Path(path).is_file():
+        raise ProbeSetError(f"text file {path} does not exist")
+    try:
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    except (OSError, ValueError) as err:
+        raise ProbeSetError(f"no tokenizer in {tokenizer_dir} ({type(err).__name__}); pass --tokens FILE "
+                            f"of token ids instead of --text") from None
+    return np.asarray(tok(Path(path).read_text(encoding="utf-8"))["input_ids"], dtype=np.int64)
+
+
+def run_val_tokens(run_dir: str | os.PathLike) -> tuple[np.ndarray, str]:
+    """The val split of a run's prepared dataset (from run.json config.data) and its description."""
+    from attnlife.data import load_prepared
+
+    record = json.loads((Path(run_dir) / "run.json").read_text())
+    data = record.get("config", {}).get("data", {})
+    if not data.get("data_dir") or not data.get("dataset"):
+        raise ProbeSetError(f"{run_dir}/run.json names no dataset (config.data); pass --tokens or --text")
+    prepared = load_prepared(data["data_dir"], data["dataset"])
+    return prepared.splits["val"], f"{data['dataset']}:val"
+
+
+__all__ = ["PROBE_SPLIT", "ProbeOptions", "ProbeSetError", "ProbeSummary", "load_or_make_probe_set",
+           "make_probe_set", "measure_checkpoint", "model_shape", "run_probe_pass", "run_val_tokens",
+           "read_token_file", "tokenize_text"]

@@ -1,0 +1,33 @@
+"""cycle_rows: closed focus-dilution-recovery cycles are counted, open ones reported but not counted."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from attnlife.analysis.cycles import cycle_rows
+
+
+def test_two_closed_cycles_and_an_open_one() -> None:
+    steps = np.arange(0, 400, 1.0)
+    signal = np.cos(2 * np.pi * steps / 100)      # peaks at 100, 200, 300; ends diluted at 350+
+    signal = signal[:360]
+    rows = cycle_rows(steps[:360], signal, rel_prominence=0.5)
+    closed = [r for r in rows if r["status"] == "closed"]
+    opened = [r for r in rows if r["status"] == "open"]
+    assert [r["start_step"] for r in closed] == [100.0, 200.0]
+    assert [r["trough_step"] for r in closed] == [150.0, 250.0]
+    assert [r["period_steps"] for r in closed] == [100.0, 100.0]
+    assert closed[0]["prominence"] == pytest.approx(2.0)
+    assert len(opened) == 1 and opened[0]["start_step"] == 300.0 and opened[0]["end_step"] == 359.0
+    assert np.isnan(opened[0]["period_steps"])
+
+
+def test_run_ending_at_the_trough_is_open_not_counted() -> None:
+    steps = np.arange(50.0)
+    signal = np.r_[np.linspace(0, 1, 25), np.linspace(1, 0, 25)]  # one focus, dilution to the end
+    rows = cycle_rows(steps, signal)
+    assert [r["status"] for r in rows] == ["open"]
+
+
+def test_monotone_signal_has_no_cycle() -> None:
+    assert cycle_rows(np.arange(20.0), np.linspace(5, 1, 20)) == []

@@ -1,0 +1,31 @@
+"""attnlife.measures: entropy and stable rank against float64 closed forms."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from attnlife.measures import entropy_bits, stable_rank, stable_rank_of_spectrum
+
+
+def test_entropy_closed_forms() -> None:
+    assert float(entropy_bits(torch.full((8,), 1 / 8, dtype=torch.float64))) == pytest.approx(3.0)
+    assert float(entropy_bits(torch.tensor([1.0, 0.0, 0.0]))) == 0.0
+    p = torch.tensor([[0.5, 0.25, 0.25, 0.0]], dtype=torch.float64)
+    assert entropy_bits(p).tolist() == pytest.approx([1.5])
+    assert entropy_bits(p.T, dim=0).tolist() == pytest.approx([1.5])
+
+
+def test_entropy_matches_float64_reference() -> None:
+    p = torch.softmax(torch.randn(5, 7, generator=torch.Generator().manual_seed(0)), -1)
+    ref = [-sum(x * math.log2(x) for x in row) for row in p.double().tolist()]
+    assert entropy_bits(p).tolist() == pytest.approx(ref, rel=1e-5)
+
+
+def test_stable_rank_closed_forms() -> None:
+    assert float(stable_rank(torch.eye(4))) == pytest.approx(4.0)
+    w = torch.diag(torch.tensor([2.0, 1.0, 0.0]))
+    assert float(stable_rank(w)) == pytest.approx((4 + 1) / 4)
+    assert float(stable_rank(torch.outer(torch.arange(1.0, 4.0), torch.ones(5)))) == pytest.approx(1.0)
+    assert stable_rank_of_spectrum(torch.tensor([[4.0, 1.0], [1.0, 1.0]])).tolist() == [1.25, 2.0]

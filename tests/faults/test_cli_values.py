@@ -1,0 +1,100 @@
+"""Non-finite and out-of-range values: one `error:` line, exit 2, nothing written, nothing changed.
+
+Every case goes through the real console entry point (`attnlife.cli.main`); the check runs before
+any output folder is created, so the workspace tree must be identical afterwards.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.faults.conftest import cli, train_args, tree_snapshot
+
+BAD_TRAIN = [  # (arguments, fragment of the error line)
+    (["--lr", "nan"], "train.learning_rate = nan is not a finite number"),
+    (["--lr", "inf"], "train.learning_rate = inf is not a finite number"),
+    (["--lr", "-1e-3"], "train.learning_rate = -0.001 must be > 0"),
+    (["--lr", "0"], "train.learning_rate = 0.0 must be > 0"),
+    (["--set", "train.beta2=2"], "train.beta2 = 2.0 must be in [0, 1)"),
+    (["--set", "train.beta1=-0.1"], "train.beta1 = -0.1 must be in [0, 1)"),
+    (["--set", "train.beta2=1"], "train.beta2 = 1.0 must be in [0, 1)"),
+    (["--set", "model.dropout=1"], "model.dropout = 1.0 must be in [0, 1)"),
+    (["--set", "model.dropout=-0.5"], "model.dropout = -0.5 must be in [0, 1)"),
+    (["--set", "model.dropout=nan"], "model.dropout = nan is not a finite number"),
+    (["--set", "train.weight_decay=-0.1"], "train.weight_decay = -0.1 must be >= 0"),
+    (["--set", "train.min_lr=-inf"], "train.min_lr = -inf is not a finite number"),
+    (["--set", "train.grad_clip=nan"], "train.grad_clip = nan is not a finite number"),
+    (["--batch-size", "0"], "train.batch_size = 0 must be >= 1"),
+    (["--batch-size", "-4"], "train.batch_size = -4 must be >= 1"),
+    (["--max-iters", "-1"], "train.max_iters = -1 must be >= 0"),
+    (["--set", "model.n_layer=0"], "model.n_layer = 0 must be >= 1"),
+    (["--set", "model.n_embd=-16"], "model.n_embd = -16 must be >= 1"),
+    (["--set", "model.block_size=0"], "model.block_size = 0 must be >= 1"),
+    (["--set", "model.n_head=3"], "model.n_embd = 16 is not divisible by model.n_head = 3"),
+    (["--set", "train.gradient_accumulation_steps=0"], "train.gradient_accumulation_steps = 0 must be >= 1"),
+    (["--set", "train.eval_interval=0"], "train.eval_interval = 0 must be >= 1"),
+    (["--set", "train.ckpt_every=-5"], "train.ckpt_every = -5 must be >= 0"),
+    (["--seed", "-1"], "train.seed = -1 must be >= 0"),
+    (["--track-fraction", "0"], "track.batch_fraction = 0.0 must be in (0, 1]"),
+    (["--track-fraction", "1.5"], "track.batch_fraction = 1.5 must be in (0, 1]"),
+    (["--track-every", "0"], "track.every = 0 must be >= 1"),
+    (["--set", "track.span_threshold=nan"], "track.span_threshold = nan is not a finite number"),
+    (["--max-iters", "10", "--steps", "20"], "--steps 20 contradicts --max-iters 10"),
+]
+
+
+@pytest.mark.parametrize("extra,fragment", BAD_TRAIN, ids=[" ".join(a) for a, _ in BAD_TRAIN])
+def test_bad_training_value_is_one_line_and_writes_nothing(tmp_path: Path, fault_data: Path, capsys,
+                                                           extra: list[str], fragment: str) -> None:
+    before = tree_snapshot(tmp_path)
+    result = cli(*train_args(fault_data, tmp_path / "run", 5), *extra, capsys=capsys)
+    assert result.code == 2 and result.out == ""
+    assert result.err.count("\n") == 1 and result.err.startswith("error: "), result.err
+    assert fragment in result.err, result.err
+    assert not (tmp_path / "run").exists()
+    assert tree_snapshot(tmp_path) == before
+
+
+def test_bad_toml_values_and_syntax(tmp_path: Path, fault_data: Path, capsys) -> None:
+    cases = [("[train]\nbeta2 = nan\n", "train.beta2 = nan is not a finite number"),
+             ("[train]\nweight_decay = inf\n", "train.weight_decay = inf is not a finite number"),
+             ("[train\nbeta2 = 0.9\n", "is not valid TOML"),
+             ("[model]\nn_layer = 'two'\n", "model.n_layer = 'two' is not a valid int")]
+    for i, (text, fragment) in enumerate(cases):
+        toml = tmp_path / f"c{i}.toml"
+        toml.write_text(text)
+        before = tree_snapshot(tmp_path)
+        result = cli(*train_args(fault_data, tmp_path / "run", 5), "--config", str(toml), capsys=capsys)
+        assert result.code == 2 and result.err.count("\n") == 1 and fragment in result.err, result.err
+        assert tree_snapshot(tmp_path) == before
+    latin = tmp_path / "latin.toml"
+    latin.write_bytes("# caf\xe9\n".encode("latin-1"))
+    result = cli(*train_args(fault_data, tmp_path / "run", 5), "--config", str(latin), capsys=capsys)
+    assert result.code == 2 and "is not UTF-8 text (byte 5)" in result.err
+
+
+BAD_SAMPLE = [
+    (["--temperature", "nan"], "--temperature nan must be a finite number >= 0 (0 = greedy)"),
+    (["--temperature", "inf"], "--temperature inf must be a finite number >= 0"),
+    (["--temperature", "-0.5"], "--temperature -0.5 must be a finite number >= 0"),
+    (["--top-k", "0"], "--top-k 0 must be >= 1"),
+    (["--top-k", "-3"], "--top-k -3 must be >= 1"),
+    (["--tokens", "0"], "--tokens 0 must be >= 1"),
+]
+
+
+@pytest.mark.parametrize("extra,fragment", BAD_SAMPLE, ids=[" ".join(a) for a, _ in BAD_SAMPLE])
+def test_bad_sampling_value_is_one_line(workspace: Path, capsys, extra: list[str], fragment: str) -> None:
+    before = tree_snapshot(workspace)
+    result = cli("sample", str(workspace / "run"), *extra, capsys=capsys)
+    assert result.code == 2 and result.out == ""
+    assert result.err.count("\n") == 1 and fragment in result.err, result.err
+    assert tree_snapshot(workspace) == before
+
+
+def test_greedy_temperature_zero_still_samples(workspace: Path, capsys) -> None:
+    result = cli("sample", str(workspace / "run"), "--temperature", "0", "--tokens", "5", "--top-k", "1",
+                 capsys=capsys)
+    assert result.code == 0, result.err
+    assert result.out.splitlines()[-1].endswith("tokens/s (5 tokens from step 8, KV cache)")

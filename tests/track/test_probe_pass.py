@@ -1,0 +1,168 @@
+"""`attnlife track`: the post-hoc probe pass over our runs, nanoGPT files and HF revisions."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import attnlife
+from attnlife.cli import app
+from attnlife.model.gpt import GPT, GPTConfig
+from attnlife.model.series import load_series_model, nanogpt_series, run_series
+from attnlife.store.checkpoints import save_checkpoint
+from attnlife.store.run_dir import write_run_json
+from attnlife.track import probe_pass as P
+from attnlife.track.capture import capture_attention
+from tests.spectra.test_sweep import CFG, _save_hf
+
+TYPE_SCORES = {"prev_token_score", "local_score", "sink_score", "self_score", "induction_score"}
+
+
+def _nanogpt_files(tmp_path, iters=(100, 200)):
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(**CFG))
+    paths = []
+    for it in iters:
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(0.05 * torch.randn_like(p))
+        state = {"_orig_mod." + k: v for k, v in model.state_dict().items()}
+        path = tmp_path / f"ckpt_{it}.pt"
+        torch.save({"model": state, "model_args": CFG, "iter_num": it}, path)
+        paths.append(str(path))
+    return paths
+
+
+def _val_bin(tmp_path, vocab=CFG["vocab_size"], n=4000):
+    ids = np.random.default_rng(0).integers(0, vocab, n).astype(np.uint16)
+    path = tmp_path / "val.bin"
+    ids.tofile(path)
+    return path
+
+
+def test_nanogpt_series_cli_writes_type_scores_with_stderr_and_resumes(tmp_path):
+    paths, out = _nanogpt_files(tmp_path), tmp_path / "out"
+    args = ["track", "--nanogpt", *paths, "--out", str(out), "--tokens", str(_val_bin(tmp_path)),
+            "--sequences", "8", "--quiet"]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert "2 measured, 0 already done" in r.output
+    run = attnlife.load_run(out)
+    heads = run.per_head(split="probe")
+    assert set(heads["step"]) == {100, 200}
+    assert TYPE_SCORES | {"entropy_bits", "span_tokens", "sink_mass"} <= set(heads["metric"])
+    assert len(heads[heads.metric == "induction_score"]) == 2 * 2 * 2  # steps x layers x heads
+    assert heads["stderr"].notna().all() and (heads["stderr"] >= 0).all()
+    model = run.model_level(split="probe")
+    assert {"sink_head_share", "induction_loss_drop_nats", "probe_loss_nats"} <= set(model["metric"])
+    share = model[model.metric == "sink_head_share"]["value"]
+    assert share.between(0, 1).all()
+    assert set(run.cross_layer(split="probe")["metric"]) == {"xlayer_jsd", "xlayer_cos"}
+    again = CliRunner().invoke(app, args)
+    assert "0 measured, 2 already done" in again.output
+    changed = CliRunner().invoke(app, args[:-3] + ["--sequences", "4", "--quiet"])  # new options: redo
+    assert "2 measured" in changed.output
+
+
+def test_probe_values_equal_direct_computation_and_parallel_equals_serial(tmp_path):
+    refs = nanogpt_series(_nanogpt_files(tmp_path))
+    options = P.ProbeOptions(sequences=4, seq_len=12, repeat_sequences=3)
+    tokens = np.fromfile(_val_bin(tmp_path), dtype=np.uint16)
+    probe = P.load_or_make_probe_set(tmp_path / "a", tokens, CFG["vocab_size"], CFG["block_size"], options, "t")
+    assert probe["ids"].shape == (4, 12) and probe["repeated"].shape == (3, 12)
+    assert torch.equal(probe["repeated"][:, :6], probe["repeated"][:, 6:])
+    model = load_series_model(refs[1])
+    rows = P.measure_checkpoint(model, probe, options)
+    with torch.no_grad(), capture_attention(model) as cap:
+        cap.forward(probe["ids"])
+    a = cap.patterns["blocks.1.attn.pattern"].double()                     # [4, H, 12, 12]
+    prev = a[:, :, torch.arange(1, 12), torch.arange(11)]                  # [4, H, 11]
+    got = {(r.layer, r.head_index, r.metric): r for r in rows}
+    for h in range(2):
+        per_seq = prev[:, h].mean(-1)
+        assert got[(1, h, "prev_token_score")].value == pytest.approx(float(per_seq.mean()), abs=1e-6)
+        assert got[(1, h, "prev_token_score")].stderr == pytest.approx(float(per_seq.std() / 2), abs=1e-6)
+    P.run_probe_pass(refs, tmp_path / "a", probe, options, progress=False)
+    P.run_probe_pass(refs, tmp_path / "b", probe, options, workers=2, progress=False)
+    key = ["step", "split", "layer", "head_index", "layer_b", "metric"]
+    serial = attnlife.load_run(tmp_path / "a").metrics().sort_values(key).reset_index(drop=True)
+    parallel = attnlife.load_run(tmp_path / "b").metrics().sort_values(key).reset_index(drop=True)
+    assert len(serial) > 0 and serial.equals(parallel)
+
+
+def test_run_dir_uses_its_val_split_and_stores_the_probe_set(tmp_path, prepared):
+    run = tmp_path / "run"
+    torch.manual_seed(0)
+    cfg = dict(CFG, vocab_size=65)
+    model = GPT(GPTConfig(**cfg))
+    write_run_json(run, {"config": {"model": {k: v for k, v in cfg.items() if k != "vocab_size"},
+                                    "data": {"data_dir": str(prepared), "dataset": "shakespeare_char"}}})
+    for step in (0, 4):
+        save_checkpoint(run, step, model.state_dict(), {"step": step})
+    assert [r.step for r in run_series(run)] == [0, 4]
+    r = CliRunner().invoke(app, ["track", str(run), "--sequences", "4", "--quiet"])
+    assert r.exit_code == 0, r.output
+    from safetensors import safe_open
+
+    from attnlife.data import load_prepared
+
+    with safe_open(str(run / "probe" / "probe_set.safetensors"), framework="pt") as h:
+        ids = h.get_tensor("ids")
+        record = json.loads(h.metadata()["record"])
+    val = load_prepared(prepared, "shakespeare_char").splits["val"]
+    assert record["source"] == "shakespeare_char:val" and ids.shape == (4, 16)
+    assert np.array_equal(ids[0].numpy(), np.asarray(val[:16], dtype=np.int64))  # held-out text
+    m = attnlife.load_run(run).per_head(metric="entropy_bits", split="probe")
+    assert set(m["step"]) == {0, 4}
+
+
+def test_hf_revisions_local(tmp_path):
+    local = tmp_path / "pythia"
+    _save_hf(local / "step0", 0)
+    _save_hf(local / "step1000", 1)
+    ids = tmp_path / "ids.npy"
+    np.save(ids, np.random.default_rng(1).integers(0, 13, 500))
+    out = tmp_path / "out"
+    r = CliRunner().invoke(app, ["track", "--hf", str(local), "--revisions", "step0,step1000", "--out", str(out),
+                                 "--tokens", str(ids), "--sequences", "4", "--quiet"])
+    assert r.exit_code == 0, r.output
+    heads = attnlife.load_run(out).per_head(metric="induction_score", split="probe")
+    assert set(heads["step"]) == {0, 1000} and len(heads) == 2 * 2 * 2
+
+
+def test_hf_text_is_tokenized_by_the_model_tokenizer(tmp_path):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    chars = "abcdefghijkl "                                             # 13 ids = the model's vocab
+    tok = Tokenizer(models.WordLevel({c: i for i, c in enumerate(chars)}, unk_token=" "))
+    tok.pre_tokenizer = pre_tokenizers.Split("", "isolated")            # one id per character
+    model_dir = tmp_path / "tiny"
+    _save_hf(model_dir, 0)
+    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token=" ").save_pretrained(model_dir)
+    text = tmp_path / "held_out.txt"
+    text.write_text("".join(chars[i % 13] for i in np.random.default_rng(2).integers(0, 13, 600)))
+    out = tmp_path / "out"
+    r = CliRunner().invoke(app, ["track", "--hf", str(model_dir), "--out", str(out), "--text", str(text),
+                                 "--sequences", "4", "--seq-len", "16", "--quiet"])
+    assert r.exit_code == 0, r.output
+    from safetensors.torch import load_file
+
+    ids = load_file(str(out / "probe" / "probe_set.safetensors"))["ids"]
+    assert "".join(chars[i] for i in ids[0].tolist()) == text.read_text()[:16]
+    assert len(attnlife.load_run(out).per_head(metric="prev_token_score", split="probe")) == 4
+
+
+def test_bad_inputs_are_one_line_errors(tmp_path):
+    from attnlife.cli import main
+
+    paths = _nanogpt_files(tmp_path)
+    for args in (["track", "--nanogpt", *paths, "--out", str(tmp_path / "o")],            # no probe text
+                 ["track", "--nanogpt", *paths, "--out", str(tmp_path / "o"), "--text", "x.txt"],
+                 ["track", str(tmp_path / "missing")]):
+        with pytest.raises(SystemExit) as exc:
+            main(args)
+        assert exc.value.code == 2
