@@ -80,6 +80,8 @@ class TrackConfig:
     at_checkpoints: bool = True  # also track at every checkpoint step (log-spaced early)
     light_every: int = 1         # light tier (fused entropy/distance/sink in-forward); 0 = off
     light_fraction: float = 0.1  # share of the batch the light tier reads, in (0, 1]
+    sample_every: int = 0        # generation quality of checkpoints at multiples of N; 0 = off
+    sample_count: int = 8        # sequences sampled per checkpoint for generation quality
 
 
 @dataclass
@@ -270,6 +272,8 @@ FIELD_HELP: dict[str, str] = {
     "track.at_checkpoints": "also track at every checkpoint step",
     "track.light_every": "light tier (entropy, mean distance, sink from the training forward) every N updates; 0 = off",
     "track.light_fraction": "share of the batch the light tier reads, in (0, 1]",
+    "track.sample_every": "sample checkpoints at multiples of N updates for generation quality (split sample); 0 = off",
+    "track.sample_count": "sequences sampled per checkpoint for generation quality",
 }
 
 # name -> (lowest, lowest allowed?, highest or None, highest allowed?)
@@ -292,6 +296,8 @@ FIELD_RANGES: dict[str, tuple[float, bool, Optional[float], bool]] = {
     "track.query_chunk": (1, True, None, False),
     "track.light_every": (0, True, None, False),
     "track.light_fraction": (0.0, False, 1.0, True),
+    "track.sample_every": (0, True, None, False),
+    "track.sample_count": (1, True, None, False),
 }
 
 

@@ -19,7 +19,8 @@ def default_callbacks(config: RunConfig) -> list[Callback]:
     The tracker reads `config.track` (every, batch_fraction, snapshot_every, span_threshold,
     query_chunk) and logs through the run's own metric writer (handed over in TrainStart). The
     light tier (`track.light_every` > 0, `track.light_fraction`) reads q and k from the training
-    forward itself and logs `light_*` rows through the same writer.
+    forward itself and logs `light_*` rows through the same writer. With `track.sample_every` > 0,
+    checkpoints at multiples of it are sampled for generation quality (split `sample`).
     """
     if not config.track.enabled:
         return []
@@ -30,6 +31,11 @@ def default_callbacks(config: RunConfig) -> list[Callback]:
         from attnlife.track.light_tracker import LightTracker
 
         callbacks.append(LightTracker.from_config(config.track))
+    if config.track.sample_every > 0:
+        from attnlife.integrations.sample_quality import SampleQuality
+
+        callbacks.append(SampleQuality(config.track.sample_every, config.train.max_iters,
+                                       config.track.sample_count, config.train.seed))
     return callbacks
 
 

@@ -23,6 +23,7 @@ def train_command(
     track_every: Optional[int] = typer.Option(None, "--track-every", help="Sets track.every."),
     track_fraction: Optional[float] = typer.Option(None, "--track-fraction", help="Sets track.batch_fraction."),
     track_light_every: Optional[int] = typer.Option(None, "--track-light-every", help="Sets track.light_every (light tier: fused entropy, mean distance, sink from the training forward; 0 = off)."),
+    sample_every: Optional[int] = typer.Option(None, "--sample-every", help="Sets track.sample_every: sample checkpoints at multiples of N updates for generation quality (split sample)."),
     no_track: bool = typer.Option(False, "--no-track", help="Sets track.enabled=false (both tiers)."),
     tensorboard: bool = typer.Option(False, "--tensorboard", help="Also write loss, lr, config and attention to TensorBoard in OUT/tensorboard."),
     wandb: bool = typer.Option(False, "--wandb", help="Also log them to Weights & Biases (offline unless WANDB_MODE=online)."),
@@ -39,7 +40,7 @@ def train_command(
     flags = {"train.max_iters": max_iters, "train.batch_size": batch_size,
              "train.learning_rate": lr, "train.device": device, "train.seed": seed,
              "track.every": track_every, "track.batch_fraction": track_fraction,
-             "track.light_every": track_light_every,
+             "track.light_every": track_light_every, "track.sample_every": sample_every,
              "data.data_dir": data_dir}
     extra = [f"{k}={v}" for k, v in flags.items() if v is not None]
     if no_track:

@@ -38,7 +38,7 @@ function drawCurves() {
   if (c.lr) tr.push({x: c.lr.step, y: c.lr.value, name: 'learning rate', yaxis: 'y2', line: {color: CB[2], dash: 'dot'}});
   if (!tr.length) return missing('plot-curves', 'no loss rows: run `attnlife train`');
   Plotly.newPlot('plot-curves', tr, base('Training and validation loss', {xaxis: {title: {text: 'training step (optimizer updates)'}},
-    yaxis: {title: {text: 'loss (nats / token)'}}, yaxis2: {title: {text: 'learning rate'}, overlaying: 'y', side: 'right', showgrid: false}}), CFG);
+    yaxis: {title: {text: 'loss (nats / token)'}}, yaxis2: {title: {text: 'learning rate'}, overlaying: 'y', side: 'right', showgrid: false, rangemode: 'nonnegative', tickformat: '.1e', automargin: true}}), CFG);
 }
 
 function attentionNames() { return Object.keys(D.stats || {}).filter(k => D.stats[k].source === 'attention'); }

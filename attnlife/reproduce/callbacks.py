@@ -7,12 +7,9 @@
 - `WithoutCrossLayer`: wraps a callback (the tracker) for run 1; its metric writer drops the
   cross-layer rows (`xlayer_*`), which runs 2 and 3 keep. The accumulator still computes them with
   the per-layer rows (they share one capture forward); only what the run stores differs.
-- `SampleQuality`: run 3's tracked generation quality. At each checkpoint on the tracking cadence
-  it samples the checkpoint with the generation-quality sampler (`attnlife.track.sample_quality`,
-  distinct-n and repetition from `attnlife.analysis.generation`) and logs split `sample` rows at
-  that step; where that sampler is absent, `attnlife.train.sampling.sample_run`'s tokens/s alone.
-  Sampling reads the checkpoint from disk with its own seeded generator, so the training random
-  streams, and therefore the losses, are those of runs 0-2.
+- run 3's tracked generation quality is `attnlife.integrations.sample_quality.SampleQuality` at the
+  tracking cadence; it samples checkpoints from disk with its own seeded generator, so the training
+  random streams, and therefore the losses, are those of runs 0-2.
 """
 from __future__ import annotations
 
@@ -25,7 +22,6 @@ from typing import Any, Optional
 from attnlife.events import Callback, CheckpointRecord, TrainEnd, TrainStart
 from attnlife.reproduce.protocol import CROSS_LAYER_PREFIX
 from attnlife.store.atomic import atomic_path
-from attnlife.store.metrics_table import MetricRow
 
 CLOCK_FILE = Path("reproduce") / "train_time.json"
 
@@ -102,43 +98,3 @@ class WithoutCrossLayer:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
-
-
-class SampleQuality(Callback):
-    """Run 3: generation quality at each checkpoint on the cadence, split `sample` (module doc)."""
-
-    def __init__(self, every: int, max_iters: int, n_samples: int, seed: int) -> None:
-        self.every, self.max_iters = int(every), int(max_iters)
-        self.n_samples, self.seed = int(n_samples), int(seed)
-        try:  # import the sampler now, so its import time is not counted as training time
-            import attnlife.analysis.generation  # noqa: F401
-            import attnlife.track.sample_quality  # noqa: F401
-        except ImportError:
-            pass
-        self.writer: Optional[Any] = None
-        self.run_dir: Optional[Path] = None
-        self.rank = 0
-
-    def on_train_start(self, rec: TrainStart) -> None:
-        self.writer, self.run_dir, self.rank = rec.metric_writer, Path(rec.run_dir), rec.rank
-
-    def on_checkpoint(self, rec: CheckpointRecord) -> None:
-        due = rec.step % self.every == 0 or rec.step == self.max_iters
-        if rec.rank != 0 or self.writer is None or not due:
-            return
-        self.writer.log_rows(rec.step, self.rows(Path(rec.path), rec.step), split="sample")
-
-    def rows(self, ckpt: Path, step: int) -> list[MetricRow]:
-        """Generation-quality rows of checkpoint `ckpt` (model level, plus attention per head)."""
-        try:
-            from attnlife.analysis.generation import corpus_quality
-            from attnlife.track.sample_quality import SampleSpec, sample_checkpoint
-        except ImportError:  # no generation-quality sampler in this build: tokens/s only
-            from attnlife.train.sampling import sample_run
-
-            res = sample_run(self.run_dir, tokens=32, seed=self.seed, step=step)
-            return [MetricRow(-1, -1, "sample_tokens_per_s", res.tokens_per_s)]
-        got = sample_checkpoint(ckpt, SampleSpec(n_samples=self.n_samples, seed=self.seed))
-        quality = corpus_quality(got.sequences)
-        quality.update(mean_logprob_nats=got.mean_logprob_nats, sample_tokens_per_s=got.tokens_per_s)
-        return [MetricRow(-1, -1, k, float(v)) for k, v in quality.items()] + list(got.attention)

@@ -24,7 +24,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
-from attnlife.reproduce.callbacks import SampleQuality, TrainClock, WithoutCrossLayer, read_clock
+from attnlife.integrations.sample_quality import SampleQuality
+from attnlife.reproduce.callbacks import TrainClock, WithoutCrossLayer, read_clock
 from attnlife.reproduce.protocol import SCALES, Cell, cell_config
 from attnlife.store.atomic import atomic_path
 
