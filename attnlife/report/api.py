@@ -9,7 +9,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from attnlife.errors import AttnlifeError
 from attnlife.report.data import MissingData, ReportRun
@@ -65,14 +65,27 @@ def draw_figures(runs: list[ReportRun], out_dir: str | os.PathLike, formats: Seq
     return result
 
 
-def draw_study_figures(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLike,
-                       formats: Sequence[str] = ("png",)) -> list[Path]:
-    """The four training-run figure families across runs (seed bands for runs of one config)."""
-    runs = [ReportRun(p) for p in run_dirs]
-    result = draw_figures(runs, out_dir, formats, families=("training",), quiet=True)
-    for line in result.skipped:
-        print(line, file=sys.stderr)
-    return result.figures
+def draw_study_figures(run_dirs: Sequence[str | os.PathLike] | Mapping[str, Sequence[str | os.PathLike]],
+                       out_dir: str | os.PathLike, formats: Sequence[str] = ("png",)) -> list[Path]:
+    """The four training-run figure families across runs, one figure per dataset (files
+    `*_{dataset}.png`): one line per group with a standard-error band over its seeds.
+
+    `run_dirs` is a list (runs of one config are one group) or a mapping label -> run dirs (each
+    label one line, e.g. {"run 0": [...], "run 1": [...]} for protocol runs sharing a config).
+    """
+    labelled = run_dirs.items() if isinstance(run_dirs, Mapping) else [(None, run_dirs)]
+    by_dataset: dict[str, list[ReportRun]] = {}
+    for label, dirs in labelled:
+        for p in dirs:
+            run = ReportRun(p, group=label)
+            by_dataset.setdefault(run.dataset, []).append(run)
+    figures: list[Path] = []
+    for runs in by_dataset.values():
+        result = draw_figures(runs, out_dir, formats, families=("training",), quiet=True)
+        for line in result.skipped:
+            print(line, file=sys.stderr)
+        figures += result.figures
+    return figures
 
 
 def render_report(run_dir: str | os.PathLike, formats: Sequence[str] = ("png",),

@@ -39,9 +39,11 @@ def cube(frame: pd.DataFrame, value: str = "value") -> tuple[np.ndarray, np.ndar
 class ReportRun:
     """Cached read access to one run for the figures (see module docstring)."""
 
-    def __init__(self, path: str | os.PathLike, heads: list[tuple[int, int]] | None = None) -> None:
+    def __init__(self, path: str | os.PathLike, heads: list[tuple[int, int]] | None = None,
+                 group: str | None = None) -> None:
         self.run: Run = load_run(path)
         self.heads = heads  # exemplar heads chosen by the user (`--heads`), else automatic
+        self.group = group  # a caller-given group label (runs sharing it are seeds of one line)
 
     @property
     def root(self) -> Path:

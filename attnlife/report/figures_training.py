@@ -19,13 +19,29 @@ SMOOTH_STEPS = 50
 
 
 def groups(runs: list[ReportRun]) -> list[tuple[str, list[ReportRun]]]:
-    """Runs grouped by configuration (seed ignored), labelled by run name (and seed count)."""
+    """Runs grouped by their caller-given `group` label, else by configuration (seed ignored).
+
+    Groups are labelled by that label; else one group by its dataset, several by their first
+    run's name, or by the parent folder and name where names repeat (seed folders of different
+    studies); groups of more than one run add "(mean +- se, N seeds)".
+    """
     by_key: dict[str, list[ReportRun]] = {}
     for r in runs:
-        by_key.setdefault(r.config_key(), []).append(r)
+        by_key.setdefault(f"group:{r.group}" if r.group else r.config_key(), []).append(r)
+    members_list = list(by_key.values())
+    names = [m[0].name for m in members_list]
     out = []
-    for members in by_key.values():
-        label = members[0].name if len(members) == 1 else f"{members[0].name} (mean +- se, {len(members)} seeds)"
+    for members in members_list:
+        first = members[0]
+        if first.group:
+            base = first.group
+        elif len(members_list) == 1:
+            base = first.dataset
+        elif names.count(first.name) > 1:
+            base = f"{first.root.resolve().parent.name}/{first.name}"
+        else:
+            base = first.name
+        label = base if len(members) == 1 else f"{base} (mean +- se, {len(members)} seeds)"
         out.append((label, members))
     return out
 
@@ -116,7 +132,12 @@ def _layer_means(run: ReportRun, metric: str) -> dict[int, pd.DataFrame]:
 
 @figure("attention_metrics", "training", "attention_metrics_{dataset}", multi_run=True)
 def attention_metrics(runs: list[ReportRun]) -> plt.Figure:
-    """Top: head-mean entropy (bits) per layer; bottom: head-mean effective span (tokens)."""
+    """Top: head-mean entropy (bits) per layer; bottom: head-mean effective span (tokens).
+
+    Runs without attention rows (a protocol's untracked baseline) are left out; the figure is
+    skipped when no run has them.
+    """
+    runs = [r for r in runs if _has_rows(r, ("entropy_bits", "span_tokens"))] or runs[:1]
     fig, axes = plt.subplots(2, 1, figsize=(6.5, 6.2), sharex=True)
     ends = {}
     styles = ("-", "--", ":", "-.")
@@ -139,6 +160,14 @@ def attention_metrics(runs: list[ReportRun]) -> plt.Figure:
     axes[0].set_title(f"Layer-mean attention entropy goes {e0:.2f} -> {e1:.2f} bits, "
                       f"span {s0:.1f} -> {s1:.1f} tokens", fontsize=9.5)
     return fig
+
+
+def _has_rows(run: ReportRun, metrics: tuple[str, ...]) -> bool:
+    """Whether `run` has per-head rows of every metric in `metrics`."""
+    try:
+        return all(len(run.head_rows(m)) > 0 for m in metrics)
+    except MissingData:
+        return False
 
 
 def _cross_layer(run: ReportRun) -> pd.DataFrame:

@@ -99,7 +99,16 @@ def test_study_figures_band_runs_of_one_config(tmp_path):
     grouped = groups([ReportRun(p) for p in runs + [other]])
     assert [len(members) for _, members in grouped] == [2, 1]
     assert grouped[0][0] == "seed0 (mean +- se, 2 seeds)"
-    paths = draw_study_figures(runs, tmp_path / "study")
-    assert sorted(p.name for p in paths) == ["attention_metrics_synthetic.png", "layer_similarity_synthetic.png",
-                                             "train_loss_synthetic.png", "val_loss_synthetic.png"]
+    assert groups([ReportRun(p) for p in runs])[0][0] == "synthetic (mean +- se, 2 seeds)"
+    # another dataset goes to its own figure files, never into the first dataset's figures
+    import json
+
+    third = write_synthetic_run(tmp_path / "text" / "seed0", parts=("metrics",))
+    record = json.loads((third / "run.json").read_text())
+    record["config"]["data"]["dataset"] = "text8"
+    (third / "run.json").write_text(json.dumps(record))
+    paths = draw_study_figures(runs + [third], tmp_path / "study")
+    names = sorted(p.name for p in paths)
+    assert names == sorted(f"{f}_{d}.png" for f in ("attention_metrics", "layer_similarity", "train_loss",
+                                                    "val_loss") for d in ("synthetic", "text8"))
     assert all(pixel_std(p) > 20 for p in paths)

@@ -101,8 +101,8 @@ def test_overhead_and_compare(study):
     over = pd.read_csv(out / "results" / "overhead.csv")
     assert list(over.run) == [1, 2, 3] and set(over.dataset) == {"shakespeare_char"}
     assert np.isfinite(over.overhead_pct).all() and (over.n_seeds == 2).all()
-    for run in (0, 1):  # the study figures (runs 2-3: see the report's layer_similarity)
-        assert (out / f"results/figures/run{run}/val_loss_shakespeare_char.png").stat().st_size > 0
+    for family in ("train_loss", "val_loss", "attention_metrics", "layer_similarity"):
+        assert (out / f"results/figures/{family}_shakespeare_char.png").stat().st_size > 0
     text = (out / "results" / "compare.md").read_text()
     assert "| best val loss | shakespeare_char | 1.47 |" in text and "### What differs: shakespeare_char" in text
     assert "n_layer 2 vs 6" in text and "max_iters 40 vs 5000" in text
