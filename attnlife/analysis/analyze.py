@@ -24,6 +24,7 @@ from attnlife.analysis.generation import corpus_quality
 from attnlife.analysis.integrity import attention_digest, integrity_table, spectra_digests
 from attnlife.analysis.series import attention_split, head_table, layer_series, model_series, val_loss
 from attnlife.analysis.theory_trends import sweep_final_table, sweep_trend
+from attnlife.data.tokenize import decode_ids
 from attnlife.store import analysis_tables as store
 from attnlife.store.run_dir import Run, load_run
 
@@ -66,19 +67,32 @@ def sample_generation_quality(run: Run, excluded: set[int], quiet: bool = True) 
     todo = [(s, p) for s, p in run.checkpoints() if s not in done and s not in excluded]
     if not todo:
         return 0
-    n = 0
+    n, texts = 0, []
+    itos = run.record.get("dataset", {}).get("meta", {}).get("itos")
     with MetricWriter(run.root) as writer:
         for step, path in tqdm(todo, desc="sample checkpoints", disable=quiet, leave=False):
             try:
                 got = sample_checkpoint(path)
             except CheckpointError:
-                return n
+                break
             stats = corpus_quality(got.sequences)
             stats.update(mean_logprob_nats=got.mean_logprob_nats, sample_tokens_per_s=got.tokens_per_s)
             rows = [MetricRow(-1, -1, name, value) for name, value in stats.items()] + list(got.attention)
             writer.log_rows(step, rows, split="sample")
+            if itos:
+                texts.append({"step": int(step), "text": decode_ids(got.sequences[0], itos)})
             n += 1
+    if texts:
+        _append_sample_texts(run, pd.DataFrame(texts))
     return n
+
+
+def _append_sample_texts(run: Run, new: pd.DataFrame) -> None:
+    """Add the first generated sequence of newly sampled checkpoints to analysis table `samples`
+    (step, text); steps sampled before keep their text."""
+    old = store.read_analysis(run.root).get("samples")
+    merged = new if old is None else pd.concat([old[~old.step.isin(new.step)], new])
+    store.write_analysis_table(run.root, "samples", merged.sort_values("step"))
 
 
 def _clean(frame: pd.DataFrame, spectra: pd.DataFrame, excluded: set[int]) -> tuple[pd.DataFrame, pd.DataFrame]:

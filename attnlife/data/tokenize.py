@@ -37,6 +37,14 @@ class Tokenized:
         return "uint8" if self.vocab_size <= 256 else "uint16"
 
 
+def decode_ids(ids: list[int], itos: list) -> str:
+    """Token ids -> text with a dataset's `itos` (meta.json): symbols (str) are joined; byte
+    values (int, tokenizer "byte") are decoded as UTF-8, undecodable bytes replaced by U+FFFD."""
+    if itos and isinstance(itos[0], int):
+        return bytes(int(itos[i]) for i in ids).decode("utf-8", errors="replace")
+    return "".join(str(itos[i]) for i in ids)
+
+
 def tokenize(data: bytes, tokenizer: str, what: str = "source") -> Tokenized:
     """Turn raw source bytes into ids [N] (N = characters, or bytes for "byte")."""
     if tokenizer == "byte":

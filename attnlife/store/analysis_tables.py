@@ -41,6 +41,7 @@ ANALYSIS_COLUMNS: dict[str, list[str]] = {
     "embedding_edges": ["src", "dst", "distance"],
     "integrity": ["step", "digest", "duplicate_of", "nonfinite", "excluded"],
     "claims": ["claim_id", "source", "claim", "measured", "verdict", "reason"],
+    "samples": ["step", "text"],
 }
 
 

@@ -37,6 +37,14 @@ def test_analyze_cli_writes_every_table_and_is_idempotent(run_copy: Path) -> Non
     d1 = sample[sample.metric == "distinct_1"].value
     assert d1.between(0, 1).all() and sample[sample.metric == "mean_logprob_nats"].value.lt(0).all()
     assert set(sample[sample.head_index >= 0].metric) >= {"entropy_bits", "span_tokens"}
+    # the first generated sequence of every checkpoint, decoded with the run's vocabulary
+    from attnlife.track.sample_quality import sample_checkpoint
+
+    texts = run.analysis_table("samples")
+    assert texts.step.tolist() == steps
+    itos = run.record["dataset"]["meta"]["itos"]
+    want = "".join(itos[i] for i in sample_checkpoint(run.checkpoints()[-1][1]).sequences[0])
+    assert texts.text.iloc[-1] == want and len(want) > 0
     # integrity: one row per checkpoint, nothing excluded
     integ = run.analysis_table("integrity")
     assert integ.step.tolist() == steps and not integ.excluded.any()

@@ -154,3 +154,15 @@ def test_full_size_sources(tmp_path: Path):
     with pytest.raises(ChecksumError, match="has the size of the full enwik8 but sha256"):
         prepare_dataset("enwik8", tmp_path / "out", source=tmp_path / "enwik8", quiet=True)
     assert not (tmp_path / "out" / "enwik8").exists()
+
+
+def test_decode_ids_chars_and_bytes() -> None:
+    from attnlife.data.tokenize import decode_ids, tokenize
+
+    text = "To be, or not to be"
+    tok = tokenize(text.encode(), "char")
+    assert decode_ids(tok.ids.tolist(), tok.itos) == text
+    raw = "naïve café".encode()
+    byt = tokenize(raw, "byte")
+    assert decode_ids(byt.ids.tolist(), byt.itos) == "naïve café"
+    assert decode_ids(list(raw[:3]), byt.itos) == "na\ufffd"  # a cut multi-byte character
