@@ -34,7 +34,7 @@ from pathlib import Path  # noqa: E402
 import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_tracking import batches  # noqa: E402
+from bench_tracking import batches, train_copy  # noqa: E402
 
 from attnlife.model.gpt import GPT, GPTConfig  # noqa: E402
 from attnlife.store.metrics_table import read_metrics  # noqa: E402
@@ -46,25 +46,11 @@ BATCH_STEPS = 8   # as `attnlife train` (LightTracker.from_config)
 
 
 def run(model0: GPT, data: list, light: LightTracker | None) -> tuple[float, float, list[float]]:
-    """Train a copy of model0 over `data` (light tier around each forward); (wall s, CPU s, losses)."""
-    model = copy.deepcopy(model0)
-    opt = model.configure_optimizer(0.1, 1e-3, (0.9, 0.99))
-    losses = []
-    t0, c0 = time.perf_counter(), time.process_time()
-    for step, (x, y) in enumerate(data):
-        if light is not None:
-            with light.step(model, step):
-                _, loss = model(x, y)
-        else:
-            _, loss = model(x, y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        losses.append(loss.item())
-    if light is not None:
-        light.compute_pending()                     # the last queued steps count too
-    return time.perf_counter() - t0, time.process_time() - c0, losses
+    """Train a copy of model0 over `data` (light tier around each forward); (wall s, CPU s, losses).
+    The last queued light steps are computed inside the timing."""
+    if light is None:
+        return train_copy(model0, data)
+    return train_copy(model0, data, around_forward=light.step, at_end=light.compute_pending)
 
 
 def full_event_ms(model: GPT, x: torch.Tensor, n: int = 20) -> float:

@@ -13,12 +13,14 @@ the paper cadence (every 500, 10% of the batch) and <= 1.02 at every 10.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import platform
 import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -41,22 +43,38 @@ def batches(n: int, B: int, T: int, seed: int) -> list[tuple[torch.Tensor, torch
     return out
 
 
-def run(model0: GPT, data: list, tracker: Tracker | None) -> tuple[float, list[float]]:
-    """Train a copy of model0 over `data`; return (wall seconds, losses)."""
+def train_copy(model0: GPT, data: list, around_forward: Callable | None = None,
+               after_step: Callable | None = None,
+               at_end: Callable | None = None) -> tuple[float, float, list[float]]:
+    """Train a copy of model0 over `data` (AdamW, clip 1.0); return (wall s, CPU s, losses).
+
+    `around_forward(model, step)` is a context manager around each forward (the light tier),
+    `after_step(step, model, batch)` runs after each update (the full tier), `at_end()` once
+    after the loop, inside the timing.
+    """
     model = copy.deepcopy(model0)
     opt = model.configure_optimizer(0.1, 1e-3, (0.9, 0.99))
     losses = []
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for step, (x, y) in enumerate(data):
-        _, loss = model(x, y)
+        with around_forward(model, step) if around_forward else contextlib.nullcontext():
+            _, loss = model(x, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         losses.append(loss.item())
-        if tracker is not None:
-            tracker.maybe_track(step, model, (x, y))
-    return time.perf_counter() - t0, losses
+        if after_step is not None:
+            after_step(step, model, (x, y))
+    if at_end is not None:
+        at_end()
+    return time.perf_counter() - t0, time.process_time() - c0, losses
+
+
+def run(model0: GPT, data: list, tracker: Tracker | None) -> tuple[float, list[float]]:
+    """Train a copy of model0 over `data`, tracking after each update; (wall seconds, losses)."""
+    wall, _, losses = train_copy(model0, data, after_step=tracker.maybe_track if tracker else None)
+    return wall, losses
 
 
 def event_ms(model: GPT, x: torch.Tensor, fraction: float, n: int = 20) -> float:
