@@ -18,77 +18,108 @@ except ModuleNotFoundError:  # Python 3.10: `tomli` (a dependency there) is the 
     import tomli as tomllib
 
 
+# A field's help text and allowed range live in its metadata (`_field`): --help, `--set` checks and
+# `field_reference` read them from there. range = (lowest, lowest allowed?, highest or None,
+# highest allowed?).
+Range = tuple[float, bool, Optional[float], bool]
+AT_LEAST_1: Range = (1, True, None, False)
+AT_LEAST_0: Range = (0, True, None, False)
+UNIT_OPEN: Range = (0.0, True, 1.0, False)        # [0, 1)
+FRACTION: Range = (0.0, False, 1.0, True)         # (0, 1]
+
+
+def _field(default: Any, help: str, range: Optional[Range] = None) -> Any:  # noqa: A002
+    """A dataclass field with its help text and allowed range in `metadata`."""
+    return field(default=default, metadata={"help": help, "range": range})
+
+
 @dataclass
 class ModelConfig:
-    """GPT shape (vocab_size comes from the dataset's meta.json)."""
+    """The GPT shape: n_layer blocks of n_head heads over n_embd dims, context block_size tokens.
 
-    n_layer: int = 4
-    n_head: int = 4
-    n_embd: int = 128
-    block_size: int = 64
-    dropout: float = 0.0
-    bias: bool = True
+    The one model-shape dataclass: `attnlife.model.gpt.GPTConfig` extends it with the vocabulary
+    size (which comes from the dataset's meta.json).
+    """
+
+    n_layer: int = _field(4, "transformer blocks (L)", AT_LEAST_1)
+    n_head: int = _field(4, "attention heads per block (H); must divide n_embd", AT_LEAST_1)
+    n_embd: int = _field(128, "residual-stream width (D)", AT_LEAST_1)
+    block_size: int = _field(64, "context length in tokens (T)", AT_LEAST_1)
+    dropout: float = _field(0.0, "dropout probability, in [0, 1)", UNIT_OPEN)
+    bias: bool = _field(True, "biases in Linear and LayerNorm layers (nanoGPT's train.py: false)")
+
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
 @dataclass
 class DataConfig:
     """Which prepared dataset to train on: DATA_DIR/<dataset>/{train,val}.bin + meta.json."""
 
-    dataset: str = "shakespeare_char"
-    data_dir: str = "data"
+    dataset: str = _field("shakespeare_char", "prepared dataset name (DATA_DIR/<dataset>/)")
+    data_dir: str = _field("data", "folder `attnlife prepare --out` wrote")
 
 
 @dataclass
 class TrainConfig:
     """Optimisation, evaluation and checkpoint cadence. Learning rates are per step."""
 
-    batch_size: int = 12
-    max_iters: int = 2000
-    learning_rate: float = 1e-3
-    min_lr: float = 1e-4
-    warmup_iters: int = 100
-    lr_decay_iters: int = 2000
-    weight_decay: float = 0.1
-    beta1: float = 0.9
-    beta2: float = 0.99
-    grad_clip: float = 1.0
-    gradient_accumulation_steps: int = 1
-    eval_interval: int = 250
-    eval_iters: int = 20
-    log_interval: int = 10
-    ckpt_log_max: int = 512      # log-spaced checkpoints 0, 1, 2, 4, ... up to this step
-    ckpt_every: int = 250        # then every N steps (and always the last step)
-    ckpt_keep: int = 0           # keep at most N checkpoints (0 = all); log-spaced ones thin first
-    seed: int = 1337
-    device: str = "auto"         # auto | cpu | cuda | cuda:N | mps
-    dtype: str = "auto"          # auto (bf16 autocast where supported) | float32 | bfloat16 | float16
-    compile: bool = False
-    loss_spike_factor: float = 0.0  # stop when loss > factor x its running mean (0 = only non-finite)
+    batch_size: int = _field(12, "sequences per micro-batch", AT_LEAST_1)
+    max_iters: int = _field(2000, "optimizer updates in total (the step budget; also --max-iters)", AT_LEAST_0)
+    learning_rate: float = _field(1e-3, "peak learning rate after warm-up (also --lr)", (0.0, False, None, False))
+    min_lr: float = _field(1e-4, "learning rate at and after lr_decay_iters", AT_LEAST_0)
+    warmup_iters: int = _field(100, "updates of linear warm-up", AT_LEAST_0)
+    lr_decay_iters: int = _field(2000, "update at which the cosine decay reaches min_lr", AT_LEAST_0)
+    weight_decay: float = _field(0.1, "AdamW weight decay on matrices, >= 0", AT_LEAST_0)
+    beta1: float = _field(0.9, "AdamW beta1, in [0, 1)", UNIT_OPEN)
+    beta2: float = _field(0.99, "AdamW beta2, in [0, 1)", UNIT_OPEN)
+    grad_clip: float = _field(1.0, "gradient-norm clip (0 = off)", AT_LEAST_0)
+    gradient_accumulation_steps: int = _field(1, "micro-batches per update", AT_LEAST_1)
+    eval_interval: int = _field(250, "evaluate every N updates (and at the end)", AT_LEAST_1)
+    eval_iters: int = _field(20, "batches per evaluation and split", AT_LEAST_1)
+    log_interval: int = _field(10, "progress-bar refresh every N updates", AT_LEAST_1)
+    ckpt_log_max: int = _field(512, "log-spaced checkpoints 0, 1, 2, 4, ... up to this step", AT_LEAST_0)
+    ckpt_every: int = _field(250, "then a checkpoint every N updates (and the last step)", AT_LEAST_0)
+    ckpt_keep: int = _field(0, "keep at most N checkpoints (0 = all)", AT_LEAST_0)
+    seed: int = _field(1337, "random seed, >= 0", AT_LEAST_0)
+    device: str = _field("auto", "auto | cpu | cuda | cuda:N | mps")
+    dtype: str = _field("auto", "auto | float32 | bfloat16 | float16")
+    compile: bool = _field(False, "torch.compile the model")
+    loss_spike_factor: float = _field(0.0, "stop when the loss exceeds this multiple of its running mean "
+                                           "(0 = stop only on NaN/inf)", AT_LEAST_0)
 
 
 @dataclass
 class TrackConfig:
     """Attention tracking cadence (read by the tracker; the trainer ignores it)."""
 
-    enabled: bool = True
-    every: int = 500
-    batch_fraction: float = 0.1
-    snapshot_every: int = 0      # 0 = snapshot at tracked steps that are checkpoints
-    span_threshold: float = 0.01
-    query_chunk: int = 256
-    min_sequences: int = 8       # probe at least this many sequences (standard errors need n > 1)
-    at_checkpoints: bool = True  # also track at every checkpoint step (log-spaced early)
-    light_every: int = 1         # light tier (fused entropy/distance/sink in-forward); 0 = off
-    light_fraction: float = 0.1  # share of the batch the light tier reads, in (0, 1]
-    sample_every: int = 0        # generation quality of checkpoints at multiples of N; 0 = off
-    sample_count: int = 8        # sequences sampled per checkpoint for generation quality
+    enabled: bool = _field(True, "track attention during training (--no-track disables)")
+    every: int = _field(500, "track every N updates", AT_LEAST_1)
+    batch_fraction: float = _field(0.1, "share of the batch the tracker reads, in (0, 1]", FRACTION)
+    snapshot_every: int = _field(0, "attention snapshots every N updates (0 = at tracked checkpoints)",
+                                 AT_LEAST_0)
+    span_threshold: float = _field(0.01, "attention weight above which a key counts for the span, in [0, 1)",
+                                   UNIT_OPEN)
+    query_chunk: int = _field(256, "query rows per probability chunk", AT_LEAST_1)
+    min_sequences: int = _field(8, "probe at least this many sequences (standard errors need n > 1)")
+    at_checkpoints: bool = _field(True, "also track at every checkpoint step")
+    light_every: int = _field(1, "light tier (entropy, mean distance, sink from the training forward) every "
+                                 "N updates; 0 = off", AT_LEAST_0)
+    light_fraction: float = _field(0.1, "share of the batch the light tier reads, in (0, 1]", FRACTION)
+    sample_every: int = _field(0, "sample checkpoints at multiples of N updates for generation quality "
+                                  "(split sample); 0 = off", AT_LEAST_0)
+    sample_count: int = _field(8, "sequences sampled per checkpoint for generation quality", AT_LEAST_1)
 
 
 @dataclass
 class RunConfig:
     """Everything a training run needs; stored in run.json under `config`."""
 
-    out_dir: str = "runs/demo"
+    out_dir: str = _field("runs/demo", "run directory to create or resume")
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -230,75 +261,17 @@ def _coerce(value: Any, f: dataclasses.Field, origin: str) -> Any:
 
 
 # ---------------------------------------------------------------- help, ranges, TOML output
-FIELD_HELP: dict[str, str] = {
-    "out_dir": "run directory to create or resume",
-    "model.n_layer": "transformer blocks (L)",
-    "model.n_head": "attention heads per block (H); must divide n_embd",
-    "model.n_embd": "residual-stream width (D)",
-    "model.block_size": "context length in tokens (T)",
-    "model.dropout": "dropout probability, in [0, 1)",
-    "model.bias": "biases in Linear and LayerNorm layers (nanoGPT's train.py: false)",
-    "data.dataset": "prepared dataset name (DATA_DIR/<dataset>/)",
-    "data.data_dir": "folder `attnlife prepare --out` wrote",
-    "train.batch_size": "sequences per micro-batch",
-    "train.max_iters": "optimizer updates in total (the step budget; also --max-iters)",
-    "train.learning_rate": "peak learning rate after warm-up (also --lr)",
-    "train.min_lr": "learning rate at and after lr_decay_iters",
-    "train.warmup_iters": "updates of linear warm-up",
-    "train.lr_decay_iters": "update at which the cosine decay reaches min_lr",
-    "train.weight_decay": "AdamW weight decay on matrices, >= 0",
-    "train.beta1": "AdamW beta1, in [0, 1)",
-    "train.beta2": "AdamW beta2, in [0, 1)",
-    "train.grad_clip": "gradient-norm clip (0 = off)",
-    "train.gradient_accumulation_steps": "micro-batches per update",
-    "train.eval_interval": "evaluate every N updates (and at the end)",
-    "train.eval_iters": "batches per evaluation and split",
-    "train.log_interval": "progress-bar refresh every N updates",
-    "train.ckpt_log_max": "log-spaced checkpoints 0, 1, 2, 4, ... up to this step",
-    "train.ckpt_every": "then a checkpoint every N updates (and the last step)",
-    "train.ckpt_keep": "keep at most N checkpoints (0 = all)",
-    "train.seed": "random seed, >= 0",
-    "train.device": "auto | cpu | cuda | cuda:N | mps",
-    "train.dtype": "auto | float32 | bfloat16 | float16",
-    "train.compile": "torch.compile the model",
-    "train.loss_spike_factor": "stop when the loss exceeds this multiple of its running mean (0 = stop only on NaN/inf)",
-    "track.enabled": "track attention during training (--no-track disables)",
-    "track.every": "track every N updates",
-    "track.batch_fraction": "share of the batch the tracker reads, in (0, 1]",
-    "track.snapshot_every": "attention snapshots every N updates (0 = at tracked checkpoints)",
-    "track.span_threshold": "attention weight above which a key counts for the span, in [0, 1)",
-    "track.query_chunk": "query rows per probability chunk",
-    "track.min_sequences": "probe at least this many sequences (standard errors need n > 1)",
-    "track.at_checkpoints": "also track at every checkpoint step",
-    "track.light_every": "light tier (entropy, mean distance, sink from the training forward) every N updates; 0 = off",
-    "track.light_fraction": "share of the batch the light tier reads, in (0, 1]",
-    "track.sample_every": "sample checkpoints at multiples of N updates for generation quality (split sample); 0 = off",
-    "track.sample_count": "sequences sampled per checkpoint for generation quality",
-}
+def _field_metadata(key: str) -> dict[str, Any]:
+    """"section.key" -> that field's metadata value `key` (help or range), read from the dataclasses."""
+    out = {"out_dir": RunConfig.__dataclass_fields__["out_dir"].metadata[key]}
+    for section in SECTIONS:
+        for f in fields(RunConfig.__dataclass_fields__[section].default_factory):
+            out[f"{section}.{f.name}"] = f.metadata.get(key)
+    return {name: value for name, value in out.items() if value is not None}
 
-# name -> (lowest, lowest allowed?, highest or None, highest allowed?)
-FIELD_RANGES: dict[str, tuple[float, bool, Optional[float], bool]] = {
-    **{f"model.{k}": (1, True, None, False) for k in ("n_layer", "n_head", "n_embd", "block_size")},
-    "model.dropout": (0.0, True, 1.0, False),
-    **{f"train.{k}": (1, True, None, False) for k in ("batch_size", "eval_interval", "eval_iters",
-                                                      "log_interval", "gradient_accumulation_steps")},
-    **{f"train.{k}": (0, True, None, False) for k in ("max_iters", "warmup_iters", "lr_decay_iters",
-                                                      "ckpt_log_max", "ckpt_every", "ckpt_keep", "seed",
-                                                      "min_lr", "weight_decay", "grad_clip")},
-    "train.learning_rate": (0.0, False, None, False),
-    "train.beta1": (0.0, True, 1.0, False),
-    "train.beta2": (0.0, True, 1.0, False),
-    "train.loss_spike_factor": (0.0, True, None, False),
-    "track.every": (1, True, None, False),
-    "track.batch_fraction": (0.0, False, 1.0, True),
-    "track.snapshot_every": (0, True, None, False),
-    "track.span_threshold": (0.0, True, 1.0, False),
-    "track.query_chunk": (1, True, None, False),
-    "track.light_every": (0, True, None, False),
-    "track.light_fraction": (0.0, False, 1.0, True),
-    "track.sample_every": (0, True, None, False),
-    "track.sample_count": (1, True, None, False),
-}
+
+FIELD_HELP: dict[str, str] = _field_metadata("help")            # name -> help text
+FIELD_RANGES: dict[str, Range] = _field_metadata("range")       # name -> allowed range
 
 
 def iter_fields(config: RunConfig) -> Iterable[tuple[str, Any]]:

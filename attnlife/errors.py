@@ -21,6 +21,16 @@ class ConfigError(AttnlifeError):
     """A configuration value or override is invalid."""
 
 
+class TheoryConfigError(ConfigError):
+    """A theory-experiment setting (`attnlife theory ...`) is out of range."""
+
+
+class UnknownMetricError(ConfigError, KeyError):
+    """An attention metric name that is not in the metric registry (a KeyError too, for lookups)."""
+
+    __str__ = Exception.__str__  # the message as written, not KeyError's quoted repr
+
+
 class RunDirError(AttnlifeError):
     """A run directory is missing, incomplete or not an attnlife run."""
 

@@ -1,4 +1,5 @@
-"""The two quantities every part of attnlife measures: Shannon entropy in bits and stable rank.
+"""The two quantities every part of attnlife measures, Shannon entropy in bits and stable rank,
+and the one log-spaced step grid its loggers sample.
 
 One pure module (torch only) at the bottom layer, imported by track (attention entropy), theory
 (distinct-token and focus entropies, stable ranks of weights) and spectra (spectral entropy and
@@ -7,6 +8,8 @@ stable rank of W_QK), so each definition exists once.
   entropy_bits(p)            H = -sum_k p_k log2 p_k along `dim`, 0 log 0 = 0        (bits)
   stable_rank_of_spectrum(l) sum_k l_k / max_k l_k for l_k = sigma_k^2 >= 0           (>= 1)
   stable_rank(W)             ||W||_F^2 / ||W||_2^2 = stable_rank_of_spectrum(sigma^2)  (in [1, rank W])
+  log_spaced_steps(N, P)     about P steps in [0, N] evenly spaced in log(1 + step)     (steps)
+  log_spaced_steps(N)        the doubling grid 0, 1, 2, 4, ..., 2^k <= N               (steps)
 """
 from __future__ import annotations
 
@@ -37,3 +40,16 @@ def stable_rank(weight: torch.Tensor) -> torch.Tensor:
     """||W||_F^2 / ||W||_2^2 of a matrix [M, N] (float64 SVD) -> scalar tensor."""
     sigma = torch.linalg.svdvals(weight.detach().to(torch.float64))
     return stable_rank_of_spectrum(sigma**2)
+
+
+def log_spaced_steps(n_steps: int, n_points: int | None = None) -> list[int]:
+    """Steps in [0, n_steps], ascending, spaced evenly in log(1 + step).
+
+    With `n_points`: round(10^(k log10(n_steps + 1) / (n_points - 1))) - 1 for k = 0..n_points-1,
+    deduplicated, with 0 and n_steps always included (about n_points distinct steps). Without:
+    the doubling grid 0, 1, 2, 4, ..., 2^k <= n_steps (the early part of a checkpoint series).
+    """
+    if n_points is None:
+        return [0] + [2 ** k for k in range(max(int(n_steps), 1).bit_length()) if 2 ** k <= n_steps]
+    grid = torch.logspace(0, math.log10(n_steps + 1), n_points, dtype=torch.float64) - 1
+    return sorted({int(round(s)) for s in grid.tolist()} | {0, n_steps})

@@ -107,7 +107,7 @@ def _context(run: Run, frame: pd.DataFrame, spectra: pd.DataFrame, split: str | 
         layers = {int(layer): layer_series(frame, split, int(layer))
                   for layer in sorted(head_table(frame, split).layer.unique())}
     record = run.record
-    trend = sweep_trend(sweep_final_table(run.root)) if record.get("kind") == "theory-scan-snap-sweep" else []
+    trend = sweep_trend(sweep_final_table(run.sweep())) if record.get("kind") == "theory-scan-snap-sweep" else []
     model = model_series(frame, split) if split is not None else pd.DataFrame()
     return ClaimContext(metrics=frame, split=split, model=model, layers=layers, val_loss=val_loss(frame),
                         spectra=spectra, record=record, phases=phases, cycles=cycles, sweep_trend=trend)

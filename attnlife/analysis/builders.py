@@ -53,9 +53,11 @@ def phases_table(frame: pd.DataFrame, split: str | None, min_size: int = 3) -> t
 
 
 def type_split(frame: pd.DataFrame) -> str | None:
-    """`probe` when it holds type scores, else `train` when it does, else None."""
+    """`probe` when it holds type scores, else `train` when it does, else None (sink_mass, an
+    attention metric every tracked split has, does not count)."""
+    scores = [m for m in TYPE_SCORES if m != "sink_mass"]
     for split in ("probe", "train"):
-        if frame[(frame.split == split) & frame.metric.isin(list(TYPE_SCORES))].size:
+        if frame[(frame.split == split) & frame.metric.isin(scores)].size:
             return split
     return None
 

@@ -2,7 +2,7 @@
 
 Type scores (contract names, measured per head per checkpoint by the probe pass or the tracker):
 `prev_token_score` (mean a_{i,i-1}), `local_score` (mass within 3 tokens back incl. self),
-`sink_score` (mean a_{i,0}, i >= 1), `self_score` (mean a_{i,i}), `induction_score`.
+`sink_mass` (mean a_{i,0}, i >= 1: the attention metric), `self_score` (mean a_{i,i}), `induction_score`.
 
 - Label at a step: among the types whose score reaches its threshold, the one with the largest
   score / threshold; "mixed" when none does (score column: that type's score, or the largest
@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-TYPE_SCORES = {"prev_token_score": "previous_token", "local_score": "local", "sink_score": "sink",
+TYPE_SCORES = {"prev_token_score": "previous_token", "local_score": "local", "sink_mass": "sink",
                "self_score": "self", "induction_score": "induction"}
 THRESHOLDS = {"previous_token": 0.4, "local": 0.7, "sink": 0.3, "self": 0.4, "induction": 0.3}
 

@@ -8,8 +8,6 @@
 """
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
@@ -68,35 +66,14 @@ def markov_cycles(frame: pd.DataFrame, rel_prominence: float = 0.2,
     return summary, cycles
 
 
-def sweep_final_table(run_dir: str | os.PathLike, name: str = "entropy_distinct_bits") -> pd.DataFrame:
+def sweep_final_table(grid: pd.DataFrame, name: str = "entropy_distinct_bits") -> pd.DataFrame:
     """Final-step mean and standard error over seeds (std ddof 1 / sqrt(S)) per (m, k, eta_z, ratio)
-    of a scan-and-snap sweep: columns m, k, eta_z, ratio, mean, se. Reads the sweep table
-    (parameters as columns, RUN/sweep/); runs written before it existed fall back to the metric
-    names (`parse_sweep_metric`)."""
-    from attnlife.store.run_dir import load_run
-    from attnlife.store.sweep_table import read_sweep
-
+    of a scan-and-snap sweep table (`Run.sweep()`: parameters as columns): columns m, k, eta_z,
+    ratio, mean, se (empty when the table is)."""
     cols = ["m", "k", "eta_z", "ratio", "mean", "se"]
-    grid = read_sweep(run_dir)
     if grid.empty:
-        return _final_from_metric_names(load_run(run_dir).metrics(), name)
+        return pd.DataFrame(columns=cols)
     last = grid[(grid.name == name) & (grid.step == grid.step.max())]
     out = last.groupby(["m", "k", "eta_z", "ratio"]).value.agg(
         mean="mean", se=lambda v: v.std(ddof=1) / np.sqrt(len(v))).reset_index()
     return out[cols].sort_values(["eta_z", "m", "ratio"]).reset_index(drop=True)
-
-
-def _final_from_metric_names(frame: pd.DataFrame, name: str) -> pd.DataFrame:
-    """Legacy sweep runs: mean/se rows whose parameters live in the metric names."""
-    from attnlife.theory.scan_snap_runs import parse_sweep_metric
-
-    frame = frame[frame.step == frame.step.max()]
-    rows: dict[tuple, dict] = {}
-    for metric, value in zip(frame.metric, frame.value):
-        info = parse_sweep_metric(metric)
-        if info is None or info["name"] != name or info["which"] not in ("mean", "se"):
-            continue
-        key = (info["m"], info["k"], info["eta_z"], info["ratio"])
-        rows.setdefault(key, dict(zip(("m", "k", "eta_z", "ratio"), key)))[info["which"]] = value
-    cols = ["m", "k", "eta_z", "ratio", "mean", "se"]
-    return pd.DataFrame(list(rows.values()), columns=cols).sort_values(["eta_z", "m", "ratio"]).reset_index(drop=True)

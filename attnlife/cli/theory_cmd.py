@@ -15,7 +15,7 @@ theory_app = typer.Typer(help="Reproduce one-layer attention theory (scan and sn
 
 
 def _parse_mk(values: list[str]) -> list[tuple[int, int]]:
-    from attnlife.theory.scan_snap_runs import TheoryConfigError
+    from attnlife.errors import TheoryConfigError
 
     pairs = []
     for v in values:
@@ -85,7 +85,7 @@ def scan_snap(
 def _set_threads(threads: int) -> None:
     import torch
 
-    from attnlife.theory.scan_snap_runs import TheoryConfigError
+    from attnlife.errors import TheoryConfigError
 
     if threads < 1:
         raise TheoryConfigError("--threads must be >= 1")

@@ -19,12 +19,14 @@ as usual (the light tracking tier reads them; nothing in the forward changes).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from attnlife.config import ModelConfig
 
 # sink(layer_index, first_query_row, probs) with probs [B, H, t, T_keys]
 PatternSink = Callable[[int, int, torch.Tensor], None]
@@ -33,27 +35,15 @@ QKSink = Callable[[int, torch.Tensor, torch.Tensor], None]
 
 
 @dataclass
-class GPTConfig:
-    """Model shape: n_layer blocks of n_head heads over n_embd dims, context block_size tokens."""
+class GPTConfig(ModelConfig):
+    """The model shape (`attnlife.config.ModelConfig`: n_layer, n_head, n_embd, block_size,
+    dropout, bias) plus the vocabulary size, which comes from the dataset."""
 
-    block_size: int = 64
     vocab_size: int = 65
-    n_layer: int = 4
-    n_head: int = 4
-    n_embd: int = 128
-    dropout: float = 0.0
-    bias: bool = True
 
     def __post_init__(self) -> None:
         if self.n_embd % self.n_head != 0:
             raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
-
-    @property
-    def head_dim(self) -> int:
-        return self.n_embd // self.n_head
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class LayerNorm(nn.Module):

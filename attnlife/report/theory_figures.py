@@ -23,6 +23,7 @@ import pandas as pd
 
 from attnlife.report.data import MissingData, ReportRun
 from attnlife.report.registry import FIGURES, figure
+from attnlife.store.run_dir import load_run
 from attnlife.report.style import ACCENT, house_style, no_offset, save_figure, step_axis
 
 STEP_LABEL = "SGD step"
@@ -86,7 +87,7 @@ def sweep_table(run_dir: str | os.PathLike, name: str = "entropy_distinct_bits")
     """Final-step mean and se per (M, K, eta_z, ratio) of a sweep run: columns m k eta_z ratio mean se."""
     from attnlife.analysis.theory_trends import sweep_final_table
 
-    return sweep_final_table(run_dir, name)
+    return sweep_final_table(load_run(run_dir).sweep(), name)
 
 
 @figure("sweep_entropy", "theory", kinds=("theory-scan-snap-sweep",))

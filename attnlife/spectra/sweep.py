@@ -78,7 +78,7 @@ def read_meetings(out_dir: str | os.PathLike) -> pd.DataFrame:
     files = sorted(d.glob("*.parquet")) if d.is_dir() else []
     if not files:
         return pd.DataFrame({c: [] for c in MEETING_COLUMNS})
-    frames = [pd.read_parquet(f).rename(columns={"head": "head_index"}) for f in files]
+    frames = [pd.read_parquet(f) for f in files]
     return pd.concat(frames, ignore_index=True)
 
 

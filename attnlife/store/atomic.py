@@ -18,15 +18,12 @@ import re
 import secrets
 import shutil
 import socket
-import time
 from pathlib import Path
 from typing import Iterator, Optional
 
 from attnlife.errors import StorageError
 
 TEMP_PREFIX = ".tmp-"
-LEGACY_STALE_SECONDS = 24 * 3600  # identity-less temp entries (attnlife <= 0.1) older than this
-_LEGACY_NAME = re.compile(r"^\.tmp-.+\.([a-z0-9_]{8}|old)$")  # tempfile.mkstemp names, `.old`
 _STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM,
                    errno.ENAMETOOLONG, errno.EFBIG, errno.ENOTDIR, errno.EISDIR, errno.EEXIST}
 _STORAGE_WORDS = ("No space left", "Disk quota", "Read-only file system", "Permission denied",
@@ -66,7 +63,7 @@ def temp_name(final_name: str, suffix: str = "") -> str:
 
 
 def temp_owner(name: str) -> Optional[tuple[str, int]]:
-    """(host, pid) of a temp entry named by `temp_name`, or None for a legacy / foreign name."""
+    """(host, pid) of a temp entry named by `temp_name`, or None for a foreign name."""
     if not name.startswith(TEMP_PREFIX):
         return None
     parts = name[len(TEMP_PREFIX):].rsplit("~", 3)
@@ -75,18 +72,11 @@ def temp_owner(name: str) -> Optional[tuple[str, int]]:
     return parts[1], int(parts[2])
 
 
-def is_stale_temp(path: Path, now: Optional[float] = None) -> bool:
-    """True for a temp entry whose writer is gone: same host and pid dead, or (legacy names
-    without identity) untouched for `LEGACY_STALE_SECONDS`."""
+def is_stale_temp(path: Path) -> bool:
+    """True for a temp entry whose writer is gone: same host and pid no longer running."""
     owner = temp_owner(path.name)
     if owner is None:
-        if not _LEGACY_NAME.match(path.name):
-            return False
-        try:
-            age = (now or time.time()) - path.lstat().st_mtime
-        except OSError:
-            return False
-        return age > LEGACY_STALE_SECONDS
+        return False
     host, pid = owner
     return host == host_name() and pid != os.getpid() and not pid_alive(pid)
 
@@ -194,10 +184,9 @@ def clean_temp_files(directory: str | os.PathLike, final_name: Optional[str] = N
     if not d.is_dir():
         return 0
     n = 0
-    now = time.time()
-    pattern = TEMP_PREFIX + (glob.escape(final_name) + "[~.]" if final_name else "") + "*"
+    pattern = TEMP_PREFIX + (glob.escape(final_name) + "~" if final_name else "") + "*"
     for p in d.glob(pattern):
-        if not is_stale_temp(p, now):
+        if not is_stale_temp(p):
             continue
         with contextlib.suppress(OSError):
             if p.is_dir() and not p.is_symlink():

@@ -4,9 +4,8 @@ Each checkpoint directory is written to a temp directory and renamed into place 
 listed checkpoint is always complete. Tied weights (`lm_head.weight` == `transformer.wte.weight`)
 are stored once. The optional trainer state (optimizer and RNG state for exact resume) is stored
 without pickle: `trainer_state.json` (the tree) + `trainer_state.safetensors` (its tensors), see
-`attnlife.store.safe_state`. Run directories of attnlife 0.1 hold `trainer_state.pt`; it is read
-with `torch.load(weights_only=True)` and only numpy's RNG-state classes allow-listed, so a
-crafted file cannot run code. Damaged files raise a one-line CheckpointError.
+`attnlife.store.safe_state`, so no file a checkpoint holds can run code when read. Damaged files
+raise a one-line CheckpointError.
 """
 from __future__ import annotations
 
@@ -27,8 +26,7 @@ MODEL_FILE = "model.safetensors"
 META_FILE = "meta.json"
 TRAINER_STATE_FILE = "trainer_state.json"
 TRAINER_TENSORS_FILE = "trainer_state.safetensors"
-LEGACY_TRAINER_STATE_FILE = "trainer_state.pt"
-TRAINER_STATE_FILES = (TRAINER_STATE_FILE, TRAINER_TENSORS_FILE, LEGACY_TRAINER_STATE_FILE)
+TRAINER_STATE_FILES = (TRAINER_STATE_FILE, TRAINER_TENSORS_FILE)
 TIED_KEYS = {"lm_head.weight": "transformer.wte.weight"}
 
 
@@ -86,8 +84,8 @@ def load_meta(checkpoint_dir: str | os.PathLike) -> dict:
 def load_trainer_state(checkpoint_dir: str | os.PathLike) -> Optional[dict]:
     """The trainer state of a checkpoint, or None if it was saved without one.
 
-    Reads `trainer_state.json` + `.safetensors`, else a legacy `trainer_state.pt` without
-    unpickling code; CheckpointError when the files are damaged or unsafe.
+    Reads `trainer_state.json` + `.safetensors` (no unpickling); CheckpointError when they are
+    damaged.
     """
     folder = Path(checkpoint_dir)
     tree_path = folder / TRAINER_STATE_FILE
@@ -104,40 +102,7 @@ def load_trainer_state(checkpoint_dir: str | os.PathLike) -> Optional[dict]:
         if not isinstance(state, dict):
             raise CheckpointError(f"{tree_path} does not hold a trainer state; it is damaged")
         return state
-    legacy = folder / LEGACY_TRAINER_STATE_FILE
-    return _load_legacy_state(legacy) if legacy.is_file() else None
-
-
-def _legacy_allowed_globals() -> list[Any]:
-    """numpy's RNG-state pieces (ndarray reconstruction, dtypes): no callables that act."""
-    import numpy as np
-
-    try:
-        from numpy._core.multiarray import _reconstruct
-    except ImportError:  # numpy < 2
-        from numpy.core.multiarray import _reconstruct  # type: ignore[no-redef]
-    dtypes = [type(np.dtype(t)) for t in ("uint8", "uint32", "int64", "float64", "uint64")]
-    return [_reconstruct, np.ndarray, np.dtype, *dtypes]
-
-
-def _load_legacy_state(path: Path) -> dict:
-    """A `trainer_state.pt` of attnlife 0.1 loaded with weights_only=True (never executes code)."""
-    import pickle
-
-    try:
-        with torch.serialization.safe_globals(_legacy_allowed_globals()):
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        unsafe = _first_line(err, "Unsupported global")
-        raise CheckpointError(f"refusing to load {path}: it holds objects other than tensors and "
-                              f"numbers ({unsafe}); only load it if you trust its source, or "
-                              f"start a new --out") from None
-    except (RuntimeError, EOFError, OSError, ValueError, KeyError, AttributeError) as err:
-        raise CheckpointError(f"cannot read {path} ({_first_line(err)}); the file is damaged, "
-                              f"resume is impossible from this checkpoint") from None
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{path} does not hold a trainer state dict; it is damaged")
-    return state
+    return None
 
 
 def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
@@ -158,10 +123,8 @@ def _read_json(path: Path) -> Any:
                               f"or damaged: delete that checkpoint folder or restore it") from None
 
 
-def _first_line(err: BaseException, marker: str = "") -> str:
+def _first_line(err: BaseException) -> str:
     lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
-    if marker:
-        lines = [ln for ln in lines if marker in ln] or lines
     text = lines[0] if lines else type(err).__name__
     return text[:200]
 

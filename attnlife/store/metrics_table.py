@@ -9,9 +9,7 @@ Columns: `step` (weights after `step` optimizer updates), `split` (train / val /
 - `stderr` is the standard error of `value` across the probe's sequences where one is measured,
   NaN otherwise.
 
-The column is `head_index`, not `head`, so it never shadows `DataFrame.head`. Parts written by
-attnlife 0.1 (column `head`, pairs inside names like `xlayer_jsd_0_1`) are upgraded on read.
-Use the views `per_head`, `per_layer`, `cross_layer` and `model_level` rather than filtering on
+The column is `head_index`, not `head`, so it never shadows `DataFrame.head`. Use the views `per_head`, `per_layer`, `cross_layer` and `model_level` rather than filtering on
 the -1 markers by hand.
 """
 from __future__ import annotations

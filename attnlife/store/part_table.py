@@ -13,7 +13,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, Optional, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import pandas as pd
 import pyarrow as pa
@@ -29,15 +29,10 @@ class DamagedPartWarning(UserWarning):
 
 @dataclass(frozen=True)
 class TableSchema:
-    """Column names and Arrow types of a tidy table, and the columns that identify a row.
-
-    `upgrade`, when given, turns a part written under an older layout (other column names) into a
-    frame with this schema's columns, so old run directories stay readable.
-    """
+    """Column names and Arrow types of a tidy table, and the columns that identify a row."""
 
     fields: tuple[tuple[str, pa.DataType], ...]
     key: tuple[str, ...]
-    upgrade: Optional[Callable[[pd.DataFrame], pd.DataFrame]] = None
 
     @property
     def arrow(self) -> pa.Schema:
@@ -46,26 +41,6 @@ class TableSchema:
     @property
     def names(self) -> list[str]:
         return [n for n, _ in self.fields]
-
-
-_XLAYER_NAME = r"^(xlayer_(?:jsd|cos))_(\d+)_(\d+)$"
-
-
-def _upgrade_metrics(frame: pd.DataFrame) -> pd.DataFrame:
-    """Layout of attnlife 0.1 parts (column `head`, layer pairs inside names like
-    `xlayer_jsd_0_1`, no `stderr`) -> the current metric columns."""
-    out = frame.rename(columns={"head": "head_index"})
-    if "layer_b" not in out.columns:
-        out["layer_b"] = -1
-        pair = out["metric"].str.extract(_XLAYER_NAME)
-        hit = pair[0].notna()
-        if hit.any():
-            out.loc[hit, "metric"] = pair.loc[hit, 0]
-            out.loc[hit, "layer"] = pair.loc[hit, 1].astype("int64")
-            out.loc[hit, "layer_b"] = pair.loc[hit, 2].astype("int64")
-    if "stderr" not in out.columns:
-        out["stderr"] = float("nan")
-    return out
 
 
 METRICS_SCHEMA = TableSchema(
@@ -80,7 +55,6 @@ METRICS_SCHEMA = TableSchema(
         ("stderr", pa.float64()),
     ),
     key=("step", "split", "layer", "head_index", "layer_b", "metric"),
-    upgrade=_upgrade_metrics,
 )
 
 SPECTRA_SCHEMA = TableSchema(
@@ -94,7 +68,6 @@ SPECTRA_SCHEMA = TableSchema(
         ("value", pa.float64()),
     ),
     key=("model", "step", "layer", "head_index", "matrix", "stat"),
-    upgrade=lambda frame: frame.rename(columns={"head": "head_index"}),
 )
 
 _seq_lock = threading.Lock()
@@ -158,18 +131,12 @@ def _read_part_checked(path: Path, schema: TableSchema, strict: bool) -> pd.Data
 
 
 def _read_part(path: Path, schema: TableSchema) -> pd.DataFrame:
-    """One part as a frame with exactly the schema's columns and dtypes (older layouts upgraded)."""
+    """One part as a frame with exactly the schema's columns and dtypes."""
     table = pq.read_table(path)
-    if table.schema.names == schema.names:
-        return table.cast(schema.arrow).to_pandas()
-    frame = table.to_pandas()
-    if schema.upgrade is not None:
-        frame = schema.upgrade(frame)
-    missing = [n for n in schema.names if n not in frame.columns]
+    missing = [n for n in schema.names if n not in table.schema.names]
     if missing:
         raise ValueError(f"part {path} lacks columns {missing}")
-    return pa.Table.from_pandas(frame[schema.names], schema=schema.arrow,
-                                preserve_index=False).to_pandas()
+    return table.select(schema.names).cast(schema.arrow).to_pandas()
 
 
 class PartWriter:

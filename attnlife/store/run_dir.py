@@ -248,6 +248,13 @@ class Run:
         """Per-head weight statistics: model, step, layer, head_index, matrix, stat, value."""
         return read_table(self.paths.spectra, SPECTRA_SCHEMA, strict=self.strict)
 
+    def sweep(self) -> pd.DataFrame:
+        """The scan-and-snap sweep table (step, name, m, k, eta_z, eta_y, ratio, seed, value; empty
+        for other runs): each value once, the grid parameters as columns."""
+        from attnlife.store.sweep_table import read_sweep
+
+        return read_sweep(self.root)
+
     def checkpoints(self) -> list[tuple[int, Path]]:
         """Complete checkpoints as (step, directory), ascending."""
         return list_checkpoints(self.root)

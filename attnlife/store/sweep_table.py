@@ -2,8 +2,7 @@
 
 Columns: step, name (entropy_distinct_bits | attn_common | loss), m, k (M last tokens, K classes),
 eta_z, eta_y, ratio (= eta_y / eta_z), seed, value. One row per seed; means and standard errors
-over seeds are computed by readers (attnlife.analysis.theory_trends.sweep_final_table), so no
-metric name has to be parsed back into parameters.
+over seeds are computed by the analysis (attnlife.analysis.theory_trends.sweep_final_table).
 """
 from __future__ import annotations
 

@@ -24,14 +24,13 @@ from torch import nn
 from tqdm import tqdm
 
 from attnlife import measures
-from attnlife.errors import DivergenceError
+from attnlife.errors import DivergenceError, TheoryConfigError
 from attnlife.store.metrics_table import MetricWriter
 from attnlife.store.lock import run_lock
 from attnlife.store.run_dir import write_run_json
 from attnlife.theory.markov_data import (
     load_text, reversible_chain, sample_chain, text_windows, zipf_distribution,
 )
-from attnlife.theory.scan_snap_runs import TheoryConfigError
 
 HEAD = {"layer": 0, "head_index": 0}
 

@@ -23,12 +23,6 @@ from attnlife.theory.scan_snap_data import (
 Logger = Callable[[int, dict[str, torch.Tensor]], None]
 
 
-def log_spaced_steps(n_steps: int, n_points: int) -> list[int]:
-    """About `n_points` distinct steps in [0, n_steps], spaced evenly in log(1 + step)."""
-    grid = torch.logspace(0, math.log10(n_steps + 1), n_points, dtype=torch.float64) - 1
-    return sorted({int(round(s)) for s in grid.tolist()} | {0, n_steps})
-
-
 @dataclass(frozen=True)
 class SGDSpec:
     """How long and on what batches to train: SGD steps, sequences per batch B, sequence length T, seed."""

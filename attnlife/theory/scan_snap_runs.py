@@ -5,38 +5,33 @@ Metric encoding (layer 0, head 0 = the single attention head; layer -1 = model l
   `entropy_distinct_bits_class{n}`, `z_distinct_max_class{n}`, `z_distinct_mean_class{n}`,
   `z_common_mean_class{n}`; their class means without the suffix (e.g. `entropy_distinct_bits`);
   `loss` (nats, model level).
-- sweep (`kind: theory-scan-snap-sweep`): `{name}/M{M}K{K}/etaZ{eta_z:g}/r{ratio:g}/s{seed}` per seed and
-  `.../mean`, `.../se` (standard error over seeds) for name in entropy_distinct_bits, attn_common,
-  loss; see `sweep_metric_name` and `parse_sweep_metric`.
+- sweep (`kind: theory-scan-snap-sweep`): each value once, in the sweep table (RUN/sweep/,
+  `attnlife.store.sweep_table`): one row per step, name (entropy_distinct_bits, attn_common, loss),
+  grid point (m, k, eta_z, eta_y, ratio) and seed, the parameters as columns. Means and standard
+  errors over seeds are computed by the analysis (`attnlife.analysis.theory_trends`).
 """
 from __future__ import annotations
 
-import math
 import os
-import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from attnlife.errors import AttnlifeError, DivergenceError
+from attnlife.errors import DivergenceError, TheoryConfigError
+from attnlife.measures import log_spaced_steps
 from attnlife.store.metrics_table import MetricWriter
 from attnlife.store.lock import run_lock
 from attnlife.store.run_dir import write_run_json
 from attnlife.store.sweep_table import SweepWriter
 from attnlife.theory.scan_snap import (
-    ScanSnapAttention, SGDSpec, log_spaced_steps, train_module, train_reparam,
+    ScanSnapAttention, SGDSpec, train_module, train_reparam,
 )
 from attnlife.theory.scan_snap_data import build_sequence_classes
 
 HEAD = {"layer": 0, "head_index": 0}
 SWEEP_NAMES = ("entropy_distinct_bits", "attn_common", "loss")
-_SWEEP_RE = re.compile(r"^(?P<name>[a-z_]+)/M(?P<m>\d+)K(?P<k>\d+)/etaZ(?P<eta_z>[^/]+)/r(?P<ratio>[^/]+)/(?P<which>s\d+|mean|se)$")
-
-
-class TheoryConfigError(AttnlifeError):
-    """A theory-experiment setting is out of range."""
 
 
 @dataclass
@@ -147,26 +142,11 @@ def _check_finite(step: int, loss_gs: torch.Tensor, cells: list[tuple[float, flo
                               f"lower {knob}")
 
 
-def sweep_metric_name(name: str, m: int, k: int, eta_z: float, ratio: float, which: str) -> str:
-    """Metric name of one sweep cell: `which` is `s{seed}`, `mean` or `se`."""
-    return f"{name}/M{m}K{k}/etaZ{eta_z:g}/r{ratio:g}/{which}"
-
-
-def parse_sweep_metric(metric: str) -> dict | None:
-    """Inverse of `sweep_metric_name`: {name, m, k, eta_z, ratio, which} or None if not a sweep name."""
-    hit = _SWEEP_RE.match(metric)
-    if hit is None:
-        return None
-    d = hit.groupdict()
-    return {"name": d["name"], "m": int(d["m"]), "k": int(d["k"]), "eta_z": float(d["eta_z"]),
-            "ratio": float(d["ratio"]), "which": d["which"]}
-
-
 def run_sweep(cfg: SweepConfig, out_dir: str | os.PathLike, quiet: bool = False) -> Path:
     """Experiment 2: for each (M, K) train all (eta_Z, ratio) x seeds at once; write RUN; return it.
 
-    Grid point (eta_z, r) trains with eta_Y = r * eta_z. Logged per seed at log-spaced steps, with
-    the mean and standard error (std / sqrt(S), ddof 1) over seeds.
+    Grid point (eta_z, r) trains with eta_Y = r * eta_z. Logged per seed at log-spaced steps into
+    the sweep table (parameters as columns; the analysis takes means and standard errors).
     """
     _validate(cfg)
     with run_lock(out_dir, "theory scan-snap --sweep"):  # one writer per run directory
@@ -179,8 +159,7 @@ def _run_sweep(cfg: SweepConfig, out_dir: str | os.PathLike, quiet: bool = False
     cells = [(ez, r) for ez in cfg.eta_z for r in cfg.ratios]
     log_at = log_spaced_steps(cfg.steps, cfg.log_points)
     total = cfg.steps * len(cfg.mk)
-    with MetricWriter(out) as writer, SweepWriter(out) as grid, \
-            tqdm(total=total, disable=quiet, desc="scan-snap sweep") as bar:
+    with SweepWriter(out) as grid, tqdm(total=total, disable=quiet, desc="scan-snap sweep") as bar:
         for m, k in cfg.mk:
             classes = build_sequence_classes(m, k, cfg.n_distinct, cfg.n_common, cfg.common_mass)
 
@@ -195,12 +174,7 @@ def _run_sweep(cfg: SweepConfig, out_dir: str | os.PathLike, quiet: bool = False
                         continue
                     for g, (ez, r) in enumerate(cells):
                         for s, v in enumerate(per_seed[g].tolist()):
-                            writer.log(step, sweep_metric_name(name, m, k, ez, r, f"s{s}"), v, **HEAD)
-                            grid.log(step, name, m, k, ez, r, s, v)  # parameters as columns
-                        mean = float(per_seed[g].mean())
-                        se = float(per_seed[g].std() / math.sqrt(per_seed.shape[1]))
-                        writer.log(step, sweep_metric_name(name, m, k, ez, r, "mean"), mean, **HEAD)
-                        writer.log(step, sweep_metric_name(name, m, k, ez, r, "se"), se, **HEAD)
+                            grid.log(step, name, m, k, ez, r, s, v)
 
             spec = SGDSpec(cfg.steps, cfg.batch_size, cfg.seq_len, cfg.seed)
             train_reparam(classes, [ez * r for ez, r in cells], [ez for ez, _ in cells], cfg.n_seeds,

@@ -14,6 +14,7 @@ from typing import Iterable, Optional
 
 import torch
 
+from attnlife.errors import UnknownMetricError
 from attnlife.store.metrics_table import MetricRow
 from attnlife.track.metrics import (DEFAULT_METRICS, METRIC_REGISTRY, cross_layer_matrices,
                                     entropy_bits, pairwise_head_jsd_bits)
@@ -50,7 +51,8 @@ class AttentionAccumulator:
                  xlayer_rows: int = 64, keep_snapshot: bool = False) -> None:
         unknown = [m for m in metrics if m not in METRIC_REGISTRY]
         if unknown:
-            raise KeyError(f"unknown attention metrics {unknown}; registered: {sorted(METRIC_REGISTRY)}")
+            raise UnknownMetricError(f"unknown attention metrics {unknown}; registered: "
+                                     f"{sorted(METRIC_REGISTRY)}; add one with attnlife.track.register_metric")
         self.metrics = tuple(metrics)
         self.span_threshold = float(span_threshold)
         self.xlayer_rows = int(xlayer_rows)

@@ -7,13 +7,13 @@ value; a head's score is the mean over its defined rows (the accumulator's reduc
 
   prev_token_score  a_{i,i-1}, rows i >= 1
   local_score       sum_{j = i-k}^{i} a_ij (self and the k = LOCAL_K previous tokens), rows i >= k
-  sink_score        a_{i,0}, rows i >= 1
   self_score        a_{i,i}, rows i >= 1
   induction_score   a_{i, i-n+1} on a sequence whose second half repeats its first half
                     (T = 2n, token i = token i - n for i >= n): attention from a token's second
                     occurrence to the token after its first occurrence, rows i >= n
 
-Model-level summaries: `sink_head_share` (share of heads with sink_score > SINK_THRESHOLD) and
+The sink score is the attention metric `sink_mass` (a_{i,0}, rows i >= 1; attnlife.track.metrics).
+Model-level summaries: `sink_head_share` (share of heads with sink_mass > SINK_THRESHOLD) and
 `induction_loss_drop_nats` (mean next-token loss on the first half minus the second half of the
 repeated sequences). Imports only torch (pure math layer).
 """
@@ -23,7 +23,7 @@ import torch
 
 LOCAL_K = 3
 SINK_THRESHOLD = 0.3
-TYPE_SCORES = ("prev_token_score", "local_score", "sink_score", "self_score")
+TYPE_SCORES = ("prev_token_score", "local_score", "self_score")
 
 
 def _positions(probs: torch.Tensor, first_row: int) -> torch.Tensor:
@@ -50,12 +50,6 @@ def self_score(probs: torch.Tensor, first_row: int = 0) -> torch.Tensor:
     return _gather_keys(probs, pos, pos >= 1)
 
 
-def sink_score(probs: torch.Tensor, first_row: int = 0) -> torch.Tensor:
-    """a_{i,0} per row (NaN for i = 0): [B, H, t, T] -> [B, H, t]."""
-    pos = _positions(probs, first_row)
-    return _gather_keys(probs, torch.zeros_like(pos), pos >= 1)
-
-
 def local_score(probs: torch.Tensor, first_row: int = 0, k: int = LOCAL_K) -> torch.Tensor:
     """Mass on self and the k previous tokens, sum_{i-k <= j <= i} a_ij, rows i >= k (earlier rows
     are 1 by construction and NaN here): [B, H, t, T] -> [B, H, t]."""
@@ -74,10 +68,10 @@ def induction_score(probs: torch.Tensor, first_row: int = 0) -> torch.Tensor:
     return _gather_keys(probs, pos - n + 1, pos >= n)
 
 
-def sink_head_share(sink_scores: torch.Tensor, threshold: float = SINK_THRESHOLD) -> float:
-    """Share of heads whose sink_score exceeds `threshold`: any shape of per-head scores -> [0, 1]."""
-    ok = ~torch.isnan(sink_scores)
-    return float((sink_scores[ok] > threshold).double().mean()) if ok.any() else float("nan")
+def sink_head_share(sink_mass: torch.Tensor, threshold: float = SINK_THRESHOLD) -> float:
+    """Share of heads whose sink_mass exceeds `threshold`: any shape of per-head values -> [0, 1]."""
+    ok = ~torch.isnan(sink_mass)
+    return float((sink_mass[ok] > threshold).double().mean()) if ok.any() else float("nan")
 
 
 def repeated_halves_loss_drop(token_loss: torch.Tensor) -> tuple[float, float, float]:
@@ -107,7 +101,7 @@ def _register() -> None:
     from attnlife.track.metrics import MetricSpec, register_metric
 
     for name, fn in (("prev_token_score", prev_token_score), ("local_score", local_score),
-                     ("sink_score", sink_score), ("self_score", self_score),
+                     ("self_score", self_score),
                      ("induction_score", induction_score)):
         register_metric(MetricSpec(name, fn, "probability"))
 

@@ -9,11 +9,12 @@ Probe set (built once, stored in OUT/probe/probe_set.safetensors with its source
                      (h = options.repeat_half, 0 = min(T // 2, 128)), seeded by options.seed
 Per checkpoint (split `probe` of OUT's metric table, `stderr` = standard error across sequences):
   on `ids`:       every attention metric of the tracker (per head, per layer, cross-layer), the
-                  type scores prev_token_score, local_score, sink_score, self_score per head,
+                  type scores prev_token_score, local_score, self_score per head (the sink
+                  score is the attention metric sink_mass),
                   probe_loss_nats (model level, next-token loss on the probe text)
   on `repeated`:  induction_score per head; induction_loss_drop_nats (model level: mean loss on
                   the first half minus the second half)
-  model level:    sink_head_share (share of heads with sink_score > 0.3)
+  model level:    sink_head_share (share of heads with sink_mass > 0.3)
 Resumable: OUT/probe/done/<model>/step_XXXXXXX.json marks a checkpoint done for an options key
 (options + probe set digest); a rerun skips those. Parallel: `workers` processes, and rank r of W
 (torchrun's RANK / WORLD_SIZE) takes checkpoints r, r+W, ... (`attnlife.model.series`).
@@ -146,7 +147,7 @@ def measure_checkpoint(model: Any, probe: dict[str, torch.Tensor], options: Prob
     drops = torch.tensor([HT.repeated_halves_loss_drop(rep_loss[i:i + 1])[2] for i in range(len(rep_loss))])
     rows.append(MetricRow(-1, -1, "induction_loss_drop_nats", HT.repeated_halves_loss_drop(rep_loss)[2],
                           stderr=float(stderr_of_mean(drops.double(), 0))))
-    sinks = torch.tensor([r.value for r in rows if r.metric == "sink_score" and r.head_index >= 0])
+    sinks = torch.tensor([r.value for r in rows if r.metric == "sink_mass" and r.head_index >= 0])
     rows.append(MetricRow(-1, -1, "sink_head_share", HT.sink_head_share(sinks)))
     return rows
 

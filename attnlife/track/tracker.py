@@ -33,6 +33,7 @@ from typing import Any, Iterable, Iterator, Optional, Sequence
 import torch
 
 from attnlife.errors import AttnlifeError
+from attnlife.measures import log_spaced_steps
 from attnlife.model.gpt import GPT
 from attnlife.events import Callback, CheckpointRecord, EvalRecord, StepRecord, TrainEnd, TrainStart
 from attnlife.store.metrics_table import MetricRow, MetricWriter
@@ -79,11 +80,6 @@ def _eval_mode(model: Any) -> Iterator[None]:
             m.training = flag
 
 
-def log_spaced_steps(up_to: int) -> frozenset[int]:
-    """{0, 1, 2, 4, ...} up to and including `up_to` (the early part of a checkpoint series)."""
-    return frozenset([0] + [2 ** k for k in range(max(int(up_to), 1).bit_length()) if 2 ** k <= up_to])
-
-
 class Tracker(Callback):
     """Tracks attention metrics at every `every`-th and every checkpoint step (see module doc)."""
 
@@ -105,7 +101,7 @@ class Tracker(Callback):
         self.snapshot_every, self.span_threshold = int(snapshot_every), float(span_threshold)
         self.query_chunk = int(query_chunk)
         self.sinks = list(sinks)
-        self.at_steps = frozenset(at_steps) if at_steps is not None else log_spaced_steps(self.every)
+        self.at_steps = frozenset(at_steps) if at_steps is not None else frozenset(log_spaced_steps(self.every))
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.writer: Optional[MetricWriter] = MetricWriter(self.run_dir) if self.run_dir else None
         self._own_writer = self.writer is not None

@@ -109,9 +109,7 @@ class Trainer:
             if isinstance(recorded, dict):
                 check_same_dataset(recorded, dataset_record(cfg, self.data), self.allow_data_change)
         m = cfg.model
-        self.gpt_config = GPTConfig(block_size=m.block_size, vocab_size=self.data.vocab_size,
-                                    n_layer=m.n_layer, n_head=m.n_head, n_embd=m.n_embd,
-                                    dropout=m.dropout, bias=m.bias)
+        self.gpt_config = GPTConfig(**m.to_dict(), vocab_size=self.data.vocab_size)
         torch.manual_seed(tc.seed)  # identical initialisation on every rank
         self.model = GPT(self.gpt_config).to(self.device)
         self.optimizer = self.model.configure_optimizer(tc.weight_decay, tc.learning_rate,

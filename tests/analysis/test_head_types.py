@@ -38,8 +38,8 @@ def _scores(steps, per_head: dict[tuple[int, int, str], np.ndarray]) -> pd.DataF
 def test_labels_and_emergence_table_on_synthetic_scores() -> None:
     steps = [0, 10, 100, 1000]
     frame = _scores(steps, {(0, 0, "prev_token_score"): [0.1, 0.5, 0.8, 0.9],
-                            (0, 0, "sink_score"): [0.05, 0.05, 0.05, 0.05],
-                            (1, 1, "sink_score"): [0.1, 0.1, 0.6, 0.7],
+                            (0, 0, "sink_mass"): [0.05, 0.05, 0.05, 0.05],
+                            (1, 1, "sink_mass"): [0.1, 0.1, 0.6, 0.7],
                             (1, 1, "prev_token_score"): [0.1, 0.1, 0.1, 0.1]})
     types = label_types(frame)
     first = types[(types.layer == 0) & (types.head_index == 0)].set_index("step")

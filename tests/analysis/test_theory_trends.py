@@ -5,9 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from attnlife.analysis.theory_trends import _final_from_metric_names, log_decade_slopes, sweep_final_table, sweep_trend
+from attnlife.analysis.theory_trends import log_decade_slopes, sweep_final_table, sweep_trend
 from attnlife.store.run_dir import load_run
-from attnlife.store.sweep_table import read_sweep
 from attnlife.theory.scan_snap_runs import SweepConfig, run_sweep
 
 
@@ -24,13 +23,17 @@ def test_sweep_trend_rho_per_group() -> None:
                                    "rises": True}]
 
 
-def test_sweep_parameters_are_columns_and_match_the_named_metrics(tmp_path) -> None:
+def test_sweep_parameters_are_columns_and_the_final_table_averages_seeds(tmp_path) -> None:
     run = run_sweep(SweepConfig(mk=[(1, 2)], ratios=[0.5, 2.0], eta_z=[1.0], n_seeds=3, steps=12, seq_len=16,
                                 log_points=3), tmp_path / "sweep", quiet=True)
-    grid = read_sweep(run)
+    grid = load_run(run).sweep()
     assert {"m", "k", "eta_z", "eta_y", "ratio", "seed"} <= set(grid.columns)
     assert sorted(grid.seed.unique()) == [0, 1, 2] and sorted(grid.ratio.unique()) == [0.5, 2.0]
     assert np.allclose(grid.eta_y, grid.eta_z * grid.ratio)
-    final = sweep_final_table(run)
-    legacy = _final_from_metric_names(load_run(run).metrics(), "entropy_distinct_bits")
-    assert np.allclose(final[["mean", "se"]].to_numpy(), legacy[["mean", "se"]].to_numpy())
+    assert load_run(run).metrics().empty  # each value once: no parameters inside metric names
+    final = sweep_final_table(grid)
+    last = grid[(grid.name == "entropy_distinct_bits") & (grid.step == 12)]
+    for row in final.itertuples():
+        seeds = last[last.ratio == row.ratio].value.to_numpy(dtype=np.float64)
+        assert len(seeds) == 3 and row.mean == pytest.approx(seeds.mean())
+        assert row.se == pytest.approx(seeds.std(ddof=1) / np.sqrt(3))

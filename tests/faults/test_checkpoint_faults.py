@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 import torch
 
-from attnlife.errors import CheckpointError, RunDirError
-from attnlife.store.checkpoints import (LEGACY_TRAINER_STATE_FILE, TRAINER_STATE_FILE,
-                                        TRAINER_TENSORS_FILE, load_trainer_state, remove_trainer_state)
+from attnlife.errors import RunDirError
+from attnlife.store.checkpoints import (TRAINER_STATE_FILE, TRAINER_TENSORS_FILE, load_trainer_state,
+                                        remove_trainer_state)
 from attnlife.store.part_table import DamagedPartWarning
 from attnlife.store.run_dir import load_run
 from tests.faults.conftest import cli, train_args, tree_snapshot
@@ -64,44 +64,18 @@ class _Payload:
         return (open, (str(self.marker), "w"))
 
 
-def test_malicious_legacy_trainer_state_is_not_executed(workspace, capsys) -> None:
+def test_pickled_trainer_state_is_never_loaded(workspace) -> None:
+    """Only trainer_state.json + .safetensors are read: a pickle beside them never runs."""
     ckpt = workspace / NEWEST
     marker = workspace / "pwned"
     state = load_trainer_state(ckpt)
     state["extra"] = _Payload(marker)
     remove_trainer_state(ckpt)
-    torch.save(state, ckpt / LEGACY_TRAINER_STATE_FILE)
-    with pytest.raises(CheckpointError, match="refusing to load"):
-        load_trainer_state(ckpt)
-    before = tree_snapshot(workspace)
-    result = _resume(workspace, capsys)
-    assert result.code == 2 and len(result.error_lines) == 1
-    assert "refusing to load" in result.err and "trainer_state.pt" in result.err
-    assert not marker.exists() and tree_snapshot(workspace) == before
-    with open(ckpt / LEGACY_TRAINER_STATE_FILE, "rb") as f:  # the file is live: pickle runs it
-        head = f.read(2)
-    assert head == b"PK"
-    torch.load(ckpt / LEGACY_TRAINER_STATE_FILE, weights_only=False)
+    torch.save(state, ckpt / "trainer_state.pt")
+    assert load_trainer_state(ckpt) is None
+    assert not marker.exists()
+    torch.load(ckpt / "trainer_state.pt", weights_only=False)  # the file is live: pickle runs it
     assert marker.exists()
-
-
-def test_legacy_trainer_state_still_resumes_exactly(workspace, tmp_path_factory, capsys) -> None:
-    import shutil
-
-    twin = tmp_path_factory.mktemp("twin")
-    shutil.copytree(workspace, twin, dirs_exist_ok=True)
-    legacy = workspace / NEWEST
-    torch.save(load_trainer_state(legacy), legacy / LEGACY_TRAINER_STATE_FILE)  # attnlife 0.1 layout
-    (legacy / TRAINER_STATE_FILE).unlink()
-    (legacy / TRAINER_TENSORS_FILE).unlink()
-    assert _resume(workspace, capsys).code == 0
-    assert cli(*train_args(twin / "data", twin / "run", 12), capsys=capsys).code == 0
-    a, b = load_run(workspace / "run").metrics(), load_run(twin / "run").metrics()
-    keep = ["step", "split", "metric", "value"]
-    a = a[a.metric.isin(["loss", "eval_loss"])][keep].reset_index(drop=True)
-    b = b[b.metric.isin(["loss", "eval_loss"])][keep].reset_index(drop=True)
-    assert len(a) == 12 + 2 * 5 and a.equals(b)  # losses 0..11, evals at 0, 5, 8, 10, 12
-    assert not (legacy / LEGACY_TRAINER_STATE_FILE).exists()  # the next checkpoint took over
 
 
 @pytest.mark.parametrize("damage", ["truncate", "foreign"])

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -15,8 +14,7 @@ from attnlife.model import GPT, GPTConfig
 from attnlife.store.atomic import atomic_dir, atomic_path, clean_temp_files, write_json_atomic
 from attnlife.store.checkpoints import (TRAINER_STATE_FILE, latest_checkpoint, load_meta,
                                         load_state_dict, load_trainer_state, save_checkpoint)
-from attnlife.store.metrics_table import (MetricWriter, cross_layer, model_level, per_head,
-                                         read_metrics)
+from attnlife.store.metrics_table import MetricWriter, read_metrics
 from attnlife.store.part_table import METRICS_SCHEMA, PartWriter, read_table, write_part
 from attnlife.store.run_dir import checkpoint_name, list_checkpoints, load_run, write_run_json
 
@@ -53,7 +51,7 @@ def test_clean_temp_files_removes_only_dead_writers_leftovers(tmp_path) -> None:
     import sys
     import time
 
-    from attnlife.store.atomic import LEGACY_STALE_SECONDS, host_name
+    from attnlife.store.atomic import host_name
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True)
@@ -63,17 +61,16 @@ def test_clean_temp_files_removes_only_dead_writers_leftovers(tmp_path) -> None:
     (tmp_path / f".tmp-d~{host}~{dead_pid}~ab12cd35").mkdir()          # killed writer: folder
     (tmp_path / f".tmp-live~{host}~{os.getpid()}~ab12cd36").write_text("")  # a live writer
     (tmp_path / f".tmp-far~other-host~{dead_pid}~ab12cd37").write_text("")  # another machine
-    (tmp_path / ".tmp-old.abcd1234").write_text("")                     # attnlife 0.1 leftover
-    (tmp_path / ".tmp-new.abcd1235").write_text("")                     # ... too recent to judge
+    (tmp_path / ".tmp-old.abcd1234").write_text("")                     # no writer identity
     (tmp_path / ".tmp-users-own-file").write_text("mine")               # not an attnlife name
-    long_ago = time.time() - LEGACY_STALE_SECONDS - 60
+    long_ago = time.time() - 48 * 3600
     os.utime(tmp_path / ".tmp-old.abcd1234", (long_ago, long_ago))
     os.utime(tmp_path / ".tmp-users-own-file", (long_ago, long_ago))
     write_json_atomic(tmp_path / "keep.json", {"a": 1})
-    assert clean_temp_files(tmp_path) == 3
+    assert clean_temp_files(tmp_path) == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([
         f".tmp-live~{host}~{os.getpid()}~ab12cd36", f".tmp-far~other-host~{dead_pid}~ab12cd37",
-        ".tmp-new.abcd1235", ".tmp-users-own-file", "keep.json"])
+        ".tmp-old.abcd1234", ".tmp-users-own-file", "keep.json"])
     assert json.loads((tmp_path / "keep.json").read_text()) == {"a": 1}
 
 
@@ -178,31 +175,6 @@ def test_load_run_missing_directory(tmp_path) -> None:
         load_run(tmp_path / "nope")
     run = load_run(tmp_path)
     assert run.record == {} and run.checkpoints() == [] and run.metrics().empty
-
-
-def test_legacy_parts_are_upgraded_on_read(tmp_path) -> None:
-    """A part written by attnlife 0.1 (column `head`, pairs inside metric names) reads as today's."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    d = tmp_path / "metrics"
-    d.mkdir()
-    old = pa.table({"step": [3, 3, 3], "split": ["train"] * 3, "layer": [0, -1, -1],
-                    "head": [1, -1, -1], "metric": ["entropy_bits", "xlayer_jsd_0_2", "loss"],
-                    "value": [2.5, 0.25, 1.75]})
-    pq.write_table(old, d / "part-00000000000000000001-0000001-000001.parquet")
-    with MetricWriter(tmp_path) as w:
-        w.log(4, "xlayer_cos", 0.5, layer=1, layer_b=3, stderr=0.01)
-    frame = read_metrics(tmp_path)
-    assert list(frame.columns) == METRICS_SCHEMA.names
-    pair = cross_layer(frame, "xlayer_jsd")
-    assert pair[["step", "layer", "layer_b", "value"]].values.tolist() == [[3, 0, 2, 0.25]]
-    assert per_head(frame)[["layer", "head_index", "metric", "value"]].values.tolist() == [
-        [0, 1, "entropy_bits", 2.5]]
-    assert model_level(frame)["metric"].tolist() == ["loss"]
-    new = cross_layer(frame, "xlayer_cos")
-    assert new[["layer", "layer_b", "value", "stderr"]].values.tolist() == [[1, 3, 0.5, 0.01]]
-    assert np.isnan(frame.loc[frame.metric == "loss", "stderr"]).all()
 
 
 def test_views_split_the_long_table_without_markers(tmp_path) -> None:

@@ -12,7 +12,7 @@ from attnlife.errors import DataSourceError
 from attnlife.store.run_dir import load_run
 from attnlife.theory.markov import MarkovConfig, OneLayerTransformer, focus_signals, run_markov, stable_rank
 from attnlife.theory.markov_data import load_text, reversible_chain, sample_chain, zipf_distribution
-from attnlife.theory.scan_snap_runs import TheoryConfigError
+from attnlife.errors import TheoryConfigError
 
 
 @settings(max_examples=30, deadline=None)

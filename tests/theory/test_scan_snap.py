@@ -8,15 +8,15 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from attnlife.analysis.theory_trends import sweep_final_table
+from attnlife.errors import TheoryConfigError
+from attnlife.measures import log_spaced_steps
 from attnlife.store.run_dir import load_run
-from attnlife.theory.scan_snap import ScanSnapAttention, SGDSpec, log_spaced_steps, train_module, train_reparam
+from attnlife.theory.scan_snap import ScanSnapAttention, SGDSpec, train_module, train_reparam
 from attnlife.theory.scan_snap_data import (
     build_sequence_classes, distinct_entropy_bits, reparam_logits, sample_counts,
 )
-from attnlife.theory.scan_snap_runs import (
-    ScanSnapConfig, SweepConfig, TheoryConfigError, parse_sweep_metric, run_scan_snap, run_sweep,
-    sweep_metric_name,
-)
+from attnlife.theory.scan_snap_runs import ScanSnapConfig, SweepConfig, run_scan_snap, run_sweep
 
 
 def test_classes_are_distributions_with_disjoint_distinct_tokens() -> None:
@@ -132,18 +132,11 @@ def test_runs_write_readable_run_dirs(tmp_path) -> None:
     assert set(m[m.metric == "entropy_distinct_bits"].layer) == {0}
     sweep = run_sweep(SweepConfig(mk=[(1, 2)], ratios=[1.0, 2.0], eta_z=[1.0], n_seeds=2, steps=10,
                                   seq_len=16, log_points=3), tmp_path / "b", quiet=True)
-    m = load_run(sweep).metrics()
-    name = sweep_metric_name("entropy_distinct_bits", 1, 2, 1.0, 2.0, "mean")
-    final = m[(m.metric == name) & (m.step == 10)].value.item()
-    seeds = m[m.metric.str.fullmatch(name[:-4] + r"s\d+") & (m.step == 10)].value
+    grid = load_run(sweep).sweep()
+    final = sweep_final_table(grid)
+    final = final[final.ratio == 2.0]["mean"].item()
+    seeds = grid[(grid.name == "entropy_distinct_bits") & (grid.ratio == 2.0) & (grid.step == 10)].value
     assert len(seeds) == 2 and final == pytest.approx(seeds.mean())
-
-
-def test_sweep_metric_names_round_trip() -> None:
-    name = sweep_metric_name("attn_common", 10, 20, 0.5, 30.0, "s7")
-    assert parse_sweep_metric(name) == {"name": "attn_common", "m": 10, "k": 20, "eta_z": 0.5,
-                                        "ratio": 30.0, "which": "s7"}
-    assert parse_sweep_metric("loss") is None
 
 
 def test_bad_settings_raise_one_error(tmp_path) -> None:

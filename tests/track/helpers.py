@@ -19,12 +19,11 @@ def reference_rows(p, threshold: float = 0.01) -> dict:
     pattern (lists per row; NaN where a row has no value)."""
     T = len(p)
     out = {k: [] for k in ("entropy_bits", "entropy_norm", "span_tokens", "mean_distance_tokens", "sink_mass",
-                           "prev_token_score", "local_score", "sink_score", "self_score", "induction_score")}
+                           "prev_token_score", "local_score", "self_score", "induction_score")}
     nan, n = float("nan"), T // 2
     for i in range(T):
         out["prev_token_score"].append(float(p[i][i - 1]) if i >= 1 else nan)
         out["local_score"].append(sum(float(p[i][j]) for j in range(max(0, i - 3), i + 1)) if i >= 3 else nan)
-        out["sink_score"].append(float(p[i][0]) if i >= 1 else nan)
         out["self_score"].append(float(p[i][i]) if i >= 1 else nan)
         out["induction_score"].append(float(p[i][i - n + 1]) if i >= n else nan)
         row = [float(p[i][j]) for j in range(i + 1)]

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from attnlife.track import head_types as HT
+from attnlife.track.metrics import sink_mass
 
 
 def prev_token_pattern(T: int) -> torch.Tensor:
@@ -43,7 +44,7 @@ def test_previous_token_head_scores_one_on_prev_and_zero_on_induction():
     assert float(torch.nanmean(HT.prev_token_score(a))) == pytest.approx(1.0)
     assert float(torch.nanmean(HT.induction_score(a))) == pytest.approx(0.0)
     assert float(torch.nanmean(HT.self_score(a))) == pytest.approx(0.0)
-    assert float(torch.nanmean(HT.sink_score(a))) == pytest.approx(1 / 31)  # only row 1 -> key 0
+    assert float(torch.nanmean(sink_mass(a))) == pytest.approx(1 / 31)  # only row 1 -> key 0
     assert float(torch.nanmean(HT.local_score(a))) == pytest.approx(1.0)
 
 
@@ -64,7 +65,7 @@ def test_uniform_attention_closed_forms():
     rows = torch.arange(1, T, dtype=torch.float64)
     want = float((1 / (rows + 1)).mean())
     assert float(torch.nanmean(HT.prev_token_score(a))) == pytest.approx(want)
-    assert float(torch.nanmean(HT.sink_score(a))) == pytest.approx(want)
+    assert float(torch.nanmean(sink_mass(a))) == pytest.approx(want)
     assert float(torch.nanmean(HT.self_score(a))) == pytest.approx(want)
     loc = [min(4, i + 1) / (i + 1) for i in range(3, T)]
     assert float(torch.nanmean(HT.local_score(a))) == pytest.approx(sum(loc) / len(loc))
@@ -76,7 +77,7 @@ def test_chunked_rows_equal_whole_pattern():
     from tests.track.helpers import random_causal
 
     p = random_causal(2, 3, 20, seed=4, dtype=torch.float64)
-    for fn in (HT.prev_token_score, HT.local_score, HT.sink_score, HT.self_score, HT.induction_score):
+    for fn in (HT.prev_token_score, HT.local_score, sink_mass, HT.self_score, HT.induction_score):
         whole = fn(p)
         parts = torch.cat([fn(p[:, :, s:s + 7], s) for s in range(0, 20, 7)], dim=-1)
         torch.testing.assert_close(parts, whole, equal_nan=True)

@@ -18,7 +18,7 @@ from attnlife.track import probe_pass as P
 from attnlife.track.capture import capture_attention
 from tests.spectra.test_sweep import CFG, _save_hf
 
-TYPE_SCORES = {"prev_token_score", "local_score", "sink_score", "self_score", "induction_score"}
+TYPE_SCORES = {"prev_token_score", "local_score", "sink_mass", "self_score", "induction_score"}
 
 
 def _nanogpt_files(tmp_path, iters=(100, 200)):
