@@ -1,7 +1,7 @@
 """attnlife: measure the lifecycle of attention while a transformer trains."""
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from attnlife.version import __version__
 
 
 def load_run(path, strict=False):  # noqa: ANN001 - thin re-export kept lazy so `import attnlife` stays light

@@ -32,7 +32,7 @@ def default_callbacks(config: RunConfig) -> list[Callback]:
 
         callbacks.append(LightTracker.from_config(config.track))
     if config.track.sample_every > 0:
-        from attnlife.integrations.sample_quality import SampleQuality
+        from attnlife.track.generation import SampleQuality
 
         callbacks.append(SampleQuality(config.track.sample_every, config.train.max_iters,
                                        config.track.sample_count, config.train.seed))

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.support (synthetic run, browser)
+
 
 def naive_size(payload: dict) -> int:
     """Bytes of the payload with every base64 float32 array expanded to JSON numbers (6 significant digits)."""
@@ -47,7 +49,7 @@ def naive_size(payload: dict) -> int:
 
 def load_times(path: Path) -> tuple[float, float, list[str]]:
     """(first contentful paint ms, all sections drawn ms, console errors) of one page load."""
-    from attnlife.report.browser import open_dashboard
+    from tests.support.browser import open_dashboard
 
     with open_dashboard(path, timeout_ms=120_000) as (page, errors, _):
         fcp = page.evaluate("(performance.getEntriesByName('first-contentful-paint')[0] || {startTime: NaN}).startTime")
@@ -65,7 +67,7 @@ def main() -> None:
     from attnlife.report.dashboard import write_dashboard
     from attnlife.report.dashboard_data import build_payload
     from attnlife.report.data import ReportRun
-    from attnlife.report.synthetic import write_synthetic_run
+    from tests.support.synthetic import write_synthetic_run
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_dashboard_"))
     root = args.keep or tmp / "pythia_scale"

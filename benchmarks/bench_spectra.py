@@ -26,7 +26,8 @@ import torch
 from safetensors.torch import save_file
 
 from attnlife.spectra.analyse import SpectraOptions, analyse_checkpoint
-from attnlife.spectra.sources import CheckpointRef, open_weights
+from attnlife.series.refs import CheckpointRef
+from attnlife.spectra.analyse import open_weights
 
 SHAPES = {"pythia-160m": (12, 12, 768), "pythia-1.4b": (24, 16, 2048)}
 

@@ -1,27 +1,22 @@
-"""Correlations across run directories (kind `runs`): one final value per run.
+"""Correlations across runs (kind `runs`): one final value per run (pure).
 
 x: each model-level attention series' value at the run's last analysed step; y: the run's best
 val loss and its final-checkpoint sample metrics. Spearman over the runs (n = runs that have both;
 needs >= 4, see correlations.MIN_N). The rows are added to every run's correlations table and the
-BH adjustment of kind `runs` is recomputed there.
+BH adjustment of kind `runs` is recomputed there (`attnlife.explain.add_across_runs` does the I/O).
 """
 from __future__ import annotations
-
-import os
 
 import pandas as pd
 
 from attnlife.analysis import correlations
 from attnlife.analysis.builders import SAMPLE_METRICS
 from attnlife.analysis.series import attention_split, model_series, val_loss
-from attnlife.errors import RunDirError
-from attnlife.store import analysis_tables as store
-from attnlife.store.run_dir import load_run
 
 
-def run_finals(run_dir: str | os.PathLike) -> dict[str, float]:
-    """Final model-level attention values, best val loss and final sample metrics of one run."""
-    frame = load_run(run_dir).metrics()
+def run_finals(frame: pd.DataFrame) -> dict[str, float]:
+    """Final model-level attention values (`x:<metric>`), best val loss and final sample metrics
+    (`y:<metric>`) of one run's metric table."""
     out: dict[str, float] = {}
     split = attention_split(frame)
     if split is not None:
@@ -38,27 +33,20 @@ def run_finals(run_dir: str | os.PathLike) -> dict[str, float]:
     return out
 
 
-def across_run_rows(run_dirs: list[str | os.PathLike]) -> list[dict]:
-    """Spearman rows (kind `runs`) between final attention values and outcomes across runs."""
-    finals = pd.DataFrame([run_finals(d) for d in run_dirs])
+def finals_correlation_rows(finals: list[dict[str, float]]) -> list[dict]:
+    """Spearman rows (kind `runs`) between every x and y of the runs' `run_finals`."""
+    table = pd.DataFrame(finals)
     rows = []
-    for x in [c for c in finals.columns if c.startswith("x:")]:
-        for y in [c for c in finals.columns if c.startswith("y:")]:
-            rho, p, n = correlations.spearman(finals[x].to_numpy(), finals[y].to_numpy())
+    for x in [c for c in table.columns if c.startswith("x:")]:
+        for y in [c for c in table.columns if c.startswith("y:")]:
+            rho, p, n = correlations.spearman(table[x].to_numpy(), table[y].to_numpy())
             if rho == rho:
                 rows.append({"x": x[2:], "x_layer": -1, "x_head": -1, "y": y[2:], "kind": "runs",
                              "rho": rho, "p": p, "n": n})
     return rows
 
 
-def add_across_runs(run_dirs: list[str | os.PathLike]) -> int:
-    """Compute the `runs` rows and merge them into each run's correlations table; returns the row count."""
-    rows = across_run_rows(run_dirs)
-    for d in run_dirs:
-        try:
-            table = store.read_analysis_table(d, "correlations")
-        except RunDirError:  # a run that was not analysed gets none
-            continue
-        kept = table[table.kind != "runs"].drop(columns=["p_bh"]).to_dict("records")
-        store.write_analysis_table(d, "correlations", correlations.finish(kept + rows))
-    return len(rows)
+def merge_runs_rows(table: pd.DataFrame, rows: list[dict]) -> pd.DataFrame:
+    """A correlations table with its `runs` rows replaced by `rows` (BH adjustment recomputed)."""
+    kept = table[table.kind != "runs"].drop(columns=["p_bh"]).to_dict("records")
+    return correlations.finish(kept + rows)

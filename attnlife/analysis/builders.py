@@ -80,9 +80,10 @@ def head_type_tables(frame: pd.DataFrame) -> tuple[dict[str, pd.DataFrame], str]
 
 
 def cycles_table(frame: pd.DataFrame, split: str | None, rel_prominence: float = 0.2,
-                 smooth_window: int = 3) -> tuple[pd.DataFrame, str]:
-    """Focus-dilution cycles per head on the focus signals (sink mass, max attention, -entropy),
-    plus the model-level `attn_focus_excess` of Markov theory runs."""
+                 smooth_window: int = 3, focus_window: int = 5) -> tuple[pd.DataFrame, str]:
+    """Focus-dilution cycles per head on the focus signals (sink mass, max attention, -entropy;
+    smoothed over `smooth_window` samples), plus the model-level `attn_focus_excess` of Markov
+    theory runs (smoothed over `focus_window`)."""
     rows = []
     if split is not None:
         heads = head_table(frame, split)
@@ -93,7 +94,7 @@ def cycles_table(frame: pd.DataFrame, split: str | None, rel_prominence: float =
                                 rel_prominence, smooth_window):
                 rows.append({"layer": int(layer), "head_index": int(head), "signal": metric, **r})
     focus = frame[(frame.metric == "attn_focus_excess") & (frame.split == "train")].sort_values("step")
-    for r in cycle_rows(focus.step.to_numpy(), focus.value.to_numpy(), rel_prominence, 5):
+    for r in cycle_rows(focus.step.to_numpy(), focus.value.to_numpy(), rel_prominence, focus_window):
         rows.append({"layer": -1, "head_index": -1, "signal": "attn_focus_excess", **r})
     out = pd.DataFrame(rows, columns=ANALYSIS_COLUMNS["cycles"])
     closed = int((out.status == "closed").sum()) if len(out) else 0

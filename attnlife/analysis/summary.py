@@ -5,14 +5,12 @@ import math
 
 import pandas as pd
 
-from attnlife.store.run_dir import Run
-
 
 def _clean_number(v: float) -> float | None:
     return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
 
 
-def make_summary(run: Run, tables: dict[str, pd.DataFrame], notes: dict) -> dict:
+def make_summary(run_root: str, tables: dict[str, pd.DataFrame], notes: dict) -> dict:
     """JSON-ready summary: notes, model-level phases, emergences, induction phase, cycle counts,
     the strongest correlations (BH-adjusted p < 0.05 first), claim verdict counts, table sizes."""
     phases = tables.get("phases", pd.DataFrame())
@@ -24,7 +22,7 @@ def make_summary(run: Run, tables: dict[str, pd.DataFrame], notes: dict) -> dict
     claims = tables.get("claims", pd.DataFrame())
     induction = tables.get("induction_phase", pd.DataFrame())
     return {
-        "run": str(run.root),
+        "run": str(run_root),
         "notes": notes,
         "phases": [{"start_step": int(r.start_step), "end_step": int(r.end_step), "label": r.label,
                     "evidence": r.evidence} for r in model_phases.itertuples()],

@@ -1,18 +1,18 @@
-"""Analysis of the theory runs (moved out of the CLI): log-decade slopes, Spearman trends, cycles.
+"""Analysis tables of the theory runs (pure): log-decade slopes, the sweep's final table and trends.
 
-- `scan_snap_summary`: start/end of the scan-and-snap signatures and the growth of max z per
-  decade of steps, slope_per_ln_step = (z(t2) - z(t1)) / (ln t2 - ln t1) for decades [t1, t2]
-  (constant under log-time growth, shrinking once the logits grow like log log t: the snap).
-- `sweep_trend`: Spearman correlation of final entropy with eta_Y/eta_Z per (M, K, eta_Z).
-- `markov_cycles`: focus-dilution cycles of `attn_focus_excess` (analysis.cycles).
+- `scan_snap_tables`: start/end of the scan-and-snap signatures (table `scan_snap`) and the growth
+  of max z per decade of steps (table `z_growth`), slope_per_ln_step = (z(t2) - z(t1)) /
+  (ln t2 - ln t1) for decades [t1, t2] (constant under log-time growth, shrinking once the logits
+  grow like log log t: the snap).
+- `sweep_final_table` / `sweep_trend`: final entropy mean and standard error over seeds per grid
+  point, and its Spearman correlation with eta_Y/eta_Z per (M, K, eta_Z).
+The Markov runs' focus-dilution cycles are rows of the ordinary `cycles` table (analysis.builders).
 """
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
-
-from attnlife.analysis.cycles import Cycle, detect_cycles, smooth, summarize_cycles
 
 SCAN_SNAP_SIGNALS = ("entropy_distinct_bits", "attn_common", "attn_distinct", "z_distinct_max", "z_common_mean")
 
@@ -31,15 +31,17 @@ def log_decade_slopes(steps: np.ndarray, values: np.ndarray, first: float = 10.0
     return out
 
 
-def scan_snap_summary(frame: pd.DataFrame) -> dict:
-    """Start/end of each scan-and-snap signature and `z_distinct_max_growth` (log-decade slopes)."""
-    out: dict = {}
+def scan_snap_tables(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Tables `scan_snap` (signal, start, end of each scan-and-snap signature) and `z_growth`
+    (log-decade slopes of `z_distinct_max`) from a scan-and-snap run's metric table."""
+    rows = []
     for name in SCAN_SNAP_SIGNALS:
         s = frame[frame.metric == name].sort_values("step")
-        out[name] = {"start": float(s.value.iloc[0]), "end": float(s.value.iloc[-1])}
+        rows.append({"signal": name, "start": float(s.value.iloc[0]), "end": float(s.value.iloc[-1])})
     z = frame[frame.metric == "z_distinct_max"].sort_values("step")
-    out["z_distinct_max_growth"] = log_decade_slopes(z.step.to_numpy(), z.value.to_numpy())
-    return out
+    growth = log_decade_slopes(z.step.to_numpy(), z.value.to_numpy())
+    return {"scan_snap": pd.DataFrame(rows, columns=["signal", "start", "end"]),
+            "z_growth": pd.DataFrame(growth, columns=["from_step", "to_step", "slope_per_ln_step"])}
 
 
 def sweep_trend(table: pd.DataFrame) -> list[dict]:
@@ -53,19 +55,6 @@ def sweep_trend(table: pd.DataFrame) -> list[dict]:
     return out
 
 
-def markov_cycles(frame: pd.DataFrame, rel_prominence: float = 0.2,
-                  smooth_window: int = 5) -> tuple[dict, list[Cycle]]:
-    """(JSON summary, cycles) of the focus signal `attn_focus_excess` (split train) of a Markov run."""
-    focus = frame[(frame.metric == "attn_focus_excess") & (frame.split == "train")].sort_values("step")
-    smoothed = smooth(focus.value.to_numpy(), smooth_window)
-    span = float(smoothed.max() - smoothed.min()) if len(focus) else 0.0
-    cycles = detect_cycles(focus.step.to_numpy(), focus.value.to_numpy(), rel_prominence=rel_prominence,
-                           smooth_window=smooth_window)
-    summary = summarize_cycles(cycles, rel_prominence * span)
-    summary.update(signal="attn_focus_excess", smooth_window=smooth_window, rel_prominence=rel_prominence)
-    return summary, cycles
-
-
 def sweep_final_table(grid: pd.DataFrame, name: str = "entropy_distinct_bits") -> pd.DataFrame:
     """Final-step mean and standard error over seeds (std ddof 1 / sqrt(S)) per (m, k, eta_z, ratio)
     of a scan-and-snap sweep table (`Run.sweep()`: parameters as columns): columns m, k, eta_z,
@@ -77,3 +66,20 @@ def sweep_final_table(grid: pd.DataFrame, name: str = "entropy_distinct_bits") -
     out = last.groupby(["m", "k", "eta_z", "ratio"]).value.agg(
         mean="mean", se=lambda v: v.std(ddof=1) / np.sqrt(len(v))).reset_index()
     return out[cols].sort_values(["eta_z", "m", "ratio"]).reset_index(drop=True)
+
+
+def sweep_tables(grid: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Tables `sweep_final` and `sweep_trend` of a scan-and-snap sweep table (`Run.sweep()`)."""
+    final = sweep_final_table(grid)
+    trend = pd.DataFrame(sweep_trend(final) if len(final) else [],
+                         columns=["m", "k", "eta_z", "spearman_entropy_vs_ratio", "rises"])
+    return {"sweep_final": final, "sweep_trend": trend}
+
+
+def theory_tables(kind: str, frame: pd.DataFrame, grid: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The extra analysis tables of a theory run of run.json `kind` ({} for other runs)."""
+    if kind == "theory-scan-snap" and len(frame):
+        return scan_snap_tables(frame)
+    if kind == "theory-scan-snap-sweep":
+        return sweep_tables(grid)
+    return {}

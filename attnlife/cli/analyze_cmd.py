@@ -13,9 +13,8 @@ def analyze_command(
     quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
 ) -> None:
     """Phases, head types, cycles, generation quality, correlations, embedding, integrity, claims."""
-    from attnlife.analysis import analyze_run
-    from attnlife.analysis.across_runs import add_across_runs
     from attnlife.analysis.summary import summary_lines
+    from attnlife.explain import add_across_runs, analyze_run
 
     for run in runs:
         summary = analyze_run(run, quiet=quiet, sample=sample)
@@ -28,7 +27,7 @@ def analyze_command(
 
 def claims_command(run: Path = typer.Argument(..., help="run directory")) -> None:
     """Published claims next to what this run measured (writes RUN/analysis/claims.{parquet,csv,md})."""
-    from attnlife.analysis.analyze import claims_run
+    from attnlife.explain import claims_run
 
     table = claims_run(run)
     for row in table.itertuples():

@@ -26,10 +26,9 @@ def spectra_command(
     """Turn a checkpoint series into a per-head spectra table (OUT/spectra/, load_run(OUT).spectra())."""
     from attnlife.errors import ConfigError
     from attnlife.spectra.analyse import SpectraOptions
-    from attnlife.spectra.sources import SpectraSourceError
+    from attnlife.cli.options import select_series
+    from attnlife.series.refs import SeriesSourceError
     from attnlife.spectra.sweep import run_sweep
-
-    from attnlife.model.series import select_series
 
     refs, out = select_series(paths, nanogpt, hf, revisions, out, "spectra/")
     if top_k < 1 or workers < 1 or bins < 2 or sample_rows < 0:
@@ -46,7 +45,7 @@ def spectra_command(
         summary = run_sweep(refs, out, options, workers=workers, rank=rank, world_size=world,
                             progress=not quiet, force=force)
     if summary.failed and not summary.analysed and not summary.skipped:
-        raise SpectraSourceError(f"none of the {len(summary.failed)} checkpoints could be read "
+        raise SeriesSourceError(f"none of the {len(summary.failed)} checkpoints could be read "
                                  f"(first: {summary.failed[0]})")
     unreadable = f", {len(summary.failed)} unreadable (skipped)" if summary.failed else ""
     typer.echo(f"spectra: {summary.analysed} analysed, {summary.skipped} already done{unreadable} "

@@ -1,4 +1,8 @@
-"""`attnlife theory scan-snap` and `attnlife theory markov`: the two one-layer theory experiments."""
+"""`attnlife theory scan-snap` and `attnlife theory markov`: the two one-layer theory experiments.
+
+Each verb writes an ordinary run directory, then analyses it (`attnlife.explain.analyze_run`:
+analysis tables such as `cycles`, `scan_snap`, `sweep_final`) and reports it
+(`attnlife.report.report_run`: the theory figure and the dashboard), like every run."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -52,10 +56,6 @@ def scan_snap(
     quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
 ) -> None:
     """Scan and snap (Tian et al. 2023): attention over time, or with --sweep the entropy sweep."""
-    from attnlife.analysis.theory_trends import scan_snap_summary, sweep_trend
-    from attnlife.report.theory_figures import plot_scan_snap, plot_sweep, sweep_table
-    from attnlife.store.atomic import write_json_atomic
-    from attnlife.store.run_dir import load_run
     from attnlife.theory.scan_snap_runs import ScanSnapConfig, SweepConfig, run_scan_snap, run_sweep
 
     _set_threads(threads)
@@ -69,17 +69,22 @@ def scan_snap(
         cfg.eta_z = list(eta_zs) if eta_zs else cfg.eta_z
         cfg.steps = steps or cfg.steps
         run_sweep(cfg, out, quiet)
-        table = sweep_table(out)
-        write_json_atomic(out / "analysis" / "sweep.json", {"final_entropy_distinct_bits": table.to_dict("records"),
-                                                            "trend": sweep_trend(table)})
-        figure = plot_sweep(out)
     else:
         cfg = ScanSnapConfig(n_last=n_last, n_next=n_next, eta_y=eta_y, eta_z=eta_z, param=param, **common)
         cfg.steps = steps or cfg.steps
         run_scan_snap(cfg, out, quiet)
-        write_json_atomic(out / "analysis" / "scan_snap.json", scan_snap_summary(load_run(out).metrics()))
-        figure = plot_scan_snap(out)
+    figure = _explain_and_report(out, "sweep_entropy" if sweep else "scan_snap")
     typer.echo(f"wrote {out} (figure {figure})")
+
+
+def _explain_and_report(out: Path, figure: str, **analysis) -> Path:
+    """Analyse and report a theory run like every run; the path of its main figure."""
+    from attnlife.explain import analyze_run
+    from attnlife.report import report_run
+
+    analyze_run(out, quiet=True, sample=False, **analysis)
+    report_run(out, quiet=True)
+    return out / "report" / f"{figure}.png"
 
 
 def _set_threads(threads: int) -> None:
@@ -116,6 +121,8 @@ def markov(
     quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
 ) -> None:
     """Focus-dilution cycles of a one-layer transformer on Markov data (or --text)."""
+    from attnlife.explain import CycleOptions
+    from attnlife.store.run_dir import load_run
     from attnlife.theory.markov import MarkovConfig, run_markov
 
     _set_threads(threads)
@@ -125,21 +132,13 @@ def markov(
                        lr=lr, steps=steps, batch_size=batch_size, n_train_seqs=n_train_seqs, top_tokens=top_tokens,
                        log_every=log_every, seed=seed)
     run_markov(cfg, out, quiet)
-    summary, figure = analyse_markov(out, rel_prominence, smooth_window)
-    typer.echo(f"wrote {out}: {summary['n_cycles']} focus-dilution cycle(s) at peak steps "
-               f"{summary['peak_steps']} (figure {figure})")
-
-
-def analyse_markov(run_dir: Path, rel_prominence: float = 0.2, smooth_window: int = 5) -> tuple[dict, Path]:
-    """Detect cycles in `attn_focus_excess` (attnlife.analysis), write RUN/analysis/cycles.json and the figure."""
-    from attnlife.analysis.theory_trends import markov_cycles
-    from attnlife.report.theory_figures import plot_markov
-    from attnlife.store.atomic import write_json_atomic
-    from attnlife.store.run_dir import load_run
-
-    summary, cycles = markov_cycles(load_run(run_dir).metrics(), rel_prominence, smooth_window)
-    write_json_atomic(Path(run_dir) / "analysis" / "cycles.json", summary)
-    return summary, plot_markov(run_dir, cycles)
+    figure = _explain_and_report(out, "markov_focus", cycles=CycleOptions(rel_prominence=rel_prominence,
+                                                                           focus_window=smooth_window))
+    cycles = load_run(out).analysis_table("cycles")
+    focus = cycles[cycles.signal == "attn_focus_excess"]
+    closed = focus[focus.status == "closed"]
+    typer.echo(f"wrote {out}: {len(closed)} closed focus-dilution cycle(s) (+{len(focus) - len(closed)} open) "
+               f"at peak steps {[int(s) for s in focus.start_step]} (figure {figure})")
 
 
 def register(app: typer.Typer) -> None:

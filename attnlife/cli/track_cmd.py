@@ -39,7 +39,8 @@ def track_command(
     """Measure every checkpoint of a series on a fixed probe set: attention metrics with standard
     errors and head-type scores, split `probe` of OUT's metric table (load_run(OUT).metrics())."""
     from attnlife.errors import ConfigError
-    from attnlife.model.series import load_series_model, select_series
+    from attnlife.cli.options import select_series
+    from attnlife.series.models import load_series_model
     from attnlife.track import probe_pass as P
 
     refs, out = select_series(paths, nanogpt, hf, revisions, out, "metrics/ and probe/")

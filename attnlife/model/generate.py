@@ -11,9 +11,13 @@ cache. Each token is therefore conditioned on between `block_size - refill_strid
 `block_size` previous tokens, always at correct positions; one re-prefill costs one forward
 over the kept window every `refill_stride` tokens. The no-cache path (`use_cache=False`)
 recomputes the last `block_size` tokens for every token, exactly like nanoGPT.
+
+`timed_generate` is the one timed call (wall seconds, CUDA synchronised) that `attnlife sample`,
+the reproduce protocol's inference speed and the generation-quality sampler share.
 """
 from __future__ import annotations
 
+import time
 from typing import Optional
 
 import torch
@@ -54,6 +58,20 @@ def generate(model, idx: torch.Tensor, max_new_tokens: int, temperature: float =
         return _generate_recompute(model, idx, max_new_tokens, temperature, top_k, generator)
     finally:
         model.train(was_training)
+
+
+def timed_generate(model, idx: torch.Tensor, max_new_tokens: int, **kwargs) -> tuple[torch.Tensor, float]:
+    """(`generate(model, idx, max_new_tokens, **kwargs)`, wall seconds it took); on CUDA the device
+    is synchronised before and after, so the seconds cover the whole generation."""
+    def sync() -> None:
+        if idx.device.type == "cuda":
+            torch.cuda.synchronize(idx.device)
+
+    sync()
+    t0 = time.perf_counter()
+    out = generate(model, idx, max_new_tokens, **kwargs)
+    sync()
+    return out, time.perf_counter() - t0
 
 
 def _generate_recompute(model, idx, max_new_tokens, temperature, top_k, generator):

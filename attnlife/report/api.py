@@ -14,8 +14,21 @@ from typing import Mapping, Sequence
 from attnlife.errors import AttnlifeError
 from attnlife.report.data import MissingData, ReportRun
 from attnlife.report.exemplars import parse_heads
-from attnlife.report.registry import FigureSpec, load_all
+from attnlife.report.registry import FIGURES, FigureSpec
 from attnlife.report.style import FORMATS, house_style, save_figure
+
+
+def load_all() -> dict[str, FigureSpec]:
+    """Import every figure module (each registers its figures) and return the registry."""
+    from attnlife.report import (  # noqa: F401 - imported for their registrations
+        figures_analysis,
+        figures_elements,
+        figures_spectra,
+        figures_theory,
+        figures_training,
+    )
+
+    return FIGURES
 
 
 class ReportFormatError(AttnlifeError):

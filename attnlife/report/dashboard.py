@@ -4,15 +4,17 @@ Sections (ids used by the browser test): curves, attention, arch (layer x head h
 statistic at one step with marginals, step slider, play), eigen (lambda_k trajectories with
 layer / head / index selectors), patterns (snapshot viewer with a step slider), umap, types,
 claims, samples. A section whose data is absent shows one line naming the command that makes it.
+The script is the package-data file `dashboard.js` beside this module.
 """
 from __future__ import annotations
 
+import functools
 import html
 import json
+from importlib import resources
 from pathlib import Path
 
 from attnlife.report.dashboard_data import build_payload
-from attnlife.report.dashboard_js import DASHBOARD_JS
 from attnlife.report.data import ReportRun
 from attnlife.store.atomic import atomic_path
 
@@ -47,6 +49,12 @@ section h2{font-size:17px;margin:4px 0 8px} .controls{font-size:14px;margin-bott
 """
 
 
+@functools.lru_cache(maxsize=1)
+def dashboard_js() -> str:
+    """The dashboard's script: attnlife/report/dashboard.js, shipped as package data."""
+    return resources.files("attnlife.report").joinpath("dashboard.js").read_text(encoding="utf-8")
+
+
 def render_html(payload: dict, plotly_js: str) -> str:
     """The page: header, navigation, one <section> per entry of SECTIONS, payload and scripts."""
     data = json.dumps(payload, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
@@ -59,7 +67,7 @@ def render_html(payload: dict, plotly_js: str) -> str:
             f"<style>{CSS}</style></head><body><header><h1>{title}</h1><div>{html.escape(payload['root'])}</div>"
             f"</header><nav>{nav}</nav>\n{sections}\n"
             f'<script type="application/json" id="payload">{data}</script>\n'
-            f"<script>{plotly_js}</script>\n<script>{DASHBOARD_JS}</script></body></html>\n")
+            f"<script>{plotly_js}</script>\n<script>{dashboard_js()}</script></body></html>\n")
 
 
 def _nan_to_none(obj):  # noqa: ANN001, ANN202 - JSON-like tree

@@ -143,9 +143,7 @@ class ReportRun:
 
     @functools.lru_cache(maxsize=None)  # noqa: B019 - one ReportRun lives for one report
     def arrays(self, step: int) -> dict:
-        from attnlife.spectra.sweep import read_spectra_arrays
-
-        return {k: v.numpy() for k, v in read_spectra_arrays(self.root, self.spectra_model, int(step)).items()}
+        return {k: v.numpy() for k, v in self.run.spectra_arrays(self.spectra_model, int(step)).items()}
 
     def array_series(self, key: str) -> tuple[np.ndarray, np.ndarray]:
         """(steps [S], stacked array [S, ...]) of one stored spectra array over the checkpoints."""
@@ -163,9 +161,7 @@ class ReportRun:
 
     def meetings(self) -> pd.DataFrame:
         """Eigenvalue near-meetings (crossing / repulsion) of the spectra sweep; may be empty."""
-        from attnlife.spectra.sweep import read_meetings
-
-        return read_meetings(self.root)
+        return self.run.meetings()
 
     # ---- analysis, snapshots ----------------------------------------------------------------
     @functools.cached_property

@@ -4,7 +4,8 @@ A figure function takes a `ReportRun` (or, for `multi_run` figures, a list of th
 run, seed bands across runs of one config) and returns a Figure, or raises `MissingData` naming
 the command that produces its data. `FigureSpec.filename(run)` is the file stem in RUN/report/
 (`train_loss_{dataset}` etc.); `applies(run)` keeps theory figures to theory runs and the training
-and weight figures to the others.
+and weight figures to the others. The figure modules import this one to register; nothing here
+imports them back (`attnlife.report.api.load_all` imports every figure module).
 """
 from __future__ import annotations
 
@@ -50,16 +51,3 @@ def figure(name: str, family: str, stem: str | None = None, multi_run: bool = Fa
         return fn
 
     return register
-
-
-def load_all() -> dict[str, FigureSpec]:
-    """Import every figure module (each registers its figures) and return the registry."""
-    from attnlife.report import (  # noqa: F401 - imported for their registrations
-        figures_analysis,
-        figures_elements,
-        figures_spectra,
-        figures_training,
-        theory_figures,
-    )
-
-    return FIGURES

@@ -7,7 +7,7 @@
 - `WithoutCrossLayer`: wraps a callback (the tracker) for run 1; its metric writer drops the
   cross-layer rows (`xlayer_*`), which runs 2 and 3 keep. The accumulator still computes them with
   the per-layer rows (they share one capture forward); only what the run stores differs.
-- run 3's tracked generation quality is `attnlife.integrations.sample_quality.SampleQuality` at the
+- run 3's tracked generation quality is `attnlife.track.generation.SampleQuality` at the
   tracking cadence; it samples checkpoints from disk with its own seeded generator, so the training
   random streams, and therefore the losses, are those of runs 0-2.
 """

@@ -8,10 +8,10 @@ importable). Steps, each skipped when already done:
      final checkpoint on the training device (batch 1, KV cache, temperature 0.8, top-k 200,
      after one untimed warm-up call), tokens/s = new tokens / seconds, averaged over sequences
      (the published avg_inference_tokens_per_second);
-  3. `attnlife.analysis.analyze_run` and `attnlife.report.report_run` (the cross-team entry
-     points; a build without them records "unavailable" and a later rerun fills them in);
+  3. `attnlife.explain.analyze_run` and `attnlife.report.report_run`;
   4. `RUN/reproduce/done.json`, written atomically last: the cell's numbers (`cell_numbers`).
-A cell is done when done.json exists and no entry point it lacked has appeared since.
+A cell is done when done.json exists and records every post-processing step as done (a marker
+written by an older build that lacked one, `unavailable`, makes a rerun finish the cell).
 """
 from __future__ import annotations
 
@@ -22,9 +22,12 @@ import time
 import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Iterator, Optional
 
-from attnlife.integrations.sample_quality import SampleQuality
+from attnlife.errors import TrainingInterrupted
+from attnlife.explain import analyze_run
+from attnlife.report import report_run
+from attnlife.track.generation import SampleQuality
 from attnlife.reproduce.callbacks import TrainClock, WithoutCrossLayer, read_clock
 from attnlife.reproduce.protocol import SCALES, Cell, cell_config
 from attnlife.store.atomic import atomic_path
@@ -63,16 +66,6 @@ class CellOutcome:
     steps: dict = field(default_factory=dict)
 
 
-def entry_point(module: str, name: str) -> Optional[Callable]:
-    """`module.name` if this build has it (the analysis/report contract), else None."""
-    import importlib
-
-    try:
-        return getattr(importlib.import_module(module), name, None)
-    except ImportError:
-        return None
-
-
 def read_done(run_dir: str | Path) -> Optional[dict]:
     """The cell's done marker, or None when it has not finished."""
     path = Path(run_dir) / DONE_FILE
@@ -80,14 +73,9 @@ def read_done(run_dir: str | Path) -> Optional[dict]:
 
 
 def is_done(run_dir: str | Path) -> bool:
-    """Finished, and no post-processing step it lacked is available now."""
+    """Finished, with every post-processing step (analysis, report) done."""
     done = read_done(run_dir)
-    if done is None:
-        return False
-    wanted = {"analysis": ("attnlife.analysis", "analyze_run"),
-              "report": ("attnlife.report", "report_run")}
-    return not any(done.get("post", {}).get(k) == UNAVAILABLE and entry_point(*v) is not None
-                   for k, v in wanted.items())
+    return done is not None and UNAVAILABLE not in done.get("post", {}).values()
 
 
 @contextlib.contextmanager
@@ -105,13 +93,10 @@ def run_cell(job: CellJob) -> CellOutcome:
     t0 = time.perf_counter()
     if is_done(job.run_dir):
         return CellOutcome(job.cell, "skipped", 0.0, "already done")
-    from attnlife import errors
-
-    interrupted = getattr(errors, "TrainingInterrupted", ())
     try:
         with single_process_env():
             steps = _run_steps(job)
-    except interrupted:  # SIGTERM/SIGINT: the checkpoint is written; stop the grid
+    except TrainingInterrupted:  # SIGTERM/SIGINT: the checkpoint is written; stop the grid
         raise
     except Exception as err:  # noqa: BLE001 - reported per cell; the grid goes on
         last = traceback.format_exception_only(type(err), err)[-1].strip()
@@ -145,15 +130,10 @@ def _run_steps(job: CellJob) -> dict:
                                   scale.inference_tokens, config.train.seed)
     seconds["inference"] = time.perf_counter() - t
     post = {}
-    for key, module, name in (("analysis", "attnlife.analysis", "analyze_run"),
-                              ("report", "attnlife.report", "report_run")):
+    for key, fn in (("analysis", analyze_run), ("report", report_run)):
         t = time.perf_counter()
-        fn = entry_point(module, name)
-        if fn is None:
-            post[key] = UNAVAILABLE
-        else:
-            fn(job.run_dir, quiet=True)
-            post[key] = "ok"
+        fn(job.run_dir, quiet=True)
+        post[key] = "ok"
         seconds[key] = time.perf_counter() - t
     numbers = cell_numbers(job.run_dir, max_iters)
     numbers["avg_inference_tokens_per_second"] = inference
@@ -166,7 +146,7 @@ def _run_steps(job: CellJob) -> dict:
 
 def _trained(run_dir: Path, max_iters: int) -> bool:
     """The final checkpoint and its clock entry exist (training finished)."""
-    from attnlife.store.run_dir import list_checkpoints
+    from attnlife.store.layout import list_checkpoints
 
     found = list_checkpoints(run_dir) if run_dir.is_dir() else []
     return bool(found) and found[-1][0] == max_iters and max_iters in read_clock(run_dir)
@@ -196,7 +176,8 @@ def measure_inference(run_dir: str | Path, device: str, n_samples: int, tokens: 
     """Mean tokens/s of `n_samples` single sequences of `tokens` new tokens (module docstring)."""
     import torch
 
-    from attnlife.model.loading import checkpoint_dir, load_model
+    from attnlife.model.generate import timed_generate
+    from attnlife.series.models import checkpoint_dir, load_model
     from attnlife.train.runtime import dist_info_from_env, resolve_device
 
     dev = resolve_device(device, dist_info_from_env())
@@ -206,16 +187,6 @@ def measure_inference(run_dir: str | Path, device: str, n_samples: int, tokens: 
     for i in range(n_samples):
         gen = torch.Generator(device=dev).manual_seed(seed + i)
         idx = torch.zeros((1, 1), dtype=torch.long, device=dev)
-        _sync(dev)
-        t0 = time.perf_counter()
-        model.generate(idx, tokens, temperature=0.8, top_k=200, generator=gen)
-        _sync(dev)
-        rates.append(tokens / max(time.perf_counter() - t0, 1e-9))
+        _, seconds = timed_generate(model, idx, tokens, temperature=0.8, top_k=200, generator=gen)
+        rates.append(tokens / max(seconds, 1e-9))
     return float(sum(rates) / len(rates))
-
-
-def _sync(device: str) -> None:
-    import torch
-
-    if device.startswith("cuda"):
-        torch.cuda.synchronize(device)

@@ -4,7 +4,7 @@
     reproduce("study", scale="cpu", workers=2)  # two cells at a time
 
 Rank r of W (torchrun's RANK / WORLD_SIZE, or given) takes cells r, r+W, ... of the grid
-(`attnlife.spectra.sweep.rank_share`, `run_in_processes` for --workers), exactly as the spectra
+(`attnlife.series.workers.rank_share`, `run_in_processes` for --workers), exactly as the spectra
 sweep splits checkpoints. Whichever process finds every cell of the grid done writes
 OUT/results/ (run_{k}.json, overhead.csv, compare.md, figures/), so the last rank, or any
 later rerun, completes it; a rerun skips done cells.
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from attnlife.errors import AttnlifeError
-from attnlife.reproduce.cell import CellJob, CellOutcome, entry_point, is_done, read_done, run_cell
+from attnlife.reproduce.cell import CellJob, CellOutcome, is_done, read_done, run_cell
 from attnlife.reproduce.protocol import PROTOCOL_SEEDS, RUNS, SCALES, Cell, cell_config, grid
 
 
@@ -67,7 +67,7 @@ def reproduce(out_dir: str | os.PathLike, scale: str = "cpu", datasets: Optional
     """
     from tqdm.auto import tqdm
 
-    from attnlife.spectra.sweep import rank_share, run_in_processes
+    from attnlife.series.workers import dying_worker, rank_share, run_in_processes
     from attnlife.train.runtime import dist_info_from_env
 
     if scale not in SCALES:
@@ -93,7 +93,7 @@ def reproduce(out_dir: str | os.PathLike, scale: str = "cpu", datasets: Optional
     with tqdm(total=len(todo), desc=f"reproduce {scale} (rank {rank}/{world_size})", unit="cell",
               disable=quiet or not todo) as bar:
         outcomes = run_in_processes(run_cell, [(j,) for j in todo], workers,
-                                    on_done=lambda o: _report(bar, o))
+                                    on_done=lambda o: _report(bar, o), initializer=dying_worker)
     outcomes += [CellOutcome(j.cell, "skipped", 0.0, "already done") for j in jobs if j not in todo]
     failed = [o for o in outcomes if o.status == "failed"]
     if failed:
@@ -129,9 +129,8 @@ def draw_figures(out: Path, cells: list[Cell]) -> tuple[str, ...]:
     Runs 1-3 share one config (they differ in callbacks only), so the runs are handed over as
     labelled groups ("run 0", ...) rather than grouped by config.
     """
-    draw = entry_point("attnlife.report", "draw_study_figures")
-    if draw is None:
-        return ("study figures skipped: this build has no attnlife.report.draw_study_figures",)
+    from attnlife.report import draw_study_figures as draw
+
     groups = {f"run {run}": [out / c.rel_dir for c in cells if c.run == run]
               for run in sorted({c.run for c in cells})}
     try:
@@ -167,9 +166,9 @@ def _config_summary(config) -> dict:  # noqa: ANN001 - RunConfig
 
 def _hardware(out: Path, cells: list[Cell]) -> str:
     """'device dtype, torch version, platform' of the first cell's run.json."""
-    import json
+    from attnlife.store.run_dir import Run
 
-    record = json.loads((out / cells[0].rel_dir / "run.json").read_text())
+    record = Run(out / cells[0].rel_dir).record
     env = record.get("environment", {})
     cpu = f", {os.cpu_count()} CPUs" if record.get("device") == "cpu" else ""
     return (f"ours on {record.get('device')} {record.get('dtype')}{cpu}, torch {env.get('torch')} "

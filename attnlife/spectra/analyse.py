@@ -17,18 +17,34 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import pandas as pd
 import torch
 
-from attnlife.spectra.layouts import LayerHeads, extract_layer
+from attnlife.series.refs import CheckpointRef, SeriesSourceError, hf_config, open_state
+from attnlife.spectra.layouts import (ArchSpec, LayerHeads, extract_layer, spec_from_gpt_config,
+                                      spec_from_hf_config)
 from attnlife.spectra.nonfinite import with_nonfinite_heads
-from attnlife.spectra.sources import CheckpointRef, open_weights
 from attnlife.spectra.stats import element_moments, marchenko_pastur_kl, spectral_stats, thin_spectrum
 from attnlife.spectra.stats_elements import element_distribution, histogram_edges_sigma
 
 MATRICES = ("qk", "ov")
+
+
+def open_weights(ref: CheckpointRef) -> tuple[ArchSpec, Callable[[str], torch.Tensor], set[str]]:
+    """(architecture, name -> tensor getter, available names) of one checkpoint: only the
+    attention weights are read from disk (safetensors are opened with `safe_open`)."""
+    if ref.kind == "hf":
+        spec = spec_from_hf_config(hf_config(ref))
+    elif ref.kind in ("run", "nanogpt"):
+        spec = spec_from_gpt_config(ref.config, "attnlife" if ref.kind == "run" else "nanogpt")
+    else:
+        raise SeriesSourceError(f"unknown checkpoint kind '{ref.kind}'")
+    get, keys = open_state(ref)
+    return spec, get, keys
+
 
 
 @dataclass(frozen=True)

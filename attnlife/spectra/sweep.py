@@ -18,26 +18,22 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 import pandas as pd
 import torch
 
-from attnlife.model.series import rank_share
-from attnlife.model.series import run_in_processes as _run_jobs
+from attnlife.series.refs import CheckpointRef, SeriesSourceError
+from attnlife.series.workers import dying_worker, rank_share, run_in_processes
 from attnlife.spectra.analyse import SpectraOptions, analyse_checkpoint
 from attnlife.errors import CheckpointError, UnsupportedModelError
-from attnlife.spectra.sources import CheckpointRef, SpectraSourceError
-from attnlife.spectra.sweep_state import die_with_parent, is_done, options_record
+from attnlife.spectra.sweep_state import is_done, options_record
 from attnlife.spectra.trajectories import find_meetings, match_vectors
 from attnlife.store.atomic import atomic_path, clean_temp_files
 from attnlife.store.part_table import SPECTRA_SCHEMA, write_part
-from attnlife.store.run_dir import RunPaths, checkpoint_name
-
-MEETING_COLUMNS = ["model", "matrix", "layer", "head_index", "step", "rank", "gap_rel",
-                   "overlap_stay", "overlap_swap", "label"]
-
+from attnlife.store.layout import RunPaths
+from attnlife.store.spectra_arrays import MEETING_COLUMNS, read_spectra_arrays
 
 @dataclass(frozen=True)
 class SweepSummary:
@@ -49,45 +45,12 @@ class SweepSummary:
     failed: tuple[str, ...] = ()  # one line per checkpoint skipped as unreadable
 
 
-def model_dirname(model: str) -> str:
-    """Filesystem-safe series name: 'EleutherAI/pythia-160m' -> 'EleutherAI--pythia-160m'."""
-    return model.replace("/", "--").replace("\\", "--")
-
-
-def arrays_path(out_dir: str | os.PathLike, model: str, step: int) -> Path:
-    """OUT/spectra/arrays/<model>/step_XXXXXXX.safetensors."""
-    return RunPaths(Path(out_dir)).spectra / "arrays" / model_dirname(model) / f"{checkpoint_name(step)}.safetensors"
-
-
-def read_spectra_arrays(out_dir: str | os.PathLike, model: str, step: int) -> dict[str, torch.Tensor]:
-    """The arrays of one checkpoint: '{qk,ov}.lambda' [L, H, K], '{qk,ov}.{u,v}_top' [L, H, k, D],
-    '{qk,ov}.elem_hist' [L, H, bins + 2] counts on 'elem_hist_edges_sigma' [bins + 3] (sigma units)."""
-    from safetensors.torch import load_file
-
-    from attnlife.errors import CheckpointError
-
-    path = arrays_path(out_dir, model, step)
-    if not path.is_file():
-        raise CheckpointError(f"no spectra arrays for {model} step {step} at {path}; run `attnlife spectra` first")
-    return load_file(str(path))
-
-
-def read_meetings(out_dir: str | os.PathLike) -> pd.DataFrame:
-    """All near-meetings found so far (columns MEETING_COLUMNS); empty frame if none."""
-    d = RunPaths(Path(out_dir)).spectra / "meetings"
-    files = sorted(d.glob("*.parquet")) if d.is_dir() else []
-    if not files:
-        return pd.DataFrame({c: [] for c in MEETING_COLUMNS})
-    frames = [pd.read_parquet(f) for f in files]
-    return pd.concat(frames, ignore_index=True)
-
-
 def _analyse_and_write(ref: CheckpointRef, out_dir: str, options: SpectraOptions) -> int:
     from safetensors.torch import save_file
 
     rows, arrays = analyse_checkpoint(ref, options)
     write_part(RunPaths(Path(out_dir)).spectra, rows, SPECTRA_SCHEMA)
-    final = arrays_path(out_dir, ref.model, ref.step)
+    final = RunPaths(Path(out_dir)).spectra_arrays(ref.model, ref.step)
     with atomic_path(final) as tmp:
         save_file(arrays, str(tmp), metadata={"model": ref.model, "step": str(ref.step),
                                               "options": options_record(options)})
@@ -99,20 +62,9 @@ def _analyse_or_skip(ref: CheckpointRef, out_dir: str,
     """`_analyse_and_write`, or (ref, why it was skipped: unreadable, corrupt, wrong shape)."""
     try:
         _analyse_and_write(ref, out_dir, options)
-    except (CheckpointError, SpectraSourceError, UnsupportedModelError) as err:  # reading; a failed
+    except (CheckpointError, SeriesSourceError, UnsupportedModelError) as err:  # reading; a failed
         return ref, f"skipped {ref.model} step {ref.step}: {err}"                 # write still stops
     return None
-
-
-def _init_worker(threads: int) -> None:
-    die_with_parent()
-    torch.set_num_threads(threads)
-
-
-def run_in_processes(fn: Callable, jobs: list[tuple], workers: int = 1,
-                     on_done: Optional[Callable] = None) -> list:
-    """`attnlife.model.series.run_in_processes` with workers that die with the sweep."""
-    return _run_jobs(fn, jobs, workers, on_done, initializer=_init_worker)
 
 
 def _progress(total: int, enabled: bool, desc: str):
@@ -135,16 +87,17 @@ def run_sweep(refs: list[CheckpointRef], out_dir: str | os.PathLike, options: Sp
     spectra_dir.mkdir(parents=True, exist_ok=True)
     clean_temp_files(spectra_dir)
     mine = rank_share(refs, rank, world_size)
-    todo = [r for r in mine if force or not is_done(arrays_path(out, r.model, r.step), options)]
+    todo = [r for r in mine if force or not is_done(RunPaths(out).spectra_arrays(r.model, r.step), options)]
     with _progress(len(todo), progress, f"spectra {refs[0].model if refs else ''}") as bar:
         failed = [f for f in run_in_processes(_analyse_or_skip, [(ref, str(out), options) for ref in todo],
-                                              workers, on_done=lambda _: bar.update(1)) if f]
+                                              workers, on_done=lambda _: bar.update(1),
+                                              initializer=dying_worker) if f]
         for _, line in failed:
             bar.write(f"warning: {line}", file=sys.stderr)
     meetings = None
     unreadable = {(ref.model, ref.step) for ref, _ in failed}
     readable = [r for r in refs if (r.model, r.step) not in unreadable]
-    if readable and all(is_done(arrays_path(out, r.model, r.step), options) for r in readable):
+    if readable and all(is_done(RunPaths(out).spectra_arrays(r.model, r.step), options) for r in readable):
         meetings = trajectory_pass(readable, out, options)
     return SweepSummary(analysed=len(todo) - len(failed), skipped=len(mine) - len(todo), meetings=meetings,
                         failed=tuple(line for _, line in failed))
@@ -187,7 +140,7 @@ def trajectory_pass(refs: list[CheckpointRef], out_dir: str | os.PathLike, optio
         if rows:
             write_part(RunPaths(out).spectra, pd.DataFrame(rows, columns=SPECTRA_SCHEMA.names), SPECTRA_SCHEMA)
         frame = pd.DataFrame(meetings, columns=MEETING_COLUMNS)
-        with atomic_path(RunPaths(out).spectra / "meetings" / f"{model_dirname(model)}.parquet") as tmp:
+        with atomic_path(RunPaths(out).meetings(model)) as tmp:
             frame.to_parquet(tmp, index=False)
         total += len(frame)
     return total

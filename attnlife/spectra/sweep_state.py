@@ -1,4 +1,4 @@
-"""What a spectra sweep has done, per options, and workers that die with the sweep.
+"""What a spectra sweep has done, per options.
 
 A checkpoint's arrays file (`OUT/spectra/arrays/<model>/step_XXXXXXX.safetensors`) carries the
 options it was computed with in its metadata (`options`, JSON). It counts as done for a request
@@ -10,15 +10,9 @@ missing and `--force` recomputes everything.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
-
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
-
 
 def options_record(options: Any) -> str:
     """The options of a sweep as sorted JSON (stored in each arrays file's metadata)."""
@@ -45,20 +39,3 @@ def is_done(arrays_file: Path, options: Any) -> bool:
     except (SafetensorError, OSError, ValueError):
         return False
     return isinstance(stored, dict) and covers(stored, json.loads(options_record(options)))
-
-
-def die_with_parent() -> None:
-    """Make this (worker) process receive SIGKILL when its parent dies (Linux; no-op elsewhere).
-
-    Closes the race where the parent died before the call: the worker then exits at once.
-    """
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
-    import multiprocessing
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-    parent = multiprocessing.parent_process()
-    if parent is not None and os.getppid() != parent.pid:
-        os._exit(1)

@@ -1,6 +1,6 @@
 """The analysis tables of a run: `RUN/analysis/{name}.parquet` + `summary.json` (+ claims.csv/.md).
 
-Written by `attnlife analyze` (attnlife.analysis.analyze_run), read by the report. Each table is
+Written by `attnlife analyze` (attnlife.explain.analyze_run), read by the report. Each table is
 one whole Parquet file replaced atomically on every analysis (the analysis is recomputed from the
 run, so re-running after the run grew gives the same answer as a fresh run). Tables and their
 columns (a writer may add columns, never rename these):
@@ -15,6 +15,15 @@ columns (a writer may add columns, never rename these):
   embedding        layer, head_index, x, y, cluster;  embedding_edges  src, dst, distance
   integrity        step, digest, duplicate_of, nonfinite, excluded
   claims           claim_id, source, claim, measured, verdict, reason
+  samples          step, text
+
+Theory runs add (THEORY_COLUMNS; `cycles` holds the Markov runs' focus-dilution cycles, signal
+attn_focus_excess, with status open / closed):
+
+  scan_snap        signal, start, end                      (scan-and-snap runs)
+  z_growth         from_step, to_step, slope_per_ln_step   (max distinct logit per log decade)
+  sweep_final      m, k, eta_z, ratio, mean, se             (sweep runs: final entropy over seeds)
+  sweep_trend      m, k, eta_z, spearman_entropy_vs_ratio, rises
 """
 from __future__ import annotations
 
@@ -43,6 +52,12 @@ ANALYSIS_COLUMNS: dict[str, list[str]] = {
     "claims": ["claim_id", "source", "claim", "measured", "verdict", "reason"],
     "samples": ["step", "text"],
 }
+THEORY_COLUMNS: dict[str, list[str]] = {
+    "scan_snap": ["signal", "start", "end"],
+    "z_growth": ["from_step", "to_step", "slope_per_ln_step"],
+    "sweep_final": ["m", "k", "eta_z", "ratio", "mean", "se"],
+    "sweep_trend": ["m", "k", "eta_z", "spearman_entropy_vs_ratio", "rises"],
+}
 
 
 def analysis_dir(run_dir: str | os.PathLike) -> Path:
@@ -51,7 +66,7 @@ def analysis_dir(run_dir: str | os.PathLike) -> Path:
 
 def write_analysis_table(run_dir: str | os.PathLike, name: str, frame: pd.DataFrame) -> Path:
     """Write table `name` to RUN/analysis/{name}.parquet atomically (columns checked, extra kept)."""
-    cols = ANALYSIS_COLUMNS.get(name)
+    cols = ANALYSIS_COLUMNS.get(name, THEORY_COLUMNS.get(name))
     if cols is not None:
         missing = [c for c in cols if c not in frame.columns]
         if missing:

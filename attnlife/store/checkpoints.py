@@ -19,7 +19,7 @@ from safetensors.torch import load_file, save_file
 
 from attnlife.errors import CheckpointError
 from attnlife.store.atomic import atomic_dir, clean_temp_files
-from attnlife.store.run_dir import RunPaths, list_checkpoints
+from attnlife.store.layout import RunPaths, list_checkpoints
 from attnlife.store.safe_state import StateFormatError, decode_state, encode_state
 
 MODEL_FILE = "model.safetensors"

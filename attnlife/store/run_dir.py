@@ -1,19 +1,8 @@
-"""The run directory: the one on-disk format every part of attnlife reads and writes.
+"""run.json and read access to a run directory (`Run`, `load_run`); the layout is in
+`attnlife.store.layout`.
 
-```
-RUN/
-  run.json                   config, dataset, seed, versions, git commit, start time
-  metrics/part-*.parquet     tidy metric table (step, split, layer, head_index, layer_b, metric,
-                             value, stderr)
-  checkpoints/step_XXXXXXX/  model.safetensors + meta.json (+ trainer_state.json/.safetensors:
-                             optimizer and RNG state for resume, newest checkpoint only)
-  snapshots/                 sampled attention patterns (fp16, delta-encoded)
-  spectra/part-*.parquet     per-head weight statistics (model, step, layer, head_index, matrix, stat, value)
-  analysis/  report/
-  .attnlife.lock             while a writer runs: its pid, host, start time (attnlife.store.lock)
-```
-Temporary entries `.tmp-<name>~<host>~<pid>~<random>` belong to a writer in progress (or killed:
-removed once stale, see attnlife.store.atomic).
+run.json holds the config, dataset, seed, versions, git commit and start time, plus one entry per
+resume segment (`write_run_json`). `Run` returns every table as a pandas DataFrame.
 """
 from __future__ import annotations
 
@@ -23,91 +12,25 @@ import os
 import platform
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from attnlife.errors import RunDirError
 from attnlife.store.atomic import storage_errors, write_json_atomic
+from attnlife.store.layout import RunPaths, list_checkpoints
 from attnlife.store import metrics_table
 from attnlife.store.metrics_table import read_metrics
 from attnlife.store.part_table import SPECTRA_SCHEMA, read_table
 
-RUN_JSON = "run.json"
-CHECKPOINT_PREFIX = "step_"
-
-
-def checkpoint_name(step: int) -> str:
-    """Directory name of the checkpoint at `step`: `step_` + 7-digit zero-padded step."""
-    return f"{CHECKPOINT_PREFIX}{int(step):07d}"
-
-
-@dataclass(frozen=True)
-class RunPaths:
-    """Paths inside one run directory (nothing is created by constructing it)."""
-
-    root: Path
-
-    @property
-    def run_json(self) -> Path:
-        return self.root / RUN_JSON
-
-    @property
-    def metrics(self) -> Path:
-        return self.root / "metrics"
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.root / "checkpoints"
-
-    @property
-    def snapshots(self) -> Path:
-        return self.root / "snapshots"
-
-    @property
-    def spectra(self) -> Path:
-        return self.root / "spectra"
-
-    @property
-    def analysis(self) -> Path:
-        return self.root / "analysis"
-
-    @property
-    def report(self) -> Path:
-        return self.root / "report"
-
-    def checkpoint(self, step: int) -> Path:
-        return self.checkpoints / checkpoint_name(step)
-
-
-def list_checkpoints(run_dir: str | os.PathLike) -> list[tuple[int, Path]]:
-    """Complete checkpoints of a run as (step, directory), ascending by step.
-
-    A checkpoint is complete when its directory holds both `model.safetensors` and `meta.json`
-    (checkpoint directories are renamed into place whole, so partial ones never appear).
-    """
-    ckdir = RunPaths(Path(run_dir)).checkpoints
-    found = []
-    if ckdir.is_dir():
-        for d in ckdir.iterdir():
-            if d.is_dir() and d.name.startswith(CHECKPOINT_PREFIX):
-                if (d / "model.safetensors").is_file() and (d / "meta.json").is_file():
-                    try:
-                        found.append((int(d.name[len(CHECKPOINT_PREFIX):]), d))
-                    except ValueError:
-                        continue
-    return sorted(found)
-
-
 def environment_record() -> dict:
     """Versions and provenance stored in run.json: python, torch, attnlife, git commit, host."""
-    import attnlife
+    from attnlife.version import __version__
 
     record = {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
-        "attnlife": attnlife.__version__,
+        "attnlife": __version__,
         "start_time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "git_commit": _git_commit(),
     }
@@ -254,6 +177,18 @@ class Run:
         from attnlife.store.sweep_table import read_sweep
 
         return read_sweep(self.root)
+
+    def spectra_arrays(self, model: str, step: int) -> dict:
+        """The spectra arrays of one checkpoint of series `model` (attnlife.store.spectra_arrays)."""
+        from attnlife.store.spectra_arrays import read_spectra_arrays
+
+        return read_spectra_arrays(self.root, model, step)
+
+    def meetings(self) -> pd.DataFrame:
+        """Eigenvalue near-meetings (crossing / repulsion) the spectra sweep found; may be empty."""
+        from attnlife.store.spectra_arrays import read_meetings
+
+        return read_meetings(self.root)
 
     def checkpoints(self) -> list[tuple[int, Path]]:
         """Complete checkpoints as (step, directory), ascending."""

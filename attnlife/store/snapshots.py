@@ -20,7 +20,7 @@ import torch
 
 from attnlife.errors import RunDirError
 from attnlife.store.atomic import atomic_path, clean_temp_files
-from attnlife.store.run_dir import checkpoint_name
+from attnlife.store.layout import checkpoint_name
 
 KEYFRAME = -1
 

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from attnlife.errors import RunDirError
-from attnlife.store.run_dir import RunPaths, write_run_json
+from attnlife.store.layout import RunPaths
+from attnlife.store.run_dir import Run, write_run_json
 
 HF_SHAPE_KEYS = {"n_layer": ("n_layer", "num_hidden_layers"), "n_head": ("n_head", "num_attention_heads"),
                  "n_embd": ("n_embd", "hidden_size"), "vocab_size": ("vocab_size",),
@@ -56,7 +57,7 @@ def claim_run_dir(run_dir: Path, model: Any, tracker_settings: dict) -> bool:
     paths = RunPaths(run_dir)
     shape, hf = model_config_of(model)
     if paths.run_json.is_file():
-        old = json.loads(paths.run_json.read_text())
+        old = Run(run_dir).record
         old_shape = old.get("config", {}).get("model", {})
         if "tracker_run" not in old:
             raise RunDirError(f"{run_dir} already holds a run not written by a Tracker (its run.json "

@@ -17,7 +17,7 @@ Per checkpoint (split `probe` of OUT's metric table, `stderr` = standard error a
   model level:    sink_head_share (share of heads with sink_mass > 0.3)
 Resumable: OUT/probe/done/<model>/step_XXXXXXX.json marks a checkpoint done for an options key
 (options + probe set digest); a rerun skips those. Parallel: `workers` processes, and rank r of W
-(torchrun's RANK / WORLD_SIZE) takes checkpoints r, r+W, ... (`attnlife.model.series`).
+(torchrun's RANK / WORLD_SIZE) takes checkpoints r, r+W, ... (`attnlife.series.workers`).
 """
 from __future__ import annotations
 
@@ -32,10 +32,13 @@ import numpy as np
 import torch
 
 from attnlife.errors import AttnlifeError
-from attnlife.model.series import CheckpointRef, load_series_model, rank_share, run_in_processes
+from attnlife.series.models import load_series_model
+from attnlife.series.refs import CheckpointRef
+from attnlife.series.workers import rank_share, run_in_processes
 from attnlife.store.atomic import atomic_path, write_json_atomic
 from attnlife.store.metrics_table import MetricRow, MetricWriter
-from attnlife.store.run_dir import checkpoint_name
+from attnlife.store.layout import checkpoint_name
+from attnlife.store.run_dir import Run
 from attnlife.track import head_types as HT
 from attnlife.track.accumulate import AttentionAccumulator, stderr_of_mean
 from attnlife.track.capture import capture_attention
@@ -227,8 +230,7 @@ def run_val_tokens(run_dir: str | os.PathLike) -> tuple[np.ndarray, str]:
     """The val split of a run's prepared dataset (from run.json config.data) and its description."""
     from attnlife.data import load_prepared
 
-    record = json.loads((Path(run_dir) / "run.json").read_text())
-    data = record.get("config", {}).get("data", {})
+    data = Run(run_dir).config.get("data", {})
     if not data.get("data_dir") or not data.get("dataset"):
         raise ProbeSetError(f"{run_dir}/run.json names no dataset (config.data); pass --tokens or --text")
     prepared = load_prepared(data["data_dir"], data["dataset"])

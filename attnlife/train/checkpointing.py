@@ -21,7 +21,7 @@ import torch
 from attnlife.errors import CheckpointError
 from attnlife.store.checkpoints import (TRAINER_STATE_FILE, load_meta, load_trainer_state,
                                         remove_trainer_state, save_checkpoint)
-from attnlife.store.run_dir import list_checkpoints
+from attnlife.store.layout import list_checkpoints
 from attnlife.train.checkpoint_series import steps_to_remove
 
 

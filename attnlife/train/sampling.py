@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -16,7 +15,8 @@ import torch
 
 from attnlife.data import load_prepared
 from attnlife.errors import ConfigError, RunDirError
-from attnlife.model.loading import checkpoint_dir, load_model
+from attnlife.model.generate import timed_generate
+from attnlife.series.models import checkpoint_dir, load_model
 from attnlife.store.run_dir import load_run
 from attnlife.train.run_record import check_same_dataset
 
@@ -69,10 +69,8 @@ def sample_run(run_dir: str | os.PathLike, tokens: int = 500, prompt: Optional[s
         raise ConfigError("--prompt encodes to no tokens; give at least one character")
     idx = torch.tensor([ids], dtype=torch.long)
     generator = torch.Generator().manual_seed(seed)
-    t0 = time.perf_counter()
-    out = model.generate(idx, tokens, temperature=temperature, top_k=top_k, use_cache=use_cache,
-                         generator=generator)
-    seconds = time.perf_counter() - t0
+    out, seconds = timed_generate(model, idx, tokens, temperature=temperature, top_k=top_k,
+                                  use_cache=use_cache, generator=generator)
     text = data.decode(out[0].tolist()) if prompt else data.decode(out[0, 1:].tolist())
     return SampleResult(text=text, step=int(Path(ckpt).name.split("_")[-1]), new_tokens=tokens,
                         seconds=seconds)

@@ -36,7 +36,8 @@ from attnlife.model.gpt import GPT, GPTConfig
 from attnlife.store.checkpoints import load_state_dict
 from attnlife.store.metrics_table import MetricWriter
 from attnlife.store.lock import run_lock
-from attnlife.store.run_dir import Run, RunPaths, list_checkpoints, write_run_json
+from attnlife.store.layout import RunPaths, list_checkpoints
+from attnlife.store.run_dir import Run, write_run_json
 from attnlife.train.checkpoint_series import checkpoint_steps, is_checkpoint_step
 from attnlife.train.checkpointing import (capture_rng_state, restore_rng_state, resume_point,
                                           write_series_checkpoint)

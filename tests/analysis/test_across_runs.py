@@ -6,8 +6,7 @@ from pathlib import Path
 import pytest
 
 import attnlife
-from attnlife.analysis import analyze_run
-from attnlife.analysis.across_runs import add_across_runs, across_run_rows
+from attnlife.explain import across_run_rows, add_across_runs, analyze_run
 from attnlife.store.metrics_table import MetricWriter
 
 

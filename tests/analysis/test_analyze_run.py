@@ -11,7 +11,7 @@ import pandas as pd
 from typer.testing import CliRunner
 
 import attnlife
-from attnlife.analysis import analyze_run
+from attnlife.explain import analyze_run
 from attnlife.cli import app
 from attnlife.store.analysis_tables import ANALYSIS_COLUMNS
 from attnlife.store.metrics_table import MetricWriter
@@ -38,7 +38,7 @@ def test_analyze_cli_writes_every_table_and_is_idempotent(run_copy: Path) -> Non
     assert d1.between(0, 1).all() and sample[sample.metric == "mean_logprob_nats"].value.lt(0).all()
     assert set(sample[sample.head_index >= 0].metric) >= {"entropy_bits", "span_tokens"}
     # the first generated sequence of every checkpoint, decoded with the run's vocabulary
-    from attnlife.track.sample_quality import sample_checkpoint
+    from attnlife.track.generation import sample_checkpoint
 
     texts = run.analysis_table("samples")
     assert texts.step.tolist() == steps

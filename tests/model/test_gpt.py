@@ -8,7 +8,7 @@ import torch
 from attnlife.errors import CheckpointError
 from attnlife.model import GPT, GPTConfig, expose_attention
 from attnlife.model.kv_cache import KVCache
-from attnlife.model.loading import checkpoint_dir, load_model
+from attnlife.series.models import checkpoint_dir, load_model
 from attnlife.store.checkpoints import save_checkpoint
 
 CFG = GPTConfig(block_size=16, vocab_size=11, n_layer=2, n_head=2, n_embd=16, dropout=0.0)

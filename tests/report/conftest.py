@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from attnlife.report.synthetic import write_synthetic_run
+from tests.support.synthetic import write_synthetic_run
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from attnlife.report.browser import chromium_path, open_dashboard
+from tests.support.browser import chromium_path, open_dashboard
 
 pytestmark = pytest.mark.skipif(chromium_path() is None,
                                 reason="needs Chromium: apt-get install chromium (make test does it as root)")

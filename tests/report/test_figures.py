@@ -8,9 +8,9 @@ from PIL import Image
 from attnlife.report.api import ReportFormatError, check_formats, draw_figures, render_report
 from attnlife.report.data import ReportRun
 from attnlife.report.exemplars import HeadSpecError, choose_exemplars, parse_heads
-from attnlife.report.registry import load_all
+from attnlife.report.api import load_all
 from attnlife.report.style import log_spaced
-from attnlife.report.synthetic import write_synthetic_run
+from tests.support.synthetic import write_synthetic_run
 
 NON_THEORY = sorted(name for name, spec in load_all().items() if spec.family != "theory")
 

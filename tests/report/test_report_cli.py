@@ -5,7 +5,7 @@ import pytest
 from typer.testing import CliRunner
 
 from attnlife.cli import app, main
-from attnlife.report.synthetic import write_synthetic_run
+from tests.support.synthetic import write_synthetic_run
 
 
 def test_report_cli_on_a_metrics_only_run(tmp_path):

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from attnlife.report.registry import load_all
-from attnlife.report.theory_figures import still_falling
+from attnlife.report.api import load_all
+from attnlife.report.figures_theory import still_falling
 
 
 def test_still_falling_detects_a_curve_that_has_not_frozen():

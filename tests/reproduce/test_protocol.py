@@ -103,7 +103,7 @@ def test_run_results_layout_and_overhead():
 
 
 def test_rank_shares_partition_the_grid():
-    from attnlife.spectra.sweep import rank_share
+    from attnlife.series.workers import rank_share
 
     cells = grid((0, 1, 2, 3), ("shakespeare_char", "enwik8", "text8"))
     shares = [rank_share(cells, r, 3) for r in range(3)]

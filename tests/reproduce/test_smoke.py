@@ -15,7 +15,8 @@ import pandas as pd
 import pytest
 
 from attnlife.cli import main
-from attnlife.store.run_dir import list_checkpoints, load_run
+from attnlife.store.layout import list_checkpoints
+from attnlife.store.run_dir import load_run
 
 
 def _cli(capsys, *args: str) -> tuple[int, str]:

@@ -8,7 +8,8 @@ from attnlife.errors import UnsupportedModelError
 from attnlife.model.attention_probe import expose_attention
 from attnlife.model.gpt import GPT, GPTConfig
 from attnlife.spectra.layouts import LayerHeads, extract_layer, spec_from_gpt_config, spec_from_hf_config
-from attnlife.spectra.sources import nanogpt_series, open_weights
+from attnlife.series.refs import nanogpt_series
+from attnlife.spectra.analyse import open_weights
 
 T = 7
 

@@ -12,8 +12,9 @@ from typer.testing import CliRunner
 from attnlife.cli import app
 from attnlife.model.gpt import GPT, GPTConfig
 from attnlife.spectra.analyse import SpectraOptions
-from attnlife.spectra.sources import SpectraSourceError, hf_series, run_series
-from attnlife.spectra.sweep import read_meetings, read_spectra_arrays, run_sweep
+from attnlife.series.refs import SeriesSourceError, hf_series, run_series
+from attnlife.spectra.sweep import run_sweep
+from attnlife.store.spectra_arrays import read_meetings, read_spectra_arrays
 from attnlife.store.checkpoints import save_checkpoint
 from attnlife.store.run_dir import load_run, write_run_json
 
@@ -144,7 +145,7 @@ def test_hf_revisions_from_local_dirs_and_cache_layout(tmp_path, monkeypatch) ->
     monkeypatch.setattr(hc, "HF_HUB_OFFLINE", True)
     (ref,) = hf_series("org/tiny", ["step500"])
     assert ref.step == 500 and ref.path.endswith("abc123")
-    with pytest.raises(SpectraSourceError, match="revision 'step9' of org/tiny is not in the Hugging Face cache"):
+    with pytest.raises(SeriesSourceError, match="revision 'step9' of org/tiny is not in the Hugging Face cache"):
         hf_series("org/tiny", ["step500", "step9"])
     r = _invoke(["spectra", "--hf", "org/tiny", "--revisions", "step9", "--out", str(out)])
     assert r.exit_code != 0

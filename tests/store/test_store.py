@@ -16,7 +16,8 @@ from attnlife.store.checkpoints import (TRAINER_STATE_FILE, latest_checkpoint, l
                                         load_state_dict, load_trainer_state, save_checkpoint)
 from attnlife.store.metrics_table import MetricWriter, read_metrics
 from attnlife.store.part_table import METRICS_SCHEMA, PartWriter, read_table, write_part
-from attnlife.store.run_dir import checkpoint_name, list_checkpoints, load_run, write_run_json
+from attnlife.store.layout import checkpoint_name, list_checkpoints
+from attnlife.store.run_dir import load_run, write_run_json
 
 
 def test_atomic_path_leaves_nothing_on_exception(tmp_path) -> None:

@@ -1,7 +1,5 @@
-"""The `attnlife theory` verbs write run directories, analysis JSON and readable PNGs."""
+"""The `attnlife theory` verbs write run directories, analysis tables and readable PNGs."""
 from __future__ import annotations
-
-import json
 
 import matplotlib.image as mpimg
 from typer.testing import CliRunner
@@ -22,14 +20,16 @@ def test_scan_snap_sweep_and_single(tmp_path) -> None:
                               "--ratio", "5", "--sweep-eta-z", "2", "--seeds", "2", "--steps", "30",
                               "--seq-len", "16", "--quiet"])
     assert res.exit_code == 0, res.output
-    summary = json.loads((out / "analysis" / "sweep.json").read_text())
-    assert len(summary["final_entropy_distinct_bits"]) == 2 and summary["trend"][0]["m"] == 1
+    tables = load_run(out).analysis()
+    assert len(tables["sweep_final"]) == 2 and tables["sweep_trend"].m.tolist() == [1]
+    assert {p.name for p in (out / "analysis").glob("*.json")} == {"summary.json"}
     _png_ok(out / "report" / "sweep_entropy.png")
     single = tmp_path / "single"
     res = runner.invoke(app, ["theory", "scan-snap", "--out", str(single), "--steps", "30", "--seq-len", "16",
                               "--n-last", "1", "--n-next", "2", "--quiet"])
     assert res.exit_code == 0, res.output
     _png_ok(single / "report" / "scan_snap.png")
+    assert load_run(single).analysis_table("scan_snap").signal.tolist()[0] == "entropy_distinct_bits"
     assert load_run(single).config["steps"] == 30
 
 
@@ -40,8 +40,11 @@ def test_markov_cli_and_bad_input(tmp_path) -> None:
                               "--n-embd", "8", "--vocab-size", "6", "--log-every", "5", "--n-train-seqs", "64",
                               "--quiet"])
     assert res.exit_code == 0, res.output
-    cycles = json.loads((out / "analysis" / "cycles.json").read_text())
-    assert cycles["signal"] == "attn_focus_excess" and cycles["n_cycles"] == len(cycles["peak_steps"])
+    cycles = load_run(out).analysis_table("cycles")
+    focus = cycles[cycles.signal == "attn_focus_excess"]
+    assert set(focus.status) <= {"open", "closed"}
+    assert f"{(focus.status == 'closed').sum()} closed focus-dilution cycle(s)" in res.output
+    assert {p.name for p in (out / "analysis").glob("*.json")} == {"summary.json"}  # no side files
     _png_ok(out / "report" / "markov_focus.png")
     res = runner.invoke(app, ["theory", "scan-snap", "--sweep", "--out", str(tmp_path / "bad"), "--mk", "3x6"])
     assert res.exit_code != 0 and "3/6" in str(res.exception)

@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 import attnlife
 from attnlife.cli import app
 from attnlife.model.gpt import GPT, GPTConfig
-from attnlife.model.series import load_series_model, nanogpt_series, run_series
+from attnlife.series.models import load_series_model
+from attnlife.series.refs import nanogpt_series, run_series
 from attnlife.store.checkpoints import save_checkpoint
 from attnlife.store.run_dir import write_run_json
 from attnlife.track import probe_pass as P

@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import torch
 
-from attnlife.analysis.generation import corpus_quality
 from attnlife.run import default_callbacks, run_training
 from attnlife.store.run_dir import load_run
-from attnlife.track.sample_quality import SampleSpec, sample_checkpoint
+from attnlife.track.generation import SampleSpec, corpus_quality, sample_checkpoint
 from tests.train.conftest import tiny_config
 
 

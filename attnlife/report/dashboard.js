@@ -1,10 +1,6 @@
-"""The dashboard's script (plain JavaScript over Plotly), kept as a string the HTML inlines.
-
-It reads the JSON payload of `dashboard_data.build_payload`, decodes the base64 arrays and draws
-one Plotly figure per section; controls (selects, sliders, play) restyle in place.
-"""
-
-DASHBOARD_JS = r"""
+// The dashboard's script (plain JavaScript over Plotly); attnlife.report.dashboard inlines it.
+// It reads the JSON payload of dashboard_data.build_payload, decodes the base64 arrays and draws
+// one Plotly figure per section; controls (selects, sliders, play) restyle in place.
 const D = JSON.parse(document.getElementById('payload').textContent);
 const L = D.n_layer || 0, H = D.n_head || 0;
 const CB = ['#0072B2', '#E69F00', '#009E73', '#CC79A7', '#56B4E9', '#D55E00', '#F0E442', '#000000'];
@@ -207,4 +203,3 @@ function drawSamples() {
 });
 document.body.dataset.readyMs = String(Math.round(performance.now()));
 document.body.dataset.ready = '1';
-"""

@@ -1,30 +1,25 @@
 """Figures of the theory experiments, registered like every other figure (family "theory").
 
+They read the store only: the metric table and the analysis tables `attnlife analyze` wrote.
 - `scan_snap` (kind theory-scan-snap): attention mass on distinct vs common tokens, distinct-token
   entropy (bits) and logits z against step (log axis; log-time growth is a straight line there).
   Titles are measured: whether the entropy is still falling over the last decade of steps.
 - `sweep_entropy` (theory-scan-snap-sweep): final distinct-token entropy vs eta_Y/eta_Z, mean +-
-  standard error over seeds, one line per M/K, one panel per eta_Z.
-- `markov_focus` (theory-markov): focus signal with closed cycles shaded (an open cycle, one whose
-  dilution runs to the last step, is only marked), stable ranks, attention-parameter norms,
+  standard error over seeds (analysis table `sweep_final`), one line per M/K, one panel per eta_Z.
+- `markov_focus` (theory-markov): focus signal with the focus-dilution cycles of analysis table
+  `cycles` (signal attn_focus_excess): a closed cycle's dilution (peak to trough) shaded, an open
+  one (no recovery before the run ends) only marked; stable ranks, attention-parameter norms,
   entropy and loss, on a log step axis without offsets.
-
-`plot_scan_snap`, `plot_sweep`, `plot_markov` draw and save one figure (used by `attnlife theory`).
 """
 from __future__ import annotations
-
-import json
-import os
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
 from attnlife.report.data import MissingData, ReportRun
-from attnlife.report.registry import FIGURES, figure
-from attnlife.store.run_dir import load_run
-from attnlife.report.style import ACCENT, house_style, no_offset, save_figure, step_axis
+from attnlife.report.registry import figure
+from attnlife.report.style import ACCENT, no_offset, step_axis
 
 STEP_LABEL = "SGD step"
 
@@ -83,19 +78,10 @@ def scan_snap(run: ReportRun) -> plt.Figure:
     return fig
 
 
-def sweep_table(run_dir: str | os.PathLike, name: str = "entropy_distinct_bits") -> pd.DataFrame:
-    """Final-step mean and se per (M, K, eta_z, ratio) of a sweep run: columns m k eta_z ratio mean se."""
-    from attnlife.analysis.theory_trends import sweep_final_table
-
-    return sweep_final_table(load_run(run_dir).sweep(), name)
-
-
 @figure("sweep_entropy", "theory", kinds=("theory-scan-snap-sweep",))
 def sweep_entropy(run: ReportRun) -> plt.Figure:
     """Final entropy vs eta_Y/eta_Z with standard-error bars."""
-    table = sweep_table(run.root)
-    if table.empty:
-        raise MissingData("no sweep rows; run `attnlife theory scan-snap --sweep`")
+    table = run.analysis_table("sweep_final", " (no sweep rows; run `attnlife theory scan-snap --sweep`)")
     etas = sorted(table.eta_z.unique())
     fig, axes = plt.subplots(1, len(etas), figsize=(6.5 * len(etas), 4.5), squeeze=False, sharey=True)
     for ax, eta_z in zip(axes[0], etas):
@@ -113,33 +99,28 @@ def sweep_entropy(run: ReportRun) -> plt.Figure:
     return fig
 
 
-def markov_cycles(run: ReportRun) -> pd.DataFrame:
-    """Cycles of the focus signal: analysis table `cycles`, else RUN/analysis/cycles.json."""
-    table = run.analysis.get("cycles")
-    if table is not None and len(table):
-        if "signal" in table:
-            table = table[table.signal == "attn_focus_excess"]
-        return table.rename(columns={"peak": "peak_step"})
-    path = run.run.paths.analysis / "cycles.json"
-    if path.is_file():
-        return pd.DataFrame(json.loads(path.read_text()).get("cycles", []))
-    return pd.DataFrame(columns=["start_step", "peak_step", "trough_step"])
+def focus_cycles(run: ReportRun) -> pd.DataFrame:
+    """Rows of analysis table `cycles` on the focus signal attn_focus_excess (peak = start_step)."""
+    if "cycles" not in run.analysis:  # an empty table is an answer: no cycle was found
+        raise MissingData(f"no analysis table 'cycles'; run `attnlife analyze {run.root}`")
+    table = run.analysis["cycles"]
+    return table[table.signal == "attn_focus_excess"]
 
 
 def _focus_panel(ax: plt.Axes, run: ReportRun, cycles: pd.DataFrame) -> None:
     s = _series(run, "attn_focus_excess")
-    last = int(s.step.max())
     ax.plot(s.step, s.value, color=ACCENT, label="focus excess (mass on top tokens - uniform)")
     closed = open_ = 0
     for c in cycles.itertuples():
-        is_open = getattr(c, "status", "") == "open" or float(c.trough_step) >= last
-        if is_open:
+        if c.status == "open":
             open_ += 1
-            ax.axvline(c.peak_step, color="C1", ls=":", lw=1.2, label="open cycle peak (no recovery)" if open_ == 1 else None)
+            ax.axvline(c.start_step, color="C1", ls=":", lw=1.2,
+                       label="open cycle peak (no recovery)" if open_ == 1 else None)
             continue
         closed += 1
-        ax.axvspan(c.start_step, c.trough_step, color="C1", alpha=0.2, label="closed cycle" if closed == 1 else None)
-        ax.axvline(c.peak_step, color="C1", ls="--", lw=1)
+        ax.axvspan(c.start_step, c.trough_step, color="C1", alpha=0.2,
+                   label="closed cycle: dilution" if closed == 1 else None)
+        ax.axvline(c.start_step, color="C1", ls="--", lw=1)
     ax.axhline(0, color="k", lw=0.6)
     ax.set(ylabel="attention mass excess (fraction)",
            title=f"Focus excess peaks at {s.value.max():.3f}; {closed} closed, {open_} open cycle(s)")
@@ -190,33 +171,4 @@ def _markov_figure(run: ReportRun, cycles: pd.DataFrame) -> plt.Figure:
 @figure("markov_focus", "theory", kinds=("theory-markov",))
 def markov_focus(run: ReportRun) -> plt.Figure:
     """Focus-dilution experiment: four panels (see module docstring)."""
-    return _markov_figure(run, markov_cycles(run))
-
-
-def _draw(name: str, run_dir: str | os.PathLike, **kwargs) -> Path:
-    run = ReportRun(run_dir)
-    with house_style():
-        fig = FIGURES[name].fn(run, **kwargs) if kwargs else FIGURES[name].fn(run)
-        return save_figure(fig, run.run.paths.report, name)[0]
-
-
-def plot_scan_snap(run_dir: str | os.PathLike) -> Path:
-    """RUN/report/scan_snap.png of a scan-and-snap run."""
-    return _draw("scan_snap", run_dir)
-
-
-def plot_sweep(run_dir: str | os.PathLike) -> Path:
-    """RUN/report/sweep_entropy.png of a sweep run."""
-    return _draw("sweep_entropy", run_dir)
-
-
-def plot_markov(run_dir: str | os.PathLike, cycles: list | None = None) -> Path:
-    """RUN/report/markov_focus.png; `cycles` (Cycle objects or dicts) default to the stored ones."""
-    run = ReportRun(run_dir)
-    if cycles is None:
-        table = markov_cycles(run)
-    else:
-        table = pd.DataFrame([c.to_dict() if hasattr(c, "to_dict") else dict(c) for c in cycles],
-                             columns=["start_step", "peak_step", "trough_step", "peak_value", "trough_value"])
-    with house_style():
-        return save_figure(_markov_figure(run, table), run.run.paths.report, "markov_focus")[0]
+    return _markov_figure(run, focus_cycles(run))

@@ -59,7 +59,7 @@ def _spectra(root: Path, model: str, steps: list[int], n_layer: int, n_head: int
     from safetensors.torch import save_file
 
     from attnlife.spectra.stats_elements import histogram_edges_sigma
-    from attnlife.spectra.sweep import arrays_path
+    from attnlife.store.layout import RunPaths
     from attnlife.store.atomic import atomic_path
     from attnlife.store.part_table import SPECTRA_SCHEMA, write_part
 
@@ -84,7 +84,7 @@ def _spectra(root: Path, model: str, steps: list[int], n_layer: int, n_head: int
         write_part(root / "spectra", pd.DataFrame(rows, columns=SPECTRA_SCHEMA.names), SPECTRA_SCHEMA)
         arrays = {"qk.lambda": torch.from_numpy(lam), "qk.elem_hist": torch.from_numpy(hist),
                   "elem_hist_edges_sigma": edges}
-        with atomic_path(arrays_path(root, model, step)) as tmp:
+        with atomic_path(RunPaths(root).spectra_arrays(model, step)) as tmp:
             save_file(arrays, str(tmp))
     meetings = pd.DataFrame({"model": model, "matrix": "qk", "layer": 0, "head_index": 0, "step": steps[2:4],
                              "rank": [1, 2], "gap_rel": 0.05, "overlap_stay": 0.3, "overlap_swap": 0.6,

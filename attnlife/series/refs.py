@@ -2,9 +2,10 @@
 
 One concept for every pass over a training history (the spectra sweep, the post-hoc attention
 probe pass): enumerate a series as `CheckpointRef`s (plain and picklable: they cross process
-boundaries), open one as raw tensors (`open_state`: a lazy name -> tensor getter, safetensors read
-with `safe_open`) or as a runnable model (`load_series_model`), and split the work between
-processes and ranks (`rank_share`, `run_in_processes`).
+boundaries) and open one as raw tensors (`open_state`: a lazy name -> tensor getter, safetensors
+read with `safe_open`). `attnlife.series.models` turns a ref into a runnable model and
+`attnlife.series.workers` splits the work between processes and ranks. New sources register in
+`SOURCES` (kind -> opener of its weights).
 
 Hugging Face revision rule (`--hf MODEL --revisions r1,r2`), first match wins per revision:
   1. MODEL is a directory with a subdirectory `r` holding config.json -> MODEL/r
@@ -19,15 +20,15 @@ from __future__ import annotations
 import json
 import os
 import re
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Callable
 
 import torch
 
-from attnlife.errors import AttnlifeError, ConfigError, RunDirError
-from attnlife.store.run_dir import RunPaths, list_checkpoints
+from attnlife.errors import AttnlifeError, RunDirError
+from attnlife.store.layout import RunPaths, list_checkpoints
+from attnlife.store.run_dir import Run
 
 HF_WEIGHT_PATTERNS = ["config.json", "*.safetensors", "*.safetensors.index.json", "pytorch_model*.bin"]
 Getter = Callable[[str], torch.Tensor]
@@ -58,8 +59,7 @@ def run_series(run_dir: str | os.PathLike, model: str | None = None) -> list[Che
     paths = RunPaths(Path(run_dir))
     if not paths.root.is_dir():
         raise RunDirError(f"run directory {paths.root} does not exist; pass the --out directory of a run")
-    cfg = json.loads(paths.run_json.read_text()).get("config", {}) if paths.run_json.is_file() else {}
-    model_cfg = cfg.get("model", {})
+    model_cfg = Run(paths.root).config.get("model", {})
     if not model_cfg:
         raise RunDirError(f"{paths.run_json} has no config.model (n_layer, n_head, n_embd); "
                           f"is {paths.root} an attnlife run directory?")
@@ -168,21 +168,34 @@ def _hf_weights(directory: Path) -> tuple[Getter, set[str]]:
     return state.__getitem__, set(state)
 
 
+def _open_run(ref: CheckpointRef) -> tuple[Getter, set[str]]:
+    path = Path(ref.path) / "model.safetensors"
+    if not path.is_file():
+        raise SeriesSourceError(f"checkpoint {ref.path} has no model.safetensors")
+    return _safetensors_getter([path])
+
+
+def _open_nanogpt(ref: CheckpointRef) -> tuple[Getter, set[str]]:
+    state = _load_nanogpt(ref.path)["model"]
+    return state.__getitem__, set(state)
+
+
+def _open_hf(ref: CheckpointRef) -> tuple[Getter, set[str]]:
+    if not (Path(ref.path) / "config.json").is_file():
+        raise SeriesSourceError(f"no config.json in {ref.path}; not a Hugging Face model directory")
+    return _hf_weights(Path(ref.path))
+
+
+# the checkpoint sources (the extension point): kind -> opener of one checkpoint's weights
+SOURCES: dict[str, Callable[[CheckpointRef], tuple[Getter, set[str]]]] = {
+    "run": _open_run, "nanogpt": _open_nanogpt, "hf": _open_hf}
+
+
 def open_state(ref: CheckpointRef) -> tuple[Getter, set[str]]:
     """(name -> tensor getter, available names) of one checkpoint's weights, read lazily."""
-    if ref.kind == "run":
-        path = Path(ref.path) / "model.safetensors"
-        if not path.is_file():
-            raise SeriesSourceError(f"checkpoint {ref.path} has no model.safetensors")
-        return _safetensors_getter([path])
-    if ref.kind == "nanogpt":
-        state = _load_nanogpt(ref.path)["model"]
-        return state.__getitem__, set(state)
-    if ref.kind == "hf":
-        if not (Path(ref.path) / "config.json").is_file():
-            raise SeriesSourceError(f"no config.json in {ref.path}; not a Hugging Face model directory")
-        return _hf_weights(Path(ref.path))
-    raise SeriesSourceError(f"unknown checkpoint kind '{ref.kind}'")
+    if ref.kind not in SOURCES:
+        raise SeriesSourceError(f"unknown checkpoint kind '{ref.kind}'; known: {sorted(SOURCES)}")
+    return SOURCES[ref.kind](ref)
 
 
 def hf_config(ref: CheckpointRef) -> dict:
@@ -194,93 +207,3 @@ def hf_config(ref: CheckpointRef) -> dict:
         return json.loads(path.read_text())
     except (ValueError, OSError) as err:
         raise SeriesSourceError(f"{path} is not readable JSON ({err}); the model directory is corrupt") from None
-
-
-def load_series_model(ref: CheckpointRef, device: str | torch.device = "cpu") -> torch.nn.Module:
-    """The checkpoint as a runnable model in eval mode: an attnlife GPT for 'run' and 'nanogpt'
-    (vocab and context read from the embedding shapes), a transformers causal LM for 'hf'."""
-    if ref.kind == "hf":
-        from transformers import AutoModelForCausalLM
-
-        hf_config(ref)
-        return AutoModelForCausalLM.from_pretrained(ref.path, attn_implementation="eager").to(device).eval()
-    from attnlife.model.gpt import GPT, GPTConfig
-
-    get, keys = open_state(ref)
-    state = {k.removeprefix("_orig_mod."): get(k) for k in keys}
-    state.setdefault("lm_head.weight", state["transformer.wte.weight"])  # tied, saved once
-    shape = {k: v for k, v in ref.config.items() if k in GPTConfig.__dataclass_fields__}
-    shape["vocab_size"], _ = state["transformer.wte.weight"].shape
-    shape["block_size"], _ = state["transformer.wpe.weight"].shape
-    shape["bias"] = "transformer.ln_f.bias" in state
-    model = GPT(GPTConfig(**shape))
-    own = model.state_dict()
-    state = {k: v for k, v in state.items() if k in own}  # nanoGPT's causal-mask buffers attn.bias
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as err:
-        first = str(err).strip().splitlines()[0]
-        raise SeriesSourceError(f"weights of {ref.path} do not fit a GPT of {shape} ({first})") from None
-    return model.to(device).eval()
-
-
-def select_series(paths: list, nanogpt: bool, hf: Optional[str], revisions: Optional[str],
-                  out: Optional[Path], writes: str) -> tuple[list[CheckpointRef], Path]:
-    """The series a verb's arguments name (`RUN_DIR` | `--nanogpt CKPT...` | `--hf MODEL
-    --revisions a,b`) and its output directory (default: the RUN_DIR); `writes` names what goes
-    there, for the error when --out is missing."""
-    paths = list(paths or [])
-    if hf:
-        refs = hf_series(hf, [r for r in (revisions or "").split(",") if r])
-    elif nanogpt:
-        if not paths:
-            raise ConfigError("--nanogpt needs one or more ckpt.pt paths")
-        refs = nanogpt_series([str(p) for p in paths])
-    elif len(paths) == 1:
-        refs = run_series(paths[0])
-        out = out or Path(paths[0])
-    else:
-        raise ConfigError("pass one RUN_DIR, or --nanogpt CKPT.pt..., or --hf MODEL --revisions a,b")
-    if out is None:
-        raise ConfigError(f"--out is required with --nanogpt or --hf (where to write {writes})")
-    return refs, Path(out)
-
-
-def rank_share(items: list, rank: int = 0, world_size: int = 1) -> list:
-    """The share of rank r of W: items r, r+W, r+2W, ... (torchrun sets RANK / WORLD_SIZE)."""
-    if world_size < 1 or not 0 <= rank < world_size:
-        raise ConfigError(f"rank {rank} of world size {world_size} is out of range; "
-                          f"use 0 <= rank < world size")
-    return items[rank::world_size]
-
-
-def _set_threads(threads: int) -> None:
-    torch.set_num_threads(threads)
-
-
-def run_in_processes(fn: Callable, jobs: list[tuple], workers: int = 1,
-                     on_done: Optional[Callable[[Any], None]] = None,
-                     initializer: Callable[[int], None] = _set_threads) -> list:
-    """fn(*job) for every job; results in completion order, `on_done(result)` after each.
-
-    workers <= 1 (or a single job) runs here; otherwise in that many spawned processes, each
-    started with `initializer(threads)` (torch threads split between them). `fn` and
-    `initializer` must be importable (module level) for the spawned workers.
-    """
-    results = []
-    if workers <= 1 or len(jobs) <= 1:
-        for job in jobs:
-            results.append(fn(*job))
-            if on_done is not None:
-                on_done(results[-1])
-        return results
-    import multiprocessing as mp
-
-    threads = max(1, torch.get_num_threads() // workers)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
-                             initializer=initializer, initargs=(threads,)) as pool:
-        for fut in as_completed([pool.submit(fn, *job) for job in jobs]):
-            results.append(fut.result())
-            if on_done is not None:
-                on_done(results[-1])
-    return results

@@ -6,7 +6,7 @@ import math
 from hypothesis import given
 from hypothesis import strategies as st
 
-from attnlife.analysis.generation import corpus_quality, distinct_n, ngrams, repetition_n
+from attnlife.track.generation import corpus_quality, distinct_n, ngrams, repetition_n
 
 
 def test_closed_forms() -> None:

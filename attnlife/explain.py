@@ -1,44 +1,62 @@
-"""`analyze_run`: read a run through the store, run every detector, write RUN/analysis/.
+"""Where measurement passes and pure analysis meet: `analyze_run`, `claims_run`, across-run rows.
 
-Order: series integrity (checkpoint digests; spectra digests for spectra-only directories) ->
-generation quality of every checkpoint not sampled yet (split `sample` of the metric table) ->
-phases, head types, cycles, correlations, trajectory embedding, claims -> the tables and
-summary.json, each replaced atomically. Everything is recomputed from the run, so re-running
+`analyze_run(RUN)` reads a run through the store and writes RUN/analysis/. Order: series
+integrity (checkpoint digests; spectra digests for spectra-only directories) -> generation
+quality of every checkpoint not sampled yet (split `sample` of the metric table, sampled by
+`attnlife.track.generation`) -> the pure analysis of `attnlife.analysis` (phases, head types,
+cycles, correlations, trajectory embedding, claims, and the theory runs' tables) -> the tables
+and summary.json, each replaced atomically. Everything is recomputed from the run, so re-running
 after the run grew gives what a fresh analysis would (sampling only adds new checkpoints).
 
 Excluded steps (duplicate or non-finite weights) are dropped from the checkpoint-derived data:
 splits `probe` and `sample` and the spectra table; metrics measured live during training stay.
+The CLI (`attnlife analyze`, `claims`, `theory`) and `reproduce` call this module.
 """
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 from tqdm import tqdm
 
 from attnlife.analysis import builders, correlations
+from attnlife.analysis.across_runs import finals_correlation_rows, merge_runs_rows, run_finals
 from attnlife.analysis.claim_context import ClaimContext
 from attnlife.analysis.claims import check_claims
-from attnlife.analysis.generation import corpus_quality
 from attnlife.analysis.integrity import attention_digest, integrity_table, spectra_digests
 from attnlife.analysis.series import attention_split, head_table, layer_series, model_series, val_loss
-from attnlife.analysis.theory_trends import sweep_final_table, sweep_trend
+from attnlife.analysis.summary import make_summary
+from attnlife.analysis.theory_trends import sweep_final_table, sweep_trend, theory_tables
 from attnlife.data.tokenize import decode_ids
+from attnlife.errors import CheckpointError, RunDirError
 from attnlife.store import analysis_tables as store
+from attnlife.store.checkpoints import load_state_dict
+from attnlife.store.metrics_table import MetricWriter
 from attnlife.store.run_dir import Run, load_run
+from attnlife.track.generation import quality_rows, sample_checkpoint
 
 CHECKPOINT_SPLITS = ("probe", "sample")
 STAGES = ("integrity", "generation quality", "phases", "head types", "cycles", "correlations",
           "embedding", "claims", "write")
 
 
+@dataclass(frozen=True)
+class CycleOptions:
+    """Cycle detection: peaks and troughs need rel_prominence x the signal's range; per-head focus
+    signals are smoothed over `smooth_window` samples, the Markov runs' focus excess over
+    `focus_window`."""
+
+    rel_prominence: float = 0.2
+    smooth_window: int = 3
+    focus_window: int = 5
+
+
 def checkpoint_integrity(run: Run, quiet: bool = True) -> pd.DataFrame:
     """Integrity rows from each checkpoint's attention tensors (names containing "attn"), or from the
     spectra table when the directory has no checkpoints."""
     import torch
-
-    from attnlife.store.checkpoints import load_state_dict
 
     found = run.checkpoints()
     if not found:
@@ -58,10 +76,6 @@ def sample_generation_quality(run: Run, excluded: set[int], quiet: bool = True) 
     """Sample every complete checkpoint not yet in split `sample` (and not excluded); write its rows
     (distinct_1..4, repetition_4, mean_logprob_nats, sample_tokens_per_s, attention metrics). Returns
     the number of checkpoints sampled; 0 when the checkpoints are not attnlife GPT checkpoints."""
-    from attnlife.errors import CheckpointError
-    from attnlife.store.metrics_table import MetricRow, MetricWriter
-    from attnlife.track.sample_quality import sample_checkpoint
-
     frame = run.metrics()
     done = set(frame[frame.split == "sample"].step.unique())
     todo = [(s, p) for s, p in run.checkpoints() if s not in done and s not in excluded]
@@ -75,10 +89,7 @@ def sample_generation_quality(run: Run, excluded: set[int], quiet: bool = True) 
                 got = sample_checkpoint(path)
             except CheckpointError:
                 break
-            stats = corpus_quality(got.sequences)
-            stats.update(mean_logprob_nats=got.mean_logprob_nats, sample_tokens_per_s=got.tokens_per_s)
-            rows = [MetricRow(-1, -1, name, value) for name, value in stats.items()] + list(got.attention)
-            writer.log_rows(step, rows, split="sample")
+            writer.log_rows(step, quality_rows(got), split="sample")
             if itos:
                 texts.append({"step": int(step), "text": decode_ids(got.sequences[0], itos)})
             n += 1
@@ -100,6 +111,10 @@ def _clean(frame: pd.DataFrame, spectra: pd.DataFrame, excluded: set[int]) -> tu
     return frame[~bad], spectra[~spectra.step.isin(excluded)]
 
 
+def _excluded(integrity: pd.DataFrame) -> set[int]:
+    return set(integrity[integrity.excluded].step.astype(int)) if len(integrity) else set()
+
+
 def _context(run: Run, frame: pd.DataFrame, spectra: pd.DataFrame, split: str | None,
              phases: pd.DataFrame, cycles: pd.DataFrame) -> ClaimContext:
     layers = {}
@@ -113,15 +128,15 @@ def _context(run: Run, frame: pd.DataFrame, spectra: pd.DataFrame, split: str | 
                         spectra=spectra, record=record, phases=phases, cycles=cycles, sweep_trend=trend)
 
 
-def compute_tables(run: Run, quiet: bool = True, sample: bool = True,
-                   bar: tqdm | None = None) -> tuple[dict[str, pd.DataFrame], dict]:
+def compute_tables(run: Run, quiet: bool = True, sample: bool = True, bar: tqdm | None = None,
+                   cycles: CycleOptions = CycleOptions()) -> tuple[dict[str, pd.DataFrame], dict]:
     """Every analysis table of `run` and the summary notes (nothing written except sample rows)."""
     def advance() -> None:
         if bar is not None:
             bar.update(1)
 
     integrity = checkpoint_integrity(run, quiet)
-    excluded = set(integrity[integrity.excluded].step.astype(int)) if len(integrity) else set()
+    excluded = _excluded(integrity)
     advance()
     sampled = sample_generation_quality(run, excluded, quiet) if sample else 0
     advance()
@@ -135,7 +150,8 @@ def compute_tables(run: Run, quiet: bool = True, sample: bool = True,
     types, notes["head_types"] = builders.head_type_tables(frame)
     tables.update(types)
     advance()
-    tables["cycles"], notes["cycles"] = builders.cycles_table(frame, split)
+    tables["cycles"], notes["cycles"] = builders.cycles_table(frame, split, cycles.rel_prominence,
+                                                              cycles.smooth_window, cycles.focus_window)
     advance()
     rows = builders.correlation_rows(frame, split, spectra)
     tables["correlations"] = correlations.finish(rows) if rows else builders.empty("correlations")
@@ -144,6 +160,7 @@ def compute_tables(run: Run, quiet: bool = True, sample: bool = True,
     advance()
     ctx = _context(run, frame, spectra, split, tables["phases"], tables["cycles"])
     tables["claims"] = check_claims(ctx)
+    tables.update(theory_tables(str(run.record.get("kind", "")), frame, run.sweep()))
     advance()
     return tables, notes
 
@@ -157,17 +174,17 @@ def write_tables(run_dir: str | os.PathLike, tables: dict[str, pd.DataFrame], su
     store.write_summary(run_dir, summary)
 
 
-def analyze_run(run_dir: str | os.PathLike, *, quiet: bool = False, sample: bool = True) -> dict:
+def analyze_run(run_dir: str | os.PathLike, *, quiet: bool = False, sample: bool = True,
+                cycles: CycleOptions = CycleOptions()) -> dict:
     """Analyse one run directory and write RUN/analysis/; returns the summary (also summary.json).
 
-    `sample=False` skips generation-quality sampling of checkpoints.
+    `sample=False` skips generation-quality sampling of checkpoints; `cycles` sets the cycle
+    detection (the `theory markov` verb passes its --rel-prominence and --smooth).
     """
-    from attnlife.analysis.summary import make_summary
-
     run = load_run(run_dir)
     with tqdm(total=len(STAGES), desc=f"analyze {Path(run_dir).name}", disable=quiet) as bar:
-        tables, notes = compute_tables(run, quiet=True, sample=sample, bar=bar)
-        summary = make_summary(run, tables, notes)
+        tables, notes = compute_tables(run, quiet=True, sample=sample, bar=bar, cycles=cycles)
+        summary = make_summary(str(run.root), tables, notes)
         write_tables(run.root, tables, summary)
         bar.update(1)
     return summary
@@ -176,9 +193,7 @@ def analyze_run(run_dir: str | os.PathLike, *, quiet: bool = False, sample: bool
 def claims_run(run_dir: str | os.PathLike) -> pd.DataFrame:
     """Only the claims check (no sampling, no embedding): writes claims.parquet/.csv/.md; returns it."""
     run = load_run(run_dir)
-    integrity = checkpoint_integrity(run)
-    excluded = set(integrity[integrity.excluded].step.astype(int)) if len(integrity) else set()
-    frame, spectra = _clean(run.metrics(), run.spectra(), excluded)
+    frame, spectra = _clean(run.metrics(), run.spectra(), _excluded(checkpoint_integrity(run)))
     split = attention_split(frame)
     phases, _ = builders.phases_table(frame, split)
     cycles, _ = builders.cycles_table(frame, split)
@@ -186,3 +201,20 @@ def claims_run(run_dir: str | os.PathLike) -> pd.DataFrame:
     store.write_analysis_table(run.root, "claims", claims)
     store.write_claims_files(run.root, claims)
     return claims
+
+
+def across_run_rows(run_dirs: list[str | os.PathLike]) -> list[dict]:
+    """Spearman rows (kind `runs`) between final attention values and outcomes across runs."""
+    return finals_correlation_rows([run_finals(load_run(d).metrics()) for d in run_dirs])
+
+
+def add_across_runs(run_dirs: list[str | os.PathLike]) -> int:
+    """Compute the `runs` rows and merge them into each run's correlations table; returns the row count."""
+    rows = across_run_rows(run_dirs)
+    for d in run_dirs:
+        try:
+            table = store.read_analysis_table(d, "correlations")
+        except RunDirError:  # a run that was not analysed gets none
+            continue
+        store.write_analysis_table(d, "correlations", merge_runs_rows(table, rows))
+    return len(rows)

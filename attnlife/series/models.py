@@ -1,9 +1,12 @@
-"""Rebuild a trained GPT from a checkpoint directory of a run.
+"""The one model loader: a checkpoint as a runnable model.
 
-A checkpoint written by `attnlife train` stores its model shape in `meta.json` under
-`model_config` (the `GPTConfig` fields, vocab_size included), so a checkpoint directory alone
-is enough: `load_model(RUN/checkpoints/step_0001000)`. `checkpoint_dir(run, step)` finds the
-directory of a step (or the newest one).
+- `load_model(ckpt_dir)`: a checkpoint directory written by `attnlife train` stores its model
+  shape in `meta.json` under `model_config` (the `GPTConfig` fields, vocab_size included), so the
+  directory alone is enough: `load_model(RUN/checkpoints/step_0001000)`. `checkpoint_dir(run,
+  step)` finds the directory of a step (or the newest one).
+- `load_series_model(ref)`: any `CheckpointRef` of a series (our runs and nanoGPT `ckpt.pt` as an
+  attnlife GPT, vocabulary and context read from the embedding shapes; Hugging Face revisions as
+  a transformers causal LM).
 """
 from __future__ import annotations
 
@@ -15,8 +18,9 @@ import torch
 
 from attnlife.errors import CheckpointError
 from attnlife.model.gpt import GPT, GPTConfig
+from attnlife.series.refs import CheckpointRef, SeriesSourceError, hf_config, open_state
 from attnlife.store.checkpoints import load_meta, load_state_dict
-from attnlife.store.run_dir import list_checkpoints
+from attnlife.store.layout import list_checkpoints
 
 
 def checkpoint_dir(run_dir: str | os.PathLike, step: Optional[int] = None) -> Path:
@@ -71,3 +75,29 @@ def load_model(ckpt_dir: str | os.PathLike, device: str | torch.device = "cpu") 
 def _short_list(steps: list[int]) -> str:
     text = ", ".join(str(s) for s in steps[:12])
     return text + (", ..." if len(steps) > 12 else "")
+
+
+def load_series_model(ref: CheckpointRef, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """The checkpoint as a runnable model in eval mode: an attnlife GPT for 'run' and 'nanogpt'
+    (vocab and context read from the embedding shapes), a transformers causal LM for 'hf'."""
+    if ref.kind == "hf":
+        from transformers import AutoModelForCausalLM
+
+        hf_config(ref)
+        return AutoModelForCausalLM.from_pretrained(ref.path, attn_implementation="eager").to(device).eval()
+    get, keys = open_state(ref)
+    state = {k.removeprefix("_orig_mod."): get(k) for k in keys}
+    state.setdefault("lm_head.weight", state["transformer.wte.weight"])  # tied, saved once
+    shape = {k: v for k, v in ref.config.items() if k in GPTConfig.__dataclass_fields__}
+    shape["vocab_size"], _ = state["transformer.wte.weight"].shape
+    shape["block_size"], _ = state["transformer.wpe.weight"].shape
+    shape["bias"] = "transformer.ln_f.bias" in state
+    model = GPT(GPTConfig(**shape))
+    own = model.state_dict()
+    state = {k: v for k, v in state.items() if k in own}  # nanoGPT's causal-mask buffers attn.bias
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()[0]
+        raise SeriesSourceError(f"weights of {ref.path} do not fit a GPT of {shape} ({first})") from None
+    return model.to(device).eval()
