@@ -1,4 +1,5 @@
-"""attnlife.track: capture attention, compute metrics over streamed row chunks, track training.
+"""attnlife.track: capture attention, compute metrics over streamed row chunks, track training,
+the post-hoc probe pass and generation quality (`generation`).
 
     from attnlife.track import Tracker, capture_attention
 """
