@@ -7,7 +7,7 @@ DATA  ?= data
 RUN   ?= runs/demo
 SHARED ?= ../shared/data
 
-.PHONY: setup demo test test-slow bench clean chromium
+.PHONY: setup demo test test-slow bench mutate clean chromium
 
 setup: $(VENV)/.installed
 
@@ -45,8 +45,14 @@ chromium:
 test-slow: setup
 	$(BIN)/python -m pytest -q -m slow
 
+# Mutation testing of the modules in tests/mutation/modules.toml (about 20 min on 2 cores; not part
+# of `make test`). MODULES narrows it: make mutate MODULES="attnlife/measures.py attnlife/analysis".
+MODULES ?=
+mutate: setup
+	$(BIN)/python tests/mutation/run.py $(MODULES)
+
 bench: setup
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) $(RUN)
+	rm -rf $(VENV) $(RUN) mutants

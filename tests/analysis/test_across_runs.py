@@ -8,6 +8,7 @@ import pytest
 import attnlife
 from attnlife.explain import across_run_rows, add_across_runs, analyze_run
 from attnlife.store.metrics_table import MetricWriter
+from tests.analysis.test_correlations import bh_reference
 
 
 def _run(root: Path, final_entropy: float, best_loss: float) -> Path:
@@ -16,6 +17,7 @@ def _run(root: Path, final_entropy: float, best_loss: float) -> Path:
             for h in (0, 1):
                 value = 4.0 + (final_entropy - 4.0) * k / 3 + 0.1 * h
                 w.log(step, "entropy_bits", value, split="train", layer=0, head_index=h)
+                w.log(step, "span_tokens", 3.0 + k * best_loss * (1 + h), split="train", layer=0, head_index=h)
             w.log(step, "eval_loss", 4.0 + (best_loss - 4.0) * k / 3, split="val")
     return root
 
@@ -31,6 +33,8 @@ def test_runs_kind_rows_and_merge(tmp_path: Path) -> None:
     assert add_across_runs(runs) == len(rows)
     table = attnlife.load_run(runs[0]).analysis_table("correlations")
     got = table[table.kind == "runs"]
-    assert len(got) == len(rows) and (got.p_bh >= got.p).all()
+    assert len(got) == len(rows) > 1
+    want = dict(zip(zip(got.x, got.y), bh_reference(got.p.tolist())))       # BH over the `runs` rows only
+    assert got.p_bh.tolist() == pytest.approx([want[k] for k in zip(got.x, got.y)], rel=1e-12)
     add_across_runs(runs)  # idempotent: replaced, not appended
     assert len(attnlife.load_run(runs[0]).analysis_table("correlations").query("kind == 'runs'")) == len(rows)

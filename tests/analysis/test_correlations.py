@@ -5,7 +5,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from attnlife.analysis.correlations import bh_adjust, finish, paired_rows, spearman
+from attnlife.analysis.correlations import MIN_N, bh_adjust, finish, paired_rows, spearman
+
+
+def bh_reference(p: list[float]) -> list[float]:
+    """Benjamini-Hochberg by hand: p_bh_(i) = min_{j >= i} (m / j) p_(j), capped at 1."""
+    m = len(p)
+    order = sorted(range(m), key=lambda i: p[i])
+    out, running = [0.0] * m, 1.0
+    for rank in range(m, 0, -1):
+        i = order[rank - 1]
+        running = min(running, m / rank * p[i])
+        out[i] = running
+    return out
 
 
 def test_bh_matches_hand_computation() -> None:
@@ -36,4 +48,46 @@ def test_paired_rows_raw_and_diff_on_common_steps() -> None:
     assert diff["n"] == 5
     table = finish(rows)
     assert list(table.columns) == ["x", "x_layer", "x_head", "y", "kind", "rho", "p", "p_bh", "n"]
-    assert (table.p_bh >= table.p).all()
+    # one row per kind: BH of a single p is p itself
+    assert table.p_bh.tolist() == pytest.approx(table.p.tolist())
+
+
+def test_finish_adjusts_within_each_kind_and_orders_by_abs_rho() -> None:
+    def row(kind: str, rho: float, p: float) -> dict:
+        return {"x": "entropy_bits", "x_layer": -1, "x_head": -1, "y": "val_loss", "kind": kind,
+                "rho": rho, "p": p, "n": 8}
+
+    raw = [row("steps_raw", 0.9, 0.01), row("steps_raw", -0.95, 0.04), row("steps_raw", 0.2, 0.03),
+           row("steps_raw", 0.5, 0.20)]
+    diff = [row("steps_diff", -0.3, 0.02), row("steps_diff", 0.6, 0.5)]
+    table = finish(raw + diff)
+    assert table.rho.tolist() == [-0.95, 0.9, 0.6, 0.5, -0.3, 0.2]          # |rho| descending
+    got = dict(zip(zip(table.kind, table.p), table.p_bh))
+    for group in (raw, diff):                                               # m = rows of that kind
+        ps = [r["p"] for r in group]
+        for p, want in zip(ps, bh_reference(ps)):
+            assert got[(group[0]["kind"], p)] == pytest.approx(want, rel=1e-12)
+    assert got[("steps_raw", 0.01)] == pytest.approx(0.04)                  # 4/1 * 0.01, not 6/1 * 0.01
+    assert got[("steps_diff", 0.02)] == pytest.approx(0.04)                 # 2/1 * 0.02
+    tie = finish([row("steps_raw", 0.5, 0.1), row("steps_raw", -0.5, 0.2)])
+    assert tie.p.tolist() == [0.1, 0.2]                                     # equal |rho|: input order kept
+
+
+def test_spearman_needs_min_n_finite_pairs_exactly() -> None:
+    x = np.arange(float(MIN_N))
+    rho, p, n = spearman(x, np.r_[0.0, 2.0, 1.0, 3.0])                     # exactly MIN_N pairs: defined
+    assert (rho, n) == (pytest.approx(0.8), MIN_N) and 0 < p < 1
+    with_gap = np.r_[x, 99.0]
+    y = np.r_[x**2, np.nan]                                                 # a NaN on one side drops the pair
+    assert spearman(with_gap, y)[2] == MIN_N and spearman(with_gap, y)[0] == pytest.approx(1.0)
+    short = spearman(x[:-1], x[:-1])                                        # MIN_N - 1 pairs: undefined
+    assert np.isnan(short[0]) and np.isnan(short[1]) and short[2] == MIN_N - 1
+
+
+def test_constant_series_are_skipped_without_a_warning() -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                                      # scipy warns on constant input
+        assert np.isnan(spearman(np.ones(6), np.arange(6.0))[0])
+        assert np.isnan(spearman(np.arange(6.0), np.ones(6))[0])

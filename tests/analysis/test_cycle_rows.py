@@ -31,3 +31,21 @@ def test_run_ending_at_the_trough_is_open_not_counted() -> None:
 
 def test_monotone_signal_has_no_cycle() -> None:
     assert cycle_rows(np.arange(20.0), np.linspace(5, 1, 20)) == []
+
+
+def test_rows_follow_the_threshold_and_refuse_bad_signals() -> None:
+    steps = np.arange(9.0)
+    signal = np.array([0, 10, 5, 0, 4, -1, 5, 10, 0.0])
+    rows = cycle_rows(steps, signal, prominence=6)
+    assert [(r["start_step"], r["trough_step"], r["end_step"], r["status"]) for r in rows] == \
+        [(1.0, 5.0, 7.0, "closed"), (7.0, 8.0, 8.0, "open")]
+    assert rows[0]["period_steps"] == 6.0 and rows[0]["prominence"] == 11.0
+    assert cycle_rows(steps, signal, prominence=0.0) == []
+    assert cycle_rows(steps, signal, rel_prominence=0.0) == []
+    assert len(cycle_rows(steps, signal, rel_prominence=0.5)) == 2          # 0.5 * 11 = 5.5: same extrema
+    assert cycle_rows(steps, np.where(steps == 4, np.nan, signal)) == []   # non-finite: no rows
+    assert cycle_rows(steps[:2], signal[:2]) == []
+    t = np.arange(0, 260, 1.0)
+    (closed, *_) = cycle_rows(t, np.cos(2 * np.pi * t / 100), rel_prominence=0.5, smooth_window=3)
+    peak = (1 + 2 * np.cos(2 * np.pi / 100)) / 3                            # the 3-sample mean at a peak
+    assert closed["prominence"] == pytest.approx(2 * peak, rel=1e-12) and closed["start_step"] == 100.0

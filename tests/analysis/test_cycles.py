@@ -57,3 +57,68 @@ def test_smoothing_removes_a_one_sample_blip() -> None:
     assert len(detect_cycles(t, s, prominence=0.3, smooth_window=9)) == 1
     np.testing.assert_allclose(smooth(np.arange(10.0), 3)[1:-1], np.arange(1.0, 9.0))
     np.testing.assert_allclose(smooth(np.ones(7), 4), np.ones(7))
+
+
+def test_runs_of_one_kind_keep_the_most_extreme_and_the_earlier_on_a_tie() -> None:
+    x5 = np.arange(5.0)
+    # two peaks with a shallow dip (4 < prominence 6) between: one focus, the higher peak
+    (c,) = detect_cycles(x5, np.array([0, 10, 5, 11, 0.0]), prominence=6)
+    assert (c.start_step, c.peak_step, c.trough_step, c.peak_value) == (0.0, 3.0, 4.0, 11.0)
+    (c,) = detect_cycles(x5, np.array([0, 10, 5, 10, 0.0]), prominence=6)
+    assert c.peak_step == 1.0                                   # a tie keeps the first time it is reached
+    x9 = np.arange(9.0)
+    # two troughs with a shallow bump between: one dilution, the lower trough
+    (c,) = detect_cycles(x9, np.array([0, 10, 5, 0, 4, -1, 5, 10, 9.0]), prominence=6)
+    assert (c.trough_step, c.trough_value) == (5.0, -1.0)
+    (c,) = detect_cycles(x9, np.array([0, 10, 5, -1, 4, -1, 5, 10, 9.0]), prominence=6)
+    assert c.trough_step == 3.0
+
+
+def test_cycle_starts_at_the_trough_before_its_peak() -> None:
+    t, s = _bumps([200, 550, 900])
+    cycles = detect_cycles(t, s, rel_prominence=0.3)
+    assert cycles[0].start_step == 0.0                          # no trough before the first peak
+    assert [c.start_step for c in cycles[1:]] == [c.trough_step for c in cycles[:-1]]
+    assert cycles[-1].trough_step == 1199.0                     # the run ends diluted: the last sample
+
+
+def test_a_final_fall_between_one_and_two_prominences_is_a_trough() -> None:
+    s = np.array([0, 0.5, 1.0, 0.85, 0.7])                      # range 1, prominence 0.2, final fall 0.3
+    (c,) = detect_cycles(np.arange(5.0), s)
+    assert (c.peak_step, c.trough_step, c.trough_value) == (2.0, 4.0, 0.7)
+    assert detect_cycles(np.arange(5.0), np.array([0, 0.5, 1.0, 0.95, 0.9])) == []  # fell 0.1 < 0.2
+
+
+def test_length_and_threshold_limits() -> None:
+    (c,) = detect_cycles(np.arange(3.0), np.array([0, 1, 0.0]))  # three samples suffice
+    assert (c.peak_step, c.trough_step) == (1.0, 2.0)
+    assert detect_cycles(np.arange(2.0), np.array([0, 1.0])) == []
+    t = np.arange(100.0)
+    wiggle = np.sin(t / 3.0)
+    assert len(detect_cycles(t, wiggle, prominence=1.0)) > 3    # control: the wiggle has cycles
+    assert detect_cycles(t, wiggle, prominence=0.0) == []       # a zero threshold counts nothing
+    with pytest.raises(ValueError):
+        detect_cycles(np.zeros((4, 3)), np.zeros((4, 3)))       # equal shapes but not 1-D
+    with pytest.raises(ValueError):
+        detect_cycles(t, wiggle, prominence=None, rel_prominence=None)
+
+
+def test_smooth_edges_reflect_or_repeat_and_short_inputs() -> None:
+    assert smooth(np.arange(10.0), 3)[[0, -1]].tolist() == pytest.approx([2 / 3, 9 - 2 / 3])  # [1 0 1], [8 9 8]
+    assert smooth(np.array([1.0, 3.0]), 5).tolist() == pytest.approx([9 / 5, 11 / 5])        # too short: edge
+    assert smooth(np.array([]), 3).shape == (0,) and smooth(np.array([4.0]), 3).tolist() == [4.0]
+    s = np.array([1.0, 2.0, 4.0])
+    out = smooth(s, 1)
+    assert out.tolist() == s.tolist() and out is not s
+
+
+def test_summary_carries_the_steps_and_the_threshold() -> None:
+    t, s = _bumps([300, 800])
+    cycles = detect_cycles(t, s, prominence=0.3)
+    summary = summarize_cycles(cycles, 0.3)
+    assert summary["prominence"] == 0.3 and summary["n_cycles"] == 2
+    assert summary["peak_steps"] == [c.peak_step for c in cycles] == [300.0, 800.0]
+    assert summary["trough_steps"] == [c.trough_step for c in cycles]
+    assert summary["cycles"][1] == {"start_step": cycles[1].start_step, "peak_step": 800.0,
+                                    "trough_step": cycles[1].trough_step, "peak_value": cycles[1].peak_value,
+                                    "trough_value": cycles[1].trough_value}

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from attnlife.analysis.head_types import emergence_index, emergence_table, induction_phase, label_types
+from attnlife.analysis.head_types import THRESHOLDS, emergence_index, emergence_table, induction_phase, label_types
 
 
 def test_planted_emergence_recovered() -> None:
@@ -62,3 +62,81 @@ def test_induction_phase_change_with_loss_bump() -> None:
     assert out["loss_before"] == pytest.approx(2.5) and out["loss_after"] == pytest.approx(2.25)
     assert out["loss_bump"] == pytest.approx((3.0 - 221 / 400 + 0.4) - 2.5, abs=1e-9)  # max at step 221
     assert induction_phase(steps, np.linspace(0, 0.5, 5), steps, steps * 0.0) is None  # gradual: no jump
+
+
+def test_label_is_the_largest_ratio_to_threshold_and_the_threshold_counts() -> None:
+    frame = _scores([0, 1, 2, 3], {(0, 0, "prev_token_score"): [0.4, 0.39, 0.45, np.nan],
+                                   (0, 0, "local_score"): [0.1, 0.1, 0.75, 0.1],
+                                   (0, 0, "induction_score"): [np.nan, np.nan, np.nan, 0.2]})
+    types = label_types(frame).set_index("step")
+    # step 0: 0.4 is exactly the previous-token threshold; step 1: just below; step 2: 0.45 / 0.4 = 1.125
+    # beats 0.75 / 0.7 = 1.07 although 0.75 is the larger score; step 3: NaN is no type, 0.2 / 0.3 leads
+    assert types.type.tolist() == ["previous_token", "mixed", "previous_token", "mixed"]
+    assert types.score.tolist() == [0.4, 0.39, 0.45, 0.2]
+    assert label_types(frame, thresholds=dict(THRESHOLDS, previous_token=0.5)).type.tolist()[0] == "mixed"
+    empty = label_types(frame[frame.metric == "entropy_bits"])
+    assert empty.empty and list(empty.columns) == ["step", "layer", "head_index", "type", "score"]
+
+
+def test_emergence_limits_at_below_and_above() -> None:
+    assert emergence_index(np.array([0.0, 0.4, 0.4]), 0.4) == 1             # reaching the threshold counts
+    assert emergence_index(np.array([0.0, 0.3999, 0.4, 0.4]), 0.4) == 2
+    # hysteresis floor (1 - 0.5) * 0.5 = 0.25 is inclusive
+    assert emergence_index(np.array([0.0, 0.5, 0.25, 0.5]), 0.5, hysteresis=0.5) == 1
+    assert emergence_index(np.array([0.0, 0.5, 0.2499, 0.5, 0.5]), 0.5, hysteresis=0.5) == 3
+    # min_points samples must remain, the crossing included
+    assert emergence_index(np.array([0.0, 0.5, 0.5]), 0.4, min_points=2) == 1
+    assert emergence_index(np.array([0.0, 0.5, 0.5]), 0.4, min_points=3) is None
+    assert emergence_index(np.array([0.0, 0.5, 0.5, 0.5]), 0.4, min_points=3) == 1
+    # a NaN sample after the crossing is not "stays above"
+    assert emergence_index(np.array([0.0, 0.5, np.nan, 0.5, 0.5]), 0.4) == 3
+
+
+def test_emergence_table_sorts_steps_and_passes_its_parameters() -> None:
+    frame = _scores([300, 0, 200, 100], {(2, 1, "self_score"): [0.9, 0.0, 0.38, 0.5],
+                                         (2, 1, "local_score"): [0.1, 0.1, 0.1, 0.1]})
+    frame = pd.concat([frame, pd.DataFrame([{"step": 0, "layer": 2, "head_index": 1, "metric": "entropy_bits",
+                                             "value": 9.0}])])
+    em = emergence_table(frame)
+    assert em.to_dict("records") == [{"layer": 2, "head_index": 1, "type": "self", "emergence_step": 100,
+                                      "threshold": 0.4}]
+    assert emergence_table(frame, hysteresis=0.0).empty                  # 0.38 < 0.4; 300 alone is too late
+    assert emergence_table(frame, hysteresis=0.0, min_points=1).emergence_step.tolist() == [300]
+    assert emergence_table(frame, min_points=4).empty
+    assert emergence_table(frame, thresholds=dict(THRESHOLDS, self=0.05)).emergence_step.tolist() == [100]
+    assert list(emergence_table(frame.iloc[:0]).columns) == ["layer", "head_index", "type", "emergence_step",
+                                                            "threshold"]
+
+
+def test_induction_phase_limits() -> None:
+    steps, loss = np.array([0, 10, 20]), np.array([3.0, 2.0, 1.0])
+    two = induction_phase(steps[:2], np.array([0.0, 0.5]), steps, loss)    # two samples suffice
+    assert (two["step_before"], two["step"], two["loss_before"], two["loss_after"]) == (0, 10, 3.0, 2.0)
+    assert induction_phase(steps[:1], np.array([0.5]), steps, loss) is None
+    # the jump may be exactly min_jump, exactly half the total rise, and land exactly on the threshold
+    assert induction_phase(steps[:2], np.array([0.0, 0.5]), steps, loss, min_jump=0.5)["step"] == 10
+    assert induction_phase(steps[:2], np.array([0.0, 0.5]), steps, loss, min_jump=0.5001) is None
+    assert induction_phase(steps, np.array([0.0, 0.5, 1.0]), steps, loss)["step"] == 10
+    assert induction_phase(np.arange(5), np.array([0, 0.3, 0.35, 0.65, 0.7]), steps, loss) is None  # 0.3 < 0.35
+    assert induction_phase(steps[:2], np.array([0.0, 0.3]), steps, loss)["score_after"] == 0.3
+    assert induction_phase(steps[:2], np.array([0.0, 0.2999]), steps, loss) is None
+    # the total rise is measured from the first sample, not from zero
+    assert induction_phase(steps, np.array([0.4, 0.5, 1.0]), steps, loss)["step_before"] == 10
+
+
+def test_induction_loss_bump_window_is_inclusive_and_floored_at_zero() -> None:
+    steps, score = np.array([0, 10, 20]), np.array([0.0, 0.05, 0.6])       # the change is 10 -> 20
+    flat = np.array([2.0, 2.0, 2.0])
+    at_before = (np.array([5, 10, 15, 30]), np.array([1.0, 2.5, 1.0, 1.0]))
+    at_after = (np.array([5, 15, 20, 30]), np.array([1.0, 1.0, 2.25, 9.0]))
+    assert induction_phase(steps, score, steps, flat, dense=at_before)["loss_bump"] == 0.5
+    assert induction_phase(steps, score, steps, flat, dense=at_after)["loss_bump"] == 0.25
+    below = (np.array([10, 15, 20]), np.array([1.0, 1.5, 1.0]))
+    assert induction_phase(steps, score, steps, flat, dense=below)["loss_bump"] == 0.0
+    outside = (np.array([0, 30]), np.array([9.0, 9.0]))                    # no dense sample in [10, 20]
+    assert induction_phase(steps, score, steps, flat, dense=outside)["loss_bump"] == 0.0
+    coarse = induction_phase(steps, score, steps, np.array([2.0, 2.0, 2.75]), dense=(np.array([]), np.array([])))
+    assert coarse["loss_bump"] == 0.75                                      # empty dense: the loss series
+    none = induction_phase(steps, score, np.array([]), np.array([]))
+    assert all(np.isnan(none[k]) for k in ("loss_before", "loss_after", "loss_bump"))
+    assert (none["step_before"], none["step"], none["score_before"]) == (10, 20, 0.05)

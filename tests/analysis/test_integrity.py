@@ -33,3 +33,40 @@ def test_spectra_only_duplicates() -> None:
                          "stat": "stable_rank", "value": scale + h})
     table = integrity_table(spectra_digests(pd.DataFrame(rows)))
     assert table.duplicate_of.tolist() == [-1, -1, 1000]
+
+
+def test_digest_sees_dtype_and_flags_are_booleans() -> None:
+    zeros32 = {"w": np.zeros(4, dtype=np.float32)}
+    assert attention_digest(zeros32)[0] != attention_digest({"w": np.zeros(4, dtype=np.int32)})[0]  # same bytes
+    assert attention_digest(zeros32) == attention_digest({"w": np.zeros(4, dtype=np.float32)})
+    assert attention_digest(zeros32)[1] is False
+    assert attention_digest({"w": np.array([np.inf], dtype=np.float64)})[1] is True
+    assert attention_digest({"i": np.array([2**31 - 1], dtype=np.int32)})[1] is False  # ints are finite
+    # names are hashed in sorted order: the mapping's order does not matter
+    a, b = np.ones(2, dtype=np.float32), np.zeros(2, dtype=np.float32)
+    assert attention_digest({"x": a, "y": b}) == attention_digest({"y": b, "x": a})
+
+
+def test_table_sorts_by_step_so_the_earliest_step_is_the_original() -> None:
+    table = integrity_table([(300, "d1", False), (100, "d1", False), (200, "d2", True)])
+    assert table.step.tolist() == [100, 200, 300]
+    assert table.duplicate_of.tolist() == [-1, -1, 100]
+    assert table.excluded.tolist() == [False, True, True]
+    assert table.nonfinite.tolist() == [False, True, False]
+
+
+def test_spectra_digest_rounds_to_12_digits_ignores_row_order_and_flags_nan() -> None:
+    def rows(step: int, values: list[float]) -> list[dict]:
+        return [{"model": "m", "step": step, "layer": 0, "head_index": h, "matrix": "qk", "stat": "stable_rank",
+                 "value": v} for h, v in enumerate(values)]
+
+    frame = pd.DataFrame(rows(0, [1.0, 2.0]) + rows(10, [1.0 + 1e-14, 2.0]) + rows(20, [1.0 + 1e-9, 2.0])
+                         + rows(30, [np.nan, 2.0]))
+    digests = spectra_digests(frame.iloc[::-1])      # row order must not matter
+    by_step = {s: (d, bad) for s, d, bad in digests}
+    assert sorted(by_step) == [0, 10, 20, 30]
+    assert by_step[10][0] == by_step[0][0]           # equal to 12 significant digits
+    assert by_step[20][0] != by_step[0][0]
+    assert [by_step[s][1] for s in (0, 10, 20, 30)] == [False, False, False, True]
+    other_head = pd.DataFrame(rows(0, [2.0, 1.0]))   # same values on swapped heads: different weights
+    assert spectra_digests(other_head)[0][1] != by_step[0][0]

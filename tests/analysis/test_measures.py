@@ -29,3 +29,14 @@ def test_stable_rank_closed_forms() -> None:
     assert float(stable_rank(w)) == pytest.approx((4 + 1) / 4)
     assert float(stable_rank(torch.outer(torch.arange(1.0, 4.0), torch.ones(5)))) == pytest.approx(1.0)
     assert stable_rank_of_spectrum(torch.tensor([[4.0, 1.0], [1.0, 1.0]])).tolist() == [1.25, 2.0]
+
+
+def test_stable_rank_runs_in_float64_whatever_the_input_dtype() -> None:
+    # a float32 SVD of this matrix is off by ~1e-7 relative; the promised float64 SVD of the same
+    # (exactly converted) values agrees with the float64 reference to 1e-12
+    w32 = torch.randn(24, 16, generator=torch.Generator().manual_seed(5)) @ torch.diag(torch.logspace(0, -3, 16))
+    sigma = torch.linalg.svdvals(w32.double())
+    ref = float((sigma**2).sum() / (sigma**2).max())
+    assert float(stable_rank(w32)) == pytest.approx(ref, rel=1e-12)
+    assert stable_rank(w32).dtype == torch.float64
+    assert float(torch.linalg.svdvals(w32).square().sum() / torch.linalg.svdvals(w32).square().max()) != ref

@@ -30,3 +30,12 @@ def test_bounds_and_complement(tokens: list[int], n: int) -> None:
     d = distinct_n(tokens, n)
     assert 1 / (len(tokens) - n + 1) <= d <= 1.0
     assert repetition_n(tokens, n) == 1.0 - d
+
+
+def test_corpus_quality_names_exactly_its_statistics_and_skips_short_sequences() -> None:
+    q = corpus_quality([[1, 2, 3, 4], [1]])          # the 1-token sequence has no 2-, 3- or 4-grams
+    assert set(q) == {"distinct_1", "distinct_2", "distinct_3", "distinct_4", "repetition_4"}
+    assert q["distinct_1"] == 1.0 and q["distinct_4"] == 1.0 and q["repetition_4"] == 0.0
+    q2 = corpus_quality([[3, 3, 3]], max_n=2)
+    assert q2 == {"distinct_1": 1 / 3, "distinct_2": 0.5, "repetition_2": 0.5}
+    assert ngrams([5], 1) == [(5,)] and ngrams([5], 2) == []

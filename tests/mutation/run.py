@@ -1,0 +1,271 @@
+"""`make mutate`: mutation testing of the modules in tests/mutation/modules.toml with mutmut.
+
+    python tests/mutation/run.py [MODULE_OR_CHUNK ...] [--keep] [--jobs N]
+
+Each chunk of modules.toml runs as one `mutmut run` in its own work directory, mutants/<chunk>/
+(gitignored), which holds links to attnlife/ and tests/ and a pyproject.toml whose [tool.mutmut]
+is the repository's plus the chunk's `only_mutate` and test selection. mutmut copies the tree into
+mutants/<chunk>/mutants/, learns which selected tests call each function, and runs only those
+tests against each mutant of that function. PYTHONPATH is pointed at that copy, so the tests (and
+any subprocess they start) import the mutated attnlife, never the worktree's or the editable
+install's; mutmut's forced-failure run proves it before any mutant is counted.
+
+A surviving mutant is either a missing test or an equivalent mutant (no behaviour tells it from
+the original). Equivalent ones are listed in tests/mutation/equivalent.toml by module, function,
+the original and mutated line, and the reason; they are reported separately and not counted.
+The last line printed is `mutation score: NN.N% (killed/total)`, total excluding equivalents;
+a mutant counts as killed when a test failed, timed out or crashed on it.
+
+Results start fresh by default (mutmut would otherwise keep a survivor's verdict after a test
+that kills it is added); --keep reuses the previous run's verdicts and re-tests only the
+functions that changed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import tomli_w
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+WORK = ROOT / "mutants"
+KILLED = {"killed", "timeout", "segfault"}  # a test noticed: failure, hang or crash
+
+
+@dataclass
+class Mutant:
+    name: str          # mutmut's key, e.g. attnlife.measures.x_entropy_bits__mutmut_3
+    module: str        # attnlife/measures.py
+    function: str      # entropy_bits (Class.method for methods)
+    status: str        # killed, survived, no tests, timeout, ...
+    removed: str = ""  # the original line(s) the mutant changed
+    added: str = ""    # what it changed them to
+    reason: str = ""   # for equivalent mutants: why no behaviour can tell them apart
+
+
+def load_chunks() -> dict[str, dict]:
+    return tomllib.loads((HERE / "modules.toml").read_text())["chunks"]
+
+
+def load_equivalents() -> list[dict]:
+    path = HERE / "equivalent.toml"
+    return tomllib.loads(path.read_text()).get("equivalent", []) if path.exists() else []
+
+
+def select(chunks: dict[str, dict], wanted: list[str]) -> dict[str, list[str]]:
+    """chunk name -> the modules of it to mutate, for module paths or chunk names in `wanted`."""
+    if not wanted:
+        return {name: list(c["modules"]) for name, c in chunks.items()}
+    chosen: dict[str, list[str]] = {}
+    for item in wanted:
+        item = item.rstrip("/")
+        if item in chunks:
+            chosen[item] = list(chunks[item]["modules"])
+            continue
+        hits = [(name, m) for name, c in chunks.items() for m in c["modules"]
+                if m == item or m.startswith(item + "/")]
+        if not hits:
+            known = ", ".join(sorted(chunks))
+            sys.exit(f"error: {item} is in no chunk of tests/mutation/modules.toml (chunks: {known}); "
+                     "add it there with the tests that should kill its mutants")
+        for name, m in hits:
+            chosen.setdefault(name, [])
+            if m not in chosen[name]:
+                chosen[name].append(m)
+    return chosen
+
+
+def prepare(chunk: str, modules: list[str], tests: list[str], keep: bool) -> Path:
+    work = WORK / chunk
+    if work.exists() and not keep:
+        shutil.rmtree(work)
+    # mutmut's copy must exist before the interpreter starts: PYTHONPATH points at it, and Python
+    # caches a missing path entry as empty for the process's lifetime
+    (work / "mutants").mkdir(parents=True, exist_ok=True)
+    for name in ("attnlife", "tests"):
+        link = work / name
+        if not link.is_symlink():
+            link.symlink_to(ROOT / name, target_is_directory=True)
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    mutmut = dict(project.get("tool", {}).get("mutmut", {}))
+    mutmut["only_mutate"] = modules
+    mutmut["pytest_add_cli_args_test_selection"] = tests
+    project.setdefault("tool", {})["mutmut"] = mutmut
+    text = tomli_w.dumps(project)
+    target = work / "pyproject.toml"
+    if not target.exists() or target.read_text() != text:
+        target.write_text(text)
+    return work
+
+
+def mutmut_env(work: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(work / "mutants")  # the mutated copy, for pytest and its subprocesses
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        env[var] = "1"  # one thread per worker: mutmut runs --jobs workers side by side
+    shared = ROOT.parent / "shared" / "data"
+    if "ATTNLIFE_SHARED_DATA" not in env and shared.is_dir():
+        env["ATTNLIFE_SHARED_DATA"] = str(shared)  # tests/conftest.py looks beside the copy otherwise
+    env.pop("MUTANT_UNDER_TEST", None)
+    return env
+
+
+def run_mutmut(work: Path, jobs: int) -> None:
+    exe = Path(sys.executable).with_name("mutmut")
+    log = work / "mutmut.log"
+    with log.open("w") as out:
+        rc = subprocess.call([str(exe), "run", "--max-children", str(jobs)], cwd=work, env=mutmut_env(work),
+                             stdout=out, stderr=subprocess.STDOUT)
+    if rc != 0:
+        tail = log.read_text(errors="replace").replace("\r", "\n").splitlines()[-40:]
+        print("\n".join(tail))
+        sys.exit(f"error: mutmut failed in {work} (exit {rc}); the whole log is {log}")
+
+
+def _function_of(name: str) -> str:
+    mangled = name.rpartition(".")[2].partition("__mutmut_")[0]
+    if mangled.startswith("x_"):
+        return mangled[2:]
+    _, cls, meth = mangled.split("\u01c1")  # xǁClassǁmethod
+    return f"{cls}.{meth}"
+
+
+def _diff_lines(diff: str) -> tuple[str, str]:
+    removed, added = [], []
+    for line in diff.splitlines():
+        if line.startswith(("---", "+++")):
+            continue
+        if line.startswith("-"):
+            removed.append(" ".join(line[1:].split()))
+        elif line.startswith("+"):
+            added.append(" ".join(line[1:].split()))
+    return "\n".join(removed), "\n".join(added)
+
+
+def collect(work: Path, modules: list[str]) -> list[Mutant]:
+    from mutmut.mutation.diff_apply import get_diff_for_mutant
+    from mutmut.stats import status_by_exit_code
+
+    found: list[Mutant] = []
+    here = Path.cwd()
+    os.chdir(work)  # mutmut's readers resolve mutants/ against the working directory
+    try:
+        for module in modules:
+            meta = work / "mutants" / (module + ".meta")
+            if not meta.exists():
+                continue
+            codes = json.loads(meta.read_text())["exit_code_by_key"]
+            for name, code in sorted(codes.items(), key=lambda kv: _natural(kv[0])):
+                m = Mutant(name, module, _function_of(name), status_by_exit_code[code])
+                if m.status not in KILLED:
+                    m.removed, m.added = _diff_lines(get_diff_for_mutant(name, path=module))
+                found.append(m)
+    finally:
+        os.chdir(here)
+    return found
+
+
+def _natural(key: str) -> tuple:
+    return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", key))
+
+
+def _norm(text: str) -> str:
+    return "\n".join(" ".join(line.split()) for line in text.strip().splitlines())
+
+
+def mark_equivalents(mutants: list[Mutant], equivalents: list[dict]) -> list[dict]:
+    """Give each surviving mutant listed as equivalent its reason; return the entries no survivor used."""
+    used = set()
+    for m in mutants:
+        if m.status in KILLED:
+            continue
+        for i, e in enumerate(equivalents):
+            if (e["module"] == m.module and e["function"] == m.function and _norm(e["original"]) == m.removed
+                    and _norm(e["mutant"]) == m.added):
+                m.reason = e["reason"].strip()
+                used.add(i)
+                break
+    return [e for i, e in enumerate(equivalents) if i not in used]
+
+
+def _show(m: Mutant) -> list[str]:
+    lines = [f"  {m.name}  [{m.status}]  {m.module}:{m.function}"]
+    lines += [f"      - {t}" for t in m.removed.splitlines()]
+    lines += [f"      + {t}" for t in m.added.splitlines()]
+    return lines
+
+
+def report(mutants: list[Mutant], stale: list[dict], selected: list[str], seconds: float) -> tuple[int, int]:
+    out: list[str] = ["", "per module (killed/counted, equivalent not counted):"]
+    for module in selected:
+        ms = [m for m in mutants if m.module == module]
+        counted = [m for m in ms if not m.reason]
+        killed = sum(m.status in KILLED for m in counted)
+        eq = len(ms) - len(counted)
+        pct = 100.0 * killed / len(counted) if counted else 100.0
+        out.append(f"  {module:45s} {pct:5.1f}% ({killed}/{len(counted)})" + (f"  +{eq} equivalent" if eq else ""))
+    survivors = [m for m in mutants if m.status not in KILLED and not m.reason]
+    equivalent = [m for m in mutants if m.reason]
+    out.append("")
+    out.append(f"surviving mutants ({len(survivors)}): each is a missing test or an unlisted equivalent mutant")
+    for m in survivors:
+        out += _show(m)
+    out.append("")
+    out.append(f"equivalent mutants ({len(equivalent)}), listed in tests/mutation/equivalent.toml, not counted:")
+    for m in equivalent:
+        out += _show(m)
+        out.append(f"      because: {' '.join(m.reason.split())}")
+    if stale:
+        out.append("")
+        out.append(f"entries of equivalent.toml that matched no survivor ({len(stale)}): the code or the mutant moved")
+        for e in stale:
+            out.append(f"  {e['module']}:{e['function']}: {_norm(e['mutant'])}")
+    counted = [m for m in mutants if not m.reason]
+    killed = sum(m.status in KILLED for m in counted)
+    out.append("")
+    out.append(f"{len(mutants)} mutants of {len(selected)} modules in {seconds / 60:.1f} min")
+    print("\n".join(out))
+    return killed, len(counted)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("targets", nargs="*", help="module paths (attnlife/measures.py, attnlife/analysis) or chunk "
+                                               "names of tests/mutation/modules.toml; all when none")
+    ap.add_argument("--keep", action="store_true", help="reuse the previous verdicts (see the module docstring)")
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 2, help="mutants tested side by side")
+    args = ap.parse_args(argv)
+    chunks = load_chunks()
+    chosen = select(chunks, args.targets)
+    start = time.monotonic()
+    mutants: list[Mutant] = []
+    for chunk, modules in chosen.items():
+        t0 = time.monotonic()
+        work = prepare(chunk, modules, chunks[chunk]["tests"], args.keep)
+        run_mutmut(work, args.jobs)
+        got = collect(work, modules)
+        mutants += got
+        print(f"chunk {chunk}: {len(got)} mutants of {len(modules)} modules in {time.monotonic() - t0:.0f} s",
+              flush=True)
+    selected = [m for mods in chosen.values() for m in mods]
+    stale = mark_equivalents(mutants, [e for e in load_equivalents() if e["module"] in selected])
+    killed, total = report(mutants, stale, selected, time.monotonic() - start)
+    WORK.mkdir(exist_ok=True)
+    (WORK / "summary.json").write_text(json.dumps(
+        {"killed": killed, "total": total, "mutants": [m.__dict__ for m in mutants]}, indent=1))
+    print(f"mutation score: {100.0 * killed / max(total, 1):.1f}% ({killed}/{total})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
