@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from attnlife.analysis.embedding import adapted_neighbors, choose_clusters, embed_trajectories, knn_edges
+from attnlife.analysis.embedding import (adapted_neighbors, choose_clusters, embed, embed_trajectories, knn_edges,
+                                        standardise_blocks)
 
 
 def _two_groups(n: int = 16, steps: int = 12):
@@ -41,3 +42,89 @@ def test_neighbors_and_edges_small() -> None:
     assert adapted_neighbors(16) == 5 and adapted_neighbors(100) == 15 and adapted_neighbors(3) == 2
     edges = knn_edges(np.array([[0.0], [1.0], [3.0]]), 1)
     assert edges.to_dict("records") == [{"src": 0, "dst": 1, "distance": 1.0}, {"src": 1, "dst": 2, "distance": 2.0}]
+
+
+def _blobs() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return np.vstack([rng.normal(c, 0.1, size=(5, 3)) for c in (0.0, 3.0, 6.0)])
+
+
+def _partition(labels: np.ndarray) -> set[frozenset[int]]:
+    return {frozenset(np.flatnonzero(labels == v).tolist()) for v in set(labels.tolist())}
+
+
+def test_planted_blobs_give_their_clusters_and_max_k_caps_k() -> None:
+    from sklearn.metrics import silhouette_score
+
+    x = _blobs()
+    labels, score = choose_clusters(x)
+    assert labels.dtype.kind == "i"
+    assert _partition(labels) == {frozenset(range(0, 5)), frozenset(range(5, 10)), frozenset(range(10, 15))}
+    assert score == pytest.approx(silhouette_score(x, labels), rel=1e-12) and score > 0.9
+    two, score2 = choose_clusters(x, max_k=2)
+    assert len(set(two.tolist())) == 2 and score2 < score
+    assert _partition(choose_clusters(x, seed=3)[0]) == _partition(labels)
+
+
+def test_identical_heads_are_one_cluster_without_a_score() -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")                      # k-means warns: fewer distinct points than k
+        labels, score = choose_clusters(np.ones((5, 2)))
+    assert labels.tolist() == [0] * 5 and labels.dtype.kind == "i" and np.isnan(score)
+
+
+def test_adapted_neighbors_limits() -> None:
+    assert [adapted_neighbors(n) for n in (1, 2, 3, 6, 8, 9, 45, 46, 1000)] == [1, 1, 2, 2, 2, 3, 15, 15, 15]
+    assert adapted_neighbors(30, n_neighbors=4) == 4
+
+
+def test_standardise_blocks_per_block_and_constant_blocks() -> None:
+    a = np.array([[0.0, 2.0], [4.0, 6.0]])                  # mean 3, std sqrt(5) over all four entries
+    out = standardise_blocks([a, np.full((2, 3), 7.0), [[1.0], [3.0]]])
+    assert out.shape == (2, 6)
+    np.testing.assert_allclose(out[:, :2], (a - 3.0) / np.sqrt(5.0), rtol=1e-15)
+    assert out[:, 2:5].tolist() == [[0.0] * 3] * 2
+    assert out[:, 5].tolist() == [-1.0, 1.0]
+
+
+def test_knn_edges_clip_k_and_keep_each_pair_once() -> None:
+    x = np.array([[0.0, 0.0], [3.0, 4.0], [0.0, 1.0]])
+    edges = knn_edges(x, 10)                                 # k clipped to n - 1 = 2: every pair
+    assert edges.to_dict("records") == [{"src": 0, "dst": 1, "distance": 5.0}, {"src": 0, "dst": 2, "distance": 1.0},
+                                        {"src": 1, "dst": 2, "distance": pytest.approx(np.sqrt(18.0))}]
+    assert knn_edges(x, 0).to_dict("records") == [{"src": 0, "dst": 2, "distance": 1.0},
+                                                  {"src": 1, "dst": 2, "distance": pytest.approx(np.sqrt(18.0))}]
+
+
+def test_few_heads_get_pca_coordinates() -> None:
+    x = np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 1.0], [3.0, 2.0, 1.0]])
+    coords, method, k = embed(x)
+    assert (method, k) == ("pca (fewer than 4 heads)", 2) and coords.shape == (3, 2)
+    dist = lambda z: np.linalg.norm(z[:, None] - z[None], axis=-1)  # noqa: E731
+    np.testing.assert_allclose(dist(coords), dist(x), atol=1e-12)   # rank 2: PCA keeps every distance
+    line, _, _ = embed(np.array([[0.0], [1.0], [3.0]]))              # one feature: y stays 0
+    assert line[:, 1].tolist() == [0.0] * 3 and np.abs(line[:, 0]).tolist() == pytest.approx([4 / 3, 1 / 3, 5 / 3])
+    one, method1, k1 = embed(np.array([[1.0, 2.0]]))
+    assert one.tolist() == [[0.0, 0.0]] and (method1, k1) == ("pca (fewer than 4 heads)", 1)
+    assert embed(np.ones((3, 2)), n_neighbors=1)[2] == 1
+
+
+def test_embed_trajectories_rows_edges_and_info_for_three_heads() -> None:
+    from sklearn.metrics import silhouette_score
+
+    keys = [(0, 0), (0, 1), (1, 0)]
+    blocks = [np.array([[1.0, 2, 3], [1, 2, 4], [5, 5, 5]]), np.array([[1.0], [1], [2]])]
+    emb, edges, info = embed_trajectories(keys, blocks)
+    x = standardise_blocks(blocks)
+    assert list(emb.columns) == ["layer", "head_index", "x", "y", "cluster"]
+    assert list(zip(emb.layer, emb.head_index)) == keys
+    assert emb.cluster.tolist()[0] == emb.cluster.tolist()[1] != emb.cluster.tolist()[2]
+    coords = emb[["x", "y"]].to_numpy()
+    assert np.linalg.norm(coords[0] - coords[2]) == pytest.approx(np.linalg.norm(x[0] - x[2]))
+    assert edges.distance.tolist() == pytest.approx([np.linalg.norm(x[a] - x[b]) for a, b in ((0, 1), (0, 2), (1, 2))])
+    assert info == {"method": "pca (fewer than 4 heads)", "n_neighbors": 2, "n_heads": 3, "n_clusters": 2,
+                    "silhouette": pytest.approx(silhouette_score(x, emb.cluster.to_numpy())), "features": 4}
+    two, _, info2 = embed_trajectories(keys[:2], [b[:2] for b in blocks])
+    assert two.cluster.tolist() == [0, 0] and np.isnan(info2["silhouette"]) and info2["n_clusters"] == 1

@@ -5,7 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from attnlife.analysis.theory_trends import log_decade_slopes, sweep_final_table, sweep_trend
+from attnlife.analysis.theory_trends import (SCAN_SNAP_SIGNALS, log_decade_slopes, scan_snap_tables, sweep_final_table,
+                                            sweep_tables, sweep_trend, theory_tables)
 from attnlife.store.run_dir import load_run
 from attnlife.theory.scan_snap_runs import SweepConfig, run_sweep
 
@@ -37,3 +38,72 @@ def test_sweep_parameters_are_columns_and_the_final_table_averages_seeds(tmp_pat
         seeds = last[last.ratio == row.ratio].value.to_numpy(dtype=np.float64)
         assert len(seeds) == 3 and row.mean == pytest.approx(seeds.mean())
         assert row.se == pytest.approx(seeds.std(ddof=1) / np.sqrt(3))
+
+
+def test_decades_stop_at_the_last_step_and_the_last_one_is_clipped() -> None:
+    steps = np.array([1.0, 10.0, 100.0, 1000.0])
+    values = np.array([0.0, 1.0, 3.0, 6.0])
+    assert log_decade_slopes(steps, values) == [
+        {"from_step": 10.0, "to_step": 100.0, "slope_per_ln_step": pytest.approx(2.0 / np.log(10))},
+        {"from_step": 100.0, "to_step": 1000.0, "slope_per_ln_step": pytest.approx(3.0 / np.log(10))}]
+    clipped = log_decade_slopes(np.array([1, 10, 100, 500]), np.array([0, 1, 3, 4]))  # integer input
+    assert [(s["from_step"], s["to_step"]) for s in clipped] == [(10.0, 100.0), (100.0, 500.0)]
+    assert clipped[1]["slope_per_ln_step"] == pytest.approx(1.0 / np.log(5))
+    assert log_decade_slopes(np.array([1.0, 5.0]), np.array([0.0, 1.0]), first=2.0) == [
+        {"from_step": 2.0, "to_step": 5.0, "slope_per_ln_step": pytest.approx(0.75 / np.log(2.5))}]
+    assert log_decade_slopes(np.array([1.0, 10.0]), np.array([0.0, 1.0])) == []
+
+
+def test_scan_snap_tables_from_a_metric_table() -> None:
+    rows = []
+    for step in (100, 1, 10, 1000):                                   # unsorted on purpose
+        for i, name in enumerate(SCAN_SNAP_SIGNALS):
+            rows.append({"step": step, "metric": name, "value": i + np.log10(step)})
+    rows.append({"step": 5, "metric": "loss", "value": 9.0})
+    tables = scan_snap_tables(pd.DataFrame(rows))
+    assert tables["scan_snap"].to_dict("records") == [{"signal": n, "start": float(i), "end": i + 3.0}
+                                                      for i, n in enumerate(SCAN_SNAP_SIGNALS)]
+    z = tables["z_growth"]
+    assert list(z.columns) == ["from_step", "to_step", "slope_per_ln_step"]
+    assert z.from_step.tolist() == [10.0, 100.0] and z.slope_per_ln_step.tolist() == pytest.approx([1 / np.log(10)] * 2)
+
+
+def _grid(values: dict[tuple[int, float], list[float]], step: int = 50) -> pd.DataFrame:
+    rows = []
+    for (m, ratio), seeds in values.items():
+        for seed, v in enumerate(seeds):
+            for s, val in ((step, v), (step // 2, 99.0)):
+                rows.append({"name": "entropy_distinct_bits", "step": s, "m": m, "k": 2, "eta_z": 1.0, "ratio": ratio,
+                             "seed": seed, "value": val})
+            rows.append({"name": "attn_common", "step": step, "m": m, "k": 2, "eta_z": 1.0, "ratio": ratio,
+                         "seed": seed, "value": -1.0})
+    return pd.DataFrame(rows)
+
+
+def test_sweep_tables_final_mean_se_and_trend_per_group() -> None:
+    grid = _grid({(1, 2.0): [1.0, 2.0, 3.0], (1, 0.5): [0.5, 0.5, 0.8], (2, 0.5): [2.0, 4.0, 0.0],
+                  (2, 2.0): [1.0, 1.0, 1.0], (2, 8.0): [0.0, 0.0, 0.3]})
+    final = sweep_final_table(grid)
+    assert list(final.columns) == ["m", "k", "eta_z", "ratio", "mean", "se"]
+    assert list(zip(final.m, final.ratio)) == [(1, 0.5), (1, 2.0), (2, 0.5), (2, 2.0), (2, 8.0)]
+    assert final["mean"].tolist() == pytest.approx([0.6, 2.0, 2.0, 1.0, 0.1])
+    assert final.se.tolist() == pytest.approx([np.sqrt(0.03) / np.sqrt(3), 1 / np.sqrt(3), 2 / np.sqrt(3), 0.0,
+                                               np.sqrt(0.03) / np.sqrt(3)])
+    tables = sweep_tables(grid)
+    assert tables["sweep_final"].equals(final)
+    trend = tables["sweep_trend"]
+    assert trend.to_dict("records")[0] == {"m": 1, "k": 2, "eta_z": 1.0, "spearman_entropy_vs_ratio": pytest.approx(
+        float("nan"), nan_ok=True), "rises": True}                  # two ratios: no rho
+    assert trend.spearman_entropy_vs_ratio.tolist()[1] == pytest.approx(-1.0) and trend.rises.tolist() == [True, False]
+    empty = sweep_tables(grid.iloc[:0])
+    assert empty["sweep_final"].empty and list(empty["sweep_trend"].columns) == [
+        "m", "k", "eta_z", "spearman_entropy_vs_ratio", "rises"]
+
+
+def test_theory_tables_by_kind() -> None:
+    frame = pd.DataFrame([{"step": s, "metric": n, "value": 1.0} for s in (1, 100) for n in SCAN_SNAP_SIGNALS])
+    grid = _grid({(1, 0.5): [1.0, 2.0]})
+    assert sorted(theory_tables("theory-scan-snap", frame, grid)) == ["scan_snap", "z_growth"]
+    assert theory_tables("theory-scan-snap", frame.iloc[:0], grid) == {}
+    assert sorted(theory_tables("theory-scan-snap-sweep", frame, grid)) == ["sweep_final", "sweep_trend"]
+    assert theory_tables("train", frame, grid) == {} and theory_tables("theory-markov", frame, grid) == {}

@@ -1,0 +1,240 @@
+"""Each analysis table is cut from the series it names: builders against the pure functions they wire.
+
+The frame is a real-shaped metric table (two layers of two heads, probe and train splits, val and
+train loss, sample metrics, cross-layer pairs) with planted signals: entropy falls then settles,
+a previous-token head emerges, an induction score jumps, a sink head cycles.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from attnlife.analysis import builders as B
+from attnlife.analysis.correlations import paired_rows, spearman
+from attnlife.analysis.cycles import cycle_rows
+from attnlife.analysis.head_types import emergence_table, induction_phase, label_types
+from attnlife.analysis.phases import detect_phases, phase_rows
+from attnlife.analysis.series import head_table, layer_series, model_series
+
+STEPS = [0, 1, 2, 4, 8, 16, 32, 64, 100, 150, 200, 250, 300, 350, 400, 450]
+
+
+def _row(step, metric, value, split="probe", layer=-1, head=-1, layer_b=-1) -> dict:
+    return {"step": step, "split": split, "layer": layer, "head_index": head, "layer_b": layer_b, "metric": metric,
+            "value": float(value), "stderr": np.nan}
+
+
+def _frame(val_from: int = 0) -> pd.DataFrame:
+    rows = []
+    for k, step in enumerate(STEPS):
+        f = k / (len(STEPS) - 1)
+        for layer in (0, 1):
+            for h in (0, 1):
+                ent = 4.0 - 2.5 * min(f / 0.5, 1.0) * (1 + 0.1 * h) + 0.01 * np.sin(k + layer)
+                rows += [_row(step, "entropy_bits", ent, layer=layer, head=h),
+                         _row(step, "span_tokens", 3 + 4 * f + layer + 0.1 * np.cos(k * h), layer=layer, head=h),
+                         _row(step, "sink_mass", 0.2 + 0.3 * (k % 4 == 2) * (h == 0), layer=layer, head=h),
+                         _row(step, "prev_token_score", 0.1 + 0.6 * (f > 0.3) * (layer == 0) * (h == 1),
+                              layer=layer, head=h),
+                         _row(step, "induction_score", 0.05 + 0.6 * (step >= 200) * (layer == 1) * (h == 0),
+                              layer=layer, head=h),
+                         _row(step, "local_score", 0.3, layer=layer, head=h),
+                         _row(step, "entropy_bits", 9.0, split="train", layer=layer, head=h)]
+            rows.append(_row(step, "head_jsd_mean", 0.05 + 0.2 * f + 0.01 * layer, layer=layer))
+        rows.append(_row(step, "xlayer_jsd", 0.1 + 0.1 * f, layer=0, layer_b=1))
+        if step >= val_from:
+            rows.append(_row(step, "eval_loss", 4.0 - 2.0 * f + 0.05 * np.sin(3 * k), split="val"))
+        rows.append(_row(step, "distinct_2", 0.3 + 0.5 * f + 0.02 * np.cos(2 * k), split="sample"))
+    for step in range(0, 451, 10):
+        rows.append(_row(step, "loss", 4.2 - 2.0 * step / 450 + 0.3 * (210 <= step <= 230), split="train"))
+    return pd.DataFrame(rows)
+
+
+def _same(got: pd.DataFrame, want: list[dict]) -> None:
+    pd.testing.assert_frame_equal(got.reset_index(drop=True), pd.DataFrame(want, columns=got.columns),
+                                  check_dtype=False)
+
+
+def test_phases_table_wires_model_and_layer_series_with_interpolated_val_loss() -> None:
+    frame = _frame()
+    table, note = B.phases_table(frame, "probe")
+    assert list(table.columns) == ["scope", "layer", "segment", "start_step", "end_step", "label", "slopes",
+                                   "evidence"]
+    assert note == f"split probe, {len(STEPS)} steps, min segment 3 samples"
+    model = model_series(frame, "probe").dropna(axis=1, how="any")
+    loss = frame[frame.metric == "eval_loss"].set_index("step").value
+    series = {c: model[c].to_numpy() for c in ("entropy_bits", "span_tokens", "head_jsd_mean", "xlayer_jsd")}
+    series["val_loss"] = np.interp(np.log1p(model.index.to_numpy(float)), np.log1p(loss.index.to_numpy(float)),
+                                   loss.to_numpy())                      # on log(1 + step), as promised
+    want = phase_rows("model", -1, detect_phases(model.index.to_numpy(), series))
+    assert table[table.scope == "model"].to_dict("records") == want
+    assert "val_loss" in json.loads(want[0]["slopes"])
+    l1 = layer_series(frame, "probe", 1).dropna(axis=1, how="any")
+    got_l1 = table[table.scope == "L1"]
+    assert set(table.scope) == {"model", "L0", "L1"} and (got_l1.layer == 1).all()
+    assert got_l1.start_step.tolist() == [r["start_step"] for r in phase_rows(
+        "L1", 1, detect_phases(l1.index.to_numpy(), {**{c: l1[c].to_numpy() for c in l1.columns
+                                                       if c in series}, "val_loss": series["val_loss"]}))]
+    # a loss series that starts after the first tracked step is never extrapolated
+    late, _ = B.phases_table(_frame(val_from=4), "probe")
+    assert all("val_loss" not in json.loads(s) for s in late.slopes)
+    bigger, note6 = B.phases_table(frame, "probe", min_size=6)
+    assert note6.endswith("min segment 6 samples") and (bigger.end_step - bigger.start_step).min() >= 0
+    empty, why = B.phases_table(frame, None)
+    assert empty.empty and list(empty.columns) == list(table.columns)
+    assert why == "skipped: no attention metrics in this run"
+
+
+def test_type_split_prefers_probe_and_ignores_sink_mass() -> None:
+    frame = _frame()
+    assert B.type_split(frame) == "probe"
+    only_train = frame.assign(split=frame.split.replace({"probe": "train"}))
+    assert B.type_split(only_train) == "train"
+    sink_only = frame[~frame.metric.isin(["prev_token_score", "induction_score", "local_score"])]
+    assert B.type_split(sink_only) is None
+
+
+def test_head_type_tables_use_the_type_split_and_the_max_induction_score() -> None:
+    frame = _frame()
+    tables, note = B.head_type_tables(frame)
+    assert note == "split probe"
+    scores = head_table(frame, "probe")
+    scores = scores[scores.metric.isin(["prev_token_score", "local_score", "sink_mass", "self_score",
+                                        "induction_score"])]
+    assert tables["head_types"].equals(label_types(scores))
+    assert tables["emergence"].equals(emergence_table(scores))
+    assert ((tables["emergence"].layer == 0) & (tables["emergence"].head_index == 1)
+            & (tables["emergence"].type == "previous_token")).any()
+    ind = tables["induction_phase"]
+    assert list(ind.columns) == ["step", "score_before", "score_after", "loss_before", "loss_after", "loss_bump",
+                                 "step_before"]
+    (row,) = ind.to_dict("records")
+    val = frame[frame.metric == "eval_loss"].set_index("step").value
+    dense = frame[(frame.metric == "loss") & (frame.split == "train")].set_index("step").value
+    want = induction_phase(np.array(STEPS), np.array([0.05 + 0.6 * (s >= 200) for s in STEPS]),
+                           val.index.to_numpy(), val.to_numpy(), dense=(dense.index.to_numpy(), dense.to_numpy()))
+    assert row == pytest.approx(want) and row["step"] == 200 and row["loss_bump"] > 0.2  # the dense bump at 210-230
+    none, why = B.head_type_tables(frame[~frame.metric.isin(["prev_token_score", "induction_score", "local_score"])])
+    assert all(t.empty for t in none.values()) and sorted(none) == ["emergence", "head_types", "induction_phase"]
+    assert why == "skipped: no per-head type scores (run `attnlife track RUN` to add split probe)"
+
+
+def test_cycles_table_reads_each_focus_signal_with_its_sign() -> None:
+    frame = _frame()
+    focus = [_row(s, "attn_focus_excess", np.cos(2 * np.pi * s / 100), split="train") for s in range(0, 260, 5)]
+    frame = pd.concat([frame, pd.DataFrame(focus)], ignore_index=True)
+    table, note = B.cycles_table(frame, "probe")
+    assert list(table.columns) == ["layer", "head_index", "signal", "start_step", "trough_step", "end_step",
+                                   "period_steps", "prominence", "status"]
+    heads = head_table(frame, "probe")
+    sink = heads[(heads.metric == "sink_mass") & (heads.layer == 1) & (heads.head_index == 0)].sort_values("step")
+    want = cycle_rows(sink.step.to_numpy(), sink.value.to_numpy(), 0.2, 3)
+    got = table[(table.signal == "sink_mass") & (table.layer == 1) & (table.head_index == 0)]
+    assert len(want) > 0
+    _same(got.drop(columns=["layer", "head_index", "signal"]), want)
+    ent = heads[(heads.metric == "entropy_bits") & (heads.layer == 0) & (heads.head_index == 1)].sort_values("step")
+    want_ent = cycle_rows(ent.step.to_numpy(), -ent.value.to_numpy(), 0.2, 3)   # focus = low entropy
+    got_ent = table[(table.signal == "entropy_bits") & (table.layer == 0) & (table.head_index == 1)]
+    _same(got_ent.drop(columns=["layer", "head_index", "signal"]), want_ent)
+    markov = table[table.signal == "attn_focus_excess"]
+    f = pd.DataFrame(focus)
+    _same(markov.drop(columns=["layer", "head_index", "signal"]), cycle_rows(f.step.to_numpy(), f.value.to_numpy(), 0.2, 5))
+    assert (markov.layer == -1).all() and (markov.status == "closed").sum() == 1
+    closed = int((table.status == "closed").sum())
+    assert note == f"{closed} closed, {len(table) - closed} open (open cycles are not counted)" and closed >= 2
+    wide, _ = B.cycles_table(frame, "probe", rel_prominence=0.9, smooth_window=1, focus_window=1)
+    assert len(wide[wide.signal == "sink_mass"]) != len(table[table.signal == "sink_mass"])
+    none, none_note = B.cycles_table(frame[frame.metric != "attn_focus_excess"], None)
+    assert none.empty and none_note == "0 closed, 0 open (open cycles are not counted)"
+
+
+def _spectra() -> pd.DataFrame:
+    rows = []
+    for k, step in enumerate(STEPS):
+        for layer in (0, 1):
+            for h in (0, 1):
+                for stat, v in (("stable_rank", 5 - 0.1 * k * (1 + h) + 0.05 * np.sin(k)),
+                                ("spectral_entropy_bits", 3 + 0.02 * k * k),
+                                ("lambda_1", 1 + 0.3 * k + layer)):
+                    rows.append({"model": "m", "step": step, "layer": layer, "head_index": h, "matrix": "qk",
+                                 "stat": stat, "value": v})
+    return pd.DataFrame(rows)
+
+
+def test_correlation_rows_pair_every_attention_series_with_every_outcome() -> None:
+    frame, spectra = _frame(), _spectra()
+    rows = B.correlation_rows(frame, "probe", spectra)
+    val = frame[frame.metric == "eval_loss"].set_index("step").value
+    model = model_series(frame, "probe")
+    want = paired_rows(model.entropy_bits.dropna(), val, ("entropy_bits", -1, -1, "val_loss"))
+    assert [r for r in rows if (r["x"], r["x_layer"], r["y"]) == ("entropy_bits", -1, "val_loss")] == want
+    l0 = layer_series(frame, "probe", 0)
+    sample = frame[frame.metric == "distinct_2"].set_index("step").value
+    assert [r for r in rows if (r["x"], r["x_layer"], r["y"]) == ("span_tokens", 0, "distinct_2")] == \
+        paired_rows(l0.span_tokens.dropna(), sample, ("span_tokens", 0, -1, "distinct_2"))
+    assert {r["y"] for r in rows} == {"val_loss", "distinct_2", "qk_stable_rank", "qk_spectral_entropy_bits",
+                                      "qk_lambda_1"}
+    hw = [r for r in rows if r["kind"] == "head_weights"]
+    head = head_table(frame, "probe")
+    x = head[(head.metric == "entropy_bits") & (head.layer == 1) & (head.head_index == 1)].set_index("step").value
+    y = spectra[(spectra.stat == "stable_rank") & (spectra.layer == 1) & (spectra.head_index == 1)].set_index("step").value
+    rho, p, n = spearman(x.loc[y.index].to_numpy(), y.to_numpy())
+    (got,) = [r for r in hw if (r["x"], r["x_layer"], r["x_head"], r["y"]) == ("entropy_bits", 1, 1, "qk_stable_rank")]
+    assert got == {"x": "entropy_bits", "x_layer": 1, "x_head": 1, "y": "qk_stable_rank", "kind": "head_weights",
+                   "rho": rho, "p": p, "n": n}
+    # constant series (local_score is not a head metric; sink_mass of head 1 is constant) give no row
+    assert not [r for r in hw if r["x"] == "sink_mass" and r["x_head"] == 1]
+    no_heads = B.correlation_rows(frame, "probe", spectra[spectra.layer == 0])
+    assert {r["x_layer"] for r in no_heads if r["kind"] == "head_weights"} == {0}
+    assert B.correlation_rows(frame, None, spectra) == []
+
+
+def test_embedding_tables_stack_every_statistic_of_the_same_heads() -> None:
+    frame, spectra = _frame(), _spectra()                                  # three heads: PCA, no UMAP JIT
+    frame = frame[~((frame.layer == 1) & (frame.head_index == 1))]
+    spectra = spectra[~((spectra.layer == 1) & (spectra.head_index == 1))]
+    emb, edges, info = B.embedding_tables(frame, "probe", spectra.iloc[:0])
+    assert list(zip(emb.layer, emb.head_index)) == [(0, 0), (0, 1), (1, 0)]
+    assert info["statistics"] == 3 and info["n_heads"] == 3                # entropy, span, sink mass
+    emb2, _, info2 = B.embedding_tables(frame, "probe", spectra)
+    assert info2["statistics"] == 6                                        # + three W_QK statistics
+    assert info2["features"] == 6 * len(STEPS)
+    other_heads = spectra.assign(head_index=spectra.head_index + 5)        # another set of heads: left out
+    assert B.embedding_tables(frame, "probe", other_heads)[2]["statistics"] == 3
+    one_head = frame[(frame.layer <= 0) & (frame.head_index <= 0)]           # one head (0, 0) and model rows
+    skipped = B.embedding_tables(one_head, "probe", spectra.iloc[:0])
+    assert skipped[0].empty and skipped[1].empty and skipped[2] == {"skipped": "fewer than 2 heads with trajectories"}
+    assert list(skipped[0].columns) == ["layer", "head_index", "x", "y", "cluster"]
+    assert B.embedding_tables(frame, None, spectra)[2]["statistics"] == 3
+
+
+def test_run_finals_and_across_run_rows() -> None:
+    from attnlife.analysis.across_runs import finals_correlation_rows, merge_runs_rows, run_finals
+    from attnlife.analysis.correlations import finish
+
+    frame = _frame()
+    finals = run_finals(frame)
+    model = model_series(frame, "probe")
+    assert finals == {**{f"x:{c}": float(model[c].iloc[-1]) for c in model.columns},
+                      "y:best_val_loss": float(frame[frame.metric == "eval_loss"].value.min()),
+                      "y:distinct_2": float(frame[frame.metric == "distinct_2"].value.iloc[-1])}
+    assert run_finals(frame[frame.metric == "loss"]) == {}                 # no attention, val loss or samples
+    runs = [{"x:entropy_bits": e, "x:span_tokens": s, "y:best_val_loss": v}
+            for e, s, v in ((2.0, 1, 1.5), (2.5, 2, 1.7), (3.0, 3, 1.6), (3.5, 4, 2.1), (4.0, 5, 2.3))]
+    runs.append({"x:entropy_bits": 9.0, "y:best_val_loss": 9.0})          # a run without span: n = 5 for span
+    rows = finals_correlation_rows(runs)
+    assert [(r["x"], r["y"], r["n"], r["kind"], r["x_layer"], r["x_head"]) for r in rows] == \
+        [("entropy_bits", "best_val_loss", 6, "runs", -1, -1), ("span_tokens", "best_val_loss", 5, "runs", -1, -1)]
+    assert rows[1]["rho"] == pytest.approx(0.9)
+    assert finals_correlation_rows([{"x:a": 1.0, "y:b": 2.0}] * 5) == []  # constant: no row
+    table = finish([{"x": "e", "x_layer": -1, "x_head": -1, "y": "v", "kind": "steps_diff", "rho": 0.5, "p": 0.01,
+                     "n": 9},
+                    {"x": "old", "x_layer": -1, "x_head": -1, "y": "v", "kind": "runs", "rho": 0.1, "p": 0.9, "n": 4}])
+    merged = merge_runs_rows(table, rows)
+    assert sorted(merged[merged.kind == "runs"].x) == ["entropy_bits", "span_tokens"]   # old runs rows replaced
+    assert merged[merged.kind == "steps_diff"].p_bh.tolist() == [0.01]
+    assert merged[merged.kind == "runs"].p_bh.tolist() == pytest.approx(
+        finish(rows).p_bh.tolist())                                        # BH over the new runs rows only
