@@ -1,0 +1,450 @@
+"""Every branch of every claim, reached with real-shaped contexts (a real phase table, per-layer series,
+a spectra table, tracked metrics), and the exact row each branch writes: measured, verdict, reason."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from attnlife.analysis import claims_dynamics as cd
+from attnlife.analysis import claims_lifecycle as cl
+from attnlife.analysis.claim_context import FAILS, HOLDS, NA, ClaimContext, near, result, value_near_step
+from attnlife.analysis.claims import COLUMNS, all_claims, check_claims
+from attnlife.analysis.phases import detect_phases, phase_rows
+
+STEPS = [0, 250, 500, 750, 1000, 1500, 2000, 3000]
+METRIC_COLUMNS = ["step", "split", "layer", "head_index", "layer_b", "metric", "value", "stderr"]
+
+
+def _row(step, metric, value, split="train", layer=-1, head=-1) -> dict:
+    return {"step": step, "split": split, "layer": layer, "head_index": head, "layer_b": -1, "metric": metric,
+            "value": float(value), "stderr": np.nan}
+
+
+def ctx(model: dict | None = None, layers: dict | None = None, steps=STEPS, record: dict | None = None,
+        metrics: list[dict] | None = None, spectra: pd.DataFrame | None = None, phases: pd.DataFrame | None = None,
+        cycles: pd.DataFrame | None = None, val_loss: pd.Series | None = None, sweep_trend=None) -> ClaimContext:
+    empty_rows = pd.DataFrame(columns=["scope", "label", "start_step", "end_step", "status"])
+    return ClaimContext(
+        metrics=pd.DataFrame(metrics or [], columns=METRIC_COLUMNS), split="probe",
+        model=pd.DataFrame(model or {}, index=steps if model else None),
+        layers={k: pd.DataFrame(v, index=steps) for k, v in (layers or {}).items()},
+        val_loss=val_loss if val_loss is not None else pd.Series([4.0, 1.9, 1.5], index=[0, 1000, 3000]),
+        spectra=spectra if spectra is not None else pd.DataFrame(
+            columns=["model", "step", "layer", "head_index", "matrix", "stat", "value"]),
+        record=record if record is not None else {"kind": "train", "config": {"model": {"n_layer": 6, "block_size": 256},
+                                                                              "train": {"batch_size": 4}},
+                                                  "dataset": {"name": "shakespeare_char"}},
+        phases=phases if phases is not None else empty_rows, cycles=cycles if cycles is not None else empty_rows,
+        sweep_trend=sweep_trend or [])
+
+
+# --- the context and the helpers ---------------------------------------------------------------
+
+def test_context_properties_read_the_record() -> None:
+    c = ctx(layers={0: {"a": [1.0] * 8}, 1: {"a": [1.0] * 8}}, record={})
+    assert (c.kind, c.n_layer, c.block_size, c.dataset) == ("train", 2, None, None)
+    c = ctx(record={"kind": "theory-markov", "config": {"model": {"n_layer": 3, "block_size": 64},
+                                                        "data": {"dataset": "enwik8"}}})
+    assert (c.kind, c.n_layer, c.block_size, c.dataset) == ("theory-markov", 3, 64, "enwik8")
+    c = ctx(record={"dataset": {"name": "text8"}, "config": {"data": {"dataset": "enwik8"}}})
+    assert c.dataset == "text8"                                          # the run's dataset record wins
+    c = ctx(model={"entropy_bits": [4.0, np.nan, 3.0, 2.0, 2.0, 2.0, 2.0, 2.0]})
+    assert c.series("entropy_bits").index.tolist() == [0, 500, 750, 1000, 1500, 2000, 3000]
+    assert c.series("span_tokens").empty and c.series("span_tokens").dtype == float
+
+
+def test_near_and_value_near_step_limits() -> None:
+    assert near(5.0, 4.0, tol=0.25) and near(3.0, 4.0, tol=0.25) and not near(5.0001, 4.0, tol=0.25)
+    assert near(-4.5, -4.0, tol=0.125) and not near(-4.6, -4.0, tol=0.125)
+    assert near(4.6, 4.0) is True and near(4.61, 4.0) is False           # REL_TOL 15 %
+    s = pd.Series([1.0, 2.0, 3.0], index=[0, 750, 1300])
+    assert value_near_step(s, 1000) == (750, 2.0)                        # |750 - 1000| = 0.25 * 1000: inside
+    assert value_near_step(pd.Series([1.0, 3.0], index=[0, 1251]), 1000) is None
+    assert value_near_step(pd.Series([1.0, 3.0], index=[0, 1250]), 1000) == (1250, 3.0)
+    assert value_near_step(pd.Series([5.0], index=[1]), 0, window=1.0) == (1, 5.0)  # step 0: window of 1 step
+    assert value_near_step(pd.Series([5.0], index=[2]), 0, window=1.0) is None
+    assert value_near_step(pd.Series(dtype=float), 10) is None
+    assert result("m", HOLDS, "r") == {"measured": "m", "verdict": "holds", "reason": "r"}
+    assert (HOLDS, FAILS, NA) == ("holds", "does not hold", "not applicable")
+
+
+# --- lifecycle claims -------------------------------------------------------------------------
+
+def test_entropy_and_span_in_the_first_1000_steps() -> None:
+    c = ctx(model={"entropy_bits": [4.2, 3.9, 3.5, 3.1, 2.8, 3.0, 3.0, 3.0],
+                   "span_tokens": [5.0, 10, 15, 20, 25, 25, 25, 25]})
+    assert cl.entropy_falls_first_1000(c) == result("4.20 bits at step 0 -> 2.80 bits at step 1000", HOLDS,
+                                                    "both ends within 15 % of 4.2 and 2.8")
+    assert cl.span_rises_first_1000(c) == result("5.0 tokens at step 0 -> 25.0 at step 1000", HOLDS,
+                                                 "both ends within 15 % of 5 and 25")
+    late_start = ctx(model={"entropy_bits": [9.0, 4.2, 3.5, 3.1, 2.8, 3.0, 3.0, 3.0]}, steps=[1] + STEPS[1:])
+    assert cl.entropy_falls_first_1000(late_start)["measured"].startswith("9.00 bits at step 1 ")
+    one_end = ctx(model={"entropy_bits": [4.2, 3.9, 3.5, 3.1, 2.0, 3.0, 3.0, 3.0],
+                         "span_tokens": [5.0, 10, 15, 20, 40, 25, 25, 25]})
+    assert cl.entropy_falls_first_1000(one_end) == result("4.20 bits at step 0 -> 2.00 bits at step 1000", FAILS,
+                                                          "an end is more than 15 % from 4.2 / 2.8")
+    assert cl.span_rises_first_1000(one_end) == result("5.0 tokens at step 0 -> 40.0 at step 1000", FAILS,
+                                                       "an end is more than 15 % from 5 / 25 tokens")
+    start_off = ctx(model={"entropy_bits": [5.0, 3.9, 3.5, 3.1, 2.8, 3.0, 3.0, 3.0],
+                           "span_tokens": [1.0, 10, 15, 20, 25, 25, 25, 25]})
+    assert cl.entropy_falls_first_1000(start_off)["verdict"] == FAILS
+    assert cl.span_rises_first_1000(start_off)["verdict"] == FAILS
+    falls = ctx(model={"span_tokens": [16.0, 15, 12, 9, 8, 7, 7, 7]})
+    assert cl.span_rises_first_1000(falls) == result("16.0 tokens at step 0 -> 8.0 at step 1000", FAILS,
+                                                     "span falls instead of rising")
+
+
+def test_first_1000_needs_a_sample_near_1000_and_a_run_past_750() -> None:
+    short = ctx(model={"entropy_bits": [4.2, 3.9, 3.5]}, steps=[0, 250, 500])
+    assert cl.entropy_falls_first_1000(short) == result("", NA, "no entropy_bits sample near step 1000 "
+                                                                "(run ends at 500)")
+    at_750 = ctx(model={"entropy_bits": [4.2, 3.5, 2.8]}, steps=[0, 500, 750])
+    assert cl.entropy_falls_first_1000(at_750)["verdict"] == HOLDS       # 750 is within 25 % of 1000
+    gap = ctx(model={"span_tokens": [5.0, 6.0, 25.0]}, steps=[0, 500, 1300])
+    assert cl.span_rises_first_1000(gap) == result("", NA, "no span_tokens sample near step 1000 (run ends at 1300)")
+    assert cl.span_rises_first_1000(ctx()) == result("", NA, "run has no span_tokens series")
+    assert cl.entropy_falls_first_1000(ctx()) == result("", NA, "run has no entropy_bits series")
+
+
+def _layers(jsd: list[float], n: int = 6) -> dict:
+    return {layer: {"head_jsd_mean": [jsd[layer]] * 3 + [9.0, jsd[layer], jsd[layer], jsd[layer] + 0.001 * layer,
+                                                          jsd[layer]],
+                    "span_tokens": [5.0 * (layer + 1)] * 8} for layer in range(n)}
+
+
+def test_layer_jsd_claims_in_steps_1000_to_3000() -> None:
+    # step 750 holds 9.0 in every layer: outside 1000-3000, it must not count
+    c = ctx(layers=_layers([0.05, 0.06, 0.0995, 0.1, 0.12, 0.149]))
+    assert cl.early_layers_jsd(c) == result("max layers 1-3 head JSD 0.102 bits in steps 1000-3000", FAILS,
+                                            "not below 0.1")              # layer 3 reaches 0.0995 + 0.002
+    assert cl.middle_layers_jsd(c) == result("max layers 4-6 head JSD 0.154 bits in steps 1000-3000", FAILS,
+                                             "not below 0.15")
+    c = ctx(layers=_layers([0.05, 0.06, 0.09, 0.1, 0.12, 0.14]))
+    assert cl.early_layers_jsd(c) == result("max layers 1-3 head JSD 0.092 bits in steps 1000-3000", HOLDS,
+                                            "below 0.1")
+    assert cl.middle_layers_jsd(c) == result("max layers 4-6 head JSD 0.145 bits in steps 1000-3000", HOLDS,
+                                             "below 0.15")
+    four = ctx(layers=_layers([0.05] * 4, n=4), record={"config": {"model": {"n_layer": 4}}})
+    assert cl.middle_layers_jsd(four) == result("", NA, "claim is about layers 4-6 of a 6-layer model; "
+                                                        "this model has 4 layers")
+    assert cl.early_layers_jsd(four)["verdict"] == HOLDS
+    no_jsd = ctx(layers={k: {"span_tokens": [1.0] * 8} for k in range(6)})
+    assert cl.early_layers_jsd(no_jsd) == result("", NA, "run has no head_jsd_mean (heads per layer < 2?)")
+    early = ctx(layers=_layers([0.05] * 6), steps=[0, 10, 20, 30, 40, 50, 60, 70])
+    assert cl.early_layers_jsd(early) == result("", NA, "no tracked step between 1000 and 3000")
+    edge = ctx(layers={k: {"head_jsd_mean": [0.5] * 4 + [0.01, 0.5, 0.5, 0.5]} for k in range(6)},
+               steps=[0, 250, 500, 999, 1000, 3000, 3001, 4000])
+    assert cl.early_layers_jsd(edge)["measured"] == "max layers 1-3 head JSD 0.500 bits in steps 1000-3000"
+    only_ends = ctx(layers={k: {"head_jsd_mean": [0.5] * 4 + [0.01, 0.02, 0.5, 0.5]} for k in range(6)},
+                    steps=[0, 250, 500, 999, 1000, 3000, 3001, 4000])
+    assert cl.early_layers_jsd(only_ends)["measured"] == "max layers 1-3 head JSD 0.020 bits in steps 1000-3000"
+
+
+def _phase_table(steps: np.ndarray, entropy: np.ndarray) -> pd.DataFrame:
+    return pd.DataFrame(phase_rows("model", -1, detect_phases(steps, {"entropy_bits": entropy})))
+
+
+def test_stabilisation_entropy_reads_the_last_detected_stabilisation_phase() -> None:
+    steps = np.arange(0, 3000, 100)
+    entropy = np.where(steps < 1500, 4.2 - 1.2 * steps / 1500, 3.0) + 0.001 * np.sin(steps)
+    phases = _phase_table(steps, entropy)
+    assert phases.label.tolist() == ["focusing", "stabilisation"]
+    start = int(phases.start_step.iloc[-1])
+    c = ctx(model={"entropy_bits": entropy}, steps=steps, phases=phases)
+    mean = float(entropy[steps >= start].mean())
+    assert cl.stabilisation_entropy(c) == result(f"{mean:.2f} bits over stabilisation phase {start}-2900", HOLDS,
+                                                 "inside 2.8-3.2")
+    # a layer's stabilisation or a later phase of another label is not the model's last stabilisation
+    extra = pd.concat([phases, pd.DataFrame([{"scope": "L0", "layer": 0, "segment": 9, "start_step": 0,
+                                              "end_step": 500, "label": "stabilisation", "slopes": "{}",
+                                              "evidence": ""}])], ignore_index=True)
+    assert cl.stabilisation_entropy(ctx(model={"entropy_bits": entropy}, steps=steps, phases=extra)) == \
+        cl.stabilisation_entropy(c)
+    none = ctx(model={"entropy_bits": entropy}, steps=steps)
+    a = int(np.quantile(steps, 0.8))
+    assert cl.stabilisation_entropy(none) == result(
+        f"{float(entropy[steps >= a].mean()):.2f} bits over last 20 % of steps ({a}-2900); no stabilisation phase "
+        "detected", HOLDS, "inside 2.8-3.2")
+    assert cl.stabilisation_entropy(ctx()) == result("", NA, "run has no entropy_bits series")
+
+
+@pytest.mark.parametrize("value, verdict", [(2.8, HOLDS), (3.2, HOLDS), (2.79, FAILS), (3.21, FAILS)])
+def test_stabilisation_band_is_inclusive(value: float, verdict: str) -> None:
+    steps = [0, 100, 200, 300, 400]
+    phases = pd.DataFrame([{"scope": "model", "layer": -1, "segment": 0, "start_step": 300, "end_step": 400,
+                            "label": "stabilisation", "slopes": "{}", "evidence": ""}])
+    c = ctx(model={"entropy_bits": [9.0, 9.0, 9.0, value, value]}, steps=steps, phases=phases)
+    got = cl.stabilisation_entropy(c)
+    assert got["verdict"] == verdict and got["reason"] == ("inside 2.8-3.2" if verdict == HOLDS else "outside 2.8-3.2")
+    window = pd.DataFrame([{**phases.iloc[0], "start_step": 200, "end_step": 300}])   # both ends included
+    assert cl.stabilisation_entropy(ctx(model={"entropy_bits": [1.0, 1.0, 9.0, 3.0, 1.0]}, steps=steps,
+                                        phases=window))["measured"].startswith("6.00 bits over stabilisation phase")
+
+
+def test_final_layer_jsd_reaches_0_3() -> None:
+    layers = {0: {"head_jsd_mean": [0.01] * 8}, 1: {"head_jsd_mean": [0.1, 0.2, 0.34, 0.3, 0.2, 0.1, 0.1, np.nan]}}
+    assert cl.final_layers_jsd(ctx(layers=layers)) == result("max head JSD of the last layer 0.340 bits", HOLDS,
+                                                             "within 15 % of 0.3")
+    layers[1]["head_jsd_mean"][2] = 0.35
+    assert cl.final_layers_jsd(ctx(layers=layers)) == result("max head JSD of the last layer 0.350 bits", FAILS,
+                                                             "not within 15 % of 0.3")
+    assert cl.final_layers_jsd(ctx()) == result("", NA, "run has no per-layer attention series")
+    assert cl.final_layers_jsd(ctx(layers={0: {"span_tokens": [1.0] * 8}})) == result("", NA, "run has no head_jsd_mean")
+    assert cl.final_layers_jsd(ctx(layers={0: {"head_jsd_mean": [np.nan] * 8}}))["reason"] == "run has no head_jsd_mean"
+
+
+def _sampled(entropies: dict[int, float]) -> list[dict]:
+    rows = []
+    for step, e in entropies.items():
+        rows += [_row(step, "entropy_bits", e + d, split="sample", layer=0, head=h) for h, d in ((0, -0.1), (1, 0.1))]
+        rows.append(_row(step, "entropy_bits", 99.0, split="sample"))          # model-level row: not a head
+        rows.append(_row(step, "entropy_bits", 99.0, split="probe", layer=0, head=0))
+    return rows
+
+
+def test_generation_entropy_band() -> None:
+    loss = pd.Series([2.0, 1.6, 1.5, 1.8, 1.9], index=[0, 1000, 2000, 3000, 4000])
+    rows = _sampled({1000: 2.8, 2000: 3.2, 3000: 2.49, 4000: 2.0, 5000: 3.0})    # 5000 has no val loss
+    got = cl.generation_entropy_band(ctx(metrics=rows, val_loss=loss))
+    assert got == result("val loss 1.550 (2.8-3.2 bits, n=2) vs 1.850 (<2.5 bits, n=2)", HOLDS,
+                         "the 2.8-3.2 band has the better loss")
+    worse = cl.generation_entropy_band(ctx(metrics=rows, val_loss=pd.Series([2.0, 2.6, 2.5, 1.8, 1.9],
+                                                                            index=[0, 1000, 2000, 3000, 4000])))
+    assert worse == result("val loss 2.550 (2.8-3.2 bits, n=2) vs 1.850 (<2.5 bits, n=2)", FAILS,
+                           "the low-entropy checkpoints have the better loss")
+    one_side = cl.generation_entropy_band(ctx(metrics=_sampled({1000: 2.8, 2000: 2.6}), val_loss=loss))
+    assert one_side == result("sampling entropy 2.60-2.80 bits at 2 eval steps", NA,
+                              "need sampled checkpoints both in 2.8-3.2 bits and below 2.5 bits")
+    assert cl.generation_entropy_band(ctx(metrics=_sampled({1000: 2.5, 2000: 3.25}), val_loss=loss))["verdict"] == NA
+    assert cl.generation_entropy_band(ctx(val_loss=loss)) == result("", NA, "no generation-quality samples "
+                                                                            "(split sample)")
+
+
+def test_span_of_the_first_and_last_layer() -> None:
+    layers = {0: {"span_tokens": [3.0] * 7 + [15.0]}, 2: {"span_tokens": [3.0] * 7 + [np.nan]},
+              1: {"span_tokens": [3.0] * 6 + [50.0, np.nan]}}
+    c = ctx(layers=layers, record={"config": {"model": {"block_size": 512}}})
+    assert cl.span_early_vs_late(c) == result("layer 1: 15.0, layer 3: 3.0 tokens", FAILS, "outside the bands")
+    layers[2]["span_tokens"] = [3.0] * 6 + [50.0, np.nan]
+    assert cl.span_early_vs_late(ctx(layers=layers, record={"config": {"model": {"block_size": 512}}})) == \
+        result("layer 1: 15.0, layer 3: 50.0 tokens", HOLDS, "early 5-15 and late 50+")
+    for first, last in ((4.9, 60.0), (15.1, 60.0), (5.0, 49.9)):
+        lay = {0: {"span_tokens": [first] * 8}, 1: {"span_tokens": [last] * 8}}
+        assert cl.span_early_vs_late(ctx(layers=lay, record={}))["verdict"] == FAILS, (first, last)
+    lay = {0: {"span_tokens": [5.0] * 8}, 1: {"span_tokens": [50.0] * 8}}
+    assert cl.span_early_vs_late(ctx(layers=lay, record={}))["verdict"] == HOLDS   # no block size: applies
+    assert cl.span_early_vs_late(ctx(layers=lay, record={"config": {"model": {"block_size": 100}}})) == result(
+        "layer 1: 5.0, layer 2: 50.0 tokens", NA,
+        "a 50+ token mean span needs a context far above 100 tokens; this model's block_size is 100")
+    assert cl.span_early_vs_late(ctx(layers=lay, record={"config": {"model": {"block_size": 101}}}))["verdict"] == HOLDS
+    assert cl.span_early_vs_late(ctx()) == result("", NA, "run has no per-layer span_tokens")
+    assert cl.span_early_vs_late(ctx(layers={0: {"head_jsd_mean": [1.0] * 8}}))["verdict"] == NA
+
+
+@pytest.mark.parametrize("dataset, best, verdict, reason", [
+    ("shakespeare_char", 1.5435, HOLDS, "within 5 % of 1.47"),
+    ("shakespeare_char", 1.55, FAILS, "5% above 1.47 (shorter/smaller run?)"),
+    ("enwik8", 1.0605, HOLDS, "within 5 % of 1.01"),
+    ("text8", 1.2, FAILS, "22% above 0.98 (shorter/smaller run?)")])
+def test_best_val_loss_per_dataset(dataset: str, best: float, verdict: str, reason: str) -> None:
+    loss = pd.Series([4.0, best, best + 0.1], index=[0, 1000, 2500])
+    got = cl.best_val_loss(ctx(val_loss=loss, record={"dataset": {"name": dataset}}))
+    assert got == result(f"best val loss {best:.3f} nats ({dataset}, 2500 steps)", verdict, reason)
+
+
+def test_best_val_loss_not_applicable() -> None:
+    assert cl.best_val_loss(ctx(record={"dataset": {"name": "tiny"}})) == result(
+        "", NA, "claim covers shakespeare_char, enwik8, text8; this run uses tiny")
+    assert cl.best_val_loss(ctx(val_loss=pd.Series(dtype=float))) == result("", NA, "run has no val loss")
+
+
+def _overhead_rows(track_ms: list[float], tps: list[float]) -> list[dict]:
+    return ([_row(s, "track_ms", v) for s, v in enumerate(track_ms)] + [_row(s, "tokens_per_s", v) for s, v in
+                                                                        enumerate(tps)]
+            + [_row(0, "track_ms", 1e6, split="val")])
+
+
+def test_tracking_overhead_counts_every_step_of_training() -> None:
+    record = {"config": {"model": {"block_size": 100}, "train": {"batch_size": 5, "gradient_accumulation_steps": 2}}}
+    # 1000 tokens a step at 10000 tokens/s = 0.1 s a step; zero-rate samples are skipped
+    rows = _overhead_rows([0.5, 0.5], [10000.0, 10000.0, 0.0, 10000.0])
+    assert cl.tracking_overhead(ctx(metrics=rows, record=record)) == result(
+        "0.33% (0.00 s tracking / 0.3 s training)", HOLDS, "at most 1.0 %")
+    heavy = _overhead_rows([3.0], [10000.0])
+    assert cl.tracking_overhead(ctx(metrics=heavy, record=record)) == result(
+        "3.00% (0.00 s tracking / 0.1 s training)", FAILS, "above 1.0 %")
+    limit = _overhead_rows([1.0], [10000.0])
+    assert cl.tracking_overhead(ctx(metrics=limit, record=record))["verdict"] == HOLDS     # exactly 1.0 %
+    no_accum = {"config": {"model": {"block_size": 100}, "train": {"batch_size": 10}}}
+    assert cl.tracking_overhead(ctx(metrics=limit, record=no_accum))["measured"].startswith("1.00%")
+    why = "run has no track_ms / tokens_per_s (not a tracked training run)"
+    assert cl.tracking_overhead(ctx(metrics=limit, record={"config": {"train": {"batch_size": 4}}})) == result("", NA, why)
+    assert cl.tracking_overhead(ctx(metrics=limit, record={"config": {"model": {"block_size": 8}}})) == result("", NA, why)
+    assert cl.tracking_overhead(ctx(metrics=_overhead_rows([], [1.0]), record=record)) == result("", NA, why)
+    assert cl.tracking_overhead(ctx(metrics=_overhead_rows([1.0], []), record=record)) == result("", NA, why)
+
+
+# --- weight-dynamics claims --------------------------------------------------------------------
+
+def _spectra(stats: dict[str, list[float]], steps: list[int], heads: int = 2, spread: float = 0.0,
+             layers: int = 1) -> pd.DataFrame:
+    rows = []
+    for stat, values in stats.items():
+        for s, v in zip(steps, values):
+            for layer in range(layers):
+                for h in range(heads):
+                    rows.append({"model": "m", "step": s, "layer": layer, "head_index": h, "matrix": "qk",
+                                 "stat": stat, "value": v + spread * (h - (heads - 1) / 2) * s / steps[-1]})
+                rows.append({"model": "m", "step": s, "layer": layer, "head_index": -1, "matrix": "qk",
+                             "stat": stat, "value": 1e6})                # a layer-level row: not a head
+                rows.append({"model": "m", "step": s, "layer": layer, "head_index": 0, "matrix": "ov",
+                             "stat": stat, "value": -1e6})              # W_OV: not W_QK
+    return pd.DataFrame(rows)
+
+
+def test_sigma_and_kl_change_most_early() -> None:
+    steps = [0, 100, 200, 400, 800, 1600]
+    # first quarter (0-400): |changes| 1 + 1 + 1 = 3 over 400 steps; last half (800-1600): 0.1 over 800
+    fast = [0.0, 1.0, 2.0, 3.0, 3.1, 3.2]
+    got = cd.sigma_kl_early(ctx(spectra=_spectra({"elem_std": fast, "elem_kl_gauss_nats": fast}, steps)))
+    assert got == result("elem_std: early/late rate 60.0x; elem_kl_gauss_nats: early/late rate 60.0x", HOLDS,
+                         "both >= 3x")
+    three = [0.0, 0.3, 0.6, 0.9, 1.1, 1.3]                               # 0.9 / 400 vs 0.2 / 800: exactly 9x ...
+    slow = [0.0, 0.1, 0.2, 0.3, 0.5, 0.7]                                # ... and 0.3 / 400 vs 0.2 / 800: 3x
+    assert cd.sigma_kl_early(ctx(spectra=_spectra({"elem_std": three, "elem_kl_gauss_nats": slow}, steps))) == \
+        result("elem_std: early/late rate 9.0x; elem_kl_gauss_nats: early/late rate 3.0x", HOLDS, "both >= 3x")
+    slower = [0.0, 0.1, 0.2, 0.29, 0.49, 0.69]
+    got = cd.sigma_kl_early(ctx(spectra=_spectra({"elem_std": three, "elem_kl_gauss_nats": slower}, steps)))
+    assert got["verdict"] == FAILS and got["reason"] == "not both >= 3x"
+    flat_late = [0.0, 1.0, 2.0, 3.0, 3.0, 3.0]
+    got = cd.sigma_kl_early(ctx(spectra=_spectra({"elem_std": flat_late, "elem_kl_gauss_nats": fast}, steps)))
+    assert got == result("elem_std: early/late rate infx; elem_kl_gauss_nats: early/late rate 60.0x", HOLDS,
+                         "both >= 3x")
+    short = _spectra({"elem_std": fast[:3], "elem_kl_gauss_nats": fast[:3]}, steps[:3])
+    assert cd.sigma_kl_early(ctx(spectra=short)) == result(
+        "", NA, "spectra table has no elem_std series (run `attnlife spectra` first)")
+    only_std = _spectra({"elem_std": fast}, steps)
+    assert cd.sigma_kl_early(ctx(spectra=only_std))["reason"] == \
+        "spectra table has no elem_kl_gauss_nats series (run `attnlife spectra` first)"
+
+
+def test_stable_rank_dip_and_recovery() -> None:
+    steps = [0, 100, 200, 400, 800, 1600, 3200]
+    assert cd.stable_rank_dip(ctx(spectra=_spectra({"stable_rank": [10.0, 4.0, 2.0, 2.5, 3.0, 3.2, 3.3]}, steps))) == \
+        result("10.00 -> min 2.00 at step 200 -> 3.30", HOLDS, "sharp early drop and partial recovery")
+    # limits: min exactly 80 % of the start, at exactly half the run; recovery exactly 10 % of the drop
+    edge = [10.0, 9.0, 9.0, 9.0, 9.0, 8.0, 8.2]
+    steps_edge = [0, 100, 200, 400, 800, 1600, 3200]
+    assert cd.stable_rank_dip(ctx(spectra=_spectra({"stable_rank": edge}, steps_edge)))["verdict"] == HOLDS
+    assert cd.stable_rank_dip(ctx(spectra=_spectra({"stable_rank": [10.0, 9.0, 8.01, 9.0, 9.0, 9.0, 9.0]},
+                                                   steps)))["reason"] == "no sharp early drop"
+    late_min = [10.0, 9.0, 9.0, 9.0, 9.0, 9.0, 2.0]
+    assert cd.stable_rank_dip(ctx(spectra=_spectra({"stable_rank": late_min}, steps)))["reason"] == "no sharp early drop"
+    no_rec = [10.0, 4.0, 2.0, 2.5, 2.7, 2.79, 2.79]                       # regains 0.79 < 0.8 of the drop of 8
+    assert cd.stable_rank_dip(ctx(spectra=_spectra({"stable_rank": no_rec}, steps))) == \
+        result("10.00 -> min 2.00 at step 200 -> 2.79", FAILS, "no partial recovery")
+    full = [10.0, 4.0, 2.0, 2.5, 5.0, 8.0, 10.0]                          # back to the start: not partial
+    assert cd.stable_rank_dip(ctx(spectra=_spectra({"stable_rank": full}, steps)))["reason"] == "no partial recovery"
+    assert cd.stable_rank_dip(ctx(spectra=_spectra({"stable_rank": [2.0, 1.0]}, steps[:2]))) == result(
+        "", NA, "spectra table has no stable_rank series (run `attnlife spectra` first)")
+
+
+def test_heads_diversify() -> None:
+    steps = [0, 1000, 2000, 4000]
+    grows = _spectra({"stable_rank": [5.0, 5.0, 5.0, 5.0]}, steps, heads=3, spread=1.0, layers=2)
+    got = cd.heads_diversify(ctx(spectra=grows))
+    std_end = float(np.std([-1.0, 0.0, 1.0]))
+    assert got == result(f"within-layer std of stable rank 0.000 -> {std_end:.3f} (max {std_end:.3f})", HOLDS,
+                         "grows and persists")
+    rows = _spectra({"stable_rank": [5.0, 5.0, 5.0, 5.0]}, steps, heads=2)
+    spread = {0: 1.0, 1000: 1.19, 2000: 4.0, 4000: 1.19}
+    rows.loc[rows.head_index == 1, "value"] += rows.loc[rows.head_index == 1, "step"].map(spread) * 2
+    assert cd.heads_diversify(ctx(spectra=rows)) == result(
+        "within-layer std of stable rank 1.000 -> 1.190 (max 4.000)", FAILS, "does not grow")
+    spread = {0: 1.0, 1000: 1.2, 2000: 4.0, 4000: 2.0}
+    rows2 = _spectra({"stable_rank": [5.0] * 4}, steps, heads=2)
+    rows2.loc[rows2.head_index == 1, "value"] += rows2.loc[rows2.head_index == 1, "step"].map(spread) * 2
+    assert cd.heads_diversify(ctx(spectra=rows2))["verdict"] == HOLDS    # 2.0 = 2 x 1.0 and = 0.5 x 4.0
+    spread[4000] = 1.99
+    rows3 = _spectra({"stable_rank": [5.0] * 4}, steps, heads=2)
+    rows3.loc[rows3.head_index == 1, "value"] += rows3.loc[rows3.head_index == 1, "step"].map(spread) * 2
+    assert cd.heads_diversify(ctx(spectra=rows3))["reason"] == "collapses from its maximum"
+    assert cd.heads_diversify(ctx()) == result("", NA, "spectra table has no stable_rank (run `attnlife spectra` first)")
+
+
+# --- theory claims ----------------------------------------------------------------------------
+
+def test_scan_and_snap_claims() -> None:
+    rec = {"kind": "theory-scan-snap"}
+    common = [_row(s, "attn_common", v) for s, v in ((0, 0.8), (10, 0.6), (20, 0.39))]
+    assert cd.common_attention_shrinks(ctx(metrics=common, record=rec)) == result("0.800 -> 0.390", HOLDS,
+                                                                                   "shrinks by > half")
+    half = [_row(0, "attn_common", 0.8), _row(20, "attn_common", 0.4), _row(20, "attn_common", 0.4, split="val")]
+    assert cd.common_attention_shrinks(ctx(metrics=half, record=rec)) == result("0.800 -> 0.400", FAILS,
+                                                                                 "shrinks by < half")
+    ent = [_row(s, "entropy_distinct_bits", v) for s, v in enumerate([3.0, 2.5, 2.2, 2.1, 2.0, 2.0, 2.0, 2.0, 2.0,
+                                                                      2.04])]
+    assert cd.distinct_entropy_freezes(ctx(metrics=ent, record=rec)) == result(
+        "falls 1.000 bits; last 20 % moves 0.0400", HOLDS, "falls then freezes")
+    moving = [_row(s, "entropy_distinct_bits", v) for s, v in enumerate([3.0, 2.5, 2.2, 2.1, 2.0, 2.0, 2.0, 2.0,
+                                                                         2.0, 2.06])]
+    assert cd.distinct_entropy_freezes(ctx(metrics=moving, record=rec))["reason"] == "does not both fall and freeze"
+    small = [_row(s, "entropy_distinct_bits", v) for s, v in enumerate([3.0, 2.71, 2.71, 2.71, 2.71])]
+    assert cd.distinct_entropy_freezes(ctx(metrics=small, record=rec))["verdict"] == FAILS     # falls 0.29 < 0.3
+    na = result("", NA, "claim is about a scan-and-snap theory run; this run is `train`")
+    assert cd.common_attention_shrinks(ctx()) == na and cd.distinct_entropy_freezes(ctx()) == na
+
+
+def test_sweep_and_markov_claims() -> None:
+    sweep = {"kind": "theory-scan-snap-sweep"}
+    trend = [{"spearman_entropy_vs_ratio": 0.8}, {"spearman_entropy_vs_ratio": np.nan},
+             {"spearman_entropy_vs_ratio": 1.0}]
+    assert cd.entropy_rises_with_ratio(ctx(record=sweep, sweep_trend=trend)) == result(
+        "rho per group 0.80, 1.00", HOLDS, "positive in every group")
+    trend[0]["spearman_entropy_vs_ratio"] = 0.0
+    assert cd.entropy_rises_with_ratio(ctx(record=sweep, sweep_trend=trend)) == result(
+        "rho per group 0.00, 1.00", FAILS, "not positive in every group")
+    assert cd.entropy_rises_with_ratio(ctx(record=sweep, sweep_trend=[{"spearman_entropy_vs_ratio": np.nan}])) == \
+        result("", NA, "sweep has fewer than 3 ratios per group")
+    assert cd.entropy_rises_with_ratio(ctx(record={"kind": "theory-scan-snap"}))["reason"] == \
+        "claim is about a scan-and-snap sweep theory run; this run is `theory-scan-snap`"
+    markov = {"kind": "theory-markov"}
+    sr = [_row(s, "stable_rank_out_proj", v) for s, v in ((0, 6.0), (50, 3.0), (100, 1.99))]
+    cycles = pd.DataFrame({"status": ["open", "closed"]})
+    assert cd.condensation_then_cycles(ctx(metrics=sr, record=markov, cycles=cycles)) == result(
+        "stable rank 6.00 -> 1.99; 1 closed cycle(s)", HOLDS, "condenses and cycles")
+    sr2 = sr[:2] + [_row(100, "stable_rank_out_proj", 2.0)]
+    assert cd.condensation_then_cycles(ctx(metrics=sr2, record=markov, cycles=cycles))["verdict"] == FAILS
+    open_only = pd.DataFrame({"status": ["open"]})
+    assert cd.condensation_then_cycles(ctx(metrics=sr, record=markov, cycles=open_only)) == result(
+        "stable rank 6.00 -> 1.99; 0 closed cycle(s)", FAILS, "no condensation or no closed cycle")
+    assert cd.condensation_then_cycles(ctx())["reason"] == \
+        "claim is about a focus-dilution (Markov) theory run; this run is `train`"
+
+
+# --- the table --------------------------------------------------------------------------------
+
+def test_claims_table_rows_order_and_failures() -> None:
+    ids = [cid for cid, *_ in all_claims()]
+    assert ids == ["lc_entropy_fall", "lc_span_rise", "lc_early_jsd", "lc_middle_jsd", "lc_stable_entropy",
+                   "lc_final_jsd", "lc_generation_entropy", "lc_span_layers", "lc_best_val", "lc_overhead",
+                   "wd_sigma_kl_early", "wd_stable_rank_dip", "wd_heads_diversify", "ss_common_shrinks",
+                   "ss_entropy_freezes", "ss_entropy_vs_ratio", "fd_condense_cycles"]
+    assert {src for _, src, *_ in all_claims()} == {cl.SOURCE, cd.WEIGHTS, cd.SCAN_SNAP, cd.FOCUS_DILUTION}
+    c = ctx(model={"entropy_bits": [4.2, 3.9, 3.5, 3.1, 2.8, 3.0, 3.0, 3.0]})
+    table = check_claims(c)
+    assert list(table.columns) == COLUMNS and table.claim_id.tolist() == ids
+    first = table.iloc[0].to_dict()
+    assert first == {"claim_id": "lc_entropy_fall", "source": "lifecycle paper",
+                     "claim": "entropy falls from 4.2 to 2.8 bits in the first 1000 iterations",
+                     **cl.entropy_falls_first_1000(c)}
+    # a claim that raises is reported, not fatal: a Markov run without its metric raises IndexError
+    markov = check_claims(ctx(record={"kind": "theory-markov"}))
+    row = markov.set_index("claim_id").loc["fd_condense_cycles"]
+    assert row.verdict == NA and row.reason.startswith("could not measure: IndexError: ")
+    assert row.measured == ""
+    lm = markov[markov.source.isin([cl.SOURCE, cd.WEIGHTS])]
+    assert (lm.verdict == NA).all() and (lm.measured == "").all()
+    assert set(lm.reason) == {"claim is about a transformer trained on text; this run is `theory-markov`"}
+    assert check_claims(c).set_index("claim_id").loc["lc_entropy_fall", "verdict"] == HOLDS   # train runs: checked
