@@ -82,7 +82,23 @@ def test_phases_table_wires_model_and_layer_series_with_interpolated_val_loss() 
     late, _ = B.phases_table(_frame(val_from=4), "probe")
     assert all("val_loss" not in json.loads(s) for s in late.slopes)
     bigger, note6 = B.phases_table(frame, "probe", min_size=6)
-    assert note6.endswith("min segment 6 samples") and (bigger.end_step - bigger.start_step).min() >= 0
+    assert note6.endswith("min segment 6 samples")
+    assert bigger[bigger.scope == "model"].to_dict("records") == phase_rows(
+        "model", -1, detect_phases(model.index.to_numpy(), series, min_size=6))
+    l1_6 = phase_rows("L1", 1, detect_phases(l1.index.to_numpy(), {**{c: l1[c].to_numpy() for c in l1.columns
+                                                                      if c in series}, "val_loss": series["val_loss"]}, 6))
+    assert bigger[bigger.scope == "L1"].start_step.tolist() == [r["start_step"] for r in l1_6]
+    # a series missing at one step is left out; the step is kept
+    gap = frame[~((frame.metric == "xlayer_jsd") & (frame.step == 0))]
+    gapped, _ = B.phases_table(gap, "probe")
+    assert gapped[gapped.scope == "model"].start_step.iloc[0] == 0
+    assert all("xlayer_jsd" not in json.loads(s) for s in gapped[gapped.scope == "model"].slopes)
+    # two val-loss samples spanning the run are enough to interpolate
+    two = pd.concat([frame[frame.metric != "eval_loss"],
+                     pd.DataFrame([_row(0, "eval_loss", 4.0, split="val"), _row(450, "eval_loss", 2.0, split="val")])])
+    assert "val_loss" in json.loads(B.phases_table(two, "probe")[0].slopes.iloc[0])
+    nothing, _ = B.phases_table(pd.DataFrame([_row(0, "entropy_norm", np.nan, layer=0, head=0)]), "probe")
+    assert nothing.empty and list(nothing.columns) == list(table.columns)
     empty, why = B.phases_table(frame, None)
     assert empty.empty and list(empty.columns) == list(table.columns)
     assert why == "skipped: no attention metrics in this run"
@@ -117,6 +133,9 @@ def test_head_type_tables_use_the_type_split_and_the_max_induction_score() -> No
     want = induction_phase(np.array(STEPS), np.array([0.05 + 0.6 * (s >= 200) for s in STEPS]),
                            val.index.to_numpy(), val.to_numpy(), dense=(dense.index.to_numpy(), dense.to_numpy()))
     assert row == pytest.approx(want) and row["step"] == 200 and row["loss_bump"] > 0.2  # the dense bump at 210-230
+    flat = frame.assign(value=np.where(frame.metric == "induction_score", 0.05, frame.value))
+    no_phase = B.head_type_tables(flat)[0]["induction_phase"]
+    assert no_phase.empty and list(no_phase.columns) == list(ind.columns)
     none, why = B.head_type_tables(frame[~frame.metric.isin(["prev_token_score", "induction_score", "local_score"])])
     assert all(t.empty for t in none.values()) and sorted(none) == ["emergence", "head_types", "induction_phase"]
     assert why == "skipped: no per-head type scores (run `attnlife track RUN` to add split probe)"
@@ -142,13 +161,14 @@ def test_cycles_table_reads_each_focus_signal_with_its_sign() -> None:
     markov = table[table.signal == "attn_focus_excess"]
     f = pd.DataFrame(focus)
     _same(markov.drop(columns=["layer", "head_index", "signal"]), cycle_rows(f.step.to_numpy(), f.value.to_numpy(), 0.2, 5))
-    assert (markov.layer == -1).all() and (markov.status == "closed").sum() == 1
+    assert (markov.layer == -1).all() and (markov.head_index == -1).all() and (markov.status == "closed").sum() == 1
     closed = int((table.status == "closed").sum())
     assert note == f"{closed} closed, {len(table) - closed} open (open cycles are not counted)" and closed >= 2
     wide, _ = B.cycles_table(frame, "probe", rel_prominence=0.9, smooth_window=1, focus_window=1)
     assert len(wide[wide.signal == "sink_mass"]) != len(table[table.signal == "sink_mass"])
     none, none_note = B.cycles_table(frame[frame.metric != "attn_focus_excess"], None)
     assert none.empty and none_note == "0 closed, 0 open (open cycles are not counted)"
+    assert list(none.columns) == list(table.columns)
 
 
 def _spectra() -> pd.DataFrame:
@@ -189,6 +209,8 @@ def test_correlation_rows_pair_every_attention_series_with_every_outcome() -> No
     assert not [r for r in hw if r["x"] == "sink_mass" and r["x_head"] == 1]
     no_heads = B.correlation_rows(frame, "probe", spectra[spectra.layer == 0])
     assert {r["x_layer"] for r in no_heads if r["kind"] == "head_weights"} == {0}
+    later = B.correlation_rows(frame, "probe", spectra[spectra.layer == 1])   # heads of layer 0 missing first
+    assert {r["x_layer"] for r in later if r["kind"] == "head_weights"} == {1}
     assert B.correlation_rows(frame, None, spectra) == []
 
 
@@ -209,6 +231,16 @@ def test_embedding_tables_stack_every_statistic_of_the_same_heads() -> None:
     assert skipped[0].empty and skipped[1].empty and skipped[2] == {"skipped": "fewer than 2 heads with trajectories"}
     assert list(skipped[0].columns) == ["layer", "head_index", "x", "y", "cluster"]
     assert B.embedding_tables(frame, None, spectra)[2]["statistics"] == 3
+    # a statistic over other heads is skipped, the ones after it still count
+    no_sink = frame[~((frame.metric == "sink_mass") & (frame.layer == 1))]
+    assert B.embedding_tables(no_sink, "probe", spectra)[2]["statistics"] == 5
+    # a head missing at one step drops the step, not the head; two heads are enough
+    holey = frame[~((frame.metric == "span_tokens") & (frame.step == 4) & (frame.layer == 1))]
+    e, _, i = B.embedding_tables(holey, "probe", spectra.iloc[:0])
+    assert len(e) == 3 and i["features"] == 3 * len(STEPS) - 1
+    two = frame[frame.layer <= 0]
+    e2, _, i2 = B.embedding_tables(two, "probe", spectra.iloc[:0])
+    assert len(e2) == 2 and i2["statistics"] == 3 and e2.cluster.dtype.kind == "i"
 
 
 def test_run_finals_and_across_run_rows() -> None:

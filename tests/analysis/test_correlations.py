@@ -91,3 +91,23 @@ def test_constant_series_are_skipped_without_a_warning() -> None:
         warnings.simplefilter("error")                                      # scipy warns on constant input
         assert np.isnan(spearman(np.ones(6), np.arange(6.0))[0])
         assert np.isnan(spearman(np.arange(6.0), np.ones(6))[0])
+
+
+def test_finish_of_nothing_and_stable_order_of_many_ties() -> None:
+    empty = finish([])
+    assert empty.empty and list(empty.columns) == ["x", "x_layer", "x_head", "y", "kind", "rho", "p", "p_bh", "n"]
+    rows = [{"x": f"m{i}", "x_layer": -1, "x_head": -1, "y": "v", "kind": "steps_diff", "rho": (-1) ** i * (i % 3) / 4,
+             "p": 0.5, "n": 9} for i in range(40)]
+    table = finish(rows)
+    want = sorted(range(40), key=lambda i: -abs(rows[i]["rho"]))          # Python's sort is stable
+    assert table.x.tolist() == [f"m{i}" for i in want]
+    assert bh_adjust(np.array([0.01, 0.2], dtype=np.float16)).dtype == np.float64
+
+
+def test_paired_rows_carry_the_names() -> None:
+    x = pd.Series([5.0, 4.0, 3.5, 3.4, 3.3, 3.25], index=[0, 10, 20, 30, 40, 50])
+    y = pd.Series([4.0, 3.0, 2.6, 2.45, 2.40, 2.39], index=[0, 10, 20, 30, 40, 50])
+    (raw, diff) = paired_rows(x, y, ("span_tokens", 2, 1, "distinct_2"))
+    assert {k: raw[k] for k in ("x", "x_layer", "x_head", "y", "kind", "n")} == {
+        "x": "span_tokens", "x_layer": 2, "x_head": 1, "y": "distinct_2", "kind": "steps_raw", "n": 6}
+    assert set(raw) == set(diff) == {"x", "x_layer", "x_head", "y", "kind", "rho", "p", "n"}

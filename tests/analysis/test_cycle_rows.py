@@ -49,3 +49,9 @@ def test_rows_follow_the_threshold_and_refuse_bad_signals() -> None:
     (closed, *_) = cycle_rows(t, np.cos(2 * np.pi * t / 100), rel_prominence=0.5, smooth_window=3)
     peak = (1 + 2 * np.cos(2 * np.pi / 100)) / 3                            # the 3-sample mean at a peak
     assert closed["prominence"] == pytest.approx(2 * peak, rel=1e-12) and closed["start_step"] == 100.0
+
+
+def test_three_samples_suffice_for_a_row() -> None:
+    assert cycle_rows(np.arange(3.0), np.array([0.0, 1.0, 0.0])) == [
+        {"start_step": 1.0, "trough_step": 2.0, "end_step": 2.0, "period_steps": pytest.approx(float("nan"), nan_ok=True),
+         "prominence": 1.0, "status": "open"}]

@@ -122,3 +122,46 @@ def test_summary_carries_the_steps_and_the_threshold() -> None:
     assert summary["cycles"][1] == {"start_step": cycles[1].start_step, "peak_step": 800.0,
                                     "trough_step": cycles[1].trough_step, "peak_value": cycles[1].peak_value,
                                     "trough_value": cycles[1].trough_value}
+
+
+def test_start_is_the_trough_before_the_first_peak_even_when_it_is_not_sample_zero() -> None:
+    cycles = detect_cycles(np.arange(6.0), np.array([3.0, 0.0, 10.0, 0.0, 10.0, 0.0]), prominence=2)
+    assert [(c.start_step, c.peak_step, c.trough_step) for c in cycles] == [(1.0, 2.0, 3.0), (3.0, 4.0, 5.0)]
+
+
+def test_relative_threshold_is_shift_invariant_and_errors_say_what_is_wrong() -> None:
+    t = np.arange(1000.0)
+    s = np.cos(2 * np.pi * t / 300) + 0.5 * np.cos(2 * np.pi * t / 70)
+    base = detect_cycles(t, s, rel_prominence=0.3)
+    assert len(base) > 2
+    assert detect_cycles(t, s + 100.0, rel_prominence=0.3) == [
+        type(c)(c.start_step, c.peak_step, c.trough_step, c.peak_value + 100.0, c.trough_value + 100.0) for c in base]
+    with pytest.raises(ValueError, match="^steps and signal must be 1-D of equal length$"):
+        detect_cycles(t[:5], s)
+    with pytest.raises(ValueError, match="^signal has non-finite values$"):
+        detect_cycles(t, np.where(t == 3, np.inf, s))
+    with pytest.raises(ValueError, match="^give prominence or rel_prominence$"):
+        detect_cycles(t, s, prominence=None, rel_prominence=None)
+
+
+def test_low_precision_signals_are_computed_in_float64() -> None:
+    t, s = _bumps([300, 800])
+    s16, t16 = s.astype(np.float16), t.astype(np.float32)
+    want = detect_cycles(t16.astype(float), s16.astype(float), rel_prominence=0.3, smooth_window=9)
+    assert detect_cycles(t16, s16, rel_prominence=0.3, smooth_window=9) == want and len(want) == 2
+    np.testing.assert_array_equal(smooth(s16, 9), smooth(s16.astype(float), 9))
+    assert smooth(s16, 9).dtype == np.float64
+    from attnlife.analysis.cycles import cycle_rows
+
+    import pandas as pd
+
+    pd.testing.assert_frame_equal(pd.DataFrame(cycle_rows(t16, s16, rel_prominence=0.3, smooth_window=9)),
+                                  pd.DataFrame(cycle_rows(t16.astype(float), s16.astype(float), rel_prominence=0.3,
+                                                          smooth_window=9)))
+
+
+def test_smooth_window_two_and_short_signals_padded_by_their_edge() -> None:
+    np.testing.assert_allclose(smooth(np.array([0.0, 2.0, 4.0, 8.0]), 2), [1.0, 1.0, 3.0, 6.0])  # pad (1, 0): [2 0 2 4 8]
+    np.testing.assert_allclose(smooth(np.array([1.0, 4.0, 10.0]), 7), [4.0, 37 / 7, 46 / 7])  # edge, not reflect
+    np.testing.assert_allclose(smooth(np.array([1.0, 4.0]), 4), [7 / 4, 10 / 4])    # len == half: edge
+    np.testing.assert_allclose(smooth(np.array([1.0, 4.0, 2.0]), 4), [11 / 4] * 3)  # len > half: reflect [2 4 1 4 2 4]

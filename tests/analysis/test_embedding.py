@@ -128,3 +128,20 @@ def test_embed_trajectories_rows_edges_and_info_for_three_heads() -> None:
                     "silhouette": pytest.approx(silhouette_score(x, emb.cluster.to_numpy())), "features": 4}
     two, _, info2 = embed_trajectories(keys[:2], [b[:2] for b in blocks])
     assert two.cluster.tolist() == [0, 0] and np.isnan(info2["silhouette"]) and info2["n_clusters"] == 1
+
+
+def test_cluster_labels_are_ints_k_is_capped_at_8_and_small_inputs() -> None:
+    rng = np.random.default_rng(4)
+    nine = np.vstack([rng.normal(10.0 * c, 0.05, size=(3, 2)) for c in range(9)])
+    labels, _ = choose_clusters(nine)
+    assert len(set(labels.tolist())) == 8 and labels.dtype == np.dtype(int)   # max_k = 8 by default
+    assert len(set(choose_clusters(nine, max_k=9)[0].tolist())) == 9
+    flat, score = choose_clusters(np.random.default_rng(1).normal(size=(16, 10)))
+    assert flat.dtype == np.dtype(int) and score < 0.25
+    two, _, _ = embed(np.array([[0.0, 1.0], [3.0, 5.0]]))              # two heads: PCA keeps their distance
+    assert np.linalg.norm(two[0] - two[1]) == pytest.approx(5.0)
+    assert embed(np.zeros((3, 0)))[0].tolist() == [[0.0, 0.0]] * 3     # no features: the origin
+    x16 = np.array([[0.0, 1.5], [2.25, 0.5]], dtype=np.float16)
+    np.testing.assert_array_equal(standardise_blocks([x16]), standardise_blocks([x16.astype(float)]))
+    emb, _, _ = embed_trajectories([(0, 0), (0, 1)], [np.array([[1.0, 2.0], [2.0, 1.0]])])
+    assert emb.cluster.dtype == np.dtype(int)

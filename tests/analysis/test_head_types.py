@@ -140,3 +140,20 @@ def test_induction_loss_bump_window_is_inclusive_and_floored_at_zero() -> None:
     none = induction_phase(steps, score, np.array([]), np.array([]))
     assert all(np.isnan(none[k]) for k in ("loss_before", "loss_after", "loss_bump"))
     assert (none["step_before"], none["step"], none["score_before"]) == (10, 20, 0.05)
+
+
+def test_low_precision_scores_and_the_default_hysteresis() -> None:
+    v16 = np.array([0.0, 0.5, 0.37, 0.5, 0.5], dtype=np.float16)
+    assert emergence_index(v16, 0.4) == emergence_index(v16.astype(float), 0.4) == 1   # 0.37 >= 0.36 in float64
+    frame = _scores([0, 1, 2, 3, 4], {(0, 0, "prev_token_score"): [0.0, 0.5, 0.3, 0.5, 0.5]})
+    assert emergence_table(frame).emergence_step.tolist() == [3]       # 0.3 < 0.9 x 0.4: the dip breaks it
+    types = label_types(frame)
+    assert isinstance(types.index, pd.RangeIndex) and types.step.tolist() == [0, 1, 2, 3, 4]
+    s32 = np.array([0.02, 0.03, 0.05, 0.6, 0.65], dtype=np.float16)
+    steps = np.array([0, 100, 200, 300, 400])
+    loss = np.array([3.0, 2.75, 2.5, 2.25, 2.0], dtype=np.float16)
+    dense = (np.arange(0, 401, 50), (3.0 - np.arange(0, 401, 50) / 300).astype(np.float16))
+    got = induction_phase(steps, s32, steps.astype(np.float16), loss, dense=dense)
+    want = induction_phase(steps, s32.astype(float), steps.astype(float), loss.astype(float),
+                           dense=(dense[0].astype(float), dense[1].astype(float)))
+    assert got == want and isinstance(got["score_after"], float)

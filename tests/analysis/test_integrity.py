@@ -70,3 +70,18 @@ def test_spectra_digest_rounds_to_12_digits_ignores_row_order_and_flags_nan() ->
     assert [by_step[s][1] for s in (0, 10, 20, 30)] == [False, False, False, True]
     other_head = pd.DataFrame(rows(0, [2.0, 1.0]))   # same values on swapped heads: different weights
     assert spectra_digests(other_head)[0][1] != by_step[0][0]
+
+
+def test_table_keeps_the_digests_and_its_columns_when_empty() -> None:
+    table = integrity_table([(0, "aa", False), (10, "bb", False)])
+    assert table.digest.tolist() == ["aa", "bb"]
+    assert list(integrity_table([]).columns) == ["step", "digest", "duplicate_of", "nonfinite", "excluded"]
+
+
+def test_spectra_digest_text_is_pinned() -> None:
+    import hashlib
+
+    rows = [{"model": "m", "step": 5, "layer": 0, "head_index": h, "matrix": "qk", "stat": "stable_rank",
+             "value": 1.0 + h / 3} for h in (1, 0)]
+    text = "0,0,qk,stable_rank,1|0,1,qk,stable_rank,1.33333333333"
+    assert spectra_digests(pd.DataFrame(rows)) == [(5, hashlib.sha256(text.encode()).hexdigest(), False)]

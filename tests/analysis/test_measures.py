@@ -40,3 +40,17 @@ def test_stable_rank_runs_in_float64_whatever_the_input_dtype() -> None:
     assert float(stable_rank(w32)) == pytest.approx(ref, rel=1e-12)
     assert stable_rank(w32).dtype == torch.float64
     assert float(torch.linalg.svdvals(w32).square().sum() / torch.linalg.svdvals(w32).square().max()) != ref
+
+
+def test_log_spaced_steps_closed_forms() -> None:
+    from attnlife.measures import log_spaced_steps
+
+    assert log_spaced_steps(0) == [0] and log_spaced_steps(1) == [0, 1]
+    assert log_spaced_steps(8) == [0, 1, 2, 4, 8] and log_spaced_steps(15) == [0, 1, 2, 4, 8]
+    assert log_spaced_steps(16) == [0, 1, 2, 4, 8, 16]
+    # 10^(k log10(100) / 2) - 1 for k = 0, 1, 2 = 0, 9, 99
+    assert log_spaced_steps(99, 3) == [0, 9, 99]
+    assert log_spaced_steps(999, 4) == [0, 9, 99, 999]
+    assert log_spaced_steps(1000, 4) == [0, 9, 99, 1000]          # 10^(k log10(1001) / 3) - 1 rounds to 9, 99
+    assert log_spaced_steps(5, 20) == [0, 1, 2, 3, 4, 5]          # deduplicated
+    assert log_spaced_steps(7, 2) == [0, 7]

@@ -86,10 +86,10 @@ def _from_second_differences(d2: list[float]) -> np.ndarray:
 
 
 def test_noise_sigma_and_penalty_closed_forms_above_the_floor() -> None:
-    z = np.column_stack([_from_second_differences([1, -1, 1, -1, 3]), np.zeros(7)])
-    # column 0: median of d2 = 1, |d2 - 1| = 0 2 0 2 2, MAD = 2; column 1: MAD 0
-    np.testing.assert_allclose(noise_sigma(z), [1.4826 * 2 / np.sqrt(6.0), 0.0], rtol=1e-15)
-    sigma2 = ((1.4826 * 2 / np.sqrt(6.0)) ** 2 + 0.1**2) / 2       # column 1 is floored at 0.1
+    z = np.column_stack([_from_second_differences([1, 2, 4, 7, 11]), np.zeros(7)])
+    # column 0: median of d2 = 4, |d2 - 4| = 3 2 0 3 7, MAD = 3; column 1: MAD 0
+    np.testing.assert_allclose(noise_sigma(z), [1.4826 * 3 / np.sqrt(6.0), 0.0], rtol=1e-15)
+    sigma2 = ((1.4826 * 3 / np.sqrt(6.0)) ** 2 + 0.1**2) / 2       # column 1 is floored at 0.1
     assert bic_penalty(z) == pytest.approx(3 * 3 * sigma2 * np.log(7), rel=1e-12)
     assert bic_penalty(z, noise_floor=2.0) == pytest.approx(3 * 3 * 4.0 * np.log(7), rel=1e-12)
     assert noise_sigma(np.ones((2, 3))).tolist() == [0.0, 0.0, 0.0]   # fewer than 3 samples
@@ -197,3 +197,51 @@ def test_phase_rows_number_segments_and_sort_slopes() -> None:
     d, _ = segment_delta(np.arange(segs[0].start, segs[0].end + 1.0), entropy[segs[0].start:segs[0].end + 1])
     assert json.loads(rows[0]["slopes"])["entropy_bits"] == round(d, 6)
     assert rows[0]["evidence"].startswith("entropy_bits down ") and rows[2]["evidence"] == "no series moved"
+
+
+def test_penalty_min_size_and_tol_reach_the_segmentation() -> None:
+    x, entropy, jsd = _planted(2)
+    series = {"entropy_bits": entropy, "head_jsd_mean": jsd}
+    assert len(detect_phases(x, series)) == 3
+    (whole,) = detect_phases(x, series, penalty=1e6)                  # a huge penalty: no change point
+    assert (whole.start, whole.end) == (0, 59)
+    assert [s.label for s in detect_phases(x, series, tol=5.0)] == ["stabilisation"]  # no move is 5 ranges
+    noisy = 4 - 0.02 * np.arange(40.0) + np.random.default_rng(3).normal(0, 0.05, 40)
+    for size in (3, 5):
+        ends = change_points(noisy, min_size=size, penalty=1e-9)
+        assert min(np.diff([0] + ends)) >= size and len(ends) > 3
+    assert min(np.diff([0] + change_points(noisy, min_size=5, penalty=1e-9))) > 3     # not clinear's own 3
+    v = np.array([0.0, 2.0, 3.0, 2.0, 0.0, 1.0, 1.0, 1.0, 0.0, 2.0, 0.0, 3.0])
+    assert [s.start for s in detect_phases(np.arange(12.0), {"entropy_bits": v})] == [0, 3]  # default min_size 3
+    assert [s.start for s in detect_phases(np.arange(12.0), {"entropy_bits": v}, min_size=4)] == [0]
+
+
+def test_label_rules_at_zero_change_and_for_layer_names() -> None:
+    # tol 0: a zero change counts as moved; zero is "up", not "down" (only rel < 0 is down)
+    assert label_segment({"entropy_bits": (0.0, 0.0)}, {"entropy_bits": 1.0}, tol=0.0) == \
+        ("diffusion", ["entropy_bits up 0.00 of range"])
+    assert label_segment({"head_jsd_mean": (0.0, 0.0)}, {"head_jsd_mean": 1.0}, tol=0.0)[0] == "transition"
+    assert label_segment({"entropy_bits@L1": (-0.5, 0.0)}, {"entropy_bits@L1": 1.0})[0] == "focusing"
+    assert label_segment({"head_jsd_mean@L0": (0.5, 0.0)}, {"head_jsd_mean@L0": 1.0})[0] == "specialisation"
+    # the relative change is delta / range: 0.8 of a range of 2 is 0.4
+    assert label_segment({"entropy_bits": (-0.8, 0.0)}, {"entropy_bits": 2.0}) == \
+        ("focusing", ["entropy_bits down 0.40 of range"])
+    # a kind's strength is its strongest series, whatever the order: specialisation 0.8 beats focusing 0.5
+    deltas = {"head_jsd_mean": (0.8, 0.0), "xlayer_jsd": (0.3, 0.0), "entropy_bits": (-0.5, 0.0)}
+    assert label_segment(deltas, dict.fromkeys(deltas, 1.0))[0] == "specialisation"
+
+
+def test_evidence_of_several_series_is_joined_and_floats_are_accepted() -> None:
+    x = np.arange(30.0)
+    (seg,) = detect_phases(x, {"entropy_bits": 4.0 - 0.05 * x, "head_jsd_mean": 0.1 + 0.01 * x})
+    assert seg.evidence == "entropy_bits down 1.00 of range; head_jsd_mean up 1.00 of range"
+    # float16 / float32 inputs are computed in float64: the same result as float64 inputs
+    _, entropy, jsd = _planted(5)
+    for dtype in (np.float16, np.float32):
+        e, j = entropy.astype(dtype).astype(np.float64), jsd.astype(dtype).astype(np.float64)
+        want = detect_phases(np.arange(60), {"entropy_bits": e, "head_jsd_mean": j})
+        got = detect_phases(np.arange(60), {"entropy_bits": entropy.astype(dtype), "head_jsd_mean": jsd.astype(dtype)})
+        assert got == want
+        xs, ys = (np.arange(5) / 3).astype(dtype), (np.arange(5) ** 2 / 7).astype(dtype)
+        assert segment_delta(xs, ys) == segment_delta(xs.astype(float), ys.astype(float))
+        np.testing.assert_array_equal(standardise(e[:, None].astype(dtype)), standardise(e[:, None].astype(dtype).astype(float)))

@@ -122,3 +122,23 @@ def test_spectra_head_series_first_model_heads_only() -> None:
     assert table.to_numpy().tolist() == [[10.0, 11.0], [20.0, 21.0]]
     assert spectra_head_series(spectra, "stable_rank", matrix="ov").to_numpy()[0].tolist() == [1010.0, 1011.0]
     assert spectra_head_series(spectra, "condition_number").empty
+
+
+def test_attention_split_fallback_is_the_most_steps_not_the_last_name() -> None:
+    assert attention_split(_frame(_entropy_steps("probe", 4) + _entropy_steps("train", 2))) == "probe"
+    assert attention_split(_frame(_entropy_steps("sample", 1))) == "sample"          # one step is some
+    assert attention_split(_frame(_entropy_steps("train", 5) + _entropy_steps("sample", 3))) == "train"
+
+
+def test_model_series_reads_its_own_split_and_model_rows_only() -> None:
+    frame = _two_layer_frame()
+    extra = [_row(0, "entropy_distinct_bits", 5.0, split="train"), _row(0, "entropy_bits", 7.0, layer=0)]
+    got = model_series(pd.concat([frame[frame.metric != "entropy_bits"], _frame(extra)]), "probe")
+    assert "entropy_bits" not in got.columns       # neither another split's model row nor a layer-level row
+    assert val_loss(_frame([_row(0, "loss", 1.0, split="train")])).dtype == float
+
+
+def test_spectra_head_series_keeps_the_model_of_the_first_row() -> None:
+    rows = [{"model": m, "step": 10, "layer": 0, "head_index": 0, "matrix": "qk", "stat": "stable_rank", "value": v}
+            for m, v in (("a", 1.0), ("b", 2.0), ("a", 3.0))]
+    assert spectra_head_series(pd.DataFrame(rows), "stable_rank").to_numpy().tolist() == [[2.0]]   # mean of a's: 1, 3

@@ -113,3 +113,11 @@ def test_summary_lines_when_nothing_was_found() -> None:
                                 "  head types: none emerged (no type scores)",
                                 "  cycles: 0 closed, 0 open (not counted)",
                                 "  claims: "]
+
+
+def test_strong_means_bh_p_below_0_05_and_lines_name_head_zero() -> None:
+    corr = finish([_corr("big", -1, -1, 0.9, 0.5), _corr("edge", 1, 0, 0.3, 0.025)])  # p_bh: 0.5 and exactly 0.05
+    s = make_summary("r", {"correlations": corr}, {})
+    assert [c["x"] for c in s["top_correlations"]] == ["big", "edge"]        # none strong: all, by |rho|
+    assert summary_lines({k: v for k, v in s.items() if k != "notes"})[0] == "analysis of r (attention from split None)"
+    assert summary_lines(s)[-2].startswith("  steps_diff: edge (L1H0) vs val_loss:")

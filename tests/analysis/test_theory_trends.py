@@ -107,3 +107,13 @@ def test_theory_tables_by_kind() -> None:
     assert theory_tables("theory-scan-snap", frame.iloc[:0], grid) == {}
     assert sorted(theory_tables("theory-scan-snap-sweep", frame, grid)) == ["sweep_final", "sweep_trend"]
     assert theory_tables("train", frame, grid) == {} and theory_tables("theory-markov", frame, grid) == {}
+
+
+def test_empty_tables_keep_their_columns_and_low_precision_inputs_are_float64() -> None:
+    tables = scan_snap_tables(pd.DataFrame([{"step": s, "metric": n, "value": 1.0} for s in (1, 5)
+                                            for n in SCAN_SNAP_SIGNALS]))
+    assert tables["z_growth"].empty and list(tables["z_growth"].columns) == ["from_step", "to_step", "slope_per_ln_step"]
+    assert list(sweep_final_table(pd.DataFrame()).columns) == ["m", "k", "eta_z", "ratio", "mean", "se"]
+    steps = np.array([1, 10, 100, 1000], dtype=np.float16)
+    values = np.array([0.1, 1.3, 2.7, 4.1], dtype=np.float16)
+    assert log_decade_slopes(steps, values) == log_decade_slopes(steps.astype(float), values.astype(float))

@@ -1,0 +1,113 @@
+"""Loss guard and signal catcher at their limits: the warm-up count, the spike factor, the running
+mean, the first and the second signal, the handlers put back."""
+from __future__ import annotations
+
+import math
+import signal
+import threading
+
+import pytest
+import torch
+
+from attnlife.errors import DivergenceError
+from attnlife.train.guards import SIGNALS, LossGuard, SignalCatcher, weights_finite
+
+
+def _hint() -> str:
+    return "lower the learning rate"
+
+
+def test_non_finite_loss_stops_at_once_with_the_step_and_the_hint() -> None:
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        with pytest.raises(DivergenceError) as err:
+            LossGuard().check(7, bad, _hint)
+        assert str(err.value) == f"training diverged at step 7: the loss is {bad}; lower the learning rate"
+
+
+def test_spikes_are_checked_only_after_warmup_finite_losses() -> None:
+    guard = LossGuard(spike_factor=2.0, warmup=3)
+    for step, loss in enumerate([1.0, 1.0, 50.0]):                      # the third is still warm-up
+        guard.check(step, loss, _hint)
+    assert guard.seen == 3
+    assert guard.mean == pytest.approx(0.9 * 1.0 + 0.1 * 50.0)          # m = 0.9 m + 0.1 loss
+    with pytest.raises(DivergenceError) as err:
+        guard.check(3, 2 * guard.mean + 1e-9, _hint)                    # fourth loss: checked
+    assert str(err.value) == ("training diverged at step 3: loss 11.8 is more than 2 x its running mean 5.9 "
+                              "(train.loss_spike_factor); lower the learning rate")
+    assert guard.seen == 3                                               # a refused loss is not averaged in
+
+
+def test_a_loss_of_exactly_factor_times_the_mean_passes() -> None:
+    guard = LossGuard(spike_factor=2.0, warmup=1)
+    guard.check(0, 2.0, _hint)
+    guard.check(1, 4.0, _hint)                                           # 4 = 2 x 2: not above
+    assert guard.mean == pytest.approx(0.9 * 2.0 + 0.1 * 4.0) and guard.seen == 2
+    with pytest.raises(DivergenceError):
+        guard.check(2, 2.0 * guard.mean * (1 + 1e-12), _hint)
+
+
+def test_spike_check_is_off_by_default_and_momentum_is_used() -> None:
+    guard = LossGuard()
+    for step, loss in enumerate([1.0] * 12 + [1e6]):
+        guard.check(step, loss, _hint)                                   # factor 0: only non-finite stops
+    ema = LossGuard(spike_factor=10.0, warmup=0, momentum=0.5)
+    ema.check(0, 4.0, _hint)
+    ema.check(1, 8.0, _hint)
+    assert ema.mean == 6.0
+    with pytest.raises(DivergenceError):
+        ema.check(2, 60.1, _hint)                                        # warm-up 0: checked from the second
+
+
+def test_weights_finite() -> None:
+    ok = [torch.zeros(3), torch.ones(2, 2)]
+    assert weights_finite(ok) is True
+    assert weights_finite(ok + [torch.tensor([1.0, math.nan])]) is False
+    assert weights_finite([torch.tensor([-math.inf])]) is False
+    assert weights_finite([torch.nn.Parameter(torch.ones(2))]) is True
+
+
+def test_first_signal_is_recorded_second_one_acts_and_handlers_are_restored() -> None:
+    before = {s: signal.getsignal(s) for s in SIGNALS}
+    with SignalCatcher() as catcher:
+        assert all(signal.getsignal(s) == catcher._handle for s in SIGNALS)
+        signal.raise_signal(signal.SIGTERM)
+        assert catcher.received == signal.SIGTERM
+        signal.raise_signal(signal.SIGINT)                               # another kind: recorded, not acting
+        assert catcher.received == signal.SIGINT
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)                           # the same kind twice: stop now
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_DFL
+    assert {s: signal.getsignal(s) for s in SIGNALS} == before
+    assert SIGNALS == (signal.SIGTERM, signal.SIGINT)
+
+
+def test_second_sigterm_kills_with_the_default_action() -> None:
+    import subprocess
+    import sys
+
+    code = ("import signal\n"
+            "from attnlife.train.guards import SignalCatcher\n"
+            "with SignalCatcher() as c:\n"
+            "    signal.raise_signal(signal.SIGTERM)\n"
+            "    print('recorded', c.received == signal.SIGTERM, flush=True)\n"
+            "    signal.raise_signal(signal.SIGTERM)\n"
+            "    print('survived', flush=True)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == -signal.SIGTERM and done.stdout == "recorded True\n"
+
+
+def test_catcher_is_inactive_off_the_main_thread_or_when_disabled() -> None:
+    before = signal.getsignal(signal.SIGTERM)
+    with SignalCatcher(enabled=False) as off:
+        assert signal.getsignal(signal.SIGTERM) == before and not off.enabled
+    got = {}
+
+    def worker() -> None:
+        with SignalCatcher() as c:
+            got["enabled"] = c.enabled
+            got["handler"] = signal.getsignal(signal.SIGTERM)
+
+    t = threading.Thread(target=worker)
+    t.start()
+    t.join()
+    assert got == {"enabled": False, "handler": before}
