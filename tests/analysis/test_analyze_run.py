@@ -3,6 +3,7 @@ synthetic probe tables (head types) written through the real metric writer."""
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -34,8 +35,9 @@ def test_analyze_cli_writes_every_table_and_is_idempotent(run_copy: Path) -> Non
     sample = m[m.split == "sample"]
     steps = [s for s, _ in run.checkpoints()]
     assert sorted(sample.step.unique()) == steps
-    d1 = sample[sample.metric == "distinct_1"].value
-    assert d1.between(0, 1).all() and sample[sample.metric == "mean_logprob_nats"].value.lt(0).all()
+    # at step 0 the untrained model predicts nearly uniformly over the 65 characters: log prob ~ -ln 65
+    logp0 = sample[(sample.metric == "mean_logprob_nats") & (sample.step == 0)].value
+    assert len(logp0) == 1 and abs(float(logp0.iloc[0]) + math.log(65)) < 0.25
     assert set(sample[sample.head_index >= 0].metric) >= {"entropy_bits", "span_tokens"}
     # the first generated sequence of every checkpoint, decoded with the run's vocabulary
     from attnlife.track.generation import sample_checkpoint

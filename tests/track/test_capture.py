@@ -112,7 +112,6 @@ def test_streamed_accumulator_equals_full_pattern_computation():
     sel = subsample_rows(16, 5)
     avg = [full.patterns[f"blocks.{l}.attn.pattern"].double().mean(1)[:, sel] for l in range(2)]
     assert pairs[(0, 1, "xlayer_jsd")] == pytest.approx(float(M.jsd_bits(avg[0], avg[1]).mean()), abs=1e-6)
-    assert 0 <= pairs[(0, 1, "xlayer_jsd")] <= 1
 
 
 def test_every_accumulated_output_against_float64_loops():

@@ -131,10 +131,10 @@ def test_property_random_qk_match_explicit_and_stay_in_range(B, Hkv, group, T, p
     stats = fused_row_stats(q, k, backend=backend)
     assert max(max_errors(stats, explicit_rows(q, k, 1 / math.sqrt(K)))) < 1e-9
     i = torch.arange(past, past + T, dtype=torch.float64)
-    assert (stats.entropy_bits >= 0).all() and (stats.entropy_bits <= torch.log2(i + 1) + 1e-9).all()
-    assert (stats.mean_distance_tokens >= 0).all() and (stats.mean_distance_tokens <= i + 1e-9).all()
-    sink = stats.sink_mass[..., i > 0]
-    assert ((sink >= 0) & (sink <= 1 + 1e-12)).all()
+    # upper bounds (the lower ones are clamped in the code, so asserting them proves nothing)
+    assert (stats.entropy_bits <= torch.log2(i + 1) + 1e-9).all()
+    assert (stats.mean_distance_tokens <= i + 1e-9).all()
+    assert (stats.sink_mass[..., i > 0] <= 1 + 1e-12).all()
 
 
 def test_low_precision_inputs_give_float32_statistics():

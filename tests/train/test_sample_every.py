@@ -28,7 +28,7 @@ def test_sampling_during_training_logs_quality_at_multiples_and_keeps_losses(pre
     for name, value in want.items():
         assert at4[name] == value, name
     assert at4["mean_logprob_nats"] == again.mean_logprob_nats < 0
-    assert 0 < at4["distinct_1"] <= 1 and at4["sample_tokens_per_s"] > 0
+    assert at4["sample_tokens_per_s"] > 0
     heads = sample[(sample.step == 4) & (sample.metric == "entropy_bits") & (sample.head_index >= 0)]
     assert len(heads) == cfg.model.n_layer * cfg.model.n_head
     # sampling reads checkpoints with its own generator: the training losses are unchanged

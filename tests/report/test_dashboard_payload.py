@@ -1,0 +1,152 @@
+"""Every dashboard payload part against the stored table it is cut from (read here through the store,
+not through the report's readers): decoded cubes equal the per-head tables, step by step and head by
+head; analysis parts equal the analysis tables; thinning and byte budgets at their limits."""
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import attnlife
+from attnlife.report import dashboard_data as D
+from attnlife.report.data import ReportRun
+from tests.support.synthetic import write_synthetic_run
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory) -> Path:
+    return write_synthetic_run(tmp_path_factory.mktemp("dash") / "run", n_layer=2, n_head=3, n_ckpt=6,
+                               pattern_tokens=8)
+
+
+def _f32(text: str) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(text), dtype="<f4")
+
+
+def _cube(frame: pd.DataFrame, n_layer: int, n_head: int) -> tuple[list[int], np.ndarray]:
+    """steps, values [S, L, H] from tidy per-head rows, by hand."""
+    steps = sorted(frame.step.unique())
+    out = np.full((len(steps), n_layer, n_head), np.nan)
+    for r in frame.itertuples():
+        out[steps.index(r.step), r.layer, r.head_index] = r.value
+    return [int(s) for s in steps], out
+
+
+def test_b64_is_little_endian_float32_in_c_order() -> None:
+    x = np.array([[1.5, -2.0], [3.25, 1e-3]])
+    raw = base64.b64decode(D.b64_f32(x))
+    assert raw == np.array([1.5, -2.0, 3.25, 1e-3], dtype="<f4").tobytes()
+    assert D.b64_f32(np.asfortranarray(x)) == D.b64_f32(x)
+
+
+def test_payload_cubes_equal_the_stored_per_head_tables(synthetic: Path) -> None:
+    run = attnlife.load_run(synthetic)
+    payload = D.build_payload(ReportRun(synthetic))
+    assert (payload["n_layer"], payload["n_head"]) == (2, 3)
+    m = run.metrics()
+    heads = m[(m.layer >= 0) & (m.head_index >= 0) & (m.layer_b < 0)]
+    for metric in ("entropy_bits", "span_tokens", "sink_mass"):
+        entry = payload["stats"][metric]
+        steps, want = _cube(heads[heads.metric == metric], 2, 3)
+        assert entry["steps"] == steps and entry["source"] == "attention"
+        assert entry["unit"] == D.ATTENTION_UNITS[metric]
+        np.testing.assert_array_equal(_f32(entry["values"]), want.astype("<f4").ravel())   # step, layer, head
+    assert payload["stats"]["prev_token_score"]["unit"] == "score"
+    spectra = run.spectra()
+    qk = spectra[(spectra.matrix == "qk") & (spectra.head_index >= 0)]
+    for stat in sorted(set(qk.stat) & set(D.WEIGHT_STATS)):
+        entry = payload["stats"][stat]
+        steps, want = _cube(qk[qk.stat == stat], 2, 3)
+        assert entry["steps"] == steps and entry["source"] == "weights" and entry["unit"] == D.WEIGHT_STATS[stat]
+        np.testing.assert_array_equal(_f32(entry["values"]), want.astype("<f4").ravel())
+    assert "stable_rank" in payload["stats"]
+
+
+def test_eigen_payload_keeps_the_leading_lambdas(synthetic: Path) -> None:
+    run = ReportRun(synthetic)
+    steps, lam = run.array_series("qk.lambda")
+    entry = D.eigen(run)
+    k = min(D.MAX_EIGEN, lam.shape[-1])
+    assert entry["steps"] == [int(s) for s in steps] and entry["k"] == k
+    np.testing.assert_array_equal(_f32(entry["values"]), lam[..., :k].astype("<f4").ravel())
+
+
+def test_snapshots_are_the_stored_patterns_as_bytes(synthetic: Path) -> None:
+    run = ReportRun(synthetic)
+    store = attnlife.load_run(synthetic).snapshots()
+    entry = D.snapshots(run, (2, 3))
+    steps = store.steps("layer0")
+    assert entry["steps"] == [int(s) for s in steps] and entry["t"] == 8
+    frames = np.frombuffer(base64.b64decode(entry["values"]), dtype=np.uint8).reshape(len(steps), 2, 3, 8, 8)
+    for i, step in enumerate(steps):
+        for layer in (0, 1):
+            want = np.round(np.clip(store.read(f"layer{layer}", step).float().numpy(), 0, 1) * 255)
+            np.testing.assert_array_equal(frames[i, layer], want.astype(np.uint8))
+    assert D.snapshots(run, (3, 3)) is None                             # a layer without patterns: none
+
+
+def test_snapshot_steps_are_thinned_evenly_to_the_byte_budget(synthetic: Path, monkeypatch) -> None:
+    run = ReportRun(synthetic)
+    steps = attnlife.load_run(synthetic).snapshots().steps("layer0")
+    per_step = 2 * 3 * 8 * 8
+    monkeypatch.setattr(D, "PATTERN_BUDGET_BYTES", 3 * per_step)        # room for exactly three steps
+    entry = D.snapshots(run, (2, 3))
+    want = [steps[i] for i in sorted({int(round(x)) for x in np.linspace(0, len(steps) - 1, 3)})]
+    assert entry["steps"] == want and want[0] == steps[0] and want[-1] == steps[-1]
+    monkeypatch.setattr(D, "PATTERN_BUDGET_BYTES", 1)                   # less than one step: still one
+    assert D.snapshots(run, (2, 3))["steps"] == [steps[0]]
+    monkeypatch.setattr(D, "MAX_PATTERN_TOKENS", 5)
+    assert D.snapshots(run, (2, 3))["t"] == 5
+
+
+def test_curves_and_samples_equal_the_model_level_rows(synthetic: Path) -> None:
+    run = ReportRun(synthetic)
+    m = attnlife.load_run(synthetic).metrics()
+    got = D.curves(run)
+    for key, metric, split in (("train_loss", "loss", "train"), ("val_loss", "eval_loss", "val"), ("lr", "lr", "train")):
+        rows = m[(m.metric == metric) & (m.split == split) & (m.layer == -1)].sort_values("step")
+        assert got[key] == {"step": rows.step.astype(int).tolist(), "value": np.round(rows.value, 5).tolist()}
+    s = D.samples(run)
+    rows = m[(m.split == "sample") & (m.layer == -1)]
+    assert sorted(s["metrics"]) == sorted(rows.metric.unique())
+    d2 = rows[rows.metric == "distinct_2"].sort_values("step")
+    assert s["metrics"]["distinct_2"] == {"step": d2.step.astype(int).tolist(), "value": np.round(d2.value, 5).tolist()}
+
+
+def test_analysis_parts_are_the_stored_tables(synthetic: Path) -> None:
+    run = ReportRun(synthetic)
+    a = attnlife.load_run(synthetic).analysis()
+    parts = D.analysis_parts(run)
+    phases = a["phases"]
+    assert parts["phases"] == phases[["scope", "layer", "start_step", "end_step", "label"]].to_dict("records")
+    emb = a["embedding"]
+    assert parts["umap"]["points"] == emb[["layer", "head_index", "x", "y", "cluster"]].to_dict("records")
+    assert parts["umap"]["edges"] == a["embedding_edges"][["src", "dst"]].to_dict("records")
+    types = a["head_types"]
+    assert parts["types"]["steps"] == sorted(types.step.unique().astype(int).tolist())
+    for t, counts in parts["types"]["counts"].items():
+        assert counts == [int(((types.step == s) & (types.type == t)).sum()) for s in parts["types"]["steps"]]
+    assert sorted(parts["types"]["counts"]) == sorted(types.type.unique())
+    for name, cols in (("emergence", ["layer", "head_index", "type", "emergence_step"]),
+                       ("claims", ["claim_id", "source", "claim", "measured", "verdict", "reason"])):
+        if name in a:
+            assert parts[name] == a[name][cols].to_dict("records"), name
+
+
+def test_records_turn_nan_into_null_and_skip_missing_columns() -> None:
+    frame = pd.DataFrame({"step": [1, 2], "loss_bump": [0.5, np.nan], "other": [1, 2]})
+    assert D._records(frame, ["step", "loss_bump", "absent"]) == [{"step": 1, "loss_bump": 0.5},
+                                                                 {"step": 2, "loss_bump": None}]
+
+
+def test_head_shape_falls_back_from_spectra_to_attention_to_the_record(tmp_path: Path) -> None:
+    only_metrics = write_synthetic_run(tmp_path / "m", n_layer=3, n_head=2, parts=("metrics",))
+    assert tuple(D.head_shape(ReportRun(only_metrics))) == (3, 2)
+    bare = write_synthetic_run(tmp_path / "b", n_layer=4, n_head=5, parts=())
+    assert D.head_shape(ReportRun(bare)) == (4, 5)
+    payload = D.build_payload(ReportRun(bare))
+    assert payload["n_layer"] == 4 and payload["stats"] == {} and payload["eigen"] is None
+    assert payload["snapshots"] is None and payload["curves"] == {} and payload["samples"] == {"metrics": {}}
