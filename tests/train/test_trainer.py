@@ -89,7 +89,7 @@ def test_events(trained) -> None:
     x, y = steps[0].batch
     assert x.shape == (4, 16) and torch.equal(x[:, 1:], y[:, :-1])
     assert steps[0].model is rec.events[0][1].model and steps[0].rank == 0
-    assert rec.events[0][1].metric_writer is not None
+    assert rec.events[0][1].metric_writer.directory == run_dir / "metrics"   # the run's own table
     # step 0's update comes after eval 0 and checkpoint 0
     assert kinds[1:4] == ["eval", "ckpt", "step"]
     end = rec.events[-1][1]
