@@ -54,8 +54,22 @@ class EvalRecord:
 
 
 @dataclass(frozen=True)
+class CheckpointDue:
+    """Emitted before checkpoint `step` is written (on every rank): log and flush everything
+    measured up to `step` now, so a checkpoint on disk implies its rows are on disk.
+
+    `model` holds the weights the checkpoint will store; `resume_only` marks a checkpoint written
+    on SIGTERM/SIGINT outside the series (no CheckpointRecord follows it)."""
+
+    step: int
+    model: Any = None
+    rank: int = 0
+    resume_only: bool = False
+
+
+@dataclass(frozen=True)
 class CheckpointRecord:
-    """Emitted after a checkpoint directory has been renamed into place."""
+    """Emitted after a checkpoint directory has been renamed into place (series checkpoints only)."""
 
     step: int
     path: Path
@@ -82,6 +96,9 @@ class Callback:
         pass
 
     def on_eval(self, rec: EvalRecord) -> None:  # noqa: D102
+        pass
+
+    def on_checkpoint_due(self, rec: CheckpointDue) -> None:  # noqa: D102
         pass
 
     def on_checkpoint(self, rec: CheckpointRecord) -> None:  # noqa: D102

@@ -16,10 +16,13 @@ of the model reading its own samples, and gives the mean token log-probability o
 tokens under the model (temperature 1, no top-k), in nats.
 
 **Training callback** (`SampleQuality`). At each checkpoint whose step is a multiple of `every`
-(and at the last step), the checkpoint is sampled and split `sample` rows are logged at that step:
-distinct_1..4, repetition_4, mean_logprob_nats, sample_tokens_per_s, and per-head attention.
-Sampling reads the checkpoint from disk with its own seeded generator, so the training random
-streams, and therefore the losses, are unchanged. `attnlife train --sample-every N` turns it on
+(and at the last step), the weights that checkpoint is about to store are sampled (a CPU float32
+copy of the model, identical to loading the checkpoint) and split `sample` rows are logged at
+that step: distinct_1..4, repetition_4, mean_logprob_nats, sample_tokens_per_s, and per-head
+attention. The rows are flushed before the checkpoint is renamed into place (CheckpointDue), so
+a checkpoint on disk implies its sample rows are. Sampling uses its own seeded generator and
+builds the copy under a forked RNG, so the training random streams, and therefore the losses,
+are unchanged. `attnlife train --sample-every N` turns it on
 (`track.sample_every`); the reproduce protocol's run 3 uses it at the tracking cadence.
 """
 from __future__ import annotations
@@ -32,8 +35,9 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 
-from attnlife.events import Callback, CheckpointRecord, TrainStart
+from attnlife.events import Callback, CheckpointDue, TrainStart
 from attnlife.model.generate import timed_generate
+from attnlife.model.gpt import GPT
 from attnlife.series.models import load_model
 from attnlife.store.metrics_table import MetricRow
 from attnlife.track.accumulate import AttentionAccumulator
@@ -88,10 +92,23 @@ class CheckpointSample:
     attention: list[MetricRow]
 
 
-@torch.no_grad()
 def sample_checkpoint(ckpt_dir: str | os.PathLike, spec: SampleSpec = SampleSpec()) -> CheckpointSample:
     """Generate from checkpoint `ckpt_dir` per `spec` (CPU, float32) and measure it (module docstring)."""
-    model = load_model(ckpt_dir)
+    return sample_model(load_model(ckpt_dir), spec)
+
+
+def cpu_copy(model: GPT) -> GPT:
+    """A CPU float32 GPT in eval mode holding `model`'s weights: what `load_model` gives for the
+    checkpoint of those weights (same config, same values), without touching the global RNG."""
+    with torch.random.fork_rng(devices=[]):   # GPT() draws initial weights, then overwritten
+        copy = GPT(model.config)
+    copy.load_state_dict({k: v.detach().cpu() for k, v in model.state_dict().items()})
+    return copy.eval()
+
+
+@torch.no_grad()
+def sample_model(model: GPT, spec: SampleSpec = SampleSpec()) -> CheckpointSample:
+    """Generate from `model` (an attnlife GPT in eval mode, CPU float32) per `spec` and measure it."""
     block = model.config.block_size
     new = spec.tokens if spec.tokens > 0 else block - 1
     new = max(1, min(new, block - 1))
@@ -132,15 +149,15 @@ class SampleQuality(Callback):
     def on_train_start(self, rec: TrainStart) -> None:
         self.writer, self.run_dir, self.rank = rec.metric_writer, Path(rec.run_dir), rec.rank
 
-    def on_checkpoint(self, rec: CheckpointRecord) -> None:
+    def on_checkpoint_due(self, rec: CheckpointDue) -> None:
         due = rec.step % self.every == 0 or rec.step == self.max_iters
-        if rec.rank != 0 or self.writer is None or not due:
+        if rec.rank != 0 or self.writer is None or not due or rec.resume_only:
             return
-        # building the sampled copy of the model draws its initial weights from the global RNG
-        # before the checkpoint is loaded: fork it so the training streams (dropout) stay intact
-        with torch.random.fork_rng(devices=[]):
-            rows = self.rows(Path(rec.path), rec.step)
-        self.writer.log_rows(rec.step, rows, split="sample")
+        # the model in memory holds exactly the weights the checkpoint is about to store: sample a
+        # CPU copy now, so the rows are flushed with the checkpoint, before it is renamed into place
+        spec = SampleSpec(n_samples=self.n_samples, seed=self.seed)
+        self.writer.log_rows(rec.step, quality_rows(sample_model(cpu_copy(rec.model), spec)),
+                             split="sample")
 
     def rows(self, ckpt: Path, step: int) -> list[MetricRow]:
         """Generation-quality rows of checkpoint `ckpt` (model level, plus attention per head)."""

@@ -15,8 +15,9 @@ When armed for a step, each attention module of our GPT hands detached views of 
 in one fused attention call with V = [K | j] plus its log-sum-exp (one call instead of L: tensor
 op overhead dominates at small T). With `batch_steps` = S > 1 (8 under `attnlife train`) the
 copies of S read steps are queued and computed in one call, stacked along the batch axis, then
-logged at their own steps; `flush()`, checkpoints and the end of training compute what is queued
-(a crash loses at most S - 1 steps of light rows). The training graph, the outputs and the losses
+logged at their own steps; `flush()`, every checkpoint (before it is renamed into place, also the
+one written on SIGTERM/SIGINT) and the end of training compute what is queued, so a checkpoint
+on disk implies every light row before its step is on disk. The training graph, the outputs and the losses
 are untouched (tested bit-identical). Only forwards with grad enabled are read, so eval passes in between are
 skipped; with gradient accumulation only the first micro-batch counts.
 
@@ -45,7 +46,7 @@ from typing import Any, Iterable, Iterator, Optional
 import torch
 
 from attnlife.errors import AttnlifeError
-from attnlife.events import Callback, CheckpointRecord, StepRecord, TrainEnd, TrainStart
+from attnlife.events import Callback, CheckpointDue, StepRecord, TrainEnd, TrainStart
 from attnlife.model.gpt import GPT
 from attnlife.store.metrics_table import MetricRow, MetricWriter
 from attnlife.track.fused_stats import STAT_NAMES, fused_sequence_means
@@ -237,9 +238,9 @@ class LightTracker(Callback, LightEvents):
         self.collect()
         self.arm(rec.model, rec.step + 1)
 
-    def on_checkpoint(self, rec: CheckpointRecord) -> None:
-        # the trainer flushed its writer before this event: write the queued steps now too, so a
-        # run killed after this checkpoint keeps every light row up to it (exact resume)
+    def on_checkpoint_due(self, rec: CheckpointDue) -> None:
+        # before the checkpoint (series or written on SIGTERM/SIGINT) is renamed into place: compute
+        # and write the queued steps, so a checkpoint on disk implies every light row before it is
         self.flush()
 
     def on_train_end(self, rec: TrainEnd) -> None:

@@ -35,7 +35,7 @@ import torch
 from attnlife.errors import AttnlifeError
 from attnlife.measures import log_spaced_steps
 from attnlife.model.gpt import GPT
-from attnlife.events import Callback, CheckpointRecord, EvalRecord, StepRecord, TrainEnd, TrainStart
+from attnlife.events import Callback, CheckpointDue, EvalRecord, StepRecord, TrainEnd, TrainStart
 from attnlife.store.metrics_table import MetricRow, MetricWriter
 from attnlife.track.accumulate import AttentionAccumulator
 from attnlife.track.capture import capture_attention
@@ -230,7 +230,8 @@ class Tracker(Callback):
             for split, value in rec.losses.items():  # sinks get eval loss from attnlife.store.sinks.SinkCallback
                 self.writer.log(rec.step, "eval_loss", float(value), split=split)
 
-    def on_checkpoint(self, rec: CheckpointRecord) -> None:
+    def on_checkpoint_due(self, rec: CheckpointDue) -> None:
+        # before the checkpoint is renamed into place: its rows reach disk first
         self.flush()
 
     def on_train_end(self, rec: TrainEnd) -> None:

@@ -3,7 +3,10 @@
 One iteration at `step` (= updates done so far, the weights of checkpoint `step_s`):
   1. eval (mean loss over `eval_iters` batches of train and val) if step % eval_interval == 0
      or step == max_iters;
-  2. checkpoint if step is in the series (`checkpoint_series.is_checkpoint_step`);
+  2. checkpoint if step is in the series (`checkpoint_series.is_checkpoint_step`): callbacks get
+     CheckpointDue and flush, the metric writer flushes, then the checkpoint is renamed into
+     place (so a checkpoint on disk implies every row up to its step is on disk), then
+     CheckpointRecord;
   3. stop if step == max_iters, else one optimizer update with lr = lr_at(step) on
      `gradient_accumulation_steps` micro-batches, clipped to `grad_clip`, then log `loss`, `lr`,
      `tokens_per_s` at `step` and emit StepRecord(step).
@@ -30,8 +33,8 @@ from tqdm import tqdm
 from attnlife.config import RunConfig
 from attnlife.data import BatchSampler, load_prepared
 from attnlife.errors import CheckpointError, DivergenceError, RunDirError, TrainingInterrupted
-from attnlife.events import (Callback, CheckpointRecord, EvalRecord, StepRecord, TrainEnd,
-                             TrainStart)
+from attnlife.events import (Callback, CheckpointDue, CheckpointRecord, EvalRecord, StepRecord,
+                             TrainEnd, TrainStart)
 from attnlife.model.gpt import GPT, GPTConfig
 from attnlife.store.checkpoints import load_state_dict
 from attnlife.store.metrics_table import MetricWriter
@@ -289,6 +292,11 @@ class Trainer:
 
             ranks = [None] * self.info.world_size
             dist.all_gather_object(ranks, local)
+        # every writer flushes before the rename: a checkpoint on disk implies its rows are on disk
+        self._emit("on_checkpoint_due", CheckpointDue(step=step, model=self.model,
+                                                      rank=self.info.rank, resume_only=resume_only))
+        if self.writer is not None:
+            self.writer.flush()
         path = RunPaths(self.run_dir).checkpoint(step)
         if self.info.is_main:
             tc_lr = lr_at(step, tc.learning_rate, tc.min_lr, tc.warmup_iters, tc.lr_decay_iters)
@@ -306,8 +314,6 @@ class Trainer:
                          "ckpt_every": tc.ckpt_every}
             path = write_series_checkpoint(self.run_dir, step, self.model.state_dict(), meta,
                                            state, retention)
-            if self.writer is not None:
-                self.writer.flush()
         self.last_checkpoint_step = step
         if not resume_only:
             self._emit("on_checkpoint", CheckpointRecord(step=step, path=path, rank=self.info.rank))
@@ -327,10 +333,8 @@ class Trainer:
         """Checkpoint the weights after `step` updates (unless just written), flush, raise."""
         import signal
 
-        if self.last_checkpoint_step != step:
+        if self.last_checkpoint_step != step:  # flushes every writer, then writes the checkpoint
             self._checkpoint(step, tokens_per_step, resume_only=True)
-        if self.writer is not None:
-            self.writer.flush()
         signum = self.signals.received or signal.SIGTERM
         raise TrainingInterrupted(f"stopped by {signal.Signals(signum).name} at step {step}; "
                                   f"checkpoint {RunPaths(self.run_dir).checkpoint(step).name} is "
@@ -345,7 +349,9 @@ class Trainer:
 
     def _emit(self, event: str, record: Any) -> None:
         for callback in self.callbacks:
-            getattr(callback, event)(record)
+            handler = getattr(callback, event, None)  # duck-typed callbacks may lack newer events
+            if handler is not None:
+                handler(record)
 
 
 def train(config: RunConfig, callbacks: Optional[Iterable[Callback]] = None, quiet: bool = False,
