@@ -13,6 +13,8 @@ gradient accumulation); `eval_loss` from `on_evaluate` is logged at `state.globa
 HF callbacks never see the step's batch, so the tracker probes a fixed batch: `probe_batch`
 (token ids [B, T]) if given, else the first `per_device_train_batch_size` examples of the train
 dataloader's dataset, collated by its collate_fn (indexing, not iterating: no RNG is consumed).
+Rows are flushed in `on_step_end` of a step HF is about to save (`control.should_save`), so a
+`checkpoint-N` folder on disk implies the rows up to step N are on disk.
 """
 from __future__ import annotations
 
@@ -57,6 +59,8 @@ class AttnlifeHFCallback(TrainerCallback):
 
     def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
         self._track(args, state, model, kwargs.get("train_dataloader"))
+        if getattr(control, "should_save", False):  # HF saves right after this event: rows first
+            self.tracker.flush()
 
     def on_evaluate(self, args: Any, state: Any, control: Any, metrics: Any = None, **kwargs: Any) -> None:
         if metrics and "eval_loss" in metrics and state.is_world_process_zero:

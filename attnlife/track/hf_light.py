@@ -162,6 +162,8 @@ class HFLightCallback(TrainerCallback):
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self.stats.collect()
+        if getattr(control, "should_save", False) and self.stats.writer is not None:
+            self.stats.writer.flush()   # HF saves right after this event: rows first
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self.stats.close()
