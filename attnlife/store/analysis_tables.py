@@ -65,16 +65,24 @@ def analysis_dir(run_dir: str | os.PathLike) -> Path:
 
 
 def write_analysis_table(run_dir: str | os.PathLike, name: str, frame: pd.DataFrame) -> Path:
-    """Write table `name` to RUN/analysis/{name}.parquet atomically (columns checked, extra kept)."""
+    """Write table `name` to RUN/analysis/{name}.parquet atomically (columns checked, extra kept;
+    the run-format version in its schema metadata)."""
     cols = ANALYSIS_COLUMNS.get(name, THEORY_COLUMNS.get(name))
     if cols is not None:
         missing = [c for c in cols if c not in frame.columns]
         if missing:
             raise ValueError(f"analysis table {name} lacks columns {missing}")
         frame = frame[cols + [c for c in frame.columns if c not in cols]]
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from attnlife.store.run_format import part_metadata
+
+    table = pa.Table.from_pandas(frame.reset_index(drop=True), preserve_index=False)
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), **part_metadata()})
     path = analysis_dir(run_dir) / f"{name}.parquet"
     with atomic_path(path) as tmp:
-        frame.reset_index(drop=True).to_parquet(tmp, index=False)
+        pq.write_table(table, tmp)
     return path
 
 

@@ -11,7 +11,8 @@ the holder dies, even on SIGKILL), then checks the record it finds:
 - written by another host (flock over a network filesystem cannot be trusted): held, and the
   message says to delete the lock file if that process is gone.
 Release unlinks the file while still holding the lock; an acquirer re-checks after locking that
-the path still names the file it locked, so two writers never both hold a lock.
+the path still names the file it locked, so two writers never both hold a lock. Once held, a
+directory of a newer run format is refused (`attnlife.store.run_format`) and the lock released.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from typing import Iterator, Optional
 
 from attnlife.errors import RunLockedError
 from attnlife.store.atomic import host_name, pid_alive, storage_errors
+from attnlife.store.run_format import check_writable
 
 LOCK_FILE = ".attnlife.lock"
 _ATTEMPTS = 5
@@ -93,6 +95,11 @@ class RunLock:
                     self._refuse(found)
                 self._fd = fd
                 self._write_record(fd)
+                try:
+                    check_writable(self.run_dir)   # never write into a newer run format
+                except BaseException:
+                    self.release()
+                    raise
                 return self
         raise RunLockedError(f"cannot lock {self.run_dir}: the lock file {self.path} keeps "
                              f"changing; another attnlife is starting there, try again")

@@ -4,6 +4,8 @@ A table is a directory of `part-<time_ns>-<pid>-<seq>.parquet` files. Writers on
 parts (temp file + rename), so a process killed at any moment leaves every earlier part intact
 and readable. Part names sort in write order; on read, rows with the same key keep the value
 from the newest part, so a resumed run that re-logs a step replaces rather than duplicates it.
+Every part carries the run-format version in its schema metadata (`attnlife.store.run_format`);
+a writer refuses a directory of a newer format, a reader carries unknown columns through.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ import pyarrow.parquet as pq
 
 from attnlife.errors import RunDirError
 from attnlife.store.atomic import atomic_path, clean_temp_files
+from attnlife.store.run_format import check_writable, part_metadata
 
 
 class DamagedPartWarning(UserWarning):
@@ -92,6 +95,7 @@ def write_part(directory: str | os.PathLike, rows: pd.DataFrame | Mapping[str, S
     if missing:
         raise ValueError(f"rows lack columns {missing}; expected {schema.names}")
     table = pa.Table.from_pandas(frame[schema.names], schema=schema.arrow, preserve_index=False)
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), **part_metadata()})
     final = Path(directory) / _next_part_name()
     with atomic_path(final) as tmp:
         pq.write_table(table, tmp)
@@ -103,7 +107,10 @@ def read_table(directory: str | os.PathLike, schema: TableSchema, dedupe: bool =
     """Read every part of a table into one DataFrame (empty with the schema's columns if none).
 
     With `dedupe`, rows sharing the key keep the value from the newest part. A damaged part is
-    skipped with a DamagedPartWarning, or raises RunDirError when `strict`.
+    skipped with a DamagedPartWarning, or raises RunDirError when `strict`. Columns a part holds
+    beyond the schema's (written by a newer attnlife) are carried through after the schema's
+    columns (missing values where other parts lack them) and count as part of the key, so rows
+    differing only in one are never merged.
     """
     d = Path(directory)
     parts = sorted(d.glob("part-*.parquet")) if d.is_dir() else []
@@ -111,8 +118,9 @@ def read_table(directory: str | os.PathLike, schema: TableSchema, dedupe: bool =
     if not frames:
         return pd.DataFrame({n: pd.Series(dtype=t.to_pandas_dtype()) for n, t in schema.fields})
     frame = pd.concat(frames, ignore_index=True)
+    extra = [c for c in frame.columns if c not in schema.names]
     if dedupe:
-        frame = frame.drop_duplicates(subset=list(schema.key), keep="last").reset_index(drop=True)
+        frame = frame.drop_duplicates(subset=list(schema.key) + extra, keep="last").reset_index(drop=True)
     return frame
 
 
@@ -131,12 +139,15 @@ def _read_part_checked(path: Path, schema: TableSchema, strict: bool) -> pd.Data
 
 
 def _read_part(path: Path, schema: TableSchema) -> pd.DataFrame:
-    """One part as a frame with exactly the schema's columns and dtypes."""
+    """One part as a frame with the schema's columns and dtypes first, then any columns the
+    schema does not know, as written (a newer attnlife's)."""
     table = pq.read_table(path)
     missing = [n for n in schema.names if n not in table.schema.names]
     if missing:
         raise ValueError(f"part {path} lacks columns {missing}")
-    return table.select(schema.names).cast(schema.arrow).to_pandas()
+    extra = [n for n in table.schema.names if n not in schema.names]
+    return table.select(schema.names + extra).cast(
+        pa.schema(list(schema.fields) + [table.schema.field(n) for n in extra])).to_pandas()
 
 
 class PartWriter:
@@ -149,6 +160,7 @@ class PartWriter:
     def __init__(self, directory: str | os.PathLike, schema: TableSchema,
                  flush_rows: int = 50_000, flush_seconds: float = 30.0) -> None:
         self.directory = Path(directory)
+        check_writable(self.directory.parent)   # never write into a newer run format
         self.directory.mkdir(parents=True, exist_ok=True)
         clean_temp_files(self.directory)
         self.schema = schema

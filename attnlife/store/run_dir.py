@@ -1,8 +1,8 @@
 """run.json and read access to a run directory (`Run`, `load_run`); the layout is in
 `attnlife.store.layout`.
 
-run.json holds the config, dataset, seed, versions, git commit and start time, plus one entry per
-resume segment (`write_run_json`). `Run` returns every table as a pandas DataFrame.
+run.json holds `format_version` (`attnlife.store.run_format`), the config, dataset, seed,
+versions, git commit and start time, plus one entry per resume segment (`write_run_json`). `Run` returns every table as a pandas DataFrame.
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from attnlife.store.layout import RunPaths, list_checkpoints
 from attnlife.store import metrics_table
 from attnlife.store.metrics_table import read_metrics
 from attnlife.store.part_table import SPECTRA_SCHEMA, read_table
+from attnlife.store.run_format import FORMAT_KEY, RUN_FORMAT, check_format_version
 
 def environment_record() -> dict:
     """Versions and provenance stored in run.json: python, torch, attnlife, git commit, host."""
@@ -56,6 +57,9 @@ def _git_commit() -> str | None:
 def write_run_json(run_dir: str | os.PathLike, record: dict) -> Path:
     """Write `record` (config, dataset, seed, ...) plus the environment to RUN/run.json atomically.
 
+    `format_version` is set to this attnlife's run format (`attnlife.store.run_format`); a run.json
+    of a newer format is refused (NewerFormatError), and keys of an existing run.json that `record`
+    does not set are kept (a newer attnlife's additions survive a resume by this one).
     An existing run.json is a run being continued: it keeps its original `start_time`, gains a
     `resumed_at` entry (the real time now) and a `segments` entry: {started_at, attnlife,
     git_commit, changed} where `changed` maps each dotted setting of `config` / `dataset` whose
@@ -67,9 +71,13 @@ def write_run_json(run_dir: str | os.PathLike, record: dict) -> Path:
         paths.root.mkdir(parents=True, exist_ok=True)
     env = environment_record()
     now = env["start_time"]
-    merged = dict(record)
-    merged["environment"] = env
     old = _read_existing_record(paths.run_json)
+    if old is not None:
+        check_format_version(old.get(FORMAT_KEY), paths.root)
+    merged = {k: v for k, v in (old or {}).items() if k not in record}  # keys it does not know stay
+    merged.update(record)
+    merged[FORMAT_KEY] = RUN_FORMAT
+    merged["environment"] = env
     if old is None:
         merged["segments"] = [_segment(env, {})]
     else:
