@@ -166,8 +166,11 @@ def apply_section_values(config: RunConfig, values: Mapping[str, Any], origin: s
         if section == "out_dir":
             config.out_dir = str(body)
             continue
-        if section not in SECTIONS or not isinstance(body, Mapping):
+        if section not in SECTIONS:
             raise ConfigError(f"{origin}: unknown section {section!r}; use one of {list(SECTIONS)}")
+        if not isinstance(body, Mapping):
+            raise ConfigError(f"{origin}: {section} = {body!r} is a value, but {section} is a "
+                              f"section; write it as a table: [{section}] followed by key = value lines")
         target = getattr(config, section)
         known = {f.name: f for f in fields(target)}
         for key, value in body.items():

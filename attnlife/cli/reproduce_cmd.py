@@ -32,7 +32,7 @@ def reproduce_command(
     datasets = [d.strip() for item in datasets or [] for d in item.split(",") if d.strip()] or None
     if smoke:
         datasets = datasets or ["shakespeare_char"]
-        seeds = seeds or 2
+        seeds = 2 if seeds is None else seeds  # --seeds 0 is refused, not replaced
     summary = reproduce(out, scale="smoke" if smoke else preset, datasets=datasets, seeds=seeds,
                         runs=parse_runs(runs), workers=workers, rank=rank, world_size=world_size,
                         data_dir=data_dir, overrides=overrides, quiet=quiet)

@@ -67,11 +67,11 @@ def scan_snap(
         cfg.mk = _parse_mk(mk) if mk else cfg.mk
         cfg.ratios = list(ratios) if ratios else cfg.ratios
         cfg.eta_z = list(eta_zs) if eta_zs else cfg.eta_z
-        cfg.steps = steps or cfg.steps
+        cfg.steps = cfg.steps if steps is None else steps  # 0 is refused, not replaced
         run_sweep(cfg, out, quiet)
     else:
         cfg = ScanSnapConfig(n_last=n_last, n_next=n_next, eta_y=eta_y, eta_z=eta_z, param=param, **common)
-        cfg.steps = steps or cfg.steps
+        cfg.steps = cfg.steps if steps is None else steps  # 0 is refused, not replaced
         run_scan_snap(cfg, out, quiet)
     figure = _explain_and_report(out, "sweep_entropy" if sweep else "scan_snap")
     typer.echo(f"wrote {out} (figure {figure})")
@@ -126,7 +126,8 @@ def markov(
     from attnlife.theory.markov import MarkovConfig, run_markov
 
     _set_threads(threads)
-    steps = deprecated_alias(max_iters, steps, "--steps", "--max-iters") or 6000
+    steps = deprecated_alias(max_iters, steps, "--steps", "--max-iters")
+    steps = 6000 if steps is None else steps  # 0 is refused by the config check, not replaced
     cfg = MarkovConfig(vocab_size=vocab_size, zipf_exponent=zipf, degree=degree,
                        text=str(text) if text else None, seq_len=seq_len, n_embd=n_embd, init_std=init_std,
                        lr=lr, steps=steps, batch_size=batch_size, n_train_seqs=n_train_seqs, top_tokens=top_tokens,

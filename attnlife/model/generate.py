@@ -33,7 +33,12 @@ def sample_next(logits: torch.Tensor, temperature: float, top_k: Optional[int],
     """
     if temperature == 0.0:
         return logits.argmax(dim=-1, keepdim=True)
-    logits = logits / temperature
+    scaled = logits / temperature
+    if not bool(torch.isfinite(scaled).all()) and bool(torch.isfinite(logits).all()):
+        # a tiny temperature overflows: shift the maximum to 0 first (softmax is shift-invariant),
+        # so the largest logit stays finite and the others fall to -inf: greedy in the limit
+        scaled = (logits - logits.amax(dim=-1, keepdim=True)) / temperature
+    logits = scaled
     if top_k is not None:
         kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, [-1]]
         logits = logits.masked_fill(logits < kth, float("-inf"))
@@ -90,6 +95,7 @@ def _new_cache(model, batch: int, device: torch.device, dtype: torch.dtype) -> K
 def _generate_cached(model, idx, max_new_tokens, temperature, top_k, generator, refill_stride):
     block = model.config.block_size
     stride = max(1, min(refill_stride or block // 4, block - 1))
+    keep = max(1, block - stride)   # tokens kept at a re-prefill (1 when block_size is 1)
     dtype = next(model.parameters()).dtype
     out = idx
     cache = _new_cache(model, out.size(0), out.device, dtype)
@@ -103,5 +109,5 @@ def _generate_cached(model, idx, max_new_tokens, temperature, top_k, generator, 
             logits, _ = model(nxt, kv_cache=cache)
         else:  # cache full: rebuild it from the most recent block - stride tokens
             cache = _new_cache(model, out.size(0), out.device, dtype)
-            logits, _ = model(out[:, -(block - stride):], kv_cache=cache)
+            logits, _ = model(out[:, -keep:], kv_cache=cache)
     return out

@@ -80,8 +80,8 @@ def reproduce(out_dir: str | os.PathLike, scale: str = "cpu", datasets: Optional
     out = Path(out_dir)
     datasets = list(datasets or PROTOCOL_SEEDS)
     data = Path(data_dir) if data_dir else out / "data"
+    cells = grid(runs, datasets, seeds)  # checks runs and seeds before any data is prepared
     data_info = prepare_data(datasets, data, quiet)
-    cells = grid(runs, datasets, seeds)
     device = _device(env.local_rank) if world_size > 1 else "auto"
     import torch
 

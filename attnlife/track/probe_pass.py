@@ -96,6 +96,9 @@ def make_probe_set(tokens: np.ndarray, vocab_size: int, context: int,
                             f"pass a longer text or a smaller --seq-len")
     starts = np.unique(np.linspace(0, len(tokens) - T - 1, options.sequences).round().astype(np.int64))
     ids = torch.from_numpy(np.stack([np.asarray(tokens[s:s + T], dtype=np.int64) for s in starts]))
+    if int(ids.min()) < 0:
+        raise ProbeSetError(f"probe text holds a negative token id ({int(ids.min())}); token ids "
+                            f"are 0 .. vocab_size - 1")
     if int(ids.max()) >= vocab_size:
         raise ProbeSetError(f"probe text holds token id {int(ids.max())} >= the model's vocab_size "
                             f"{vocab_size}; the text was tokenized for another model")
@@ -206,7 +209,16 @@ def read_token_file(path: str | os.PathLike) -> np.ndarray:
     if not p.is_file():
         raise ProbeSetError(f"token file {p} does not exist; pass a .npy or nanoGPT .bin (uint16) of ids")
     if p.suffix == ".npy":
-        return np.load(p, allow_pickle=False).reshape(-1)
+        try:
+            ids = np.load(p, allow_pickle=False).reshape(-1)
+        except (ValueError, OSError, EOFError) as err:
+            reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+            raise ProbeSetError(f"cannot read token ids from {p} ({reason}); save them with "
+                                f"np.save(path, ids.astype(np.int64))") from None
+        if ids.dtype == np.bool_ or not np.issubdtype(ids.dtype, np.integer):
+            raise ProbeSetError(f"{p} holds {ids.dtype} values, not integer token ids; save them with "
+                                f"np.save(path, ids.astype(np.int64))")
+        return ids
     if p.suffix == ".bin":
         return np.memmap(p, dtype=np.uint16, mode="r")
     raise ProbeSetError(f"{p}: token files must be .npy or nanoGPT .bin (uint16); for text use --text")

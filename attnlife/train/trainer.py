@@ -31,7 +31,7 @@ import torch
 from tqdm import tqdm
 
 from attnlife.config import RunConfig
-from attnlife.data import BatchSampler, load_prepared
+from attnlife.data import BatchSampler, SplitTooShortError, load_prepared
 from attnlife.errors import CheckpointError, DivergenceError, RunDirError, TrainingInterrupted
 from attnlife.events import (Callback, CheckpointDue, CheckpointRecord, EvalRecord, StepRecord,
                              TrainEnd, TrainStart)
@@ -107,7 +107,18 @@ class Trainer:
             raise RunDirError(f"{self.run_dir} already holds checkpoints up to step "
                               f"{existing[-1][0]}; drop --no-resume to continue it, or pass a "
                               f"new --out directory")
+        if existing and existing[-1][0] > tc.max_iters:
+            raise RunDirError(f"{self.run_dir} already holds checkpoints up to step "
+                              f"{existing[-1][0]}, beyond --max-iters {tc.max_iters}; pass "
+                              f"--max-iters >= {existing[-1][0]} to continue it, or a new --out")
         self.data = load_prepared(cfg.data.data_dir, cfg.data.dataset)
+        for split in ("train", "val"):  # before anything is written: eval draws from val later
+            n = len(self.data.splits[split])
+            if n < cfg.model.block_size + 1:
+                raise SplitTooShortError(
+                    f"the {split} split of {cfg.data.dataset} has {n:,} tokens, fewer than "
+                    f"model.block_size + 1 = {cfg.model.block_size + 1:,}; lower model.block_size "
+                    f"or prepare a longer text")
         if existing and self.info.is_main:
             recorded = Run(self.run_dir).record.get("dataset")
             if isinstance(recorded, dict):

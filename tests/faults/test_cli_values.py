@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.faults.conftest import cli, train_args, tree_snapshot
@@ -98,3 +99,72 @@ def test_greedy_temperature_zero_still_samples(workspace: Path, capsys) -> None:
                  capsys=capsys)
     assert result.code == 0, result.err
     assert result.out.splitlines()[-1].endswith("tokens/s (5 tokens from step 8, KV cache)")
+
+
+def test_tiny_temperature_is_greedy_not_an_overflow(workspace: Path, capsys) -> None:
+    tiny = cli("sample", str(workspace / "run"), "--temperature", "1e-45", "--tokens", "12", capsys=capsys)
+    greedy = cli("sample", str(workspace / "run"), "--temperature", "0", "--tokens", "12", capsys=capsys)
+    assert tiny.code == 0 and greedy.code == 0, tiny.err
+    assert tiny.out.splitlines()[:-1] == greedy.out.splitlines()[:-1]   # same text, speed aside
+
+
+def test_block_size_one_samples_with_the_cache(fault_data: Path, tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    assert cli(*train_args(fault_data, run, 2, "model.block_size=1"), capsys=capsys).code == 0
+    cached = cli("sample", str(run), "--temperature", "0", "--tokens", "6", capsys=capsys)
+    plain = cli("sample", str(run), "--temperature", "0", "--tokens", "6", "--no-cache", capsys=capsys)
+    assert cached.code == 0 and plain.code == 0, cached.err[-2000:]
+    assert cached.out.splitlines()[0] == plain.out.splitlines()[0]
+
+
+@pytest.mark.parametrize("ids, fragment", [(np.linspace(0.1, 0.9, 500), "holds float64 values, not integer"),
+                                           (np.ones(500, dtype=bool), "holds bool values"),
+                                           (-np.arange(500), "negative token id")])
+def test_token_ids_must_be_integers(workspace: Path, capsys, ids, fragment) -> None:
+    np.save(workspace / "ids.npy", ids)
+    before = tree_snapshot(workspace)
+    result = cli("track", str(workspace / "run"), "--tokens", str(workspace / "ids.npy"), "--quiet", capsys=capsys)
+    assert result.code == 2 and len(result.error_lines) == 1 and fragment in result.err, result.err[-2000:]
+    assert tree_snapshot(workspace) == before
+
+
+def test_toml_section_given_as_a_value(tmp_path: Path, fault_data: Path, capsys) -> None:
+    toml = tmp_path / "c.toml"
+    toml.write_text("train = 5\n")
+    result = cli(*train_args(fault_data, tmp_path / "run", 5), "--config", str(toml), capsys=capsys)
+    assert result.code == 2 and len(result.error_lines) == 1, result.err
+    assert "train = 5 is a value, but train is a section; write it as a table: [train]" in result.err
+    assert "unknown" not in result.err and not (tmp_path / "run").exists()
+
+
+def test_resume_with_a_smaller_max_iters_is_refused(workspace: Path, capsys) -> None:
+    before = tree_snapshot(workspace)
+    result = cli(*train_args(workspace / "data", workspace / "run", 4), capsys=capsys)
+    assert result.code == 2 and len(result.error_lines) == 1, result.err
+    assert "holds checkpoints up to step 8, beyond --max-iters 4; pass --max-iters >= 8" in result.err
+    assert tree_snapshot(workspace) == before
+    assert cli(*train_args(workspace / "data", workspace / "run", 8), capsys=capsys).code == 0  # 8 = done
+
+
+def test_too_short_val_split_leaves_no_run_directory(tmp_path: Path, shakespeare_txt: Path, capsys) -> None:
+    from attnlife.data import prepare_dataset
+
+    (tmp_path / "short.txt").write_text(shakespeare_txt.read_text()[:400])   # val: 40 tokens
+    prepare_dataset("text", tmp_path / "data", source=tmp_path / "short.txt", quiet=True,
+                    dataset_name="shakespeare_char")
+    before = tree_snapshot(tmp_path)
+    result = cli(*train_args(tmp_path / "data", tmp_path / "run", 5, "model.block_size=48"), capsys=capsys)
+    assert result.code == 2 and len(result.error_lines) == 1, result.err[-2000:]
+    assert "the val split of shakespeare_char has 40 tokens, fewer than model.block_size + 1 = 49" in result.err
+    assert tree_snapshot(tmp_path) == before and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["theory", "scan-snap", "--max-iters", "0"], "must be >= 1"),
+    (["theory", "markov", "--max-iters", "0"], "--steps, --batch-size"),
+    (["reproduce", "--smoke", "--seeds", "0"], "--seeds 0 must be >= 1"),
+])
+def test_zero_is_refused_not_replaced_by_a_default(tmp_path: Path, capsys, argv, fragment) -> None:
+    result = cli(*argv, "--out", str(tmp_path / "out"), "--quiet", capsys=capsys)
+    assert result.code == 2 and len(result.error_lines) == 1 and fragment in result.err, result.err[-2000:]
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.parquet"))
