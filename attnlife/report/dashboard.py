@@ -55,9 +55,25 @@ def dashboard_js() -> str:
     return resources.files("attnlife.report").joinpath("dashboard.js").read_text(encoding="utf-8")
 
 
+# JSON escapes that keep a <script> element's data inert in every HTML parser state: no `<` can
+# open a tag, end the element or start `<!--`; `>` and `&` and the JS line terminators U+2028/9
+# never appear raw (json.dumps already writes non-ASCII as \uXXXX; these are ASCII or explicit)
+_SCRIPT_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028",
+                   "\u2029": "\\u2029"}
+
+
+def script_json(obj: object) -> str:
+    """`obj` as compact JSON that is safe inside an HTML <script> element (and as a JS literal):
+    `<`, `>`, `&`, U+2028 and U+2029 appear only as \\uXXXX escapes, which JSON.parse decodes."""
+    text = json.dumps(obj, separators=(",", ":"), allow_nan=False)
+    for raw, escaped in _SCRIPT_ESCAPES.items():
+        text = text.replace(raw, escaped)
+    return text
+
+
 def render_html(payload: dict, plotly_js: str) -> str:
     """The page: header, navigation, one <section> per entry of SECTIONS, payload and scripts."""
-    data = json.dumps(payload, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
+    data = script_json(payload)
     nav = " ".join(f'<a href="#sec-{key}">{html.escape(title)}</a>' for key, title, _ in SECTIONS)
     sections = "\n".join(
         f'<section id="sec-{key}"><h2>{html.escape(title)}</h2><div class="controls">{controls}</div>'
