@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     and exit code 2; anything else keeps its traceback."""
     from attnlife.cli.failures import environment_failure
 
+    _damage_warnings_on_one_line()
     try:
         app(args=argv, standalone_mode=True)
     except AttnlifeError as err:
@@ -66,6 +67,26 @@ def main(argv: list[str] | None = None) -> None:
             raise
         typer.echo(f"error: {line}", err=True)
         sys.exit(2)
+
+
+def _damage_warnings_on_one_line() -> None:
+    """Print each DamagedFileWarning (a damaged file skipped or rebuilt) as one `warning:` line."""
+    import warnings
+
+    from attnlife.store.damage import DamagedFileWarning
+
+    shown = warnings.showwarning
+    if getattr(shown, "_attnlife_one_line", False):
+        return
+
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001, ANN202
+        if issubclass(category, DamagedFileWarning):
+            typer.echo(f"warning: {' '.join(str(message).split())}", err=True)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    show._attnlife_one_line = True  # type: ignore[attr-defined]
+    warnings.showwarning = show
 
 
 __all__ = ["app", "main"]

@@ -23,10 +23,11 @@ import pyarrow.parquet as pq
 
 from attnlife.errors import RunDirError
 from attnlife.store.atomic import atomic_path, clean_temp_files
+from attnlife.store.damage import DamagedFileWarning
 from attnlife.store.run_format import check_writable, part_metadata
 
 
-class DamagedPartWarning(UserWarning):
+class DamagedPartWarning(DamagedFileWarning):
     """A table part was skipped on read because it is truncated, not Parquet or of another schema."""
 
 
