@@ -240,8 +240,13 @@ class LightTracker(Callback, LightEvents):
 
     def on_checkpoint_due(self, rec: CheckpointDue) -> None:
         # before the checkpoint (series or written on SIGTERM/SIGINT) is renamed into place: compute
-        # and write the queued steps, so a checkpoint on disk implies every light row before it is
-        self.flush()
+        # the queued steps, so a checkpoint on disk implies every light row before it is (the
+        # trainer flushes the shared writer after every callback; an own writer and sinks here)
+        self.compute_pending()
+        if self._own_writer and self.writer is not None:
+            self.writer.flush()
+        for sink in self.sinks:
+            sink.flush()
 
     def on_train_end(self, rec: TrainEnd) -> None:
         self.disarm()

@@ -231,8 +231,12 @@ class Tracker(Callback):
                 self.writer.log(rec.step, "eval_loss", float(value), split=split)
 
     def on_checkpoint_due(self, rec: CheckpointDue) -> None:
-        # before the checkpoint is renamed into place: its rows reach disk first
-        self.flush()
+        # before the checkpoint is renamed into place its rows reach disk: the trainer flushes the
+        # run's shared writer once every callback has logged; an own writer and sinks flush here
+        if self._own_writer and self.writer is not None:
+            self.writer.flush()
+        for sink in self.sinks:
+            sink.flush()
 
     def on_train_end(self, rec: TrainEnd) -> None:
         self.close()

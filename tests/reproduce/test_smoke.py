@@ -44,11 +44,12 @@ def study(tmp_path_factory, shared_data: Path):
 
 
 def _sampled_in_training(run_dir: Path) -> set[int]:
-    """Steps of `sample_tokens_per_s` rows written in a part that also holds training losses."""
+    """Steps of `sample_tokens_per_s` rows written in a part that also holds training rows (the
+    analysis writes its sample rows in parts of their own)."""
     steps: set[int] = set()
     for part in sorted((run_dir / "metrics").glob("part-*.parquet")):
         frame = pd.read_parquet(part)
-        if (frame.metric == "loss").any():
+        if (frame.split != "sample").any():
             steps |= set(int(s) for s in frame[frame.metric == "sample_tokens_per_s"].step)
     return steps
 
@@ -88,7 +89,7 @@ def test_runs_differ_only_in_what_they_track(study):
     assert "entropy_bits" not in metrics[0]
     assert "entropy_bits" in metrics[1] and not any(x.startswith("xlayer_") for x in metrics[1])
     assert "xlayer_jsd" in metrics[2] and "xlayer_jsd" in metrics[3]
-    # run 3 sampled while training (its sample rows share metric parts with the losses); the
+    # run 3 sampled while training (its sample rows share metric parts with training rows); the
     # analysis samples checkpoints of every run afterwards, in parts of their own
     assert set(range(0, 40, 10)) <= _sampled_in_training(out / "runs/run3/shakespeare_char/seed0")
     assert _sampled_in_training(out / "runs/run2/shakespeare_char/seed0") == set()
