@@ -2,8 +2,10 @@
 aliases, and the one way a verb names a checkpoint series (`select_series`)."""
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional, Sequence
 
 import typer
 
@@ -46,3 +48,18 @@ def select_series(paths: list, nanogpt: bool, hf: Optional[str], revisions: Opti
     if out is None:
         raise ConfigError(f"--out is required with --nanogpt or --hf (where to write {writes})")
     return refs, Path(out)
+
+
+@contextlib.contextmanager
+def writer_locks(paths: Sequence[str | os.PathLike], verb: str, rank: int = 0) -> Iterator[None]:
+    """Hold the writer lock (`attnlife.store.lock`) of every folder a verb writes into, so a second
+    writer of any verb (or a `train` still running there) is refused with one line naming the
+    holder. Folders that do not exist yet are created by the lock (removed again if the verb
+    leaves them empty); ranks > 0 of a torchrun job share rank 0's locks."""
+    from attnlife.store.lock import run_lock
+
+    with contextlib.ExitStack() as stack:
+        if rank == 0:
+            for path in dict.fromkeys(Path(p).resolve() for p in paths):
+                stack.enter_context(run_lock(path, verb))
+        yield

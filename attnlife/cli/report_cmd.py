@@ -16,19 +16,26 @@ def report_command(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
     """Draw RUN/report/*.png (200 dpi) and RUN/report/dashboard.html; print the dashboard path."""
+    from attnlife.cli.options import writer_locks
     from attnlife.report.api import check_formats, draw_study_figures, render_report
+    from attnlife.store.run_dir import load_run
 
     fmts = check_formats(formats or [])
     for run in runs:
-        result = render_report(run, fmts, heads, quiet)
-        for line in result.skipped:
-            typer.echo(line, err=True)
-        typer.echo(f"{run}: {len(result.figures)} figure files in {run / 'report'}")
-        typer.echo(f"dashboard: {result.dashboard}")
-    if len(runs) > 1:
-        out = study_out or runs[0] / "report" / "study"
-        written = draw_study_figures(runs, out, fmts)
-        typer.echo(f"across {len(runs)} runs: {len(written)} figure files in {out}")
+        load_run(run)  # a missing run directory is one error line before any lock is taken
+    # report writes RUN/report/: it refuses a run another writer (a `train` in progress) holds
+    extra = [study_out] if study_out is not None and len(runs) > 1 else []
+    with writer_locks([*runs, *extra], "report"):
+        for run in runs:
+            result = render_report(run, fmts, heads, quiet)
+            for line in result.skipped:
+                typer.echo(line, err=True)
+            typer.echo(f"{run}: {len(result.figures)} figure files in {run / 'report'}")
+            typer.echo(f"dashboard: {result.dashboard}")
+        if len(runs) > 1:
+            out = study_out or runs[0] / "report" / "study"
+            written = draw_study_figures(runs, out, fmts)
+            typer.echo(f"across {len(runs)} runs: {len(written)} figure files in {out}")
 
 
 def register(app: typer.Typer) -> None:

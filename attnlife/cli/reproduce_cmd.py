@@ -33,9 +33,15 @@ def reproduce_command(
     if smoke:
         datasets = datasets or ["shakespeare_char"]
         seeds = 2 if seeds is None else seeds  # --seeds 0 is refused, not replaced
-    summary = reproduce(out, scale="smoke" if smoke else preset, datasets=datasets, seeds=seeds,
-                        runs=parse_runs(runs), workers=workers, rank=rank, world_size=world_size,
-                        data_dir=data_dir, overrides=overrides, quiet=quiet)
+    import os
+
+    from attnlife.cli.options import writer_locks
+
+    node = rank if rank is not None else int(os.environ.get("RANK", 0))
+    with writer_locks([out], "reproduce", rank=node):  # one study writer per --out (rank 0's)
+        summary = reproduce(out, scale="smoke" if smoke else preset, datasets=datasets, seeds=seeds,
+                            runs=parse_runs(runs), workers=workers, rank=rank, world_size=world_size,
+                            data_dir=data_dir, overrides=overrides, quiet=quiet)
     counts = {s: sum(o.status == s for o in summary.outcomes) for s in ("trained", "skipped")}
     typer.echo(f"reproduce: {counts['trained']} cells trained, {counts['skipped']} already done "
                f"(this rank: {len(summary.outcomes)} of {summary.total})")

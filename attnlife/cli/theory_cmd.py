@@ -10,7 +10,7 @@ from typing import Optional
 
 import typer
 
-from attnlife.cli.options import deprecated_alias
+from attnlife.cli.options import deprecated_alias, writer_locks
 
 THREADS_HELP = "torch CPU threads (1 is fastest for these small tensors on a shared machine)"
 
@@ -68,12 +68,12 @@ def scan_snap(
         cfg.ratios = list(ratios) if ratios else cfg.ratios
         cfg.eta_z = list(eta_zs) if eta_zs else cfg.eta_z
         cfg.steps = cfg.steps if steps is None else steps  # 0 is refused, not replaced
-        run_sweep(cfg, out, quiet)
     else:
         cfg = ScanSnapConfig(n_last=n_last, n_next=n_next, eta_y=eta_y, eta_z=eta_z, param=param, **common)
         cfg.steps = cfg.steps if steps is None else steps  # 0 is refused, not replaced
-        run_scan_snap(cfg, out, quiet)
-    figure = _explain_and_report(out, "sweep_entropy" if sweep else "scan_snap")
+    with writer_locks([out], "theory scan-snap"):
+        (run_sweep if sweep else run_scan_snap)(cfg, out, quiet)
+        figure = _explain_and_report(out, "sweep_entropy" if sweep else "scan_snap")
     typer.echo(f"wrote {out} (figure {figure})")
 
 
@@ -132,9 +132,10 @@ def markov(
                        text=str(text) if text else None, seq_len=seq_len, n_embd=n_embd, init_std=init_std,
                        lr=lr, steps=steps, batch_size=batch_size, n_train_seqs=n_train_seqs, top_tokens=top_tokens,
                        log_every=log_every, seed=seed)
-    run_markov(cfg, out, quiet)
-    figure = _explain_and_report(out, "markov_focus", cycles=CycleOptions(rel_prominence=rel_prominence,
-                                                                           focus_window=smooth_window))
+    with writer_locks([out], "theory markov"):
+        run_markov(cfg, out, quiet)
+        figure = _explain_and_report(out, "markov_focus", cycles=CycleOptions(
+            rel_prominence=rel_prominence, focus_window=smooth_window))
     cycles = load_run(out).analysis_table("cycles")
     focus = cycles[cycles.signal == "attn_focus_excess"]
     closed = focus[focus.status == "closed"]

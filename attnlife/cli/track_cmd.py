@@ -38,9 +38,11 @@ def track_command(
 ) -> None:
     """Measure every checkpoint of a series on a fixed probe set: attention metrics with standard
     errors and head-type scores, split `probe` of OUT's metric table (load_run(OUT).metrics())."""
-    from attnlife.errors import ConfigError
+    from contextlib import nullcontext
+
     from attnlife.cli.options import select_series
-    from attnlife.series.models import load_series_model
+    from attnlife.errors import ConfigError
+    from attnlife.store.lock import run_lock
     from attnlife.track import probe_pass as P
 
     refs, out = select_series(paths, nanogpt, hf, revisions, out, "metrics/ and probe/")
@@ -56,13 +58,16 @@ def track_command(
     elif refs[0].kind == "run":
         ids, source = P.run_val_tokens(paths[0])
     options = P.ProbeOptions(sequences=sequences, seq_len=seq_len)
-    vocab, context = P.model_shape(load_series_model(refs[0]))
-    probe = P.load_or_make_probe_set(out, ids, vocab, context, options, source)
+    vocab, context = P.model_shape(P.first_readable_model(refs))
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-    summary = P.run_probe_pass(refs, out, probe, options, workers=workers, rank=rank, world_size=world,
-                               progress=not quiet, force=force)
-    typer.echo(f"probe: {summary.measured} measured, {summary.skipped} already done -> {out}/metrics "
-               f"(split probe; probe set {out}/probe/{P.PROBE_SET_FILE})")
+    # one writer per output folder; ranks > 0 of a torchrun pass share rank 0's lock
+    with run_lock(out, "track") if rank == 0 else nullcontext():
+        probe = P.load_or_make_probe_set(out, ids, vocab, context, options, source)
+        summary = P.run_probe_pass(refs, out, probe, options, workers=workers, rank=rank,
+                                   world_size=world, progress=not quiet, force=force)
+    unreadable = f", {len(summary.failed)} unreadable (skipped)" if summary.failed else ""
+    typer.echo(f"probe: {summary.measured} measured, {summary.skipped} already done{unreadable} -> "
+               f"{out}/metrics (split probe; probe set {out}/probe/{P.PROBE_SET_FILE})")
 
 
 def register(app: typer.Typer) -> None:

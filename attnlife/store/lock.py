@@ -151,15 +151,26 @@ def _still_held(holder: LockHolder) -> bool:
     return holder.pid != os.getpid() and pid_alive(holder.pid)
 
 
+_HELD: dict[str, RunLock] = {}   # resolved run dir -> the lock this process holds there
+
+
 @contextlib.contextmanager
-def run_lock(run_dir: str | os.PathLike, command: str) -> Iterator[RunLock]:
+def run_lock(run_dir: str | os.PathLike, command: str, reenter: bool = False) -> Iterator[RunLock]:
     """Hold RUN's writer lock for the block; `command` names the verb in a refusal message.
 
     Raises RunLockedError (one line: holder's command, pid, host, start time) when another live
-    process holds it; a lock left by a dead process of this host is taken over.
+    process holds it; a lock left by a dead process of this host is taken over. With `reenter`,
+    a lock this process already holds on RUN (a verb that locked the whole job) is used as it is;
+    without it, a second lock in the same process is refused like any other writer.
     """
+    key = str(Path(run_dir).resolve())
+    if reenter and key in _HELD:
+        yield _HELD[key]
+        return
     lock = RunLock(run_dir, command).acquire()
+    _HELD[key] = lock
     try:
         yield lock
     finally:
+        _HELD.pop(key, None)
         lock.release()

@@ -133,7 +133,7 @@ def _validate(cfg: MarkovConfig) -> None:
 def run_markov(cfg: MarkovConfig, out_dir: str | os.PathLike, quiet: bool = False) -> Path:
     """Train the one-layer model with SGD at rate `lr`; write RUN/run.json and RUN/metrics; return RUN."""
     _validate(cfg)
-    with run_lock(out_dir, "theory markov"):  # one writer per run directory
+    with run_lock(out_dir, "theory markov", reenter=True):  # one writer per run directory
         return _run_markov(cfg, out_dir, quiet)
 
 

@@ -98,7 +98,7 @@ def _validate(cfg: ScanSnapConfig | SweepConfig) -> None:
 def run_scan_snap(cfg: ScanSnapConfig, out_dir: str | os.PathLike, quiet: bool = False) -> Path:
     """Train one model (experiment 1) and write RUN/run.json and RUN/metrics; return the run dir."""
     _validate(cfg)
-    with run_lock(out_dir, "theory scan-snap"):  # one writer per run directory
+    with run_lock(out_dir, "theory scan-snap", reenter=True):  # one writer per run directory
         return _run_scan_snap(cfg, out_dir, quiet)
 
 
@@ -149,7 +149,7 @@ def run_sweep(cfg: SweepConfig, out_dir: str | os.PathLike, quiet: bool = False)
     the sweep table (parameters as columns; the analysis takes means and standard errors).
     """
     _validate(cfg)
-    with run_lock(out_dir, "theory scan-snap --sweep"):  # one writer per run directory
+    with run_lock(out_dir, "theory scan-snap --sweep", reenter=True):  # one writer per run directory
         return _run_sweep(cfg, out_dir, quiet)
 
 
