@@ -33,6 +33,7 @@ from attnlife.data.tokenize import decode_ids
 from attnlife.errors import CheckpointError, RunDirError
 from attnlife.store import analysis_tables as store
 from attnlife.store.checkpoints import load_state_dict
+from attnlife.store.damage import warn_damaged_text
 from attnlife.store.metrics_table import MetricWriter
 from attnlife.store.run_dir import Run, load_run
 from attnlife.track.generation import quality_rows, sample_checkpoint
@@ -53,9 +54,10 @@ class CycleOptions:
     focus_window: int = 5
 
 
-def checkpoint_integrity(run: Run, quiet: bool = True) -> pd.DataFrame:
+def checkpoint_integrity(run: Run, quiet: bool = True, unreadable: set[int] | None = None) -> pd.DataFrame:
     """Integrity rows from each checkpoint's attention tensors (names containing "attn"), or from the
-    spectra table when the directory has no checkpoints."""
+    spectra table when the directory has no checkpoints. A checkpoint that cannot be read is
+    skipped with one warning (its step is added to `unreadable`, so later stages skip it quietly)."""
     import torch
 
     found = run.checkpoints()
@@ -64,7 +66,14 @@ def checkpoint_integrity(run: Run, quiet: bool = True) -> pd.DataFrame:
         return integrity_table(spectra_digests(spectra)) if len(spectra) else builders.empty("integrity")
     digests = []
     for step, path in tqdm(found, desc="hash checkpoints", disable=quiet, leave=False):
-        attn = {k: v for k, v in load_state_dict(path).items() if "attn" in k}
+        try:
+            state = load_state_dict(path)
+        except CheckpointError as err:  # damaged: skipped with one warning, like `spectra`
+            warn_damaged_text(f"{err}; skipped")
+            if unreadable is not None:
+                unreadable.add(int(step))
+            continue
+        attn = {k: v for k, v in state.items() if "attn" in k}
         raw = {k: v.detach().contiguous().view(-1).view(torch.uint8).numpy() for k, v in attn.items()}
         finite = all(bool(v.isfinite().all()) for v in attn.values() if v.is_floating_point())
         digest, _ = attention_digest(raw)
@@ -75,7 +84,7 @@ def checkpoint_integrity(run: Run, quiet: bool = True) -> pd.DataFrame:
 def sample_generation_quality(run: Run, excluded: set[int], quiet: bool = True) -> int:
     """Sample every complete checkpoint not yet in split `sample` (and not excluded); write its rows
     (distinct_1..4, repetition_4, mean_logprob_nats, sample_tokens_per_s, attention metrics). Returns
-    the number of checkpoints sampled; 0 when the checkpoints are not attnlife GPT checkpoints."""
+    the number of checkpoints sampled. A checkpoint that cannot be read is skipped with one warning."""
     frame = run.metrics()
     done = set(frame[frame.split == "sample"].step.unique())
     todo = [(s, p) for s, p in run.checkpoints() if s not in done and s not in excluded]
@@ -87,8 +96,9 @@ def sample_generation_quality(run: Run, excluded: set[int], quiet: bool = True) 
         for step, path in tqdm(todo, desc="sample checkpoints", disable=quiet, leave=False):
             try:
                 got = sample_checkpoint(path)
-            except CheckpointError:
-                break
+            except CheckpointError as err:  # damaged: skipped with one warning, the rest go on
+                warn_damaged_text(f"{err}; not sampled")
+                continue
             writer.log_rows(step, quality_rows(got), split="sample")
             if itos:
                 texts.append({"step": int(step), "text": decode_ids(got.sequences[0], itos)})
@@ -101,7 +111,7 @@ def sample_generation_quality(run: Run, excluded: set[int], quiet: bool = True) 
 def _append_sample_texts(run: Run, new: pd.DataFrame) -> None:
     """Add the first generated sequence of newly sampled checkpoints to analysis table `samples`
     (step, text); steps sampled before keep their text."""
-    old = store.read_analysis(run.root).get("samples")
+    old = store.read_analysis(run.root).get("samples")   # a damaged one is warned about, replaced
     merged = new if old is None else pd.concat([old[~old.step.isin(new.step)], new])
     store.write_analysis_table(run.root, "samples", merged.sort_values("step"))
 
@@ -135,10 +145,11 @@ def compute_tables(run: Run, quiet: bool = True, sample: bool = True, bar: tqdm 
         if bar is not None:
             bar.update(1)
 
-    integrity = checkpoint_integrity(run, quiet)
+    unreadable: set[int] = set()
+    integrity = checkpoint_integrity(run, quiet, unreadable)
     excluded = _excluded(integrity)
     advance()
-    sampled = sample_generation_quality(run, excluded, quiet) if sample else 0
+    sampled = sample_generation_quality(run, excluded | unreadable, quiet) if sample else 0
     advance()
     frame, spectra = _clean(run.metrics(), run.spectra(), excluded)
     split = attention_split(frame)

@@ -104,17 +104,24 @@ def snapshots(run: ReportRun, shape: tuple[int, int]) -> dict | None:
     if not all(n in store.names() for n in names):
         return None
     steps = store.steps(names[0])
-    t = min(MAX_PATTERN_TOKENS, int(store.read(names[0], steps[0]).shape[-1]))
+    first = next((p for p in (store.read_or_warn(names[0], s) for s in steps) if p is not None), None)
+    if first is None:
+        return None
+    t = min(MAX_PATTERN_TOKENS, int(first.shape[-1]))
     per_step = shape[0] * shape[1] * t * t
     keep = max(1, min(len(steps), PATTERN_BUDGET_BYTES // per_step))
     steps = [steps[i] for i in sorted({int(round(x)) for x in np.linspace(0, len(steps) - 1, keep)})]
-    frames = np.zeros((len(steps), shape[0], shape[1], t, t), dtype=np.uint8)
-    for i, step in enumerate(steps):
-        for layer, name in enumerate(names):
-            pattern = store.read(name, step).float().numpy()[:, :t, :t]
-            frames[i, layer] = np.round(np.clip(pattern, 0, 1) * 255).astype(np.uint8)
-    return {"steps": [int(s) for s in steps], "t": t,
-            "values": base64.b64encode(frames.tobytes()).decode("ascii")}
+    frames, shown = [], []
+    for step in steps:   # a step with a damaged snapshot file (warned about) is left out
+        patterns = [store.read_or_warn(name, step) for name in names]
+        if any(p is None for p in patterns):
+            continue
+        frames.append(np.stack([np.round(np.clip(p.float().numpy()[:, :t, :t], 0, 1) * 255)
+                                .astype(np.uint8) for p in patterns]))
+        shown.append(int(step))
+    if not shown:
+        return None
+    return {"steps": shown, "t": t, "values": base64.b64encode(np.stack(frames).tobytes()).decode("ascii")}
 
 
 def _records(frame: pd.DataFrame, columns: list[str]) -> list[dict]:

@@ -146,9 +146,19 @@ class ReportRun:
         return {k: v.numpy() for k, v in self.run.spectra_arrays(self.spectra_model, int(step)).items()}
 
     def array_series(self, key: str) -> tuple[np.ndarray, np.ndarray]:
-        """(steps [S], stacked array [S, ...]) of one stored spectra array over the checkpoints."""
-        steps = np.sort(self.spectra[self.spectra.model == self.spectra_model]["step"].unique())
-        got = [self.arrays(int(s)) for s in steps]
+        """(steps [S], stacked array [S, ...]) of one stored spectra array over the checkpoints;
+        a checkpoint whose arrays file is damaged is left out with one warning."""
+        from attnlife.store.damage import warn_damaged_text
+        from attnlife.store.spectra_arrays import DamagedArraysError
+
+        steps, got = [], []
+        for s in np.sort(self.spectra[self.spectra.model == self.spectra_model]["step"].unique()):
+            try:
+                got.append(self.arrays(int(s)))
+                steps.append(s)
+            except DamagedArraysError as err:
+                warn_damaged_text(f"{err}; skipped until then")
+        steps = np.asarray(steps, dtype=np.int64)
         if not got or any(key not in a for a in got):
             raise MissingData(f"spectra arrays lack {key!r} (written before it was stored); delete "
                               f"{self.root}/spectra and run `attnlife spectra {self.root}`")

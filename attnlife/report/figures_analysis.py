@@ -36,7 +36,11 @@ def attention_snapshots(run: ReportRun) -> plt.Figure:
         raise MissingData(f"no per-layer attention snapshots; run `attnlife track {run.root}`")
     steps = store.steps(names[0])
     shown = [steps[i] for i in sorted({int(round(x)) for x in np.linspace(0, len(steps) - 1, min(6, len(steps)))})]
-    first = store.read(names[0], steps[0]).float().numpy()
+    shown = [s for s in shown if all(store.read_bits_or_warn(n, s) is not None for n in names)]
+    if not shown:  # a step with a damaged snapshot file (warned about) is left out
+        raise MissingData(f"the attention snapshots shown are damaged (see the warnings); delete "
+                          f"them from {store.root}")
+    first = store.read(names[0], shown[0]).float().numpy()
     heads = snapshot_heads(run, len(names), first.shape[0])
     fig, axes = plt.subplots(len(heads), len(shown), figsize=(1.9 * len(shown) + 1.2, 1.9 * len(heads) + 0.8),
                              squeeze=False)

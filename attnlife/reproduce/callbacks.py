@@ -31,7 +31,14 @@ def read_clock(run_dir: str | Path) -> dict[int, float]:
     path = Path(run_dir) / CLOCK_FILE
     if not path.is_file():
         return {}
-    return {int(k): float(v) for k, v in json.loads(path.read_text())["seconds_at_step"].items()}
+    try:
+        return {int(k): float(v) for k, v in json.loads(path.read_text())["seconds_at_step"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as err:
+        from attnlife.store.damage import first_line, warn_damaged
+
+        warn_damaged(path, first_line(err), "the training time restarts from this segment "
+                     "(the file is rewritten at the next checkpoint)")
+        return {}
 
 
 class TrainClock(Callback):

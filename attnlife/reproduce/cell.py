@@ -67,9 +67,22 @@ class CellOutcome:
 
 
 def read_done(run_dir: str | Path) -> Optional[dict]:
-    """The cell's done marker, or None when it has not finished."""
+    """The cell's done marker, or None when it has not finished (or, with one warning, when the
+    marker is damaged: the cell then counts as not done and a rerun rebuilds it)."""
+    from attnlife.store.damage import first_line, warn_damaged
+
     path = Path(run_dir) / DONE_FILE
-    return json.loads(path.read_text()) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        done = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(done, dict) or not isinstance(done.get("numbers", {}), dict):
+            raise ValueError("not a done record")
+        return done
+    except (OSError, ValueError, UnicodeDecodeError) as err:
+        warn_damaged(path, first_line(err), "the cell counts as not done; rerunning `attnlife "
+                     "reproduce` rebuilds it")
+        return None
 
 
 def is_done(run_dir: str | Path) -> bool:

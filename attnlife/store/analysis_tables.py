@@ -32,9 +32,11 @@ import os
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 
 from attnlife.errors import RunDirError
 from attnlife.store.atomic import atomic_path, write_json_atomic, write_text_atomic
+from attnlife.store.damage import first_line, warn_damaged, warn_damaged_text
 
 ANALYSIS_DIR = "analysis"
 SUMMARY = "summary.json"
@@ -73,7 +75,6 @@ def write_analysis_table(run_dir: str | os.PathLike, name: str, frame: pd.DataFr
         if missing:
             raise ValueError(f"analysis table {name} lacks columns {missing}")
         frame = frame[cols + [c for c in frame.columns if c not in cols]]
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     from attnlife.store.run_format import part_metadata
@@ -101,25 +102,58 @@ def write_summary(run_dir: str | os.PathLike, summary: dict) -> Path:
     return write_json_atomic(analysis_dir(run_dir) / SUMMARY, summary)
 
 
+class DamagedTableError(RunDirError):
+    """An analysis table or summary.json cannot be read (truncated, not Parquet / JSON)."""
+
+
+_REBUILD = "`attnlife analyze {run}` rebuilds it"
+
+
+def _read_table_file(path: Path, run_dir: str | os.PathLike) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(path)
+    except (OSError, ValueError, TypeError, KeyError, pa.ArrowException) as err:
+        raise DamagedTableError(f"{path} is damaged ({first_line(err)}); "
+                                f"{_REBUILD.format(run=run_dir)}") from None
+
+
 def read_analysis_table(run_dir: str | os.PathLike, name: str) -> pd.DataFrame:
-    """Table `name` of RUN/analysis/ as a DataFrame; RunDirError naming the fix if absent."""
+    """Table `name` of RUN/analysis/ as a DataFrame; RunDirError naming the fix if absent,
+    DamagedTableError (a RunDirError, one line) if it cannot be read."""
     path = analysis_dir(run_dir) / f"{name}.parquet"
     if not path.is_file():
         known = ", ".join(sorted(ANALYSIS_COLUMNS))
         raise RunDirError(f"{path} does not exist; run `attnlife analyze {run_dir}` first "
                           f"(tables: {known})")
-    return pd.read_parquet(path)
+    return _read_table_file(path, run_dir)
 
 
 def read_analysis(run_dir: str | os.PathLike) -> dict[str, pd.DataFrame]:
-    """Every table in RUN/analysis/ (name -> DataFrame); {} when the run was never analysed."""
+    """Every readable table in RUN/analysis/ (name -> DataFrame); {} when the run was never
+    analysed. A damaged table is left out with one DamagedFileWarning naming it and the fix."""
     d = analysis_dir(run_dir)
     if not d.is_dir():
         return {}
-    return {p.stem: pd.read_parquet(p) for p in sorted(d.glob("*.parquet"))}
+    tables = {}
+    for path in sorted(d.glob("*.parquet")):
+        try:
+            tables[path.stem] = _read_table_file(path, run_dir)
+        except DamagedTableError as err:
+            warn_damaged_text(f"{err}; skipped until then")
+    return tables
 
 
 def read_summary(run_dir: str | os.PathLike) -> dict:
-    """RUN/analysis/summary.json ({} when the run was never analysed)."""
+    """RUN/analysis/summary.json ({} when the run was never analysed, or, with one
+    DamagedFileWarning, when it is damaged)."""
     path = analysis_dir(run_dir) / SUMMARY
-    return json.loads(path.read_text()) if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(summary, dict):
+            raise ValueError(f"a JSON {type(summary).__name__}, not an object")
+        return summary
+    except (OSError, ValueError, UnicodeDecodeError) as err:
+        warn_damaged(path, first_line(err), f"skipped; {_REBUILD.format(run=run_dir)}")
+        return {}

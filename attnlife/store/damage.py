@@ -22,7 +22,23 @@ def first_line(err: BaseException, limit: int = 160) -> str:
     return (lines[0] if lines else type(err).__name__)[:limit]
 
 
+_WARNED: set[str] = set()   # messages already given in this process: one warning per file
+
+
 def warn_damaged(path: str | os.PathLike, reason: str, fix: str,
                  category: type[Warning] = DamagedFileWarning, stacklevel: int = 3) -> None:
-    """Warn (one line) that `path` is damaged (`reason`) and was skipped or rebuilt (`fix`)."""
-    warnings.warn(f"{path} is damaged ({reason}); {fix}", category, stacklevel=stacklevel)
+    """Warn (one line, once per process) that `path` is damaged (`reason`) and was skipped or
+    rebuilt (`fix`)."""
+    _warn_once(f"{path} is damaged ({reason}); {fix}", category, stacklevel + 1)
+
+
+def warn_damaged_text(message: str, stacklevel: int = 3) -> None:
+    """Warn once with a message that already names the damaged file (a reader's one-line error)."""
+    _warn_once(str(message), DamagedFileWarning, stacklevel + 1)
+
+
+def _warn_once(message: str, category: type[Warning], stacklevel: int) -> None:
+    text = " ".join(message.split())
+    if text not in _WARNED:
+        _WARNED.add(text)
+        warnings.warn(text, category, stacklevel=stacklevel)

@@ -99,7 +99,14 @@ def _read_existing_record(path: Path) -> dict | None:
                           f"output directory") from None
     if not isinstance(old, dict):
         raise RunDirError(f"{path} is not a JSON object; restore it or pass a new output directory")
+    for section in RECORD_SECTIONS:   # readers index into these: a scalar there is damage
+        if section in old and not isinstance(old[section], dict):
+            raise RunDirError(f"{path} is damaged (its {section} is a {type(old[section]).__name__}, "
+                              f"not an object); restore it or pass a new output directory")
     return old
+
+
+RECORD_SECTIONS = ("config", "dataset", "environment", "tracker_run")
 
 
 def _segment(env: dict, changed: dict) -> dict:
@@ -152,7 +159,7 @@ class Run:
 
     @property
     def config(self) -> dict:
-        """The run's configuration as stored in run.json under `config`."""
+        """The run's configuration as stored in run.json under `config` ({} if absent)."""
         return self.record.get("config", {})
 
     def metrics(self) -> pd.DataFrame:

@@ -12,17 +12,27 @@ from __future__ import annotations
 
 import io
 import os
+import zipfile
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Optional
 
 import numpy as np
 import torch
 
 from attnlife.errors import RunDirError
 from attnlife.store.atomic import atomic_path, clean_temp_files
+from attnlife.store.damage import first_line, warn_damaged
 from attnlife.store.layout import checkpoint_name
 
 KEYFRAME = -1
+
+
+class DamagedSnapshotError(RunDirError):
+    """A snapshot file (or one its delta chain needs) cannot be decoded."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"snapshot {path} is damaged ({reason})")
+        self.path, self.reason = path, reason
 
 
 def encode_delta(bits: np.ndarray, previous: np.ndarray | None) -> np.ndarray:
@@ -62,8 +72,8 @@ class SnapshotStore:
         earlier = [s for s in self.steps(name) if s < step]
         previous, base = None, KEYFRAME
         if earlier and len(earlier) % self.keyframe_every != 0:
-            prev_bits = self._read_bits(name, earlier[-1])
-            if prev_bits.shape == bits.shape:
+            prev_bits = self.read_bits_or_warn(name, earlier[-1])   # damaged: a keyframe instead
+            if prev_bits is not None and prev_bits.shape == bits.shape:
                 previous, base = prev_bits, earlier[-1]
         frame = encode_delta(bits, previous)
         buf = io.BytesIO()
@@ -82,8 +92,22 @@ class SnapshotStore:
                 for k, t in tensors.items()]
 
     def read(self, name: str, step: int) -> torch.Tensor:
-        """The fp16 tensor stored under `name` at `step` (decoding its delta chain)."""
+        """The fp16 tensor stored under `name` at `step` (decoding its delta chain); a damaged file
+        in the chain raises DamagedSnapshotError (one line naming it)."""
         return torch.from_numpy(self._read_bits(name, step).view(np.float16).copy())
+
+    def read_or_warn(self, name: str, step: int) -> Optional[torch.Tensor]:
+        """`read`, or None with one DamagedFileWarning when a file of its chain is damaged."""
+        bits = self.read_bits_or_warn(name, step)
+        return None if bits is None else torch.from_numpy(bits.view(np.float16).copy())
+
+    def read_bits_or_warn(self, name: str, step: int) -> Optional[np.ndarray]:
+        try:
+            return self._read_bits(name, step)
+        except DamagedSnapshotError as err:
+            warn_damaged(err.path, err.reason, "skipped (attention snapshots are written while "
+                         "training and cannot be rebuilt; delete the file to silence this)")
+            return None
 
     def compression(self, name: str | None = None) -> dict:
         """{'raw_bytes', 'stored_bytes', 'ratio'}: fp16 size over file size, for one name or all."""
@@ -101,7 +125,18 @@ class SnapshotStore:
         if not path.is_file():
             raise RunDirError(f"no snapshot {name!r} at step {step} in {self.root}; "
                               f"available steps: {self.steps(name)}")
-        with np.load(path) as z:
-            frame, shape, base = z["bits"], tuple(z["shape"].tolist()), int(z["base_step"])
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                frame, shape, base = z["bits"], tuple(z["shape"].tolist()), int(z["base_step"])
+            if frame.dtype != np.uint16 or frame.size != int(np.prod(shape)) or (
+                    base != KEYFRAME and base >= step):
+                raise ValueError(f"{frame.dtype} bits of size {frame.size} for shape {shape}, "
+                                 f"base step {base}")
+        except (OSError, ValueError, KeyError, EOFError, TypeError, zipfile.BadZipFile) as err:
+            raise DamagedSnapshotError(path, first_line(err)) from None
         previous = None if base == KEYFRAME else self._read_bits(name, base)
-        return decode_delta(frame, previous).reshape(shape)
+        if previous is not None and previous.size != frame.size:
+            raise DamagedSnapshotError(path, f"delta frame of size {frame.size} against a base "
+                                             f"of size {previous.size}")
+        return decode_delta(frame.reshape(-1), None if previous is None else previous.reshape(-1)
+                            ).reshape(shape)

@@ -11,9 +11,11 @@ import os
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import torch
 
 from attnlife.errors import CheckpointError
+from attnlife.store.damage import first_line, warn_damaged
 from attnlife.store.layout import RunPaths
 
 MEETING_COLUMNS = ["model", "matrix", "layer", "head_index", "step", "rank", "gap_rel",
@@ -27,13 +29,30 @@ def read_spectra_arrays(run_dir: str | os.PathLike, model: str, step: int) -> di
     path = RunPaths(Path(run_dir)).spectra_arrays(model, step)
     if not path.is_file():
         raise CheckpointError(f"no spectra arrays for {model} step {step} at {path}; run `attnlife spectra` first")
-    return load_file(str(path))
+    try:
+        return load_file(str(path))
+    except Exception as err:  # noqa: BLE001 - safetensors raises its own (Rust) error types
+        if isinstance(err, MemoryError):
+            raise
+        raise DamagedArraysError(f"{path} is damaged ({first_line(err)}); `attnlife spectra "
+                                 f"{run_dir} --force` rebuilds it") from None
+
+
+class DamagedArraysError(CheckpointError):
+    """A spectra arrays file cannot be read (truncated or not safetensors)."""
 
 
 def read_meetings(run_dir: str | os.PathLike) -> pd.DataFrame:
-    """All near-meetings found so far (columns MEETING_COLUMNS); empty frame if none."""
+    """All near-meetings found so far (columns MEETING_COLUMNS); empty frame if none. A damaged
+    file is left out with one DamagedFileWarning naming it."""
     d = RunPaths(Path(run_dir)).spectra / "meetings"
     files = sorted(d.glob("*.parquet")) if d.is_dir() else []
-    if not files:
+    frames = []
+    for f in files:
+        try:
+            frames.append(pd.read_parquet(f))
+        except (OSError, ValueError, TypeError, KeyError, pa.ArrowException) as err:
+            warn_damaged(f, first_line(err), f"skipped; `attnlife spectra {run_dir}` rebuilds it")
+    if not frames:
         return pd.DataFrame({c: [] for c in MEETING_COLUMNS})
-    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    return pd.concat(frames, ignore_index=True)

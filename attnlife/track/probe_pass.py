@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -31,13 +32,14 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from attnlife.errors import AttnlifeError
+from attnlife.errors import AttnlifeError, CheckpointError
 from attnlife.series.models import load_series_model
-from attnlife.series.refs import CheckpointRef
+from attnlife.series.refs import CheckpointRef, SeriesSourceError
 from attnlife.series.workers import rank_share, run_in_processes
 from attnlife.store.atomic import atomic_path, write_json_atomic
+from attnlife.store.damage import first_line, warn_damaged
 from attnlife.store.metrics_table import MetricRow, MetricWriter
-from attnlife.store.layout import checkpoint_name
+from attnlife.store.layout import checkpoint_name, model_dirname
 from attnlife.store.run_dir import Run
 from attnlife.track import head_types as HT
 from attnlife.track.accumulate import AttentionAccumulator, stderr_of_mean
@@ -71,6 +73,7 @@ class ProbeSummary:
 
     measured: int
     skipped: int
+    failed: tuple[str, ...] = ()   # one line per checkpoint that could not be read (skipped)
 
 
 def probe_dir(out_dir: str | os.PathLike) -> Path:
@@ -117,9 +120,19 @@ def load_or_make_probe_set(out_dir: str | os.PathLike, tokens: Optional[np.ndarr
     path = probe_dir(out_dir) / PROBE_SET_FILE
     record = json.dumps({"options": asdict(options), "source": source}, sort_keys=True)
     if path.is_file():
-        with safe_open(str(path), framework="pt") as h:
-            if (h.metadata() or {}).get("record") == record:
-                return {k: h.get_tensor(k) for k in h.keys()}
+        try:
+            with safe_open(str(path), framework="pt") as h:
+                if (h.metadata() or {}).get("record") == record:
+                    stored = {k: h.get_tensor(k) for k in h.keys()}
+                    if set(stored) == {"ids", "repeated"}:
+                        return stored
+                    raise ValueError(f"it holds {sorted(stored)}, not ids and repeated")
+        except Exception as err:  # noqa: BLE001 - safetensors raises its own (Rust) error types
+            if isinstance(err, MemoryError):
+                raise
+            fix = ("rebuilt from its source" if tokens is not None else
+                   "pass --text or --tokens to rebuild it")
+            warn_damaged(path, first_line(err), fix)
     if tokens is None:
         raise ProbeSetError("no probe text: pass --text FILE or --tokens FILE (a run directory uses "
                             "its dataset's val split)")
@@ -160,7 +173,7 @@ def measure_checkpoint(model: Any, probe: dict[str, torch.Tensor], options: Prob
 
 def done_path(out_dir: str | os.PathLike, model: str, step: int) -> Path:
     """OUT/probe/done/<model>/step_XXXXXXX.json, written after the checkpoint's rows."""
-    return probe_dir(out_dir) / "done" / model.replace("/", "--") / f"{checkpoint_name(step)}.json"
+    return probe_dir(out_dir) / "done" / model_dirname(model) / f"{checkpoint_name(step)}.json"
 
 
 def options_key(options: ProbeOptions, probe: dict[str, torch.Tensor]) -> str:
@@ -178,8 +191,37 @@ def is_done(out_dir: str | os.PathLike, ref: CheckpointRef, key: str) -> bool:
         return False
 
 
-def _measure_and_write(ref: CheckpointRef, out_dir: str, probe: dict, options: ProbeOptions, key: str) -> int:
-    model = load_series_model(ref)
+def first_readable_model(refs: list[CheckpointRef]) -> Any:
+    """The model of the first checkpoint of `refs` that can be read (the pass itself warns about
+    the unreadable ones it skips); ProbeSetError naming the first failure when none can."""
+    from safetensors import SafetensorError
+
+    first = ""
+    for ref in refs:
+        try:
+            return load_series_model(ref)
+        except (CheckpointError, SeriesSourceError, SafetensorError, OSError) as err:
+            first = first or f"{ref.model} step {ref.step}: {' '.join(str(err).split())}"
+    raise ProbeSetError(f"none of the {len(refs)} checkpoints could be read (first: {first})")
+
+
+def _measure_or_skip(ref: CheckpointRef, out_dir: str, probe: dict, options: ProbeOptions,
+                     key: str) -> Optional[str]:
+    """`_measure_and_write`, or the one-line reason a checkpoint that cannot be read was skipped
+    (a failed write still stops the pass)."""
+    from safetensors import SafetensorError
+
+    try:
+        model = load_series_model(ref)
+    except (CheckpointError, SeriesSourceError, SafetensorError, OSError) as err:
+        return f"skipped {ref.model} step {ref.step}: {' '.join(str(err).split())}"
+    _measure_and_write(ref, out_dir, probe, options, key, model)
+    return None
+
+
+def _measure_and_write(ref: CheckpointRef, out_dir: str, probe: dict, options: ProbeOptions, key: str,
+                       model: Any = None) -> int:
+    model = load_series_model(ref) if model is None else model
     rows = measure_checkpoint(model, probe, options)
     writer = MetricWriter(out_dir)
     writer.log_rows(ref.step, rows, split=PROBE_SPLIT)
@@ -198,9 +240,13 @@ def run_probe_pass(refs: list[CheckpointRef], out_dir: str | os.PathLike, probe:
     mine = rank_share(refs, rank, world_size)
     todo = [r for r in mine if force or not is_done(out_dir, r, key)]
     with tqdm(total=len(todo), disable=not progress, desc="probe", unit="ckpt") as bar:
-        run_in_processes(_measure_and_write, [(r, str(out_dir), probe, options, key) for r in todo],
-                         workers, on_done=lambda _: bar.update(1))
-    return ProbeSummary(measured=len(todo), skipped=len(mine) - len(todo))
+        failed = [f for f in run_in_processes(_measure_or_skip, [(r, str(out_dir), probe, options, key)
+                                                                for r in todo],
+                                              workers, on_done=lambda _: bar.update(1)) if f]
+        for line in failed:   # like `spectra`: an unreadable checkpoint is skipped, the pass goes on
+            bar.write(f"warning: {line}", file=sys.stderr)
+    return ProbeSummary(measured=len(todo) - len(failed), skipped=len(mine) - len(todo),
+                        failed=tuple(failed))
 
 
 def read_token_file(path: str | os.PathLike) -> np.ndarray:

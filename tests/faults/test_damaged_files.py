@@ -1,0 +1,193 @@
+"""A damaged file of any kind, for every reader of the store: skipped with one warning naming the
+file and the command that rebuilds it (or rebuilt, when attnlife made it), never a traceback;
+`track` and `analyze` skip a bad checkpoint like `spectra` does."""
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from attnlife.store.damage import DamagedFileWarning
+from attnlife.store.run_dir import load_run
+from attnlife.store.snapshots import DamagedSnapshotError, SnapshotStore
+from tests.faults.conftest import cli
+
+TRACKED = ["track.enabled=true", "track.every=2", "track.snapshot_every=4", "track.light_every=0"]
+
+
+def _truncate(path: Path, keep: float = 0.5) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+def _warnings(err: str) -> list[str]:
+    return [ln for ln in err.splitlines() if ln.startswith("warning:")]
+
+
+@pytest.fixture(scope="module")
+def analysed(tmp_path_factory, fault_data: Path) -> Path:
+    """An 8-step tracked run (snapshots), probed by `track`, analysed with sampling."""
+    from attnlife.cli import main
+    from tests.faults.conftest import train_args
+
+    run = tmp_path_factory.mktemp("analysed") / "run"
+    for argv in (train_args(fault_data, run, 8, *TRACKED), ["track", str(run), "--quiet", "--sequences", "4"],
+                 ["analyze", str(run), "--quiet"]):
+        try:
+            main(argv)
+        except SystemExit as stop:
+            assert stop.code in (0, None), argv
+    return run
+
+
+@pytest.fixture
+def run(analysed: Path, tmp_path: Path) -> Path:
+    shutil.copytree(analysed, tmp_path / "run")
+    return tmp_path / "run"
+
+
+def test_damaged_probe_set_is_rebuilt_from_its_source(run: Path, capsys) -> None:
+    probe = run / "probe" / "probe_set.safetensors"
+    original = probe.read_bytes()
+    _truncate(probe)
+    result = cli("track", str(run), "--quiet", "--sequences", "4", capsys=capsys)
+    assert result.code == 0, result.err[-2000:]
+    assert _warnings(result.err) == [f"warning: {probe} is damaged (" + _warnings(result.err)[0].split(" (", 1)[1]]
+    assert _warnings(result.err)[0].endswith("); rebuilt from its source")
+    assert probe.read_bytes() == original            # the same probe set: done markers still hold
+    assert "probe: 0 measured, 5 already done" in result.out
+
+
+def test_bad_checkpoint_is_skipped_by_track(run: Path, capsys) -> None:
+    bad = run / "checkpoints" / "step_0000002" / "model.safetensors"
+    _truncate(bad)
+    result = cli("track", str(run), "--quiet", "--sequences", "4", "--force", capsys=capsys)
+    assert result.code == 0, result.err[-2000:]
+    (line,) = _warnings(result.err)
+    assert line.startswith(f"warning: skipped run step 2: cannot read {bad} (") and "Traceback" not in result.err
+    assert "probe: 4 measured, 0 already done, 1 unreadable (skipped)" in result.out
+
+
+def test_bad_checkpoint_is_skipped_by_analyze(run: Path, capsys) -> None:
+    bad = run / "checkpoints" / "step_0000004" / "model.safetensors"
+    _truncate(bad)
+    metrics = load_run(run).metrics()
+    metrics_sample = metrics[metrics.split == "sample"]
+    shutil.rmtree(run / "metrics")                        # every checkpoint must be sampled again
+    (run / "metrics").mkdir()
+    from attnlife.store.metrics_table import MetricWriter
+
+    with MetricWriter(run) as writer:
+        writer.add_frame(metrics[metrics.split != "sample"])
+    result = cli("analyze", str(run), "--quiet", capsys=capsys)
+    assert result.code == 0, result.err[-2000:]
+    (line,) = _warnings(result.err)                       # one warning for the file, not one per stage
+    assert line.startswith(f"warning: cannot read {bad} (") and line.endswith("; skipped")
+    again = load_run(run).metrics()
+    assert sorted(again[again.split == "sample"].step.unique()) == [0, 1, 2, 8]
+    assert sorted(metrics_sample.step.unique()) == [0, 1, 2, 4, 8]
+    integrity = load_run(run).analysis_table("integrity")
+    assert sorted(integrity.step) == [0, 1, 2, 8]
+
+
+def test_damaged_meta_json_is_not_sampled(run: Path, capsys) -> None:
+    (run / "checkpoints" / "step_0000002" / "meta.json").write_text("{")
+    shutil.rmtree(run / "analysis")
+    metrics = load_run(run).metrics()
+    shutil.rmtree(run / "metrics")
+    from attnlife.store.metrics_table import MetricWriter
+
+    with MetricWriter(run) as writer:
+        writer.add_frame(metrics[metrics.split != "sample"])
+    result = cli("analyze", str(run), "--quiet", capsys=capsys)
+    assert result.code == 0, result.err[-2000:]
+    (line,) = _warnings(result.err)
+    assert "step_0000002/meta.json" in line and line.endswith("; not sampled")
+
+
+def test_damaged_analysis_table_and_summary_are_skipped_then_rebuilt(run: Path, capsys) -> None:
+    phases = run / "analysis" / "phases.parquet"
+    _truncate(phases)
+    (run / "analysis" / "summary.json").write_text("{not json")
+    with pytest.warns(DamagedFileWarning) as seen:
+        tables = load_run(run).analysis()
+        summary = load_run(run).analysis_summary()
+    assert "phases" not in tables and "head_types" in tables and summary == {}
+    messages = [str(w.message) for w in seen]
+    assert any(m.startswith(f"{phases} is damaged (") and m.endswith(f"`attnlife analyze {run}` rebuilds it; "
+                                                                     f"skipped until then") for m in messages)
+    assert any(m.startswith(f"{run / 'analysis' / 'summary.json'} is damaged (") for m in messages)
+    result = cli("analyze", str(run), "--quiet", "--no-sample", capsys=capsys)
+    assert result.code == 0 and _warnings(result.err) == [], result.err[-2000:]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DamagedFileWarning)
+        assert len(load_run(run).analysis()["phases"]) > 0 and load_run(run).analysis_summary()
+
+
+def test_damaged_snapshots_are_skipped_and_a_keyframe_written_after_them(tmp_path: Path) -> None:
+    store = SnapshotStore(tmp_path, keyframe_every=16)
+    frames = {s: torch.rand(2, 4, 4) for s in range(4)}
+    for step in range(3):
+        store.write(step, "layer0", frames[step])
+    bad = store.root / "layer0" / "step_0000001.npz"
+    _truncate(bad)
+    with pytest.raises(DamagedSnapshotError, match=f"snapshot {bad} is damaged"):
+        store.read("layer0", 2)                          # a delta on the damaged frame
+    with pytest.warns(DamagedFileWarning, match="cannot be rebuilt") as seen:
+        assert store.read_or_warn("layer0", 2) is None
+        store.write(3, "layer0", frames[3])             # the writer falls back to a keyframe
+    assert all(str(bad) in str(w.message) for w in seen)
+    assert torch.equal(store.read("layer0", 3), frames[3].half())
+    assert torch.equal(store.read("layer0", 0), frames[0].half())
+    with np.load(store.root / "layer0" / "step_0000003.npz") as z:
+        assert int(z["base_step"]) == -1
+
+
+def test_report_skips_every_damaged_file_with_one_warning_each(tmp_path: Path, capsys) -> None:
+    from tests.support.synthetic import write_synthetic_run
+
+    run = write_synthetic_run(tmp_path / "synth")
+    damaged = [run / "analysis" / "claims.parquet", run / "spectra" / "meetings" / "synth.parquet",
+               sorted((run / "spectra" / "arrays").rglob("*.safetensors"))[3],
+               sorted((run / "snapshots" / "layer1").glob("*.npz"))[2]]
+    for path in damaged:
+        _truncate(path)
+    (run / "analysis" / "summary.json").write_text("[")
+    result = cli("report", str(run), "--quiet", capsys=capsys)
+    assert result.code == 0 and "Traceback" not in result.err, result.err[-3000:]
+    lines = _warnings(result.err)
+    for path in damaged:
+        assert sum(str(path) in ln for ln in lines) == 1, (path, lines)
+    assert len(lines) == len(damaged)
+    assert any("`attnlife analyze" in ln for ln in lines if "claims" in ln)
+    assert any("`attnlife spectra" in ln and "--force" in ln for ln in lines if "arrays" in ln)
+    html = (run / "report" / "dashboard.html").read_text()
+    assert len(html) > 100_000 and (run / "report" / "weights_rank_heatmap.png").is_file()
+
+
+def test_damaged_reproduce_markers(tmp_path: Path) -> None:
+    from attnlife.reproduce.callbacks import CLOCK_FILE, read_clock
+    from attnlife.reproduce.cell import DONE_FILE, read_done
+
+    (tmp_path / DONE_FILE).parent.mkdir(parents=True)
+    (tmp_path / DONE_FILE).write_text('{"numbers": [')
+    (tmp_path / CLOCK_FILE).write_text('{"seconds_at_step": 3}')
+    with pytest.warns(DamagedFileWarning) as seen:
+        assert read_done(tmp_path) is None and read_clock(tmp_path) == {}
+    assert [str(tmp_path / DONE_FILE) in str(w.message) for w in seen] == [True, False]
+    assert str(tmp_path / CLOCK_FILE) in str(seen[1].message)
+
+
+def test_damaged_run_json_is_one_line_for_every_verb(run: Path, capsys) -> None:
+    (run / "run.json").write_text(json.dumps({"config": 7}))
+    for argv in (["track", str(run), "--quiet"], ["analyze", str(run), "--quiet"], ["report", str(run), "--quiet"],
+                 ["spectra", str(run), "--quiet"], ["summary", str(run)]):
+        result = cli(*argv, capsys=capsys)
+        assert result.code in (0, 2) and "Traceback" not in result.err, (argv, result.err[-2000:])
+        if result.code == 2:
+            assert len(result.error_lines) == 1 and "run.json" in result.err, (argv, result.err)
