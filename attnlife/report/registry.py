@@ -29,7 +29,11 @@ class FigureSpec:
     kinds: tuple[str, ...] = ()  # run.json kinds it applies to; () = every non-theory run
 
     def filename(self, run: ReportRun) -> str:
-        return self.stem.format(dataset=run.dataset, name=run.name)
+        """The file stem; dataset and run names are made one safe path component (a name such
+        as `../x` from a run.json never writes outside the report folder)."""
+        from attnlife.store.layout import model_dirname
+
+        return self.stem.format(dataset=model_dirname(run.dataset), name=model_dirname(run.name))
 
     def applies(self, run: ReportRun) -> bool:
         if self.kinds:

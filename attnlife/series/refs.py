@@ -127,8 +127,10 @@ def hf_series(model: str, revisions: list[str]) -> list[CheckpointRef]:
     for i, rev in enumerate(revs):
         local = _resolve_hf_revision(model, rev)
         step = _last_int(rev)
-        refs.append(CheckpointRef(model.rstrip("/").split("/")[-1] if Path(model).is_dir() else model,
-                                  step if step is not None else i, "hf", str(local), {"revision": rev}))
+        # a local model directory is named by its folder (`..` names the parent; links kept)
+        name = Path(os.path.abspath(model)).name if Path(model).is_dir() else model
+        refs.append(CheckpointRef(name, step if step is not None else i, "hf", str(local),
+                                  {"revision": rev}))
     return sorted(refs, key=lambda r: r.step)
 
 

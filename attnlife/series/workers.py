@@ -57,12 +57,13 @@ def dying_worker(threads: int) -> None:
 
 def run_in_processes(fn: Callable, jobs: list[tuple], workers: int = 1,
                      on_done: Optional[Callable[[Any], None]] = None,
-                     initializer: Callable[[int], None] = set_threads) -> list:
+                     initializer: Callable[[int], None] = dying_worker) -> list:
     """fn(*job) for every job; results in completion order, `on_done(result)` after each.
 
     workers <= 1 (or a single job) runs here; otherwise in that many spawned processes, each
-    started with `initializer(threads)` (torch threads split between them). `fn` and
-    `initializer` must be importable (module level) for the spawned workers.
+    started with `initializer(threads)` (torch threads split between them; by default
+    `dying_worker`, so no worker, and then no resource tracker, outlives a killed parent). `fn`
+    and `initializer` must be importable (module level) for the spawned workers.
     """
     results = []
     if workers <= 1 or len(jobs) <= 1:

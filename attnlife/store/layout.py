@@ -40,8 +40,11 @@ def checkpoint_name(step: int) -> str:
 
 
 def model_dirname(model: str) -> str:
-    """Filesystem-safe series name: 'EleutherAI/pythia-160m' -> 'EleutherAI--pythia-160m'."""
-    return model.replace("/", "--").replace("\\", "--")
+    """Filesystem-safe series name, always one path component inside its folder:
+    'EleutherAI/pythia-160m' -> 'EleutherAI--pythia-160m'; '', '.', '..' (and names of dots) get
+    a `_` prefix so a path built from them never leaves the folder it is joined to."""
+    name = model.replace("/", "--").replace("\\", "--").replace("\0", "")
+    return name if name.strip(".") else f"_{name}"
 
 
 @dataclass(frozen=True)
