@@ -126,7 +126,7 @@ class SnapshotStore:
             raise RunDirError(f"no snapshot {name!r} at step {step} in {self.root}; "
                               f"available steps: {self.steps(name)}")
         try:
-            with np.load(path, allow_pickle=False) as z:
+            with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as z:  # closed on damage too
                 frame, shape, base = z["bits"], tuple(z["shape"].tolist()), int(z["base_step"])
             if frame.dtype != np.uint16 or frame.size != int(np.prod(shape)) or (
                     base != KEYFRAME and base >= step):

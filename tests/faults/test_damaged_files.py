@@ -148,16 +148,35 @@ def test_damaged_snapshots_are_skipped_and_a_keyframe_written_after_them(tmp_pat
         assert int(z["base_step"]) == -1
 
 
-def test_report_skips_every_damaged_file_with_one_warning_each(tmp_path: Path, capsys) -> None:
+def _damaged_synthetic_run(root: Path) -> tuple[Path, list[Path]]:
     from tests.support.synthetic import write_synthetic_run
 
-    run = write_synthetic_run(tmp_path / "synth")
+    run = write_synthetic_run(root / "synth")
     damaged = [run / "analysis" / "claims.parquet", run / "spectra" / "meetings" / "synth.parquet",
                sorted((run / "spectra" / "arrays").rglob("*.safetensors"))[3],
                sorted((run / "snapshots" / "layer1").glob("*.npz"))[2]]
     for path in damaged:
         _truncate(path)
     (run / "analysis" / "summary.json").write_text("[")
+    return run, damaged
+
+
+def test_dashboard_skips_every_damaged_file_with_one_warning_each(tmp_path: Path) -> None:
+    from attnlife.report.dashboard import write_dashboard
+    from attnlife.report.data import ReportRun
+
+    run, damaged = _damaged_synthetic_run(tmp_path)
+    with pytest.warns(DamagedFileWarning) as seen:
+        page = write_dashboard(ReportRun(run))
+    messages = [str(w.message) for w in seen if issubclass(w.category, DamagedFileWarning)]
+    for path in damaged[:1] + damaged[2:]:   # the dashboard does not read the meetings
+        assert sum(str(path) in m for m in messages) == 1, (path, messages)
+    assert page.stat().st_size > 100_000
+
+
+@pytest.mark.slow
+def test_report_skips_every_damaged_file_with_one_warning_each(tmp_path: Path, capsys) -> None:
+    run, damaged = _damaged_synthetic_run(tmp_path)
     result = cli("report", str(run), "--quiet", capsys=capsys)
     assert result.code == 0 and "Traceback" not in result.err, result.err[-3000:]
     lines = _warnings(result.err)
