@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Optional
 
 from attnlife.errors import RunDirError
+from attnlife.store.layout import RunPaths
 
 RUN_FORMAT = 1
 FORMAT_KEY = "format_version"
 PART_FORMAT_KEY = b"attnlife.format_version"
-_TABLE_DIRS = ("metrics", "spectra")
 
 
 class NewerFormatError(RunDirError):
@@ -46,15 +46,16 @@ def _as_version(value: object) -> Optional[int]:
 def recorded_format(run_dir: str | os.PathLike) -> Optional[int]:
     """The newest format version found in RUN: run.json's, else the newest part of each table's
     (None when nothing says; unreadable files are left to their readers to report)."""
-    root = Path(run_dir)
-    path = root / "run.json"
+    paths = RunPaths(Path(run_dir))
+    path = paths.run_json
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
         if isinstance(record, dict) and FORMAT_KEY in record:
             return _as_version(record[FORMAT_KEY])
     except (OSError, ValueError, UnicodeDecodeError):
         pass
-    found = [v for v in (_newest_part_format(root / d) for d in _TABLE_DIRS) if v is not None]
+    found = [v for v in (_newest_part_format(d) for d in (paths.metrics, paths.spectra, paths.sweep))
+             if v is not None]
     return max(found) if found else None
 
 
