@@ -70,22 +70,26 @@ def test_sample_quality_callback_samples_due_checkpoints_of_rank_zero_only(tmp_p
     import torch
 
     import attnlife
-    from attnlife.events import CheckpointRecord, TrainStart
+    from attnlife.events import CheckpointDue, TrainStart
+    from attnlife.series.models import load_model
     from attnlife.store.metrics_table import MetricWriter
     from attnlife.track.generation import SampleQuality, SampleSpec, quality_rows, sample_checkpoint
 
     paths = _checkpoints(tmp_path, [0, 2, 3, 4, 5])
+    models = {s: load_model(p).train() for s, p in paths.items()}        # what training holds in memory
     writer = MetricWriter(tmp_path)
     cb = SampleQuality(every=2, max_iters=5, n_samples=2, seed=7)
-    cb.on_checkpoint(CheckpointRecord(step=0, path=paths[0]))            # before on_train_start: no writer
+    cb.on_checkpoint_due(CheckpointDue(step=0, model=models[0]))         # before on_train_start: no writer
     cb.on_train_start(TrainStart(run_dir=tmp_path, config={}, model=None, start_step=0, device="cpu",
                                  metric_writer=writer))
     assert (cb.writer, cb.run_dir, cb.rank) == (writer, tmp_path, 0)
     state = torch.random.get_rng_state()
-    for step in (0, 2, 3, 4, 5):
-        cb.on_checkpoint(CheckpointRecord(step=step, path=paths[step]))
-    cb.on_checkpoint(CheckpointRecord(step=4, path=paths[4], rank=1))     # another rank: nothing
+    for step in (0, 2, 3, 4, 5):                                          # before each is renamed into place
+        cb.on_checkpoint_due(CheckpointDue(step=step, model=models[step]))
+    cb.on_checkpoint_due(CheckpointDue(step=4, model=models[4], rank=1))  # another rank: nothing
+    cb.on_checkpoint_due(CheckpointDue(step=2, model=models[2], resume_only=True))  # a signal's: nothing
     assert torch.equal(torch.random.get_rng_state(), state)               # the training RNG is untouched
+    assert all(m.training for m in models.values())                       # sampled a copy, not the model
     writer.close()
     m = attnlife.load_run(tmp_path).metrics()
     assert (m.split == "sample").all() and sorted(m.step.unique()) == [0, 2, 4, 5]   # multiples of 2 and the last

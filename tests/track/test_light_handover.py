@@ -11,7 +11,7 @@ import torch
 
 import attnlife
 from attnlife.config import TrackConfig
-from attnlife.events import CheckpointRecord, StepRecord, TrainStart
+from attnlife.events import CheckpointDue, StepRecord, TrainStart
 from attnlife.model.gpt import GPT, GPTConfig
 from attnlife.store.metrics_table import MetricRow, MetricWriter
 from attnlife.track.fused_stats import fused_sequence_means
@@ -104,7 +104,8 @@ def test_queued_steps_reach_disk_at_the_checkpoint_not_before(tmp_path: Path) ->
         light.on_step_end(StepRecord(step=step, loss=1.0, lr=0.1, tokens_per_s=1.0, model=model))
     writer.flush()
     assert _rows_on_disk(tmp_path).empty                                 # queued: 3 < 8 steps
-    light.on_checkpoint(CheckpointRecord(step=2, path=tmp_path / "ckpt"))
+    light.on_checkpoint_due(CheckpointDue(step=3, model=model))          # before checkpoint 3 is renamed
+    writer.flush()                                                       # the trainer's flush, then the rename
     rows = _rows_on_disk(tmp_path)                                        # on disk without closing anything
     assert sorted(rows.step.unique()) == [0, 1, 2] and len(rows) == 3 * 2 * 2 * 3
     for r in rows.itertuples():
