@@ -1,6 +1,7 @@
 """Environment failures a user can fix (disk full, permissions, read-only disk, long names) -> one line.
 
-`environment_failure(err)` returns the `error:` line for an `OSError` whose errno is in
+`environment_failure(err)` returns the `error:` line for running out of memory (MemoryError,
+torch's allocator failures), for an `OSError` whose errno is in
 `KNOWN_ERRNOS` (Python's own I/O, pyarrow), for a Rust-side I/O error that names its errno as
 `(os error N)` (safetensors), and for a short write (`numpy.tofile` on a full disk); anything
 else returns None so the CLI re-raises it with its traceback (an unexpected bug stays visible).
@@ -30,6 +31,8 @@ KNOWN_ERRNOS: dict[int, tuple[str, str]] = {
 
 _RUST_OS_ERROR = re.compile(r"\(os error (\d+)\)")
 _SHORT_WRITE = re.compile(r"^\d+ requested and \d+ written$")
+_OUT_OF_MEMORY = re.compile(r"can't allocate memory|CUDA out of memory|out of memory", re.IGNORECASE)
+_ALLOC_BYTES = re.compile(r"allocate (\d+) bytes")
 
 
 def _one_line(text: object) -> str:
@@ -46,6 +49,11 @@ def environment_failure(err: BaseException) -> Optional[str]:
     if isinstance(err, OSError) and err.errno is None and _SHORT_WRITE.match(str(err)):
         what, fix = KNOWN_ERRNOS[errno.ENOSPC]
         return f"a write was cut short ({err}), the disk is probably full; {fix}"
+    if isinstance(err, MemoryError) or (isinstance(err, RuntimeError) and _OUT_OF_MEMORY.search(str(err))):
+        size = _ALLOC_BYTES.search(str(err))
+        what = f"tried to allocate {int(size.group(1)) / 2**30:.1f} GiB" if size else _one_line(err)[:160]
+        return (f"out of memory ({what}); use smaller sizes (model, batch, sequence, vocabulary) "
+                f"or free memory")
     found = _RUST_OS_ERROR.search(str(err))
     if found and int(found.group(1)) in KNOWN_ERRNOS:
         what, fix = KNOWN_ERRNOS[int(found.group(1))]

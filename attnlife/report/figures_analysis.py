@@ -22,7 +22,13 @@ TYPE_ORDER = ("prev_token", "local", "sink", "self", "induction", "mixed")
 def snapshot_heads(run: ReportRun, n_layer: int, n_head: int) -> list[tuple[int, int]]:
     """`--heads` when given, else head 0 of up to four layers spread over the depth."""
     if run.heads:
-        return [(layer, h) for layer, h in run.heads if layer < n_layer and h < n_head]
+        for layer, head in run.heads:
+            if layer >= n_layer or head >= n_head:
+                from attnlife.report.exemplars import HeadSpecError
+
+                raise HeadSpecError(f"--heads names L{layer}H{head} but the model has {n_layer} "
+                                    f"layers x {n_head} heads; pick layer < {n_layer}, head < {n_head}")
+        return list(run.heads)
     layers = sorted({int(round(x)) for x in np.linspace(0, n_layer - 1, min(4, n_layer))})
     return [(layer, 0) for layer in layers]
 

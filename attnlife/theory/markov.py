@@ -126,8 +126,10 @@ def _validate(cfg: MarkovConfig) -> None:
     if min(sizes) < 1:
         raise TheoryConfigError("--seq-len, --n-embd, --steps, --batch-size, --log-every, --top-tokens, "
                                 "--n-train-seqs must be >= 1")
-    if cfg.lr <= 0 or cfg.init_std <= 0:
-        raise TheoryConfigError("--lr and --init-std must be > 0")
+    if not (math.isfinite(cfg.lr) and cfg.lr > 0 and math.isfinite(cfg.init_std) and cfg.init_std > 0):
+        raise TheoryConfigError("--lr and --init-std must be finite numbers > 0")
+    if not math.isfinite(cfg.zipf_exponent) or cfg.zipf_exponent < 0:
+        raise TheoryConfigError(f"--zipf {cfg.zipf_exponent} must be a finite number >= 0")
 
 
 def run_markov(cfg: MarkovConfig, out_dir: str | os.PathLike, quiet: bool = False) -> Path:

@@ -79,6 +79,8 @@ def _validate(cfg: ScanSnapConfig | SweepConfig) -> None:
         problems.append("--steps and --batch-size must be >= 1")
     if not 0 <= cfg.common_mass < 1:
         problems.append("--common-mass must be in [0, 1)")
+    if cfg.n_distinct < 1 or cfg.n_common < 0:
+        problems.append("--n-distinct must be >= 1 and --n-common >= 0")
     if isinstance(cfg, ScanSnapConfig):
         if not 1 <= cfg.n_last <= cfg.n_next:
             problems.append("need 1 <= M (--n-last) <= K (--n-next)")

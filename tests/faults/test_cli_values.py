@@ -168,3 +168,25 @@ def test_zero_is_refused_not_replaced_by_a_default(tmp_path: Path, capsys, argv,
     result = cli(*argv, "--out", str(tmp_path / "out"), "--quiet", capsys=capsys)
     assert result.code == 2 and len(result.error_lines) == 1 and fragment in result.err, result.err[-2000:]
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.parquet"))
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["theory", "scan-snap", "--n-distinct", "0"], "--n-distinct must be >= 1 and --n-common >= 0"),
+    (["theory", "markov", "--zipf", "nan"], "--zipf nan must be a finite number >= 0"),
+    (["theory", "markov", "--lr", "nan"], "--lr and --init-std must be finite numbers > 0"),
+    (["theory", "markov", "--vocab-size", "100000", "--n-train-seqs", "4"], "out of memory (tried to allocate"),
+])
+def test_theory_values_are_one_line(tmp_path: Path, capsys, argv, fragment) -> None:
+    before = tree_snapshot(tmp_path)
+    result = cli(*argv, "--out", str(tmp_path / "out"), "--max-iters", "5", "--quiet", capsys=capsys)
+    assert result.code == 2 and len(result.error_lines) == 1 and fragment in result.err, result.err[-2000:]
+    assert tree_snapshot(tmp_path) == before
+
+
+def test_report_heads_outside_the_model_are_one_line(tmp_path: Path, capsys) -> None:
+    from tests.support.synthetic import write_synthetic_run
+
+    run = write_synthetic_run(tmp_path / "s", parts=("metrics", "snapshots"))
+    result = cli("report", str(run), "--heads", "L9H9", "--quiet", capsys=capsys)
+    assert result.code == 2 and len(result.error_lines) == 1, result.err[-2000:]
+    assert "--heads names L9H9 but the model has 2 layers x 3 heads" in result.err
