@@ -26,7 +26,8 @@ from attnlife.analysis.across_runs import finals_correlation_rows, merge_runs_ro
 from attnlife.analysis.claim_context import ClaimContext
 from attnlife.analysis.claims import check_claims
 from attnlife.analysis.integrity import attention_digest, integrity_table, spectra_digests
-from attnlife.analysis.series import attention_split, head_table, layer_series, model_series, val_loss
+from attnlife.analysis.series import (attention_split, head_table, layer_series, model_series, probe_loss,
+                                      train_loss, val_loss)
 from attnlife.analysis.summary import make_summary
 from attnlife.analysis.theory_trends import sweep_final_table, sweep_trend, theory_tables
 from attnlife.data.tokenize import decode_ids
@@ -126,7 +127,7 @@ def _excluded(integrity: pd.DataFrame) -> set[int]:
 
 
 def _context(run: Run, frame: pd.DataFrame, spectra: pd.DataFrame, split: str | None,
-             phases: pd.DataFrame, cycles: pd.DataFrame) -> ClaimContext:
+             phases: pd.DataFrame, cycles: pd.DataFrame, induction: pd.DataFrame) -> ClaimContext:
     layers = {}
     if split is not None:
         layers = {int(layer): layer_series(frame, split, int(layer))
@@ -135,7 +136,8 @@ def _context(run: Run, frame: pd.DataFrame, spectra: pd.DataFrame, split: str | 
     trend = sweep_trend(sweep_final_table(run.sweep())) if record.get("kind") == "theory-scan-snap-sweep" else []
     model = model_series(frame, split) if split is not None else pd.DataFrame()
     return ClaimContext(metrics=frame, split=split, model=model, layers=layers, val_loss=val_loss(frame),
-                        spectra=spectra, record=record, phases=phases, cycles=cycles, sweep_trend=trend)
+                        spectra=spectra, record=record, phases=phases, cycles=cycles, sweep_trend=trend,
+                        induction_phase=induction, train_loss=train_loss(frame), probe_loss=probe_loss(frame))
 
 
 def compute_tables(run: Run, quiet: bool = True, sample: bool = True, bar: tqdm | None = None,
@@ -169,7 +171,7 @@ def compute_tables(run: Run, quiet: bool = True, sample: bool = True, bar: tqdm 
     advance()
     tables["embedding"], tables["embedding_edges"], notes["embedding"] = builders.embedding_tables(frame, split, spectra)
     advance()
-    ctx = _context(run, frame, spectra, split, tables["phases"], tables["cycles"])
+    ctx = _context(run, frame, spectra, split, tables["phases"], tables["cycles"], tables["induction_phase"])
     tables["claims"] = check_claims(ctx)
     tables.update(theory_tables(str(run.record.get("kind", "")), frame, run.sweep()))
     advance()
@@ -208,7 +210,8 @@ def claims_run(run_dir: str | os.PathLike) -> pd.DataFrame:
     split = attention_split(frame)
     phases, _ = builders.phases_table(frame, split)
     cycles, _ = builders.cycles_table(frame, split)
-    claims = check_claims(_context(run, frame, spectra, split, phases, cycles))
+    types, _ = builders.head_type_tables(frame)
+    claims = check_claims(_context(run, frame, spectra, split, phases, cycles, types["induction_phase"]))
     store.write_analysis_table(run.root, "claims", claims)
     store.write_claims_files(run.root, claims)
     return claims

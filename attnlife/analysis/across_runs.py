@@ -39,10 +39,9 @@ def finals_correlation_rows(finals: list[dict[str, float]]) -> list[dict]:
     rows = []
     for x in [c for c in table.columns if c.startswith("x:")]:
         for y in [c for c in table.columns if c.startswith("y:")]:
-            rho, p, n = correlations.spearman(table[x].to_numpy(), table[y].to_numpy())
-            if rho == rho:
-                rows.append({"x": x[2:], "x_layer": -1, "x_head": -1, "y": y[2:], "kind": "runs",
-                             "rho": rho, "p": p, "n": n})
+            test = correlations.rank_test(table[x].to_numpy(), table[y].to_numpy())
+            if test.rho == test.rho:
+                rows.append(correlations.row((x[2:], -1, -1, y[2:]), "runs", test))
     return rows
 
 

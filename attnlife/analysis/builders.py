@@ -14,8 +14,8 @@ from attnlife.analysis.cycles import cycle_rows
 from attnlife.analysis.embedding import embed_trajectories
 from attnlife.analysis.head_types import TYPE_SCORES, emergence_table, induction_phase, label_types
 from attnlife.analysis.phases import detect_phases, phase_rows
-from attnlife.analysis.series import (HEAD_METRICS, PHASE_SERIES, head_table, layer_series, model_series,
-                                      spectra_head_series, train_loss, val_loss)
+from attnlife.analysis.series import (HEAD_METRICS, PHASE_SERIES, checkpoint_loss, head_table, layer_series,
+                                      model_series, spectra_head_series, train_loss)
 from attnlife.store.analysis_tables import ANALYSIS_COLUMNS
 
 SAMPLE_METRICS = ("distinct_1", "distinct_2", "distinct_3", "distinct_4", "repetition_4", "mean_logprob_nats")
@@ -27,28 +27,38 @@ def empty(name: str) -> pd.DataFrame:
     return pd.DataFrame(columns=ANALYSIS_COLUMNS[name])
 
 
-def _phase_input(table: pd.DataFrame, loss: pd.Series) -> dict[str, np.ndarray]:
+def _phase_input(table: pd.DataFrame, loss: tuple[str, pd.Series]) -> dict[str, np.ndarray]:
+    """The phase series of `table` plus the checkpoint loss when it was measured at every one of
+    the table's steps (the probe loss is; val loss at its eval steps usually is not, and is then
+    left out: never interpolated)."""
     cols = {c: table[c].to_numpy(dtype=float) for c in PHASE_SERIES if c in table.columns}
-    if len(loss) >= 2:
-        x = np.log1p(table.index.to_numpy(dtype=float))
-        inside = (table.index >= loss.index.min()) & (table.index <= loss.index.max())
-        if inside.all():  # val loss interpolated on log(1 + step), never extrapolated
-            cols["val_loss"] = np.interp(x, np.log1p(loss.index.to_numpy(dtype=float)), loss.to_numpy())
+    name, series = loss
+    if len(series) and table.index.isin(series.index).all():
+        cols[name] = series.reindex(table.index).to_numpy(dtype=float)
     return cols
 
 
+def _phase_frame(table: pd.DataFrame) -> pd.DataFrame:
+    """The PHASE_SERIES columns of a step-indexed table on the steps that measured them (steps with
+    only other metrics, e.g. the light tier's every-step rows, dropped), columns with gaps dropped."""
+    cols = [c for c in PHASE_SERIES if c in table.columns]
+    return table[cols].dropna(axis=0, how="all").dropna(axis=1, how="any")
+
+
 def phases_table(frame: pd.DataFrame, split: str | None, min_size: int = 3) -> tuple[pd.DataFrame, str]:
-    """Phases at model scope (layer means) and per layer, on `split`'s attention series."""
+    """Phases at model scope (layer means) and per layer, on `split`'s attention series and the
+    checkpoint loss (`series.checkpoint_loss`) where it covers every step."""
     if split is None:
         return empty("phases"), "skipped: no attention metrics in this run"
-    loss = val_loss(frame)
+    loss = checkpoint_loss(frame)
     rows = []
-    model = model_series(frame, split).dropna(axis=1, how="any")
+    model = _phase_frame(model_series(frame, split))
     rows += phase_rows("model", -1, detect_phases(model.index.to_numpy(), _phase_input(model, loss), min_size))
     for layer in sorted(head_table(frame, split).layer.unique()):
-        t = layer_series(frame, split, int(layer)).dropna(axis=1, how="any")
+        t = _phase_frame(layer_series(frame, split, int(layer)))
         rows += phase_rows(f"L{layer}", int(layer), detect_phases(t.index.to_numpy(), _phase_input(t, loss), min_size))
-    note = f"split {split}, {len(model)} steps, min segment {min_size} samples"
+    used = loss[0] if len(loss[1]) and model.index.isin(loss[1].index).all() else "no loss (not measured at every step)"
+    note = f"split {split}, {len(model)} steps, min segment {min_size} samples, loss series: {used}"
     return (pd.DataFrame(rows, columns=ANALYSIS_COLUMNS["phases"]) if rows else empty("phases")), note
 
 
@@ -71,11 +81,10 @@ def head_type_tables(frame: pd.DataFrame) -> tuple[dict[str, pd.DataFrame], str]
     scores = head_table(frame, split)
     scores = scores[scores.metric.isin(list(TYPE_SCORES))]
     ind = scores[scores.metric == "induction_score"].groupby("step").value.max().sort_index()
-    loss, dense = val_loss(frame), train_loss(frame)
-    phase = induction_phase(ind.index.to_numpy(), ind.to_numpy(), loss.index.to_numpy(), loss.to_numpy(),
-                            dense=(dense.index.to_numpy(), dense.to_numpy()))
-    induction = pd.DataFrame([phase] if phase else [], columns=ANALYSIS_COLUMNS["induction_phase"] + ["step_before"])
-    return {"head_types": label_types(scores), "emergence": emergence_table(scores),
+    (_, loss), dense = checkpoint_loss(frame), train_loss(frame)
+    phase = induction_phase(ind.index.to_numpy(), ind.to_numpy(), loss, dense=(dense.index.to_numpy(), dense.to_numpy()))
+    induction = pd.DataFrame([phase] if phase else [], columns=ANALYSIS_COLUMNS["induction_phase"])
+    return {"head_types": label_types(scores), "emergence": emergence_table(scores, loss),
             "induction_phase": induction}, f"split {split}"
 
 
@@ -114,19 +123,21 @@ def _attention_columns(frame: pd.DataFrame, split: str) -> dict[tuple[str, int],
 
 
 def correlation_rows(frame: pd.DataFrame, split: str | None, spectra: pd.DataFrame) -> list[dict]:
-    """steps_raw / steps_diff rows (attention vs val loss and sample metrics) and head_weights rows."""
+    """steps_raw / steps_diff / steps_resid rows (attention vs the checkpoint loss and the sample
+    metrics) and head_weights / head_weights_resid rows (per head, attention vs W_QK statistics)."""
     if split is None:
         return []
-    targets = {"val_loss": val_loss(frame)}
+    name, loss = checkpoint_loss(frame)
+    targets = {name: loss}
     sample = frame[(frame.split == "sample") & (frame.layer < 0)]
     for m in SAMPLE_METRICS:
         s = sample[sample.metric == m].groupby("step").value.mean()
         if len(s):
             targets[m] = s
     rows = []
-    for (name, layer), x in _attention_columns(frame, split).items():
+    for (xname, layer), x in _attention_columns(frame, split).items():
         for yname, y in targets.items():
-            rows += corr.paired_rows(x, y, (name, layer, -1, yname))
+            rows += corr.paired_rows(x, y, (xname, layer, -1, yname))
     heads = head_table(frame, split)
     for stat in WEIGHT_STATS:
         w = spectra_head_series(spectra, stat)
@@ -135,11 +146,9 @@ def correlation_rows(frame: pd.DataFrame, split: str | None, spectra: pd.DataFra
             for (layer, head), g in h.groupby(["layer", "head_index"]):
                 if (layer, head) not in w.columns:
                     continue
-                joined = g.set_index("step").value.to_frame("x").join(w[(layer, head)].rename("y"), how="inner")
-                rho, p, n = corr.spearman(joined.x.to_numpy(), joined.y.to_numpy())
-                if np.isfinite(rho):
-                    rows.append({"x": metric, "x_layer": int(layer), "x_head": int(head), "y": f"qk_{stat}",
-                                 "kind": "head_weights", "rho": rho, "p": p, "n": n})
+                rows += corr.paired_rows(g.set_index("step").value, w[(layer, head)],
+                                         (metric, int(layer), int(head), f"qk_{stat}"),
+                                         kinds=("head_weights", None, "head_weights_resid"))
     return rows
 
 

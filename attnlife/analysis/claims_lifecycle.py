@@ -134,19 +134,21 @@ def final_layers_jsd(ctx: ClaimContext) -> dict:
 def generation_entropy_band(ctx: ClaimContext) -> dict:
     """Good generations go with entropy 2.8-3.2 bits, poor with < 2.5: among checkpoints sampled for
     generation quality (split `sample`), those whose entropy while sampling is in 2.8-3.2 have a
-    lower mean val loss (the quality proxy) than those below 2.5."""
+    lower mean checkpoint loss (the quality proxy: `probe_loss_nats`, else val loss at the sampled
+    steps it was measured at) than those below 2.5."""
     m = ctx.metrics
     ent = m[(m.split == "sample") & (m.metric == "entropy_bits") & (m.head_index >= 0)].groupby("step").value.mean()
     if ent.empty:
         return result("", NA, "no generation-quality samples (split sample)")
-    joined = ent.to_frame("ent").join(ctx.val_loss.rename("loss"), how="inner").dropna()
+    loss, name = (ctx.probe_loss, "probe loss") if len(ctx.probe_loss) else (ctx.val_loss, "val loss")
+    joined = ent.to_frame("ent").join(loss.rename("loss"), how="inner").dropna()
     good = joined[(joined.ent >= 2.8) & (joined.ent <= 3.2)]
     poor = joined[joined.ent < 2.5]
     if good.empty or poor.empty:
-        return result(f"sampling entropy {ent.min():.2f}-{ent.max():.2f} bits at {len(joined)} eval steps", NA,
+        return result(f"sampling entropy {ent.min():.2f}-{ent.max():.2f} bits at {len(joined)} sampled steps with a loss", NA,
                       "need sampled checkpoints both in 2.8-3.2 bits and below 2.5 bits")
     ok = good.loss.mean() < poor.loss.mean()
-    return result(f"val loss {good.loss.mean():.3f} (2.8-3.2 bits, n={len(good)}) vs {poor.loss.mean():.3f} "
+    return result(f"{name} {good.loss.mean():.3f} (2.8-3.2 bits, n={len(good)}) vs {poor.loss.mean():.3f} "
                   f"(<2.5 bits, n={len(poor)})", HOLDS if ok else FAILS,
                   "the 2.8-3.2 band has the better loss" if ok else "the low-entropy checkpoints have the better loss")
 

@@ -93,23 +93,23 @@ def layers_stabilise_early(ctx: ClaimContext, share: float = 0.8, tol: float = 0
                   f"{len(early)} of {len(settled)} layers stable within the first 20 %")
 
 
-def _sink_scores(ctx: ClaimContext) -> pd.DataFrame:
+def _sink_masses(ctx: ClaimContext) -> pd.DataFrame:
     m = ctx.metrics
-    return m[(m.split == ctx.split) & (m.metric == "sink_score") & (m.head_index >= 0) & (m.layer >= 0)]
+    return m[(m.split == ctx.split) & (m.metric == "sink_mass") & (m.head_index >= 0) & (m.layer >= 0)]
 
 
 def sink_share_grows(ctx: ClaimContext) -> dict:
     """Xu (2026), "When Do Attention Circuits Form?" (arXiv 2606.02378): the whole-model share of
     first-token (BOS-attractor) heads follows "a gradual ramp in Pythia 1B"; the study's notes give
     10.9 % of heads at ~6B tokens, 46.1 % at ~80B, 57.8 % at 300B. Our quantity: the share of heads
-    whose mean attention on token 0 (`sink_score`) exceeds 0.3 (Xu classifies a head by
+    whose mean attention on token 0 (`sink_mass`) exceeds 0.3 (Xu classifies a head by
     selectivity >= 30x over a uniform-other baseline). Holds when the share at the last tracked step
     exceeds the share at the first and rises with step (Spearman rho > 0, exact/permutation p < 0.05)."""
     from attnlife.analysis.correlations import rank_test
 
-    s = _sink_scores(ctx)
+    s = _sink_masses(ctx)
     if s.empty:
-        return result("", NA, "run has no per-head sink_score (run `attnlife track RUN`)")
+        return result("", NA, "run has no per-head sink_mass (run `attnlife track RUN`)")
     share = s.assign(sink=s.value > SINK_THRESHOLD).groupby("step").sink.mean().sort_index()
     first, last = float(share.iloc[0]), float(share.iloc[-1])
     test = rank_test(share.index.to_numpy(dtype=float), share.to_numpy())
@@ -124,18 +124,18 @@ def sink_share_grows(ctx: ClaimContext) -> dict:
 def no_sinks_in_first_two_layers(ctx: ClaimContext) -> dict:
     """Xu (2026): "Layers 0 and 1 produce zero BOS-classified heads at every revision in every
     model" (Pythia 1B: 0/8 heads in L0 and in L1 at every one of 10 revisions). Our quantity: no head
-    of layers 0 and 1 has `sink_score` > 0.3 at any tracked step. Needs at least 3 layers (otherwise
+    of layers 0 and 1 has `sink_mass` > 0.3 at any tracked step. Needs at least 3 layers (otherwise
     layers 0-1 are the whole model)."""
     if ctx.n_layer < 3:
         return result("", NA, f"claim contrasts layers 0-1 with later ones; this model has {ctx.n_layer} layers")
-    s = _sink_scores(ctx)
+    s = _sink_masses(ctx)
     if s.empty:
-        return result("", NA, "run has no per-head sink_score (run `attnlife track RUN`)")
+        return result("", NA, "run has no per-head sink_mass (run `attnlife track RUN`)")
     early = s[s.layer <= 1]
     worst = early.loc[early.value.idxmax()]
     n_sink = int((early.value > SINK_THRESHOLD).sum())
     ok = n_sink == 0
-    return result(f"max sink_score in layers 0-1: {worst.value:.3f} (L{int(worst.layer)}H{int(worst.head_index)} "
+    return result(f"max sink_mass in layers 0-1: {worst.value:.3f} (L{int(worst.layer)}H{int(worst.head_index)} "
                   f"at step {int(worst.step)}); {n_sink} head-checkpoints above 0.3", HOLDS if ok else FAILS,
                   "no sink head in layers 0-1" if ok else "sink heads in layers 0-1")
 

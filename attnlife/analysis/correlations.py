@@ -133,11 +133,12 @@ def row(names: tuple[str, int, int, str], kind: str, test: RankTest) -> dict:
 
 
 def paired_rows(x: pd.Series, y: pd.Series, names: tuple[str, int, int, str],
-                kinds: tuple[str, str, str] = ("steps_raw", "steps_diff", "steps_resid")) -> list[dict]:
+                kinds: tuple[str | None, str | None, str | None] = ("steps_raw", "steps_diff", "steps_resid")) -> list[dict]:
     """Raw, first-difference and smooth-residual rows for two step-indexed series (joined on common
-    steps); `kinds` names them (the third is skipped below RESID_MIN_N points or when None)."""
+    steps); `kinds` names them (a kind given as None is skipped; residuals also below RESID_MIN_N
+    points)."""
     joined = pd.concat([x.rename("x"), y.rename("y")], axis=1, join="inner").dropna().sort_index()
-    frames = [(kinds[0], joined), (kinds[1], joined.diff().dropna())]
+    frames = [(kinds[0], joined)] + ([(kinds[1], joined.diff().dropna())] if kinds[1] else [])
     if kinds[2] and len(joined) >= RESID_MIN_N:
         steps = joined.index.to_numpy(dtype=np.float64)
         frames.append((kinds[2], pd.DataFrame({"x": smooth_residuals(steps, joined.x.to_numpy()),

@@ -14,9 +14,12 @@ Type scores (contract names, measured per head per checkpoint by the probe pass 
 - Induction phase change of a run: over the per-step maximum of `induction_score` across heads,
   the largest rise between consecutive samples, kept when it is at least `min_jump` and at least
   half of the total rise, and the score after it reaches the induction threshold. Loss before /
-  after are the loss at those two samples (val loss interpolated on the step axis), and
-  loss_bump = max(0, max loss over the samples in [step_before, step_after] of the densest loss
-  series - loss_before) in nats.
+  after are the checkpoint loss (`probe_loss_nats`, measured at every checkpoint; never
+  interpolated: NaN where that step has no loss), and loss_bump = max(0, max loss over the
+  samples in [step_before, step_after] of the densest loss series - loss_before) in nats: a rise of
+  the loss. Olsson et al.'s "bump" is a different thing, a stretch of steeper improvement; the
+  claim `ol_induction_bump` tests that one.
+- The emergence table also gives the checkpoint loss at the emergence step (`probe_loss_nats`).
 """
 from __future__ import annotations
 
@@ -63,27 +66,34 @@ def emergence_index(values: np.ndarray, threshold: float, hysteresis: float = 0.
     return None
 
 
-def emergence_table(scores: pd.DataFrame, thresholds: dict[str, float] = THRESHOLDS,
+def emergence_table(scores: pd.DataFrame, loss: pd.Series | None = None, thresholds: dict[str, float] = THRESHOLDS,
                     hysteresis: float = 0.1, min_points: int = 2) -> pd.DataFrame:
-    """Rows layer, head_index, type, emergence_step, threshold for every head and type that emerged."""
+    """Rows layer, head_index, type, emergence_step, threshold, probe_loss_nats (the loss by step
+    `loss` at the emergence step, NaN where it has none) for every head and type that emerged."""
     rows = []
     sel = scores[scores.metric.isin(list(TYPE_SCORES))]
+    at = loss if loss is not None else pd.Series(dtype=float)
     for (layer, head, metric), g in sel.groupby(["layer", "head_index", "metric"]):
         g = g.sort_values("step")
         kind = TYPE_SCORES[metric]
         k = emergence_index(g.value.to_numpy(), thresholds[kind], hysteresis, min_points)
         if k is not None:
-            rows.append({"layer": int(layer), "head_index": int(head), "type": kind,
-                         "emergence_step": int(g.step.iloc[k]), "threshold": thresholds[kind]})
-    return pd.DataFrame(rows, columns=["layer", "head_index", "type", "emergence_step", "threshold"])
+            step = int(g.step.iloc[k])
+            rows.append({"layer": int(layer), "head_index": int(head), "type": kind, "emergence_step": step,
+                         "threshold": thresholds[kind], "probe_loss_nats": float(at.get(step, np.nan))})
+    return pd.DataFrame(rows, columns=EMERGENCE_COLUMNS)
 
 
-def induction_phase(steps: np.ndarray, max_score: np.ndarray, loss_steps: np.ndarray,
-                    loss: np.ndarray, threshold: float = THRESHOLDS["induction"],
-                    min_jump: float = 0.1, dense: tuple[np.ndarray, np.ndarray] | None = None) -> dict | None:
+EMERGENCE_COLUMNS = ["layer", "head_index", "type", "emergence_step", "threshold", "probe_loss_nats"]
+
+
+def induction_phase(steps: np.ndarray, max_score: np.ndarray, loss: pd.Series | None = None,
+                    threshold: float = THRESHOLDS["induction"], min_jump: float = 0.1,
+                    dense: tuple[np.ndarray, np.ndarray] | None = None) -> dict | None:
     """The induction phase change (module docstring) or None: dict step, step_before, score_before,
-    score_after, loss_before, loss_after, loss_bump (nats; NaN when no loss series). `dense`
-    (steps, loss), e.g. the per-step train loss, is searched for the bump instead of `loss`."""
+    score_after, loss_before, loss_after (the checkpoint loss `loss` by step at those steps, NaN
+    where missing), loss_bump (nats; NaN without any loss). `dense` (steps, loss), e.g. the
+    per-step train loss, is searched for the bump instead of `loss`."""
     s = np.asarray(max_score, dtype=np.float64)
     x = np.asarray(steps)
     if len(s) < 2:
@@ -94,14 +104,16 @@ def induction_phase(steps: np.ndarray, max_score: np.ndarray, loss_steps: np.nda
     if jumps[k] < min_jump or jumps[k] < 0.5 * total or s[k + 1] < threshold:
         return None
     before, after = int(x[k]), int(x[k + 1])
-    ls, lv = np.asarray(loss_steps, dtype=np.float64), np.asarray(loss, dtype=np.float64)
-    if len(ls) == 0:
-        loss_before = loss_after = bump = float("nan")
+    loss = loss if loss is not None else pd.Series(dtype=float)
+    loss_before, loss_after = float(loss.get(before, np.nan)), float(loss.get(after, np.nan))
+    if dense is not None and len(dense[0]):
+        ls, lv = np.asarray(dense[0], dtype=np.float64), np.asarray(dense[1], dtype=np.float64)
     else:
-        loss_before, loss_after = (float(v) for v in np.interp([before, after], ls, lv))
-        if dense is not None and len(dense[0]):
-            ls, lv = np.asarray(dense[0], dtype=np.float64), np.asarray(dense[1], dtype=np.float64)
-        window = lv[(ls >= before) & (ls <= after)]
+        ls, lv = loss.index.to_numpy(dtype=np.float64), loss.to_numpy(dtype=np.float64)
+    window = lv[(ls >= before) & (ls <= after)]
+    if not np.isfinite(loss_before):
+        bump = float("nan")
+    else:
         bump = max(0.0, float(window.max()) - loss_before) if len(window) else 0.0
     return {"step": after, "step_before": before, "score_before": float(s[k]), "score_after": float(s[k + 1]),
             "loss_before": loss_before, "loss_after": loss_after, "loss_bump": bump}

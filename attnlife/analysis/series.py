@@ -79,6 +79,20 @@ def val_loss(frame: pd.DataFrame) -> pd.Series:
     return pd.Series(dtype=float)
 
 
+def probe_loss(frame: pd.DataFrame) -> pd.Series:
+    """Mean next-token loss on the probe windows by step (nats): `probe_loss_nats`, split probe,
+    model level, one value per checkpoint the probe pass measured."""
+    rows = frame[(frame.split == "probe") & (frame.metric == "probe_loss_nats") & (frame.layer < 0)]
+    return rows.groupby("step").value.mean().sort_index()
+
+
+def checkpoint_loss(frame: pd.DataFrame) -> tuple[str, pd.Series]:
+    """(name, loss by step) the analysis pairs with attention: `probe_loss_nats` when the probe pass
+    ran (a value at every checkpoint), else `val_loss` at its eval steps. Never interpolated."""
+    loss = probe_loss(frame)
+    return ("probe_loss_nats", loss) if len(loss) else ("val_loss", val_loss(frame))
+
+
 def train_loss(frame: pd.DataFrame) -> pd.Series:
     """Training loss by step (nats), split train, model level."""
     rows = frame[(frame.split == "train") & (frame.metric == "loss") & (frame.layer < 0)]

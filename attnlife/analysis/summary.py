@@ -5,6 +5,8 @@ import math
 
 import pandas as pd
 
+from attnlife.analysis.correlations import CHANGE_KINDS, findings
+
 
 def _clean_number(v: float) -> float | None:
     return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
@@ -12,12 +14,13 @@ def _clean_number(v: float) -> float | None:
 
 def make_summary(run_root: str, tables: dict[str, pd.DataFrame], notes: dict) -> dict:
     """JSON-ready summary: notes, model-level phases, emergences, induction phase, cycle counts,
-    the strongest correlations (BH-adjusted p < 0.05 first), claim verdict counts, table sizes."""
+    the findings among the correlations (associations of changes with p_bh < 0.05, strongest first:
+    `correlations.findings`; raw co-trends never), claim verdict counts, table sizes."""
     phases = tables.get("phases", pd.DataFrame())
     model_phases = phases[phases.scope == "model"] if len(phases) else phases
     corr = tables.get("correlations", pd.DataFrame())
-    strong = corr[corr.p_bh < 0.05] if len(corr) else corr
-    top = (strong if len(strong) else corr).head(5)
+    top = findings(corr).head(5) if len(corr) else corr
+    tested = corr[corr.kind.isin(CHANGE_KINDS)] if len(corr) else corr
     cycles = tables.get("cycles", pd.DataFrame())
     claims = tables.get("claims", pd.DataFrame())
     induction = tables.get("induction_phase", pd.DataFrame())
@@ -32,7 +35,10 @@ def make_summary(run_root: str, tables: dict[str, pd.DataFrame], notes: dict) ->
         "cycles": {"closed": int((cycles.status == "closed").sum()) if len(cycles) else 0,
                    "open": int((cycles.status == "open").sum()) if len(cycles) else 0},
         "top_correlations": [{"x": r.x, "x_layer": int(r.x_layer), "x_head": int(r.x_head), "y": r.y, "kind": r.kind,
-                              "rho": float(r.rho), "p_bh": float(r.p_bh), "n": int(r.n)} for r in top.itertuples()],
+                              "rho": float(r.rho), "p": float(r.p), "p_bh": float(r.p_bh), "n": int(r.n),
+                              "p_min": float(r.p_min)} for r in top.itertuples()],
+        "correlation_tests": {"changes": int(len(tested)), "total": int(len(corr)),
+                              "min_p": float(corr.p.min()) if len(corr) else None},
         "claims": claims.verdict.value_counts().to_dict() if len(claims) else {},
         "tables": {name: int(len(frame)) for name, frame in tables.items()},
     }
@@ -58,8 +64,13 @@ def summary_lines(summary: dict) -> list[str]:
         ip = summary["induction_phase"]
         lines.append(f"  induction phase change at step {int(ip['step'])} (loss bump {ip['loss_bump']} nats)")
     lines.append(f"  cycles: {summary['cycles']['closed']} closed, {summary['cycles']['open']} open (not counted)")
+    tests = summary.get("correlation_tests", {})
+    if not summary["top_correlations"] and tests.get("changes"):
+        lines.append(f"  correlations: no association of changes survives BH (p_bh < 0.05) among "
+                     f"{tests['changes']} tests; raw co-trends are not reported")
     for c in summary["top_correlations"][:3]:
         where = "model" if c["x_layer"] < 0 else f"L{c['x_layer']}" + ("" if c["x_head"] < 0 else f"H{c['x_head']}")
-        lines.append(f"  {c['kind']}: {c['x']} ({where}) vs {c['y']}: rho {c['rho']:+.2f}, p_bh {c['p_bh']:.2g}, n {c['n']}")
+        lines.append(f"  {c['kind']}: {c['x']} ({where}) vs {c['y']}: rho {c['rho']:+.2f}, p {c['p']:.2g} "
+                     f"(min attainable {c['p_min']:.2g}), p_bh {c['p_bh']:.2g}, n {c['n']}")
     lines.append("  claims: " + ", ".join(f"{k} {v}" for k, v in sorted(summary["claims"].items())))
     return lines

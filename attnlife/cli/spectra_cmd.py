@@ -20,6 +20,8 @@ def spectra_command(
     elements: bool = typer.Option(True, "--elements/--no-elements", help="Element histogram KL and kurtosis."),
     sample_rows: int = typer.Option(0, "--sample-rows", help="Stream only this many rows of W (0 = all)."),
     bins: int = typer.Option(200, "--bins", help="Histogram bins over mu +- 6 sigma."),
+    null_rotations: int = typer.Option(199, "--null-rotations",
+                                       help="Haar rotations for the W_QK rotation null of lambda_1 (0 = skip)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
     force: bool = typer.Option(False, "--force", help="Recompute checkpoints already done with these options."),
 ) -> None:
@@ -31,10 +33,12 @@ def spectra_command(
     from attnlife.spectra.sweep import run_sweep
 
     refs, out = select_series(paths, nanogpt, hf, revisions, out, "spectra/")
-    if top_k < 1 or workers < 1 or bins < 2 or sample_rows < 0:
-        raise ConfigError("--top-k and --workers must be >= 1, --bins >= 2, --sample-rows >= 0")
+    if top_k < 1 or workers < 1 or bins < 2 or sample_rows < 0 or null_rotations < 0:
+        raise ConfigError("--top-k and --workers must be >= 1, --bins >= 2, --sample-rows and "
+                          "--null-rotations >= 0")
     options = SpectraOptions(matrices=("qk", "ov") if ov else ("qk",), top_k=top_k,
-                             elements=elements, bins=bins, sample_rows=sample_rows)
+                             elements=elements, bins=bins, sample_rows=sample_rows,
+                             null_rotations=null_rotations)
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     from contextlib import nullcontext
 

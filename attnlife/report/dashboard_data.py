@@ -28,7 +28,9 @@ WEIGHT_STATS = {
     "spectral_entropy_bits": "spectral entropy of W_QK (bits)",
     "lambda_1": "lambda_1 of W_QK (weight units^2)",
     "participation_ratio": "participation ratio of W_QK",
-    "mp_kl_nats": "KL of W_QK spectrum to Marchenko-Pastur (nats)",
+    "qk_null_ks": "KS distance of the W_QK spectrum to its random-matrix null",
+    "qk_alignment_index": "Q-K alignment index of W_QK (1 = random)",
+    "lambda1_over_null_edge": "lambda_1 of W_QK over the null's finite-size edge",
 }
 ATTENTION_UNITS = {"entropy_bits": "bits", "entropy_norm": "fraction of log2(i+1)", "span_tokens": "tokens",
                    "mean_distance_tokens": "tokens", "sink_mass": "probability"}

@@ -9,9 +9,11 @@ elements are off, `{m}.elem_hist` [L, H, bins + 2] int32 (element counts per bin
 see `stats_elements.histogram_edges_sigma`).
 
 Stats (per head): lambda_1..lambda_k, frobenius_sq, stable_rank, spectral_entropy_bits,
-participation_ratio, numerical_rank, condition_number, mp_kl_nats, mp_scale, mp_ratio,
-elem_mean, elem_std and, unless elements are off, elem_kl_gauss_nats (bias-corrected),
-elem_kl_bias_nats, elem_excess_kurtosis, and with row sampling their `_se` standard errors.
+participation_ratio, participation_ratio_sv, numerical_rank, condition_number, elem_mean,
+elem_std and, unless elements are off, elem_kl_gauss_nats (bias-corrected), elem_kl_bias_nats,
+elem_excess_kurtosis, and with row sampling their `_se` standard errors. Matrix qk adds the exact
+random-matrix null (`spectra.null`): qk_null_ks, qk_null_ks_p, lambda1_over_null_edge,
+qk_alignment_index and (unless `null_rotations` is 0) lambda1_rotation_p.
 """
 from __future__ import annotations
 
@@ -27,7 +29,8 @@ from attnlife.series.refs import CheckpointRef, SeriesSourceError, hf_config, op
 from attnlife.spectra.layouts import (ArchSpec, LayerHeads, extract_layer, spec_from_gpt_config,
                                       spec_from_hf_config)
 from attnlife.spectra.nonfinite import with_nonfinite_heads
-from attnlife.spectra.stats import element_moments, marchenko_pastur_kl, spectral_stats, thin_spectrum
+from attnlife.spectra.null import null_stats
+from attnlife.spectra.stats import element_moments, spectral_stats, thin_spectrum
 from attnlife.spectra.stats_elements import element_distribution, histogram_edges_sigma
 
 MATRICES = ("qk", "ov")
@@ -50,7 +53,8 @@ def open_weights(ref: CheckpointRef) -> tuple[ArchSpec, Callable[[str], torch.Te
 @dataclass(frozen=True)
 class SpectraOptions:
     """What to compute: matrices among ('qk', 'ov'); top_k tracked vectors; element histogram
-    (`elements`), its `bins`, and `sample_rows` (0 = every row) with sampling `seed`."""
+    (`elements`), its `bins`, and `sample_rows` (0 = every row) with sampling `seed`;
+    `null_rotations` Haar rotations for the W_QK rotation null of lambda_1 (0 = skip it)."""
 
     matrices: tuple[str, ...] = ("qk",)
     top_k: int = 4
@@ -58,6 +62,7 @@ class SpectraOptions:
     bins: int = 200
     sample_rows: int = 0
     seed: int = 0
+    null_rotations: int = 199
 
 
 def head_factors(heads: LayerHeads, matrix: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -69,15 +74,19 @@ def head_factors(heads: LayerHeads, matrix: str) -> tuple[torch.Tensor, torch.Te
     raise ValueError(f"matrix must be one of {MATRICES}, not {matrix!r}")
 
 
-def matrix_stats(a: torch.Tensor, b: torch.Tensor, options: SpectraOptions) -> tuple[dict, dict]:
-    """Stats {name: [H] float64} and arrays {lambda [H, K], u_top/v_top [H, k, D]} of W = A^T B."""
+def matrix_stats(a: torch.Tensor, b: torch.Tensor, options: SpectraOptions,
+                 null: bool = False) -> tuple[dict, dict]:
+    """Stats {name: [H] float64} and arrays {lambda [H, K], u_top/v_top [H, k, D]} of W = A^T B;
+    `null` adds the W_QK random-matrix null statistics (`spectra.null.null_stats`)."""
     a64, b64 = a.to(torch.float64), b.to(torch.float64)  # cast once; spectrum and moments share it
     spec = thin_spectrum(a64, b64, options.top_k)
     stats: dict[str, torch.Tensor] = {}
     for i in range(min(options.top_k, spec.lambdas.shape[1])):
         stats[f"lambda_{i + 1}"] = spec.lambdas[:, i]
     stats.update(spectral_stats(spec.lambdas))
-    stats.update(marchenko_pastur_kl(spec.lambdas))
+    if null:
+        stats.update(null_stats(spec.lambdas, spec.gram_a, spec.gram_b, a.shape[-1],
+                                rotations=options.null_rotations, seed=options.seed))
     moments = element_moments(a64, b64, spec.gram_a, spec.gram_b)
     stats["frobenius_sq"] = moments["frobenius_sq"]
     stats["elem_mean"], stats["elem_std"] = moments["mean"], moments["std"]
@@ -118,7 +127,7 @@ def analyse_checkpoint(ref: CheckpointRef, options: SpectraOptions) -> tuple[pd.
             heads = extract_layer(get, keys, spec, layer)
             for matrix in options.matrices:
                 a, b = head_factors(heads, matrix)
-                stats, arrays = with_nonfinite_heads(a, b, lambda x, y: matrix_stats(x, y, options))
+                stats, arrays = with_nonfinite_heads(a, b, lambda x, y: matrix_stats(x, y, options, null=matrix == "qk"))
                 frames.append(_rows(ref.model, ref.step, layer, matrix, stats))
                 for name, arr in arrays.items():
                     per_matrix[matrix].setdefault(name, []).append(arr)

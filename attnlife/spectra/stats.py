@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from attnlife.measures import entropy_bits, stable_rank_of_spectrum
@@ -115,7 +114,9 @@ def spectral_stats(lambdas: torch.Tensor, rank_tol: float = FLOAT32_EPS) -> dict
 
     stable_rank = sum lambda / max lambda = ||W||_F^2 / ||W||_2^2
     spectral_entropy_bits = -sum p log2 p with p_k = lambda_k / sum lambda
-    participation_ratio = (sum lambda)^2 / sum lambda^2
+    participation_ratio = (sum lambda)^2 / sum lambda^2      (on eigenvalues lambda = sigma^2)
+    participation_ratio_sv = (sum sigma)^2 / sum sigma^2      (on singular values: the reference
+                              weight-dynamics code's definition; differs from the above)
     numerical_rank = #{sigma_k > rank_tol * K * sigma_max}
     condition_number = sigma_max / smallest sigma above that threshold (nonzero part)
     A zero matrix gives NaN for the ratios.
@@ -130,63 +131,10 @@ def spectral_stats(lambdas: torch.Tensor, rank_tol: float = FLOAT32_EPS) -> dict
         "stable_rank": stable_rank_of_spectrum(lam),
         "spectral_entropy_bits": entropy_bits(p),
         "participation_ratio": total**2 / (lam**2).sum(-1),
+        "participation_ratio_sv": sigma.sum(-1) ** 2 / total,
         "numerical_rank": keep.sum(-1).to(torch.float64),
         "condition_number": sigma[..., 0] / smallest,
     }
     zero = total <= 0
     return {name: (v if name == "numerical_rank" else v.masked_fill(zero, math.nan))
             for name, v in out.items()}
-
-
-def marchenko_pastur_cdf(x: np.ndarray, scale: float, ratio: float, grid: int = 4096) -> np.ndarray:
-    """CDF of the Marchenko-Pastur law with variance scale s and aspect ratio y in (0, 1].
-
-    Density f(x) = sqrt((b - x)(x - a)) / (2 pi s y x) on [a, b], a, b = s (1 -+ sqrt y)^2
-    (mean s, variance s^2 y). Integrated with x = a + (b - a)(1 - cos t)/2, which removes the
-    square-root edges, by the trapezoid rule on `grid` points. x: any shape -> same shape.
-    """
-    y = float(min(max(ratio, 1e-12), 1.0))
-    lo, hi = scale * (1 - math.sqrt(y)) ** 2, scale * (1 + math.sqrt(y)) ** 2
-    t = np.linspace(0.0, math.pi, grid)
-    xs = lo + (hi - lo) * (1 - np.cos(t)) / 2
-    half = (hi - lo) / 2
-    dens_dt = (half * np.sin(t)) ** 2 / (2 * math.pi * scale * y * np.maximum(xs, 1e-300))
-    cdf = np.concatenate([[0.0], np.cumsum((dens_dt[1:] + dens_dt[:-1]) / 2 * np.diff(t))])
-    cdf = cdf / cdf[-1]
-    return np.interp(np.asarray(x, dtype=np.float64), xs, cdf, left=0.0, right=1.0)
-
-
-def marchenko_pastur_kl(lambdas: torch.Tensor, bins: int | None = None,
-                        floor: float = 1e-4) -> dict[str, torch.Tensor]:
-    """KL(P_emp || MP) in nats of each head's nonzero eigenvalue density against the
-    Marchenko-Pastur law with the matching scale and aspect ratio (moment fit).
-
-    Fit: scale s = mean(lambda), ratio y = var(lambda) / mean(lambda)^2 clipped to (0, 1]
-    (MP has mean s and variance s^2 y). Histogram of the K eigenvalues on `bins` equal bins
-    (default ceil(sqrt(K)), at least 4) over [0, max(b, lambda_max)]; bin masses of MP from
-    its CDF, floored at `floor` and renormalised so outliers stay finite. The plug-in bias
-    (m - 1) / (2 K) (m = occupied bins) is subtracted. lambdas [H, K] -> dict of [H] float64:
-    mp_kl_nats, mp_scale, mp_ratio.
-    """
-    lam = lambdas.detach().to(torch.float64).cpu().numpy()
-    n_heads, k = lam.shape
-    nb = int(bins) if bins else max(4, math.ceil(math.sqrt(k)))
-    out = np.full((3, n_heads), np.nan)
-    for h in range(n_heads):
-        row = lam[h][lam[h] > 0]
-        if row.size < 2:
-            continue
-        scale = float(row.mean())
-        ratio = float(min(max(row.var() / scale**2, 1e-12), 1.0))
-        upper = max(scale * (1 + math.sqrt(ratio)) ** 2, float(row.max())) * (1 + 1e-9)
-        edges = np.linspace(0.0, upper, nb + 1)
-        counts = np.histogram(row, bins=edges)[0].astype(np.float64)
-        p = counts / counts.sum()
-        q = np.diff(marchenko_pastur_cdf(edges, scale, ratio))
-        q = np.maximum(q, floor)
-        q = q / q.sum()
-        occupied = p > 0
-        kl = float(np.sum(p[occupied] * np.log(p[occupied] / q[occupied])))
-        out[:, h] = (kl - (occupied.sum() - 1) / (2 * row.size), scale, ratio)
-    as_t = [torch.from_numpy(o) for o in out]
-    return {"mp_kl_nats": as_t[0], "mp_scale": as_t[1], "mp_ratio": as_t[2]}

@@ -7,11 +7,11 @@ columns (a writer may add columns, never rename these):
 
   phases           scope, layer, segment, start_step, end_step, label, slopes, evidence
   head_types       step, layer, head_index, type, score
-  emergence        layer, head_index, type, emergence_step, threshold
-  induction_phase  step, score_before, score_after, loss_before, loss_after, loss_bump
+  emergence        layer, head_index, type, emergence_step, threshold, probe_loss_nats
+  induction_phase  step, step_before, score_before, score_after, loss_before, loss_after, loss_bump
   cycles           layer, head_index, signal, start_step, trough_step, end_step, period_steps,
                    prominence, status
-  correlations     x, x_layer, x_head, y, kind, rho, p, p_bh, n
+  correlations     x, x_layer, x_head, y, kind, rho, p, p_bh, n, p_min, method
   embedding        layer, head_index, x, y, cluster;  embedding_edges  src, dst, distance
   integrity        step, digest, duplicate_of, nonfinite, excluded
   claims           claim_id, source, claim, measured, verdict, reason
@@ -43,11 +43,12 @@ SUMMARY = "summary.json"
 ANALYSIS_COLUMNS: dict[str, list[str]] = {
     "phases": ["scope", "layer", "segment", "start_step", "end_step", "label", "slopes", "evidence"],
     "head_types": ["step", "layer", "head_index", "type", "score"],
-    "emergence": ["layer", "head_index", "type", "emergence_step", "threshold"],
-    "induction_phase": ["step", "score_before", "score_after", "loss_before", "loss_after", "loss_bump"],
+    "emergence": ["layer", "head_index", "type", "emergence_step", "threshold", "probe_loss_nats"],
+    "induction_phase": ["step", "step_before", "score_before", "score_after", "loss_before", "loss_after",
+                        "loss_bump"],
     "cycles": ["layer", "head_index", "signal", "start_step", "trough_step", "end_step", "period_steps",
                "prominence", "status"],
-    "correlations": ["x", "x_layer", "x_head", "y", "kind", "rho", "p", "p_bh", "n"],
+    "correlations": ["x", "x_layer", "x_head", "y", "kind", "rho", "p", "p_bh", "n", "p_min", "method"],
     "embedding": ["layer", "head_index", "x", "y", "cluster"],
     "embedding_edges": ["src", "dst", "distance"],
     "integrity": ["step", "digest", "duplicate_of", "nonfinite", "excluded"],

@@ -159,13 +159,13 @@ def test_sink_claims_on_planted_scores() -> None:
     ctx = _ctx(entropy=[4.2] * 8, span=[5] * 8, n_layer=3)
     ramp = {(2, h): [0.0] * (1 + h) + [0.5] * (7 - h) for h in range(4)}   # sink heads appear one by one
     quiet = {(layer, h): [0.05] * 8 for layer in (0, 1) for h in range(4)}
-    ctx.metrics = _head_rows("sink_score", {**ramp, **quiet})
+    ctx.metrics = _head_rows("sink_mass", {**ramp, **quiet})
     grows = lit.sink_share_grows(ctx)
     assert grows["verdict"] == HOLDS and "0% at step 0 -> 33% at step 3000" in grows["measured"]
     assert lit.no_sinks_in_first_two_layers(ctx)["verdict"] == HOLDS
-    ctx.metrics = _head_rows("sink_score", {**quiet, (0, 0): [0.0] + [0.4] * 7})
+    ctx.metrics = _head_rows("sink_mass", {**quiet, (0, 0): [0.0] + [0.4] * 7})
     assert lit.no_sinks_in_first_two_layers(ctx)["verdict"] == FAILS
     none = lit.sink_share_grows(ctx)
     assert none["verdict"] == FAILS
-    ctx.metrics = _head_rows("sink_score", quiet)
+    ctx.metrics = _head_rows("sink_mass", quiet)
     assert lit.sink_share_grows(ctx)["reason"] == "no sink head forms"

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from attnlife.analysis.head_types import THRESHOLDS, emergence_index, emergence_table, induction_phase, label_types
+from attnlife.analysis.head_types import EMERGENCE_COLUMNS, THRESHOLDS, emergence_index, emergence_table, induction_phase, label_types
 
 
 def test_planted_emergence_recovered() -> None:
@@ -45,8 +45,9 @@ def test_labels_and_emergence_table_on_synthetic_scores() -> None:
     first = types[(types.layer == 0) & (types.head_index == 0)].set_index("step")
     assert first.type.tolist() == ["mixed", "previous_token", "previous_token", "previous_token"]
     assert first.score.tolist() == [0.1, 0.5, 0.8, 0.9]
-    em = emergence_table(frame).set_index(["layer", "head_index", "type"])
+    em = emergence_table(frame, pd.Series([4.0, 3.0, 2.5, 2.4], index=steps)).set_index(["layer", "head_index", "type"])
     assert em.loc[(0, 0, "previous_token"), "emergence_step"] == 10
+    assert em.loc[(0, 0, "previous_token"), "probe_loss_nats"] == 3.0
     assert em.loc[(1, 1, "sink"), "emergence_step"] == 100
     assert len(em) == 2
 
@@ -56,12 +57,14 @@ def test_induction_phase_change_with_loss_bump() -> None:
     score = np.array([0.02, 0.03, 0.05, 0.6, 0.65])
     dense_steps = np.arange(0, 401)
     dense = 3.0 - dense_steps / 400 + np.where((dense_steps > 220) & (dense_steps < 260), 0.4, 0.0)
-    out = induction_phase(steps, score, steps, 3.0 - steps / 400, dense=(dense_steps, dense))
+    out = induction_phase(steps, score, pd.Series(3.0 - steps / 400, index=steps), dense=(dense_steps, dense))
     assert out["step"] == 300 and out["step_before"] == 200
     assert out["score_before"] == 0.05 and out["score_after"] == 0.6
     assert out["loss_before"] == pytest.approx(2.5) and out["loss_after"] == pytest.approx(2.25)
     assert out["loss_bump"] == pytest.approx((3.0 - 221 / 400 + 0.4) - 2.5, abs=1e-9)  # max at step 221
-    assert induction_phase(steps, np.linspace(0, 0.5, 5), steps, steps * 0.0) is None  # gradual: no jump
+    assert induction_phase(steps, np.linspace(0, 0.5, 5), pd.Series(steps * 0.0, index=steps)) is None  # gradual
+    sparse = induction_phase(steps, score, pd.Series([3.0, 2.0], index=[0, 400]))     # loss not at 200 / 300
+    assert np.isnan(sparse["loss_before"]) and np.isnan(sparse["loss_after"]) and np.isnan(sparse["loss_bump"])
 
 
 def test_label_is_the_largest_ratio_to_threshold_and_the_threshold_counts() -> None:
@@ -98,30 +101,31 @@ def test_emergence_table_sorts_steps_and_passes_its_parameters() -> None:
     frame = pd.concat([frame, pd.DataFrame([{"step": 0, "layer": 2, "head_index": 1, "metric": "entropy_bits",
                                              "value": 9.0}])])
     em = emergence_table(frame)
-    assert em.to_dict("records") == [{"layer": 2, "head_index": 1, "type": "self", "emergence_step": 100,
+    assert em.probe_loss_nats.isna().all()                               # no loss given
+    assert em.drop(columns="probe_loss_nats").to_dict("records") == [{"layer": 2, "head_index": 1, "type": "self", "emergence_step": 100,
                                       "threshold": 0.4}]
     assert emergence_table(frame, hysteresis=0.0).empty                  # 0.38 < 0.4; 300 alone is too late
     assert emergence_table(frame, hysteresis=0.0, min_points=1).emergence_step.tolist() == [300]
     assert emergence_table(frame, min_points=4).empty
     assert emergence_table(frame, thresholds=dict(THRESHOLDS, self=0.05)).emergence_step.tolist() == [100]
-    assert list(emergence_table(frame.iloc[:0]).columns) == ["layer", "head_index", "type", "emergence_step",
-                                                            "threshold"]
+    assert list(emergence_table(frame.iloc[:0]).columns) == EMERGENCE_COLUMNS
 
 
 def test_induction_phase_limits() -> None:
     steps, loss = np.array([0, 10, 20]), np.array([3.0, 2.0, 1.0])
-    two = induction_phase(steps[:2], np.array([0.0, 0.5]), steps, loss)    # two samples suffice
+    ser = pd.Series(loss, index=steps)
+    two = induction_phase(steps[:2], np.array([0.0, 0.5]), ser)    # two samples suffice
     assert (two["step_before"], two["step"], two["loss_before"], two["loss_after"]) == (0, 10, 3.0, 2.0)
-    assert induction_phase(steps[:1], np.array([0.5]), steps, loss) is None
+    assert induction_phase(steps[:1], np.array([0.5]), ser) is None
     # the jump may be exactly min_jump, exactly half the total rise, and land exactly on the threshold
-    assert induction_phase(steps[:2], np.array([0.0, 0.5]), steps, loss, min_jump=0.5)["step"] == 10
-    assert induction_phase(steps[:2], np.array([0.0, 0.5]), steps, loss, min_jump=0.5001) is None
-    assert induction_phase(steps, np.array([0.0, 0.5, 1.0]), steps, loss)["step"] == 10
-    assert induction_phase(np.arange(5), np.array([0, 0.3, 0.35, 0.65, 0.7]), steps, loss) is None  # 0.3 < 0.35
-    assert induction_phase(steps[:2], np.array([0.0, 0.3]), steps, loss)["score_after"] == 0.3
-    assert induction_phase(steps[:2], np.array([0.0, 0.2999]), steps, loss) is None
+    assert induction_phase(steps[:2], np.array([0.0, 0.5]), ser, min_jump=0.5)["step"] == 10
+    assert induction_phase(steps[:2], np.array([0.0, 0.5]), ser, min_jump=0.5001) is None
+    assert induction_phase(steps, np.array([0.0, 0.5, 1.0]), ser)["step"] == 10
+    assert induction_phase(np.arange(5), np.array([0, 0.3, 0.35, 0.65, 0.7]), ser) is None  # 0.3 < 0.35
+    assert induction_phase(steps[:2], np.array([0.0, 0.3]), ser)["score_after"] == 0.3
+    assert induction_phase(steps[:2], np.array([0.0, 0.2999]), ser) is None
     # the total rise is measured from the first sample, not from zero
-    assert induction_phase(steps, np.array([0.4, 0.5, 1.0]), steps, loss)["step_before"] == 10
+    assert induction_phase(steps, np.array([0.4, 0.5, 1.0]), ser)["step_before"] == 10
 
 
 def test_induction_loss_bump_window_is_inclusive_and_floored_at_zero() -> None:
@@ -129,15 +133,15 @@ def test_induction_loss_bump_window_is_inclusive_and_floored_at_zero() -> None:
     flat = np.array([2.0, 2.0, 2.0])
     at_before = (np.array([5, 10, 15, 30]), np.array([1.0, 2.5, 1.0, 1.0]))
     at_after = (np.array([5, 15, 20, 30]), np.array([1.0, 1.0, 2.25, 9.0]))
-    assert induction_phase(steps, score, steps, flat, dense=at_before)["loss_bump"] == 0.5
-    assert induction_phase(steps, score, steps, flat, dense=at_after)["loss_bump"] == 0.25
+    assert induction_phase(steps, score, pd.Series(flat, index=steps), dense=at_before)["loss_bump"] == 0.5
+    assert induction_phase(steps, score, pd.Series(flat, index=steps), dense=at_after)["loss_bump"] == 0.25
     below = (np.array([10, 15, 20]), np.array([1.0, 1.5, 1.0]))
-    assert induction_phase(steps, score, steps, flat, dense=below)["loss_bump"] == 0.0
+    assert induction_phase(steps, score, pd.Series(flat, index=steps), dense=below)["loss_bump"] == 0.0
     outside = (np.array([0, 30]), np.array([9.0, 9.0]))                    # no dense sample in [10, 20]
-    assert induction_phase(steps, score, steps, flat, dense=outside)["loss_bump"] == 0.0
-    coarse = induction_phase(steps, score, steps, np.array([2.0, 2.0, 2.75]), dense=(np.array([]), np.array([])))
+    assert induction_phase(steps, score, pd.Series(flat, index=steps), dense=outside)["loss_bump"] == 0.0
+    coarse = induction_phase(steps, score, pd.Series([2.0, 2.0, 2.75], index=steps), dense=(np.array([]), np.array([])))
     assert coarse["loss_bump"] == 0.75                                      # empty dense: the loss series
-    none = induction_phase(steps, score, np.array([]), np.array([]))
+    none = induction_phase(steps, score, pd.Series(dtype=float))
     assert all(np.isnan(none[k]) for k in ("loss_before", "loss_after", "loss_bump"))
     assert (none["step_before"], none["step"], none["score_before"]) == (10, 20, 0.05)
 
@@ -153,7 +157,7 @@ def test_low_precision_scores_and_the_default_hysteresis() -> None:
     steps = np.array([0, 100, 200, 300, 400])
     loss = np.array([3.0, 2.75, 2.5, 2.25, 2.0], dtype=np.float16)
     dense = (np.arange(0, 401, 50), (3.0 - np.arange(0, 401, 50) / 300).astype(np.float16))
-    got = induction_phase(steps, s32, steps.astype(np.float16), loss, dense=dense)
-    want = induction_phase(steps, s32.astype(float), steps.astype(float), loss.astype(float),
+    got = induction_phase(steps, s32, pd.Series(loss, index=steps), dense=dense)
+    want = induction_phase(steps, s32.astype(float), pd.Series(loss.astype(float), index=steps),
                            dense=(dense[0].astype(float), dense[1].astype(float)))
     assert got == want and isinstance(got["score_after"], float)

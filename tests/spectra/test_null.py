@@ -148,3 +148,22 @@ def test_alignment_index_is_mean_lambda_over_scale_and_zero_heads_are_nan() -> N
     assert torch.allclose(idx[:2], mean_over_scale[:2], rtol=1e-12)
     s = _stats(a, b, rotations=9)
     assert all(math.isnan(v[2]) for v in s.values())
+
+
+def test_the_gpt_at_initialisation_is_a_null_head_for_every_head() -> None:
+    """The model's own init (normal(0, 0.02) rows of c_attn) through the real layout and sweep code."""
+    from attnlife.model.gpt import GPT, GPTConfig
+    from attnlife.spectra.analyse import SpectraOptions, head_factors, matrix_stats
+    from attnlife.spectra.layouts import extract_layer, spec_from_gpt_config
+
+    torch.manual_seed(0)
+    cfg = GPTConfig(block_size=32, vocab_size=65, n_layer=2, n_head=4, n_embd=128)
+    state = GPT(cfg).state_dict()
+    spec = spec_from_gpt_config(cfg.to_dict(), "attnlife")
+    ref = N.null_reference(32, 128)
+    for layer in range(2):
+        a, b = head_factors(extract_layer(state.__getitem__, set(state), spec, layer), "qk")
+        stats, _ = matrix_stats(a, b, SpectraOptions(elements=False), null=True)
+        assert np.all(np.abs(stats["qk_alignment_index"].numpy() - 1) < 0.1)
+        assert np.all(stats["qk_null_ks"].numpy() <= ref.ks.max())
+        assert np.all(stats["lambda1_over_null_edge"].numpy() < ref.lambda1.max() / ref.edge)
