@@ -17,6 +17,7 @@ except ModuleNotFoundError:  # Python 3.10
 REPO = Path(__file__).resolve().parents[1]
 PURE_MATH = {"attnlife.measures", "attnlife.track.metrics", "attnlife.track.head_types",
              "attnlife.spectra.stats", "attnlife.spectra.stats_elements", "attnlife.spectra.trajectories",
+             "attnlife.spectra.null",
              "attnlife.train.schedule", "attnlife.train.checkpoint_series"}
 
 

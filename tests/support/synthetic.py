@@ -121,9 +121,11 @@ def _analysis(root: Path, n_layer: int, n_head: int, last: int, rng: np.random.G
     write_analysis_table(root, "head_types", pd.DataFrame(rows, columns=["step", "layer", "head_index", "type", "score"]))
     write_analysis_table(root, "emergence", pd.DataFrame({
         "layer": 0, "head_index": range(n_head), "type": [types[h % 3] for h in range(n_head)],
-        "emergence_step": [(h + 1) * last // (n_head + 1) for h in range(n_head)], "threshold": 0.4}))
+        "emergence_step": [(h + 1) * last // (n_head + 1) for h in range(n_head)], "threshold": 0.4,
+        "probe_loss_nats": [3.0 - h * 0.2 for h in range(n_head)]}))
     write_analysis_table(root, "induction_phase", pd.DataFrame({
-        "step": [last // 2], "score_before": [0.1], "score_after": [0.6], "loss_before": [2.0],
+        "step": [last // 2], "step_before": [last // 4], "score_before": [0.1], "score_after": [0.6],
+        "loss_before": [2.0],
         "loss_after": [1.9], "loss_bump": [0.02]}))
     n = n_layer * n_head
     write_analysis_table(root, "embedding", pd.DataFrame({
