@@ -13,11 +13,11 @@ import pandas as pd
 import pytest
 
 from attnlife.analysis import builders as B
-from attnlife.analysis.correlations import paired_rows, spearman
+from attnlife.analysis.correlations import paired_rows, rank_test
 from attnlife.analysis.cycles import cycle_rows
 from attnlife.analysis.head_types import emergence_table, induction_phase, label_types
 from attnlife.analysis.phases import detect_phases, phase_rows
-from attnlife.analysis.series import head_table, layer_series, model_series
+from attnlife.analysis.series import head_table, layer_series, model_series, probe_loss
 
 STEPS = [0, 1, 2, 4, 8, 16, 32, 64, 100, 150, 200, 250, 300, 350, 400, 450]
 
@@ -58,17 +58,21 @@ def _same(got: pd.DataFrame, want: list[dict]) -> None:
                                   check_dtype=False)
 
 
-def test_phases_table_wires_model_and_layer_series_with_interpolated_val_loss() -> None:
+def _probe_loss(frame: pd.DataFrame, steps=STEPS) -> pd.DataFrame:
+    rows = [_row(s, "probe_loss_nats", 3.5 - 1.5 * k / len(steps) + 0.02 * np.cos(5 * k)) for k, s in enumerate(steps)]
+    return pd.concat([frame, pd.DataFrame(rows)], ignore_index=True)
+
+
+def test_phases_table_wires_model_and_layer_series_with_the_checkpoint_loss_never_interpolated() -> None:
     frame = _frame()
     table, note = B.phases_table(frame, "probe")
     assert list(table.columns) == ["scope", "layer", "segment", "start_step", "end_step", "label", "slopes",
                                    "evidence"]
-    assert note == f"split probe, {len(STEPS)} steps, min segment 3 samples"
+    assert note == f"split probe, {len(STEPS)} steps, min segment 3 samples, loss series: val_loss"
     model = model_series(frame, "probe").dropna(axis=1, how="any")
     loss = frame[frame.metric == "eval_loss"].set_index("step").value
     series = {c: model[c].to_numpy() for c in ("entropy_bits", "span_tokens", "head_jsd_mean", "xlayer_jsd")}
-    series["val_loss"] = np.interp(np.log1p(model.index.to_numpy(float)), np.log1p(loss.index.to_numpy(float)),
-                                   loss.to_numpy())                      # on log(1 + step), as promised
+    series["val_loss"] = loss.loc[model.index].to_numpy()                # measured at every step: used as is
     want = phase_rows("model", -1, detect_phases(model.index.to_numpy(), series))
     assert table[table.scope == "model"].to_dict("records") == want
     assert "val_loss" in json.loads(want[0]["slopes"])
@@ -78,11 +82,22 @@ def test_phases_table_wires_model_and_layer_series_with_interpolated_val_loss() 
     assert got_l1.start_step.tolist() == [r["start_step"] for r in phase_rows(
         "L1", 1, detect_phases(l1.index.to_numpy(), {**{c: l1[c].to_numpy() for c in l1.columns
                                                        if c in series}, "val_loss": series["val_loss"]}))]
-    # a loss series that starts after the first tracked step is never extrapolated
-    late, _ = B.phases_table(_frame(val_from=4), "probe")
+    # a loss series missing at some tracked steps is left out, never interpolated or extrapolated
+    late, late_note = B.phases_table(_frame(val_from=4), "probe")
     assert all("val_loss" not in json.loads(s) for s in late.slopes)
+    assert late_note.endswith("loss series: no loss (not measured at every step)")
+    two = pd.concat([frame[frame.metric != "eval_loss"],
+                     pd.DataFrame([_row(0, "eval_loss", 4.0, split="val"), _row(450, "eval_loss", 2.0, split="val")])])
+    assert "val_loss" not in json.loads(B.phases_table(two, "probe")[0].slopes.iloc[0])
+    # the probe loss (measured at every checkpoint) wins over val loss
+    probe, probe_note = B.phases_table(_probe_loss(two), "probe")
+    assert probe_note.endswith("loss series: probe_loss_nats")
+    with_probe = {**{k: v for k, v in series.items() if k != "val_loss"},
+                  "probe_loss_nats": probe_loss(_probe_loss(two)).loc[model.index].to_numpy()}
+    assert probe[probe.scope == "model"].to_dict("records") == phase_rows(
+        "model", -1, detect_phases(model.index.to_numpy(), with_probe))
     bigger, note6 = B.phases_table(frame, "probe", min_size=6)
-    assert note6.endswith("min segment 6 samples")
+    assert note6.endswith("min segment 6 samples, loss series: val_loss")
     assert bigger[bigger.scope == "model"].to_dict("records") == phase_rows(
         "model", -1, detect_phases(model.index.to_numpy(), series, min_size=6))
     l1_6 = phase_rows("L1", 1, detect_phases(l1.index.to_numpy(), {**{c: l1[c].to_numpy() for c in l1.columns
@@ -93,10 +108,6 @@ def test_phases_table_wires_model_and_layer_series_with_interpolated_val_loss() 
     gapped, _ = B.phases_table(gap, "probe")
     assert gapped[gapped.scope == "model"].start_step.iloc[0] == 0
     assert all("xlayer_jsd" not in json.loads(s) for s in gapped[gapped.scope == "model"].slopes)
-    # two val-loss samples spanning the run are enough to interpolate
-    two = pd.concat([frame[frame.metric != "eval_loss"],
-                     pd.DataFrame([_row(0, "eval_loss", 4.0, split="val"), _row(450, "eval_loss", 2.0, split="val")])])
-    assert "val_loss" in json.loads(B.phases_table(two, "probe")[0].slopes.iloc[0])
     nothing, _ = B.phases_table(pd.DataFrame([_row(0, "entropy_norm", np.nan, layer=0, head=0)]), "probe")
     assert nothing.empty and list(nothing.columns) == list(table.columns)
     empty, why = B.phases_table(frame, None)
@@ -121,17 +132,18 @@ def test_head_type_tables_use_the_type_split_and_the_max_induction_score() -> No
     scores = scores[scores.metric.isin(["prev_token_score", "local_score", "sink_mass", "self_score",
                                         "induction_score"])]
     assert tables["head_types"].equals(label_types(scores))
-    assert tables["emergence"].equals(emergence_table(scores))
+    val = frame[frame.metric == "eval_loss"].set_index("step").value
+    assert tables["emergence"].equals(emergence_table(scores, val))
+    assert tables["emergence"].probe_loss_nats.tolist() == val.loc[tables["emergence"].emergence_step].tolist()
     assert ((tables["emergence"].layer == 0) & (tables["emergence"].head_index == 1)
             & (tables["emergence"].type == "previous_token")).any()
     ind = tables["induction_phase"]
-    assert list(ind.columns) == ["step", "score_before", "score_after", "loss_before", "loss_after", "loss_bump",
-                                 "step_before"]
+    assert list(ind.columns) == ["step", "step_before", "score_before", "score_after", "loss_before", "loss_after",
+                                 "loss_bump"]
     (row,) = ind.to_dict("records")
-    val = frame[frame.metric == "eval_loss"].set_index("step").value
     dense = frame[(frame.metric == "loss") & (frame.split == "train")].set_index("step").value
     want = induction_phase(np.array(STEPS), np.array([0.05 + 0.6 * (s >= 200) for s in STEPS]),
-                           val.index.to_numpy(), val.to_numpy(), dense=(dense.index.to_numpy(), dense.to_numpy()))
+                           val, dense=(dense.index.to_numpy(), dense.to_numpy()))
     assert row == pytest.approx(want) and row["step"] == 200 and row["loss_bump"] > 0.2  # the dense bump at 210-230
     flat = frame.assign(value=np.where(frame.metric == "induction_score", 0.05, frame.value))
     no_phase = B.head_type_tables(flat)[0]["induction_phase"]
@@ -201,10 +213,10 @@ def test_correlation_rows_pair_every_attention_series_with_every_outcome() -> No
     head = head_table(frame, "probe")
     x = head[(head.metric == "entropy_bits") & (head.layer == 1) & (head.head_index == 1)].set_index("step").value
     y = spectra[(spectra.stat == "stable_rank") & (spectra.layer == 1) & (spectra.head_index == 1)].set_index("step").value
-    rho, p, n = spearman(x.loc[y.index].to_numpy(), y.to_numpy())
+    t = rank_test(x.loc[y.index].to_numpy(), y.to_numpy())
     (got,) = [r for r in hw if (r["x"], r["x_layer"], r["x_head"], r["y"]) == ("entropy_bits", 1, 1, "qk_stable_rank")]
     assert got == {"x": "entropy_bits", "x_layer": 1, "x_head": 1, "y": "qk_stable_rank", "kind": "head_weights",
-                   "rho": rho, "p": p, "n": n}
+                   "rho": t.rho, "p": t.p, "n": t.n, "p_min": t.p_min, "method": t.method}
     # constant series (local_score is not a head metric; sink_mass of head 1 is constant) give no row
     assert not [r for r in hw if r["x"] == "sink_mass" and r["x_head"] == 1]
     no_heads = B.correlation_rows(frame, "probe", spectra[spectra.layer == 0])

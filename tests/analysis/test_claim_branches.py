@@ -8,6 +8,7 @@ import pytest
 
 from attnlife.analysis import claims_dynamics as cd
 from attnlife.analysis import claims_lifecycle as cl
+from attnlife.analysis import claims_literature as cliter
 from attnlife.analysis.claim_context import FAILS, HOLDS, NA, ClaimContext, near, result, value_near_step
 from attnlife.analysis.claims import COLUMNS, all_claims, check_claims
 from attnlife.analysis.phases import detect_phases, phase_rows
@@ -107,38 +108,58 @@ def test_first_1000_needs_a_sample_near_1000_and_a_run_past_750() -> None:
     assert cl.entropy_falls_first_1000(ctx()) == result("", NA, "run has no entropy_bits series")
 
 
-def _layers(jsd: list[float], n: int = 6) -> dict:
-    return {layer: {"head_jsd_mean": [jsd[layer]] * 3 + [9.0, jsd[layer], jsd[layer], jsd[layer] + 0.001 * layer,
-                                                          jsd[layer]],
-                    "span_tokens": [5.0 * (layer + 1)] * 8} for layer in range(n)}
+def _xlayer(pairs: dict[tuple[int, int], list[float]], steps=STEPS, split: str = "probe") -> list[dict]:
+    """xlayer_jsd rows (layer a, layer_b b) at `steps` for each pair."""
+    return [{**_row(s, "xlayer_jsd", v, split=split, layer=a), "layer_b": b}
+            for (a, b), values in pairs.items() for s, v in zip(steps, values)]
 
 
-def test_layer_jsd_claims_in_steps_1000_to_3000() -> None:
-    # step 750 holds 9.0 in every layer: outside 1000-3000, it must not count
-    c = ctx(layers=_layers([0.05, 0.06, 0.0995, 0.1, 0.12, 0.149]))
-    assert cl.early_layers_jsd(c) == result("max layers 1-3 head JSD 0.102 bits in steps 1000-3000", FAILS,
-                                            "not below 0.1")              # layer 3 reaches 0.0995 + 0.002
-    assert cl.middle_layers_jsd(c) == result("max layers 4-6 head JSD 0.154 bits in steps 1000-3000", FAILS,
-                                             "not below 0.15")
-    c = ctx(layers=_layers([0.05, 0.06, 0.09, 0.1, 0.12, 0.14]))
-    assert cl.early_layers_jsd(c) == result("max layers 1-3 head JSD 0.092 bits in steps 1000-3000", HOLDS,
-                                            "below 0.1")
-    assert cl.middle_layers_jsd(c) == result("max layers 4-6 head JSD 0.145 bits in steps 1000-3000", HOLDS,
-                                             "below 0.15")
-    four = ctx(layers=_layers([0.05] * 4, n=4), record={"config": {"model": {"n_layer": 4}}})
-    assert cl.middle_layers_jsd(four) == result("", NA, "claim is about layers 4-6 of a 6-layer model; "
+def _group(values: list[float], layers: tuple[int, ...]) -> dict[tuple[int, int], list[float]]:
+    """Every pair (a, b), a < b, of `layers` holding `values` plus a pair-dependent offset that
+    averages to zero over the group's pairs."""
+    pairs = [(a, b) for a in layers for b in layers if a < b]
+    offsets = np.linspace(-0.01, 0.01, len(pairs))
+    return {pair: [v + d for v in values] for pair, d in zip(pairs, offsets)}
+
+
+def test_layer_jsd_claims_read_cross_layer_jsd_of_the_group_in_steps_1000_to_3000() -> None:
+    # step 750 holds 9.0: outside 1000-3000, it must not count; the pair mean at step 2000 is 0.102
+    early = [0.05] * 3 + [9.0, 0.05, 0.06, 0.102, 0.05]
+    middle = [0.05] * 3 + [9.0, 0.1, 0.12, 0.154, 0.1]
+    noise = {(0, 3): [5.0] * 8, (2, 5): [5.0] * 8}                      # across groups: never counted
+    rows = _xlayer({**_group(early, (0, 1, 2)), **_group(middle, (3, 4, 5)), **noise})
+    rows += _xlayer({(0, 1): [7.0] * 8}, split="train")                 # another split: not counted
+    c = ctx(metrics=rows, layers=_layers6())
+    assert cl.early_layers_jsd(c) == result(
+        "max cross-layer JSD of layers 0-2 (3 pairs), pair mean, 0.102 bits in steps 1000-3000", FAILS, "not below 0.1")
+    assert cl.middle_layers_jsd(c) == result(
+        "max cross-layer JSD of layers 3-5 (3 pairs), pair mean, 0.154 bits in steps 1000-3000", FAILS,
+        "not below 0.15")
+    below = _xlayer({**_group([0.0995] * 8, (0, 1, 2)), **_group([0.1495] * 8, (3, 4, 5))})
+    assert cl.early_layers_jsd(ctx(metrics=below, layers=_layers6()))["reason"] == "below 0.1"
+    assert cl.middle_layers_jsd(ctx(metrics=below, layers=_layers6()))["reason"] == "below 0.15"
+    at_bound = _xlayer(_group([0.1] * 8, (0, 1, 2)))                     # exactly 0.1 is not below 0.1
+    assert cl.early_layers_jsd(ctx(metrics=at_bound, layers=_layers6()))["verdict"] == FAILS
+    # a pair written both ways is one pair (its two rows averaged first)
+    both = _xlayer({(0, 1): [0.02] * 8, (1, 0): [0.04] * 8, (0, 2): [0.03] * 8, (1, 2): [0.03] * 8})
+    assert cl.early_layers_jsd(ctx(metrics=both, layers=_layers6()))["measured"].endswith("0.030 bits in steps 1000-3000")
+    four = ctx(metrics=rows, layers=_layers6(4), record={"config": {"model": {"n_layer": 4}}})
+    assert cl.middle_layers_jsd(four) == result("", NA, "claim is about layers 3-5 (0-based) of a 6-layer model; "
                                                         "this model has 4 layers")
-    assert cl.early_layers_jsd(four)["verdict"] == HOLDS
-    no_jsd = ctx(layers={k: {"span_tokens": [1.0] * 8} for k in range(6)})
-    assert cl.early_layers_jsd(no_jsd) == result("", NA, "run has no head_jsd_mean (heads per layer < 2?)")
-    early = ctx(layers=_layers([0.05] * 6), steps=[0, 10, 20, 30, 40, 50, 60, 70])
-    assert cl.early_layers_jsd(early) == result("", NA, "no tracked step between 1000 and 3000")
-    edge = ctx(layers={k: {"head_jsd_mean": [0.5] * 4 + [0.01, 0.5, 0.5, 0.5]} for k in range(6)},
-               steps=[0, 250, 500, 999, 1000, 3000, 3001, 4000])
-    assert cl.early_layers_jsd(edge)["measured"] == "max layers 1-3 head JSD 0.500 bits in steps 1000-3000"
-    only_ends = ctx(layers={k: {"head_jsd_mean": [0.5] * 4 + [0.01, 0.02, 0.5, 0.5]} for k in range(6)},
-                    steps=[0, 250, 500, 999, 1000, 3000, 3001, 4000])
-    assert cl.early_layers_jsd(only_ends)["measured"] == "max layers 1-3 head JSD 0.020 bits in steps 1000-3000"
+    assert cl.early_layers_jsd(four)["verdict"] == FAILS
+    assert cl.early_layers_jsd(ctx(layers=_layers6())) == result("", NA, "run has no cross-layer JSD (xlayer_jsd) rows")
+    short = ctx(metrics=_xlayer(_group([0.05] * 8, (0, 1, 2)), steps=[0, 10, 20, 30, 40, 50, 60, 70]),
+                layers=_layers6())
+    assert cl.early_layers_jsd(short) == result("", NA, "no tracked step between 1000 and 3000")
+    edge_steps = [0, 250, 500, 999, 1000, 3000, 3001, 4000]
+    edge = ctx(metrics=_xlayer(_group([0.5] * 4 + [0.01, 0.02, 0.5, 0.5], (0, 1, 2)), steps=edge_steps),
+               layers=_layers6())
+    assert cl.early_layers_jsd(edge)["measured"] == \
+        "max cross-layer JSD of layers 0-2 (3 pairs), pair mean, 0.020 bits in steps 1000-3000"
+
+
+def _layers6(n: int = 6) -> dict:
+    return {layer: {"span_tokens": [5.0 * (layer + 1)] * 8} for layer in range(n)}
 
 
 def _phase_table(steps: np.ndarray, entropy: np.ndarray) -> pd.DataFrame:
@@ -183,16 +204,20 @@ def test_stabilisation_band_is_inclusive(value: float, verdict: str) -> None:
 
 
 def test_final_layer_jsd_reaches_0_3() -> None:
-    layers = {0: {"head_jsd_mean": [0.01] * 8}, 1: {"head_jsd_mean": [0.1, 0.2, 0.34, 0.3, 0.2, 0.1, 0.1, np.nan]}}
-    assert cl.final_layers_jsd(ctx(layers=layers)) == result("max head JSD of the last layer 0.340 bits", HOLDS,
-                                                             "within 15 % of 0.3")
-    layers[1]["head_jsd_mean"][2] = 0.35
-    assert cl.final_layers_jsd(ctx(layers=layers)) == result("max head JSD of the last layer 0.350 bits", FAILS,
-                                                             "not within 15 % of 0.3")
-    assert cl.final_layers_jsd(ctx()) == result("", NA, "run has no per-layer attention series")
-    assert cl.final_layers_jsd(ctx(layers={0: {"span_tokens": [1.0] * 8}})) == result("", NA, "run has no head_jsd_mean")
-    assert cl.final_layers_jsd(ctx(layers={0: {"head_jsd_mean": [np.nan] * 8}}))["reason"] == "run has no head_jsd_mean"
-
+    # 6 layers: the last three are 3-5; the pair mean peaks at 0.34 at step 500 (0.345 + 0.34 + 0.335) / 3
+    rows = _xlayer({**_group([0.1, 0.2, 0.34, 0.3, 0.2, 0.1, 0.1, np.nan], (3, 4, 5)), (0, 1): [0.9] * 8})
+    assert cl.final_layers_jsd(ctx(metrics=rows)) == result(
+        "max cross-layer JSD of layers 3-5 (3 pairs), pair mean, 0.340 bits at step 500", HOLDS, "within 15 % of 0.3")
+    high = _xlayer(_group([0.1, 0.2, 0.35, 0.3, 0.2, 0.1, 0.1, 0.1], (3, 4, 5)))
+    assert cl.final_layers_jsd(ctx(metrics=high)) == result(
+        "max cross-layer JSD of layers 3-5 (3 pairs), pair mean, 0.350 bits at step 500", FAILS,
+        "not within 15 % of 0.3")
+    two = ctx(metrics=_xlayer({(0, 1): [0.3] * 8}), record={"config": {"model": {"n_layer": 2}}})
+    assert cl.final_layers_jsd(two)["measured"] == "max cross-layer JSD of layers 0-1 (1 pairs), pair mean, " \
+                                                  "0.300 bits at step 0"
+    one = ctx(metrics=_xlayer({(0, 1): [0.3] * 8}), record={"config": {"model": {"n_layer": 1}}})
+    assert cl.final_layers_jsd(one) == result("", NA, "cross-layer JSD needs at least 2 layers")
+    assert cl.final_layers_jsd(ctx()) == result("", NA, "run has no cross-layer JSD (xlayer_jsd) rows")
 
 def _sampled(entropies: dict[int, float]) -> list[dict]:
     rows = []
@@ -214,7 +239,7 @@ def test_generation_entropy_band() -> None:
     assert worse == result("val loss 2.550 (2.8-3.2 bits, n=2) vs 1.850 (<2.5 bits, n=2)", FAILS,
                            "the low-entropy checkpoints have the better loss")
     one_side = cl.generation_entropy_band(ctx(metrics=_sampled({1000: 2.8, 2000: 2.6}), val_loss=loss))
-    assert one_side == result("sampling entropy 2.60-2.80 bits at 2 eval steps", NA,
+    assert one_side == result("sampling entropy 2.60-2.80 bits at 2 sampled steps with a loss", NA,
                               "need sampled checkpoints both in 2.8-3.2 bits and below 2.5 bits")
     assert cl.generation_entropy_band(ctx(metrics=_sampled({1000: 2.5, 2000: 3.25}), val_loss=loss))["verdict"] == NA
     assert cl.generation_entropy_band(ctx(val_loss=loss)) == result("", NA, "no generation-quality samples "
@@ -225,17 +250,17 @@ def test_span_of_the_first_and_last_layer() -> None:
     layers = {0: {"span_tokens": [3.0] * 7 + [15.0]}, 2: {"span_tokens": [3.0] * 7 + [np.nan]},
               1: {"span_tokens": [3.0] * 6 + [50.0, np.nan]}}
     c = ctx(layers=layers, record={"config": {"model": {"block_size": 512}}})
-    assert cl.span_early_vs_late(c) == result("layer 1: 15.0, layer 3: 3.0 tokens", FAILS, "outside the bands")
+    assert cl.span_early_vs_late(c) == result("layer 0: 15.0, layer 2: 3.0 tokens", FAILS, "outside the bands")
     layers[2]["span_tokens"] = [3.0] * 6 + [50.0, np.nan]
     assert cl.span_early_vs_late(ctx(layers=layers, record={"config": {"model": {"block_size": 512}}})) == \
-        result("layer 1: 15.0, layer 3: 50.0 tokens", HOLDS, "early 5-15 and late 50+")
+        result("layer 0: 15.0, layer 2: 50.0 tokens", HOLDS, "early 5-15 and late 50+")
     for first, last in ((4.9, 60.0), (15.1, 60.0), (5.0, 49.9)):
         lay = {0: {"span_tokens": [first] * 8}, 1: {"span_tokens": [last] * 8}}
         assert cl.span_early_vs_late(ctx(layers=lay, record={}))["verdict"] == FAILS, (first, last)
     lay = {0: {"span_tokens": [5.0] * 8}, 1: {"span_tokens": [50.0] * 8}}
     assert cl.span_early_vs_late(ctx(layers=lay, record={}))["verdict"] == HOLDS   # no block size: applies
     assert cl.span_early_vs_late(ctx(layers=lay, record={"config": {"model": {"block_size": 100}}})) == result(
-        "layer 1: 5.0, layer 2: 50.0 tokens", NA,
+        "layer 0: 5.0, layer 1: 50.0 tokens", NA,
         "a 50+ token mean span needs a context far above 100 tokens; this model's block_size is 100")
     assert cl.span_early_vs_late(ctx(layers=lay, record={"config": {"model": {"block_size": 101}}}))["verdict"] == HOLDS
     assert cl.span_early_vs_late(ctx()) == result("", NA, "run has no per-layer span_tokens")
@@ -270,15 +295,22 @@ def test_tracking_overhead_counts_every_step_of_training() -> None:
     # 1000 tokens a step at 10000 tokens/s = 0.1 s a step; zero-rate samples are skipped
     rows = _overhead_rows([0.5, 0.5], [10000.0, 10000.0, 0.0, 10000.0])
     assert cl.tracking_overhead(ctx(metrics=rows, record=record)) == result(
-        "0.33% (0.00 s tracking / 0.3 s training)", HOLDS, "at most 1.0 %")
+        "0.33% in total: full 0.33% (0.00 s) of 0.3 s training", HOLDS, "at most 1.0 %")
+    # the light tier counts too: 0.4 ms at each of 3 steps adds 0.4 % (the total is the claim)
+    light = rows + [_row(s, "light_ms", 0.4) for s in range(3)] + [_row(0, "light_ms", 1e6, split="val")]
+    assert cl.tracking_overhead(ctx(metrics=light, record=record)) == result(
+        "0.73% in total: full 0.33% (0.00 s), light 0.40% (0.00 s) of 0.3 s training", HOLDS, "at most 1.0 %")
+    only_light = [_row(s, "light_ms", 1.2) for s in range(3)] + [_row(s, "tokens_per_s", 1e4) for s in range(3)]
+    assert cl.tracking_overhead(ctx(metrics=only_light, record=record)) == result(
+        "1.20% in total: light 1.20% (0.00 s) of 0.3 s training", FAILS, "above 1.0 %")
     heavy = _overhead_rows([3.0], [10000.0])
     assert cl.tracking_overhead(ctx(metrics=heavy, record=record)) == result(
-        "3.00% (0.00 s tracking / 0.1 s training)", FAILS, "above 1.0 %")
+        "3.00% in total: full 3.00% (0.00 s) of 0.1 s training", FAILS, "above 1.0 %")
     limit = _overhead_rows([1.0], [10000.0])
     assert cl.tracking_overhead(ctx(metrics=limit, record=record))["verdict"] == HOLDS     # exactly 1.0 %
     no_accum = {"config": {"model": {"block_size": 100}, "train": {"batch_size": 10}}}
     assert cl.tracking_overhead(ctx(metrics=limit, record=no_accum))["measured"].startswith("1.00%")
-    why = "run has no track_ms / tokens_per_s (not a tracked training run)"
+    why = "run has no track_ms / light_ms / tokens_per_s (not a tracked training run)"
     assert cl.tracking_overhead(ctx(metrics=limit, record={"config": {"train": {"batch_size": 4}}})) == result("", NA, why)
     assert cl.tracking_overhead(ctx(metrics=limit, record={"config": {"model": {"block_size": 8}}})) == result("", NA, why)
     assert cl.tracking_overhead(ctx(metrics=_overhead_rows([], [1.0]), record=record)) == result("", NA, why)
@@ -430,8 +462,10 @@ def test_claims_table_rows_order_and_failures() -> None:
     assert ids == ["lc_entropy_fall", "lc_span_rise", "lc_early_jsd", "lc_middle_jsd", "lc_stable_entropy",
                    "lc_final_jsd", "lc_generation_entropy", "lc_span_layers", "lc_best_val", "lc_overhead",
                    "wd_sigma_kl_early", "wd_stable_rank_dip", "wd_heads_diversify", "ss_common_shrinks",
-                   "ss_entropy_freezes", "ss_entropy_vs_ratio", "fd_condense_cycles"]
-    assert {src for _, src, *_ in all_claims()} == {cl.SOURCE, cd.WEIGHTS, cd.SCAN_SNAP, cd.FOCUS_DILUTION}
+                   "ss_entropy_freezes", "ss_entropy_vs_ratio", "fd_condense_cycles", "ol_induction_bump",
+                   "dm_layers_stable_20", "xu_sink_share_grows", "xu_no_sinks_l0_l1"]
+    assert {src for _, src, *_ in all_claims()} == {cl.SOURCE, cd.WEIGHTS, cd.SCAN_SNAP, cd.FOCUS_DILUTION,
+                                                    *cliter.SOURCES}
     c = ctx(model={"entropy_bits": [4.2, 3.9, 3.5, 3.1, 2.8, 3.0, 3.0, 3.0]})
     table = check_claims(c)
     assert list(table.columns) == COLUMNS and table.claim_id.tolist() == ids

@@ -12,8 +12,9 @@ from attnlife.analysis.head_types import induction_phase
 from attnlife.analysis.summary import make_summary, summary_lines
 
 
-def _corr(x: str, layer: int, head: int, rho: float, p: float, kind: str = "steps_diff") -> dict:
-    return {"x": x, "x_layer": layer, "x_head": head, "y": "val_loss", "kind": kind, "rho": rho, "p": p, "n": 9}
+def _corr(x: str, layer: int, head: int, rho: float, p: float, kind: str = "steps_resid") -> dict:
+    return {"x": x, "x_layer": layer, "x_head": head, "y": "val_loss", "kind": kind, "rho": rho, "p": p, "n": 9,
+            "p_min": 2 / 362880, "method": "exact"}
 
 
 def _tables() -> dict[str, pd.DataFrame]:
@@ -29,7 +30,7 @@ def _tables() -> dict[str, pd.DataFrame]:
                               {"layer": 0, "head_index": 0, "type": "previous_token", "emergence_step": 300,
                                "threshold": 0.4}])
     steps = np.array([0, 100, 200, 300])
-    ip = induction_phase(steps, np.array([0.0, 0.05, 0.6, 0.62]), steps, np.array([3.0, 2.5, 2.25, 2.0]))
+    ip = induction_phase(steps, np.array([0.0, 0.05, 0.6, 0.62]), pd.Series([3.0, 2.5, 2.25, 2.0], index=steps))
     t = np.arange(0, 260, 1.0)
     cycles = pd.DataFrame(cycle_rows(t, np.cos(2 * np.pi * t / 100), rel_prominence=0.5))
     # p = 0.001 .. 0.006: with m = 6 every BH-adjusted p is 0.006 (< 0.05); the seventh is not strong
@@ -54,22 +55,27 @@ def test_summary_cuts_each_field_from_its_table() -> None:
     assert s["induction_phase"] == {"step": 200, "step_before": 100, "score_before": 0.05, "score_after": 0.6,
                                     "loss_before": 2.5, "loss_after": 2.25, "loss_bump": 0.0}
     assert s["cycles"] == {"closed": 1, "open": 1}
-    # the BH-significant rows (p_bh < 0.05) first, at most five, in the table's |rho| order
+    # associations of changes with p_bh < 0.05, at most five, in the table's |rho| order; the raw
+    # co-trend "weak" (rho 0.99, the largest) never qualifies
     corr = tables["correlations"]
-    want = corr[corr.p_bh < 0.05].head(5)
+    want = corr[(corr.p_bh < 0.05) & (corr.kind == "steps_resid")].head(5)
     assert [c["x"] for c in s["top_correlations"]] == want.x.tolist() == ["m0", "m1", "m2", "m3", "m4"]
-    assert s["top_correlations"][4] == {"x": "m4", "x_layer": 4, "x_head": 1, "y": "val_loss", "kind": "steps_diff",
-                                        "rho": float(want.rho.iloc[4]), "p_bh": float(want.p_bh.iloc[4]), "n": 9}
+    assert s["top_correlations"][4] == {"x": "m4", "x_layer": 4, "x_head": 1, "y": "val_loss", "kind": "steps_resid",
+                                        "rho": float(want.rho.iloc[4]), "p": 0.005, "p_bh": float(want.p_bh.iloc[4]),
+                                        "n": 9, "p_min": 2 / 362880}
+    assert s["correlation_tests"] == {"changes": 6, "total": 7, "min_p": 0.001}
     assert s["claims"] == {"holds": 2, "does not hold": 1, "not applicable": 1}
     assert s["tables"] == {"phases": 3, "emergence": 2, "induction_phase": 1, "cycles": 2, "correlations": 7,
                            "claims": 4}
 
 
-def test_summary_falls_back_to_all_correlations_and_cleans_nan() -> None:
+def test_summary_reports_no_correlation_when_none_survives_and_cleans_nan() -> None:
     corr = finish([_corr("a", -1, -1, 0.5, 0.05), _corr("b", 0, -1, -0.7, 0.2)])  # p_bh exactly 0.05: not < 0.05
     ip = pd.DataFrame([{"step": 300, "step_before": 200, "loss_before": math.nan, "loss_bump": None}])
     s = make_summary("r", {"correlations": corr, "induction_phase": ip}, {})
-    assert [c["x"] for c in s["top_correlations"]] == ["b", "a"]
+    assert s["top_correlations"] == [] and s["correlation_tests"]["changes"] == 2
+    assert "  correlations: no association of changes survives BH (p_bh < 0.05) among 2 tests; raw co-trends " \
+        "are not reported" in summary_lines(s)
     assert s["induction_phase"] == {"step": 300.0, "step_before": 200.0, "loss_before": None, "loss_bump": None}
     open_only = pd.DataFrame([{"status": "open"}, {"status": "open"}, {"status": "closed"}])
     assert make_summary("r", {"cycles": open_only}, {})["cycles"] == {"closed": 1, "open": 2}
@@ -79,7 +85,8 @@ def test_empty_analysis() -> None:
     empty = {name: pd.DataFrame() for name in ("phases", "correlations", "cycles", "claims", "induction_phase")}
     s = make_summary("r", empty, {"phases": "too few steps"})
     assert s == {"run": "r", "notes": {"phases": "too few steps"}, "phases": [], "emergence": [],
-                 "induction_phase": None, "cycles": {"closed": 0, "open": 0}, "top_correlations": [], "claims": {},
+                 "induction_phase": None, "cycles": {"closed": 0, "open": 0}, "top_correlations": [],
+                 "correlation_tests": {"changes": 0, "total": 0, "min_p": None}, "claims": {},
                  "tables": {"phases": 0, "correlations": 0, "cycles": 0, "claims": 0, "induction_phase": 0}}
     assert make_summary("r", {}, {})["tables"] == {}
 
@@ -97,12 +104,12 @@ def test_summary_lines_full() -> None:
         "L3H1 local @ 1001, L3H2 local @ 1002, L3H3 local @ 1003, L3H4 local @ 1004, L3H5 local @ 1005",
         "  induction phase change at step 200 (loss bump 0.0 nats)",
         "  cycles: 1 closed, 1 open (not counted)",
-        f"  steps_diff: m0 (L0) vs val_loss: rho +0.90, p_bh {top[0]['p_bh']:.2g}, n 9",
-        f"  steps_diff: m1 (model) vs val_loss: rho +0.85, p_bh {top[1]['p_bh']:.2g}, n 9",
-        f"  steps_diff: m2 (L2) vs val_loss: rho +0.80, p_bh {top[2]['p_bh']:.2g}, n 9",
+        f"  steps_resid: m0 (L0) vs val_loss: rho +0.90, p 0.001 (min attainable 5.5e-06), p_bh {top[0]['p_bh']:.2g}, n 9",
+        f"  steps_resid: m1 (model) vs val_loss: rho +0.85, p 0.002 (min attainable 5.5e-06), p_bh {top[1]['p_bh']:.2g}, n 9",
+        f"  steps_resid: m2 (L2) vs val_loss: rho +0.80, p 0.003 (min attainable 5.5e-06), p_bh {top[2]['p_bh']:.2g}, n 9",
         "  claims: does not hold 1, holds 2, not applicable 1"]
     s["top_correlations"][0].update(x_layer=4, x_head=1, rho=-0.5)
-    assert summary_lines(s)[6].startswith("  steps_diff: m0 (L4H1) vs val_loss: rho -0.50, p_bh ")
+    assert summary_lines(s)[6].startswith("  steps_resid: m0 (L4H1) vs val_loss: rho -0.50, p 0.001 ")
 
 
 def test_summary_lines_when_nothing_was_found() -> None:
@@ -116,8 +123,9 @@ def test_summary_lines_when_nothing_was_found() -> None:
 
 
 def test_strong_means_bh_p_below_0_05_and_lines_name_head_zero() -> None:
-    corr = finish([_corr("big", -1, -1, 0.9, 0.5), _corr("edge", 1, 0, 0.3, 0.025)])  # p_bh: 0.5 and exactly 0.05
+    corr = finish([_corr("big", -1, -1, 0.9, 0.5), _corr("edge", 1, 0, 0.3, 0.025),   # p_bh: 0.5 and exactly 0.05
+                   _corr("head", 1, 0, 0.2, 0.001, kind="head_weights_resid")])
     s = make_summary("r", {"correlations": corr}, {})
-    assert [c["x"] for c in s["top_correlations"]] == ["big", "edge"]        # none strong: all, by |rho|
+    assert [c["x"] for c in s["top_correlations"]] == ["head"]               # only p_bh < 0.05 reports
     assert summary_lines({k: v for k, v in s.items() if k != "notes"})[0] == "analysis of r (attention from split None)"
-    assert summary_lines(s)[-2].startswith("  steps_diff: edge (L1H0) vs val_loss:")
+    assert summary_lines(s)[-2].startswith("  head_weights_resid: head (L1H0) vs val_loss:")
