@@ -6,10 +6,13 @@ and LSE_i = logsumexp_j s_ij, three statistics need no attention matrix (exact i
   entropy (nats)   H_i = -sum_j a_ij log a_ij = LSE_i - sum_j a_ij s_ij = LSE_i - scale * q_i . o^K_i
   mean distance    sum_j a_ij (i - j)          = i - o^J_i                              (tokens)
   sink mass        a_i0                         = exp(s_i0 - LSE_i)                     (probability)
+  logit bound      max_j s_ij <= LSE_i <= max_j s_ij + log(n_i)    (n_i = keys row i sees) (nats)
 
 where o^K = attention output with V = K and o^J = attention output with V = key positions j. One
 call with V = [K | j] (value width K + 1; q and k are zero-padded to the same width, which leaves
-every score unchanged) plus its LSE gives all three for every head and row in O(T * K) memory.
+every score unchanged) plus its LSE gives all three for every head and row in O(T * K) memory. The LSE itself is kept too: its maximum over a sequence's
+rows bounds the sequence's largest attention logit from above within log T (the quantity max-logit
+monitors and QK-clip style fixes act on), so logit growth is seen without the scores.
 
 Where LSE comes from (`lse_backend`, chosen per device):
   cpu    `aten._scaled_dot_product_flash_attention_for_cpu` returns (output, logsumexp) (torch >= 2.3)
@@ -46,18 +49,25 @@ class RowStats:
     entropy_bits          H_i / ln 2                          (bits, >= 0)
     mean_distance_tokens  sum_j a_ij (i - j)                  (tokens, >= 0)
     sink_mass             a_i0, NaN for row i = 0 (always 1)  (probability)
+    logsumexp_nats        LSE_i = log sum_j exp(s_ij)         (nats; masked keys left out)
     """
 
     entropy_bits: torch.Tensor
     mean_distance_tokens: torch.Tensor
     sink_mass: torch.Tensor
+    logsumexp_nats: torch.Tensor
 
     def sequence_means(self) -> dict[str, torch.Tensor]:
-        """name -> [B, H]: each sequence's mean over its defined rows (NaN rows left out)."""
-        return {name: torch.nanmean(getattr(self, name), dim=-1) for name in STAT_NAMES}
+        """name -> [B, H]: each sequence's mean over its defined rows (NaN rows left out) of the
+        three attention statistics, and `lse_max_nats` = the largest LSE_i over its rows."""
+        out = {name: torch.nanmean(getattr(self, name), dim=-1) for name in STAT_NAMES[:3]}
+        out["lse_max_nats"] = self.logsumexp_nats.amax(dim=-1)
+        return out
 
 
-STAT_NAMES = ("entropy_bits", "mean_distance_tokens", "sink_mass")
+# per-sequence statistics, in the light tier's row order; lse_max_nats = max_i LSE_i (nats), an
+# upper bound on the sequence's largest attention logit scale * q_i . k_j, at most log T above it
+STAT_NAMES = ("entropy_bits", "mean_distance_tokens", "sink_mass", "lse_max_nats")
 
 
 def lse_backend(device: torch.device | str) -> str:
@@ -91,7 +101,7 @@ def fused_row_stats(q: torch.Tensor, k: torch.Tensor, scale: Optional[float] = N
             s0 = s0 + mask[..., 0].expand_as(s0)
         sink = torch.exp(s0 - lse)
         sink = torch.where(rows > 0, sink, torch.full_like(sink, float("nan")))
-    return RowStats(entropy, distance, sink)
+    return RowStats(entropy, distance, sink, lse)
 
 
 def fused_sequence_means(q: torch.Tensor, k: torch.Tensor, scale: Optional[float] = None, *,
@@ -99,8 +109,9 @@ def fused_sequence_means(q: torch.Tensor, k: torch.Tensor, scale: Optional[float
     """`fused_row_stats(q, k).sequence_means()` for plain causal attention (Tq = Tk, no mask), with
     fewer tensor ops (the light tier's per-step path): name -> [B, H] means over rows.
 
-    entropy_bits = mean_i (LSE_i - scale q_i . o^K_i) / ln 2 over rows i >= 0; mean_distance_tokens
-    = (T - 1) / 2 - mean_i o^J_i; sink_mass = mean_{i >= 1} exp(s_i0 - LSE_i) (NaN when T = 1).
+    entropy_bits = mean_i (LSE_i - scale q_i . o^K_i) / ln 2 over rows i >= 0, clamped at 0 (a mean
+    of exact zeros can round to -1e-7); mean_distance_tokens = (T - 1) / 2 - mean_i o^J_i;
+    sink_mass = mean_{i >= 1} exp(s_i0 - LSE_i) (NaN when T = 1); lse_max_nats = max_i LSE_i.
     """
     q, k, scale, backend = _prepare(q, k, scale, backend)
     T, K = q.size(2), q.size(3)
@@ -109,11 +120,12 @@ def fused_sequence_means(q: torch.Tensor, k: torch.Tensor, scale: Optional[float
                          f"use fused_row_stats for queries with a cache")
     with torch.no_grad():
         qp, kv, out, lse = _fused_call(q, k, scale, None, backend)
-        entropy = (lse.mean(-1) - scale * (qp * out).sum(-1).mean(-1)) / LOG2
+        entropy = (lse.mean(-1) - scale * (qp * out).sum(-1).mean(-1)).clamp_min_(0.0) / LOG2
         distance = (T - 1) / 2 - _centre(T) - out[..., K].mean(-1)
         s0 = scale * (qp[:, :, 1:] @ kv[:, :, 0, :, None]).squeeze(-1)  # [B, H, T - 1]
         sink = torch.exp(s0 - lse[..., 1:]).mean(-1)
-    return {"entropy_bits": entropy, "mean_distance_tokens": distance, "sink_mass": sink}
+    return {"entropy_bits": entropy, "mean_distance_tokens": distance, "sink_mass": sink,
+            "lse_max_nats": lse.amax(-1)}
 
 
 def _prepare(q: torch.Tensor, k: torch.Tensor, scale: Optional[float],

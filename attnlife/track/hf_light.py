@@ -18,8 +18,8 @@ GPT-NeoX/Pythia and Llama-family grouped-query attention are tested against eage
 `output_attentions` patterns. TransformerLens models keep the hook path (`capture_attention`).
 
 Rows are the light tier's (`attnlife.track.light_tracker`): `light_entropy_bits`,
-`light_mean_distance_tokens`, `light_sink_mass` (rows i >= 1) per head with stderr across the n
-sequences, plus `light_ms`. Row means include every query row, so pass unpadded batches (padded
+`light_mean_distance_tokens`, `light_sink_mass` (rows i >= 1), `light_lse_max_nats` per head with
+stderr across the n sequences, plus `light_ms`. Row means include every query row, so pass unpadded batches (padded
 query rows would count as rows). Steps: `HFLightCallback` arms at `on_step_begin` with
 `state.global_step` (= updates done, the weights the forward sees) and logs at `on_step_end`.
 """

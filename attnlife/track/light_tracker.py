@@ -29,9 +29,11 @@ stderr = standard error across the n sequences, NaN when n = 1):
   light_entropy_bits          mean_i H_i over rows i >= 0                    (bits)
   light_mean_distance_tokens  mean_i sum_j a_ij (i - j) over rows i >= 0     (tokens)
   light_sink_mass             mean_i a_i0 over rows i >= 1 (row 0 always puts 1 on token 0)
+  light_lse_max_nats          max_i LSE_i, LSE_i = logsumexp_j s_ij (nats): bounds the largest
+                              attention logit from above within log T (logit growth)
   light_ms (model level)      wall time the tracker spent in this step, ms
 
-Entropy and mean distance have the explicit path's definitions (`entropy_bits`,
+Entropy (clamped at 0) and mean distance have the explicit path's definitions (`entropy_bits`,
 `mean_distance_tokens`); the light tier has no thresholded span, head JSD or cross-layer values.
 It is an `attnlife.events.Callback`, so `attnlife train` plugs it in beside the full `Tracker`.
 """

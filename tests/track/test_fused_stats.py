@@ -95,9 +95,35 @@ def test_uniform_attention_closed_form(backend):
     torch.testing.assert_close(stats.mean_distance_tokens[0, 0], i / 2, rtol=0, atol=1e-12)
     assert math.isnan(stats.sink_mass[0, 0, 0])
     torch.testing.assert_close(stats.sink_mass[0, 0, 1:], 1 / (i[1:] + 1), rtol=0, atol=1e-12)
+    torch.testing.assert_close(stats.logsumexp_nats[0, 0], torch.log(i + 1), rtol=0, atol=1e-12)
     means = stats.sequence_means()
     assert means["sink_mass"].shape == (1, 1)
     assert float(means["mean_distance_tokens"]) == pytest.approx((T - 1) / 4)
+    assert float(means["lse_max_nats"]) == pytest.approx(math.log(T), abs=1e-12)   # zero logits
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_lse_max_bounds_the_largest_logit_within_log_T(backend):
+    q, k = qk(2, 3, 3, 40, 40, 8, torch.float64, seed=11, sharp=3.0)
+    s = (q @ k.transpose(-1, -2)) * 0.3
+    s = s.masked_fill(~torch.ones(40, 40, dtype=torch.bool).tril(), float("-inf"))
+    want = torch.logsumexp(s, -1)                                           # [B, H, T]
+    stats = fused_row_stats(q, k, 0.3, backend=backend)
+    torch.testing.assert_close(stats.logsumexp_nats, want, rtol=0, atol=1e-12)
+    lse_max = fused_sequence_means(q, k, 0.3, backend=backend)["lse_max_nats"]
+    max_logit = s.amax((-1, -2))
+    assert (max_logit <= lse_max + 1e-12).all() and (lse_max <= max_logit + math.log(40) + 1e-12).all()
+    doubled = fused_sequence_means(2 * q, k, 0.3, backend=backend)["lse_max_nats"]
+    assert (doubled > lse_max).all()                                        # sharper logits, larger bound
+
+
+def test_sequence_mean_entropy_is_clamped_at_zero():
+    q = torch.zeros(1, 1, 16, 4, dtype=torch.float32)
+    k = torch.zeros(1, 1, 16, 4, dtype=torch.float32)
+    q[..., 0], k[..., 0] = 1e4, 1.0
+    k[0, 0, 0, 0] = 2.0                                     # every row puts all its mass on key 0
+    means = fused_sequence_means(q, k)
+    assert float(means["entropy_bits"]) == 0.0 and not math.copysign(1, float(means["entropy_bits"])) < 0
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -151,7 +177,8 @@ def test_sequence_means_fast_path_equals_row_stats(backend, T):
     q, k = qk(3, 6, 3, T, T, 8, torch.float64, seed=8, sharp=2.5)
     fast = fused_sequence_means(q, k, 0.4, backend=backend)
     slow = fused_row_stats(q, k, 0.4, backend=backend).sequence_means()
-    for name in ("entropy_bits", "mean_distance_tokens", "sink_mass"):
+    assert set(fast) == set(slow) == {"entropy_bits", "mean_distance_tokens", "sink_mass", "lse_max_nats"}
+    for name in fast:
         assert fast[name].shape == (3, 6)
         torch.testing.assert_close(fast[name], slow[name], rtol=0, atol=1e-12, equal_nan=True)
     if T > 1:

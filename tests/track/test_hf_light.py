@@ -1,6 +1,8 @@
 """Light statistics of Hugging Face models running SDPA equal the eager output_attentions patterns."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -58,6 +60,9 @@ def test_sdpa_output_unchanged_and_stats_equal_eager_patterns(family, heads):
     assert torch.equal(plain, light)                               # the same SDPA call, same output
     assert model.config._attn_implementation == "sdpa"
     got = {(r.layer, r.head_index, r.metric): r.value for r in rows if r.layer >= 0}
+    lse = {key: got.pop(key) for key in list(got) if key[2] == "light_lse_max_nats"}
+    assert len(lse) == 2 * heads and all(math.isfinite(v) for v in lse.values())
+    assert min(lse.values()) > math.log(20) - 1.0               # near-zero logits of a random init
     want = eager_head_values(model, ids[:2])
     assert got.keys() == want.keys() and len(got) == 2 * heads * 3
     for key, value in want.items():

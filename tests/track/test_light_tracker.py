@@ -19,7 +19,7 @@ from attnlife.track.fused_stats import fused_row_stats
 from attnlife.track.light_tracker import LightTracker, LightTrackingError
 from tests.track.loop import shakespeare_ids
 
-LIGHT = ("light_entropy_bits", "light_mean_distance_tokens", "light_sink_mass")
+LIGHT = ("light_entropy_bits", "light_mean_distance_tokens", "light_sink_mass", "light_lse_max_nats")
 ids = functools.lru_cache(maxsize=None)(shakespeare_ids)
 
 
@@ -61,7 +61,7 @@ def test_light_tracking_leaves_losses_bit_identical_and_logs_every_step(tmp_path
     m = attnlife.load_run(tmp_path).metrics()
     rows = m[m.metric.isin(LIGHT)]
     assert sorted(rows.step.unique()) == list(range(6)) and light.events == 6
-    assert len(rows) == 6 * 2 * 2 * 3                       # steps x layers x heads x metrics
+    assert len(rows) == 6 * 2 * 2 * 4                       # steps x layers x heads x metrics
     assert rows.stderr.notna().all()                       # n = 2 sequences
     ent = rows[rows.metric == "light_entropy_bits"].value
     assert ((ent > 0) & (ent < math.log2(32))).all()
@@ -80,7 +80,7 @@ def test_steps_batched_into_one_call_give_the_same_rows(tmp_path):
         assert light.events == 7
         m = attnlife.load_run(tmp_path / str(batch_steps)).metrics()
         tables[batch_steps] = m[m.metric.isin(LIGHT)].reset_index(drop=True)
-    assert len(tables[1]) == 7 * 2 * 2 * 3
+    assert len(tables[1]) == 7 * 2 * 2 * 4
     assert tables[1][["step", "layer", "head_index", "metric"]].equals(
         tables[3][["step", "layer", "head_index", "metric"]])
     assert (tables[1].value - tables[3].value).abs().max() < 1e-5
