@@ -1,0 +1,209 @@
+"""Attention-health detectors: documented rules over the signals of `health_signals`, streaming.
+
+Each detector evaluates a condition per unit (a head, or a layer for sink takeover) at every
+observed step s (every light-tier read). A unit *fires* when its condition has held at
+`patience` consecutive observations and it is not already active; the alert is dated s (the
+observation that completed the streak) and carries the signal's value at s. An active unit
+re-arms once its condition has been false at `patience` consecutive observations, so a head that
+recovers and collapses again alerts again. With the light tier at every step, an alert comes
+`patience - 1` steps after the condition first held.
+
+  entropy_collapse  head: H_s <= collapse_floor_bits, or entropy_fall_bits_s >= collapse_fall_bits
+                    (fell that far below its high of the last collapse_window steps)
+                    value: H_s (bits)
+  logit_growth      head: lse_max_s >= logit_ceiling_nats, or lse_max_s - min over the last
+                    logit_window steps >= logit_rise_nats       value: lse_max_s (nats)
+  sink_takeover     layer: mean over its heads of sink mass >= sink_threshold
+                    value: the layer's sink mass (alert row at head -1)
+  dead_head         head: s >= dead_after_steps and H_s / U(T) >= dead_uniform_fraction
+                    (still attends uniformly: never learned to select)   value: H_s / U(T)
+
+Thresholds are `HealthRules` fields; their defaults were chosen on the measurements in
+BENCHMARKS.md ("Attention health"): the `cpu` preset on tiny-shakespeare, unstable (lr and
+warm-up sweeps, no clipping) and healthy (the demo configuration) runs, several seeds.
+`HealthDetector.observe(signals)` is the streaming form (the live monitor); `detect_table`
+replays a run's metric table through the same code (the offline form).
+"""
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import asdict, dataclass, fields
+from typing import Iterable, Optional
+
+import numpy as np
+import pandas as pd
+
+from attnlife.track.health_signals import StepSignals, entropy_fall_bits, signals_from_table
+
+KINDS = ("entropy_collapse", "logit_growth", "sink_takeover", "dead_head")
+ALERT_PREFIX = "alert_"
+UNITS = {"entropy_collapse": "bits", "logit_growth": "nats", "sink_takeover": "", "dead_head": "of uniform"}
+
+
+@dataclass
+class HealthRules:
+    """Detector thresholds (see the module docstring for the rules)."""
+
+    patience: int = 3                   # consecutive observations a condition must hold
+    collapse_floor_bits: float = 0.5    # entropy at or below this: collapsed
+    collapse_fall_bits: float = 2.0     # or fell at least this far below its recent high ...
+    collapse_window: int = 20           # ... within this many steps
+    logit_ceiling_nats: float = 30.0    # max-logit bound at or above this: runaway logits
+    logit_rise_nats: float = 15.0       # or rose at least this much ...
+    logit_window: int = 20              # ... within this many steps
+    sink_threshold: float = 0.8         # a layer's mean sink mass at or above this: takeover
+    dead_uniform_fraction: float = 0.97  # entropy at least this share of uniform ...
+    dead_after_steps: int = 500         # ... at or after this step: a dead head
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.patience < 1:
+            problems.append(f"patience={self.patience} must be >= 1")
+        for name in ("collapse_window", "logit_window", "dead_after_steps"):
+            if getattr(self, name) < 0:
+                problems.append(f"{name}={getattr(self, name)} must be >= 0")
+        for name in ("collapse_floor_bits", "collapse_fall_bits", "logit_rise_nats"):
+            if not getattr(self, name) >= 0:
+                problems.append(f"{name}={getattr(self, name)} must be >= 0")
+        if not 0 < self.sink_threshold <= 1:
+            problems.append(f"sink_threshold={self.sink_threshold} must be in (0, 1]")
+        if not 0 < self.dead_uniform_fraction <= 1:
+            problems.append(f"dead_uniform_fraction={self.dead_uniform_fraction} must be in (0, 1]")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_mapping(cls, values: dict) -> "HealthRules":
+        """The rules from a mapping holding (at least) their field names; other keys ignored."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One detector firing: `kind` at (layer, head) (head -1 = the whole layer) at `step`."""
+
+    step: int
+    kind: str
+    layer: int
+    head: int
+    value: float
+
+    @property
+    def metric(self) -> str:
+        return ALERT_PREFIX + self.kind
+
+    def describe(self, rules: HealthRules) -> str:
+        """One line for the console: what fired, where, the value and the rule it broke."""
+        where = f"layer {self.layer}" + (f" head {self.head}" if self.head >= 0 else "")
+        what = {
+            "entropy_collapse": f"entropy {self.value:.2f} bits (floor {rules.collapse_floor_bits:g} "
+                                f"bits, or a fall of {rules.collapse_fall_bits:g} bits within "
+                                f"{rules.collapse_window} steps)",
+            "logit_growth": f"max-logit bound {self.value:.1f} nats (ceiling "
+                            f"{rules.logit_ceiling_nats:g}, or +{rules.logit_rise_nats:g} within "
+                            f"{rules.logit_window} steps)",
+            "sink_takeover": f"sink mass {self.value:.2f} of the layer's attention on token 0 "
+                             f"(threshold {rules.sink_threshold:g})",
+            "dead_head": f"entropy {self.value:.1%} of uniform after step "
+                         f"{rules.dead_after_steps} (threshold {rules.dead_uniform_fraction:.0%})",
+        }[self.kind]
+        return f"attention health: step {self.step}: {self.kind.replace('_', ' ')} at {where}: {what}"
+
+
+class HealthDetector:
+    """Streaming detectors: feed `observe` each step's `StepSignals` in step order."""
+
+    def __init__(self, rules: Optional[HealthRules] = None) -> None:
+        self.rules = rules or HealthRules()
+        self.history: deque[StepSignals] = deque()
+        self._held: dict[str, np.ndarray] = {}      # kind -> consecutive observations held
+        self._clear: dict[str, np.ndarray] = {}     # kind -> consecutive observations not held
+        self._active: dict[str, np.ndarray] = {}    # kind -> fired and not re-armed
+
+    def conditions(self) -> dict[str, np.ndarray]:
+        """kind -> boolean condition at the newest observation ([L, H], [L] for sink takeover)."""
+        r, now = self.rules, self.history[-1]
+        with np.errstate(invalid="ignore"):
+            fall = entropy_fall_bits(list(self.history), r.collapse_window)
+            lse = now.lse_max_nats
+            recent = [h.lse_max_nats for h in self.history if h.step > now.step - r.logit_window]
+            rise = lse - np.fmin.reduce(np.stack(recent), axis=0)
+            return {
+                "entropy_collapse": (now.entropy_bits <= r.collapse_floor_bits)
+                                    | (fall >= r.collapse_fall_bits),
+                "logit_growth": (lse >= r.logit_ceiling_nats) | (rise >= r.logit_rise_nats),
+                "sink_takeover": now.layer_sink_mass() >= r.sink_threshold,
+                "dead_head": (now.uniform_fraction() >= r.dead_uniform_fraction)
+                             & (now.step >= r.dead_after_steps),
+            }
+
+    def values(self) -> dict[str, np.ndarray]:
+        """kind -> the signal an alert of that kind reports, at the newest observation."""
+        now = self.history[-1]
+        return {"entropy_collapse": now.entropy_bits, "logit_growth": now.lse_max_nats,
+                "sink_takeover": now.layer_sink_mass(), "dead_head": now.uniform_fraction()}
+
+    def observe(self, signals: StepSignals) -> list[Alert]:
+        """Take the next observation (step strictly after the last); return the alerts it fires."""
+        if self.history and signals.step <= self.history[-1].step:
+            raise ValueError(f"step {signals.step} is not after the last observed step "
+                             f"{self.history[-1].step}")
+        if self.history and self.history[-1].shape != signals.shape:
+            self.history.clear()       # a different model: start over
+            self._held.clear(), self._clear.clear(), self._active.clear()
+        self.history.append(signals)
+        keep = max(self.rules.collapse_window, self.rules.logit_window)
+        while self.history[0].step <= signals.step - keep:
+            self.history.popleft()
+        alerts = []
+        values = self.values()
+        for kind, cond in self.conditions().items():
+            held = self._held.get(kind, np.zeros(cond.shape, dtype=np.int64))
+            clear = self._clear.get(kind, np.zeros(cond.shape, dtype=np.int64))
+            active = self._active.get(kind, np.zeros(cond.shape, dtype=bool))
+            held = np.where(cond, held + 1, 0)
+            clear = np.where(cond, 0, clear + 1)
+            fire = (held >= self.rules.patience) & ~active
+            active = (active | fire) & ~(clear >= self.rules.patience)
+            self._held[kind], self._clear[kind], self._active[kind] = held, clear, active
+            for index in zip(*np.nonzero(fire)):
+                layer, head = (int(index[0]), int(index[1])) if len(index) == 2 else (int(index[0]), -1)
+                alerts.append(Alert(signals.step, kind, layer, head, float(values[kind][index])))
+        return alerts
+
+
+def detect(signals: Iterable[StepSignals], rules: Optional[HealthRules] = None) -> list[Alert]:
+    """Every alert of a sequence of observations (ascending steps), through `HealthDetector`."""
+    detector = HealthDetector(rules)
+    return [a for s in signals for a in detector.observe(s)]
+
+
+ALERT_COLUMNS = ["step", "kind", "layer", "head_index", "value"]
+
+
+def alerts_frame(alerts: Iterable[Alert]) -> pd.DataFrame:
+    """Alerts as a DataFrame: step, kind, layer, head_index (-1 = layer), value."""
+    rows = [(a.step, a.kind, a.layer, a.head, a.value) for a in alerts]
+    return pd.DataFrame(rows, columns=ALERT_COLUMNS).astype(
+        {"step": "int64", "layer": "int64", "head_index": "int64", "value": "float64"})
+
+
+def detect_table(metrics: pd.DataFrame, seq_len: int, rules: Optional[HealthRules] = None) -> pd.DataFrame:
+    """Replay a run's metric table (its `light_*` rows, split train) through the detectors."""
+    return alerts_frame(detect(signals_from_table(metrics, seq_len), rules))
+
+
+def first_alerts(alerts: pd.DataFrame) -> pd.DataFrame:
+    """The first alert of each kind: kind, step, layer, head_index, value (by step)."""
+    if alerts.empty:
+        return alerts.copy()
+    return alerts.sort_values(["step", "layer", "head_index"]).groupby("kind", as_index=False).first()
+
+
+def nan_to_none(x: float) -> Optional[float]:
+    return None if math.isnan(x) else x
