@@ -115,6 +115,42 @@ class TrackConfig:
     sample_count: int = _field(8, "sequences sampled per checkpoint for generation quality", AT_LEAST_1)
 
 
+ON_ALERT = ("warn", "checkpoint", "stop")
+
+
+@dataclass
+class HealthConfig:
+    """Attention-health early warning: detector thresholds over the light tier's signals and
+    what to do when one fires (`attnlife.track.health_rules` states the rules; the defaults were
+    chosen by measurement, BENCHMARKS.md "Attention health"). Needs the light tier."""
+
+    enabled: bool = _field(True, "watch the light tier for attention collapse, logit growth, sink "
+                                 "takeover and dead heads (alert_* rows, console lines)")
+    on_alert: str = _field("warn", "warn | checkpoint (write one at the first alert) | stop "
+                                   "(checkpoint, then exit with code 3) (also --on-alert)")
+    patience: int = _field(3, "observations in a row a condition must hold before it alerts", AT_LEAST_1)
+    collapse_floor_bits: float = _field(0.5, "entropy collapse: a head's entropy at or below this "
+                                             "(bits)", AT_LEAST_0)
+    collapse_fall_bits: float = _field(2.0, "entropy collapse: or a fall of at least this many bits "
+                                            "below its high of the last collapse_window steps",
+                                       (0.0, False, None, False))
+    collapse_window: int = _field(20, "steps the entropy fall is measured over", AT_LEAST_1)
+    logit_ceiling_nats: float = _field(30.0, "logit growth: max-logit bound (max over rows of the "
+                                             "logsumexp of attention logits) at or above this (nats)",
+                                       (0.0, False, None, False))
+    logit_rise_nats: float = _field(15.0, "logit growth: or a rise of at least this many nats within "
+                                          "logit_window steps", (0.0, False, None, False))
+    logit_window: int = _field(20, "steps the logit rise is measured over", AT_LEAST_1)
+    sink_threshold: float = _field(0.8, "sink takeover: a layer's mean attention on token 0 at or "
+                                        "above this", FRACTION)
+    dead_uniform_fraction: float = _field(0.97, "dead head: entropy at least this share of uniform "
+                                                "attention's ...", FRACTION)
+    dead_after_steps: int = _field(500, "... at or after this step", AT_LEAST_0)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
 @dataclass
 class RunConfig:
     """Everything a training run needs; stored in run.json under `config`."""
@@ -124,12 +160,13 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     track: TrackConfig = field(default_factory=TrackConfig)
+    health: HealthConfig = field(default_factory=HealthConfig)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-SECTIONS = ("model", "data", "train", "track")
+SECTIONS = ("model", "data", "train", "track", "health")
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     # laptop/CI scale: 4 layers, 4 heads, 128 dims, block 64
@@ -310,6 +347,9 @@ def validate_values(config: RunConfig) -> None:
             hint = "N" if isinstance(value, int) else "VALUE"
             raise ConfigError(f"{name} = {value} {_range_text(low, low_ok, high, high_ok)}; "
                               f"set it with --set {name}={hint}")
+    if config.health.on_alert not in ON_ALERT:
+        raise ConfigError(f"health.on_alert = {config.health.on_alert!r} is not one of "
+                          f"{', '.join(ON_ALERT)}; set it with --on-alert or --set health.on_alert=warn")
     if config.model.n_embd % config.model.n_head:
         raise ConfigError(f"model.n_embd = {config.model.n_embd} is not divisible by model.n_head = "
                           f"{config.model.n_head}; change one of them")

@@ -70,3 +70,10 @@ class TrainingInterrupted(AttnlifeError):
         super().__init__(message)
         self.signum = signum
         self.exit_code = 128 + signum
+
+
+class TrainingStopped(AttnlifeError):
+    """A callback asked training to stop (e.g. an attention-health alert with on_alert = stop)
+    after a checkpoint was written; `exit_code` is 3."""
+
+    exit_code = 3

@@ -11,6 +11,26 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
 
+class TrainControl:
+    """What a callback may ask of the trainer; honoured at the next step boundary.
+
+    `request_checkpoint(reason)`: write a checkpoint of the current weights (kept, outside the
+    series) unless one of them is already written. `request_stop(reason)`: write that checkpoint,
+    then stop with `attnlife.errors.TrainingStopped` (exit code 3 under `attnlife train`). The
+    first reason given is kept; requests made at the final step are moot (the run has ended).
+    """
+
+    def __init__(self) -> None:
+        self.checkpoint_reason: Optional[str] = None
+        self.stop_reason: Optional[str] = None
+
+    def request_checkpoint(self, reason: str) -> None:
+        self.checkpoint_reason = self.checkpoint_reason or reason
+
+    def request_stop(self, reason: str) -> None:
+        self.stop_reason = self.stop_reason or reason
+
+
 @dataclass(frozen=True)
 class TrainStart:
     """Emitted once before the first step (also on resume, with start_step > 0)."""
@@ -25,6 +45,7 @@ class TrainStart:
     batch: Optional[tuple] = None   # the (x, y) the first update will use (peeked, RNG untouched),
                                     # so callbacks can measure the weights at start_step
     checkpoint_steps: tuple = ()    # every step of the run's checkpoint series (log-spaced early)
+    control: Optional[TrainControl] = None  # requests to the trainer (checkpoint now, stop)
 
 
 @dataclass(frozen=True)

@@ -6,14 +6,14 @@ in (the attention tracker goes here, reading `config.track`).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any, Iterable, Optional
 
 from attnlife.config import RunConfig
 from attnlife.events import Callback
 from attnlife.train.trainer import train
 
 
-def default_callbacks(config: RunConfig) -> list[Callback]:
+def default_callbacks(config: RunConfig, health_hooks: Iterable[Any] = ()) -> list[Callback]:
     """Callbacks a CLI `train` run gets for `config`: the attention tracker unless disabled.
 
     The tracker reads `config.track` (every, batch_fraction, snapshot_every, span_threshold,
@@ -21,6 +21,9 @@ def default_callbacks(config: RunConfig) -> list[Callback]:
     light tier (`track.light_every` > 0, `track.light_fraction`) reads q and k from the training
     forward itself and logs `light_*` rows through the same writer. With `track.sample_every` > 0,
     checkpoints at multiples of it are sampled for generation quality (split `sample`).
+    With `health.enabled` (and the light tier on), a `HealthMonitor` watches the light rows and
+    writes `alert_<kind>` rows, console lines and the `health.on_alert` action; `health_hooks`
+    are called as `hook(alert, monitor)` for every alert (a user's own intervention).
     """
     if not config.track.enabled:
         return []
@@ -30,7 +33,12 @@ def default_callbacks(config: RunConfig) -> list[Callback]:
     if config.track.light_every > 0:
         from attnlife.track.light_tracker import LightTracker
 
-        callbacks.append(LightTracker.from_config(config.track))
+        light = LightTracker.from_config(config.track)
+        callbacks.append(light)
+        if config.health.enabled:
+            from attnlife.track.health_monitor import HealthMonitor
+
+            callbacks.append(HealthMonitor.from_config(config.health, health_hooks).watch(light))
     if config.track.sample_every > 0:
         from attnlife.track.generation import SampleQuality
 

@@ -25,6 +25,7 @@ def train_command(
     track_light_every: Optional[int] = typer.Option(None, "--track-light-every", help="Sets track.light_every (light tier: fused entropy, mean distance, sink from the training forward; 0 = off)."),
     sample_every: Optional[int] = typer.Option(None, "--sample-every", help="Sets track.sample_every: sample checkpoints at multiples of N updates for generation quality (split sample)."),
     no_track: bool = typer.Option(False, "--no-track", help="Sets track.enabled=false (both tiers)."),
+    on_alert: Optional[str] = typer.Option(None, "--on-alert", help="Attention-health alerts (collapse, logit growth, sink takeover, dead heads): warn (default) | checkpoint (write one at the first alert of each kind) | stop (write one, then exit with code 3). Sets health.on_alert."),
     tensorboard: bool = typer.Option(False, "--tensorboard", help="Also write loss, lr, config and attention to TensorBoard in OUT/tensorboard."),
     wandb: bool = typer.Option(False, "--wandb", help="Also log them to Weights & Biases (offline unless WANDB_MODE=online)."),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from the newest checkpoint in --out."),
@@ -41,7 +42,7 @@ def train_command(
              "train.learning_rate": lr, "train.device": device, "train.seed": seed,
              "track.every": track_every, "track.batch_fraction": track_fraction,
              "track.light_every": track_light_every, "track.sample_every": sample_every,
-             "data.data_dir": data_dir}
+             "data.data_dir": data_dir, "health.on_alert": on_alert}
     extra = [f"{k}={v}" for k, v in flags.items() if v is not None]
     if no_track:
         extra.append("track.enabled=false")
@@ -52,7 +53,7 @@ def train_command(
         return
     from attnlife.run import default_callbacks, run_training
 
-    from attnlife.errors import TrainingInterrupted
+    from attnlife.errors import TrainingInterrupted, TrainingStopped
 
     try:
         callbacks = default_callbacks(config)
@@ -61,6 +62,9 @@ def train_command(
                                allow_data_change=allow_data_change)
     except TrainingInterrupted as stop:  # SIGTERM/SIGINT: checkpoint written, conventional code
         typer.echo(f"interrupted: {stop}", err=True)
+        raise typer.Exit(stop.exit_code) from None
+    except TrainingStopped as stop:  # a callback (health.on_alert = stop) asked; checkpoint written
+        typer.echo(f"stopped: {stop}", err=True)
         raise typer.Exit(stop.exit_code) from None
     _print_summary(run_dir)
 

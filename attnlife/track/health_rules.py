@@ -8,32 +8,35 @@ re-arms once its condition has been false at `patience` consecutive observations
 recovers and collapses again alerts again. With the light tier at every step, an alert comes
 `patience - 1` steps after the condition first held.
 
-  entropy_collapse  head: H_s <= collapse_floor_bits, or entropy_fall_bits_s >= collapse_fall_bits
-                    (fell that far below its high of the last collapse_window steps)
-                    value: H_s (bits)
-  logit_growth      head: lse_max_s >= logit_ceiling_nats, or lse_max_s - min over the last
-                    logit_window steps >= logit_rise_nats       value: lse_max_s (nats)
+  entropy_collapse  head: H_s <= collapse_floor_bits, or H fell at least collapse_fall_bits below
+                    its high of the window (collapse_window steps before the last `patience`
+                    observations, up to s)                           value: H_s (bits)
+  logit_growth      head: |lse_max_s| >= logit_ceiling_nats, or |lse_max_s| - its minimum over
+                    the window (logit_window steps, extended the same way) >= logit_rise_nats
+                    value: lse_max_s (nats)
+                    (lse_max >= C means a logit >= C - log T; lse_max <= -C means every logit
+                    of the sequence <= -C: either way the logit scale has run away)
   sink_takeover     layer: mean over its heads of sink mass >= sink_threshold
                     value: the layer's sink mass (alert row at head -1)
   dead_head         head: s >= dead_after_steps and H_s / U(T) >= dead_uniform_fraction
                     (still attends uniformly: never learned to select)   value: H_s / U(T)
 
-Thresholds are `HealthRules` fields; their defaults were chosen on the measurements in
-BENCHMARKS.md ("Attention health"): the `cpu` preset on tiny-shakespeare, unstable (lr and
+Thresholds are fields of `attnlife.config.HealthConfig` (the run config's `health` section);
+their defaults were chosen on the measurements in BENCHMARKS.md ("Attention health"): the `cpu` preset on tiny-shakespeare, unstable (lr and
 warm-up sweeps, no clipping) and healthy (the demo configuration) runs, several seeds.
 `HealthDetector.observe(signals)` is the streaming form (the live monitor); `detect_table`
 replays a run's metric table through the same code (the offline form).
 """
 from __future__ import annotations
 
-import math
 from collections import deque
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Iterable, Optional
 
 import numpy as np
 import pandas as pd
 
+from attnlife.config import HealthConfig, RunConfig, validate_values
 from attnlife.track.health_signals import StepSignals, entropy_fall_bits, signals_from_table
 
 KINDS = ("entropy_collapse", "logit_growth", "sink_takeover", "dead_head")
@@ -41,46 +44,11 @@ ALERT_PREFIX = "alert_"
 UNITS = {"entropy_collapse": "bits", "logit_growth": "nats", "sink_takeover": "", "dead_head": "of uniform"}
 
 
-@dataclass
-class HealthRules:
-    """Detector thresholds (see the module docstring for the rules)."""
-
-    patience: int = 3                   # consecutive observations a condition must hold
-    collapse_floor_bits: float = 0.5    # entropy at or below this: collapsed
-    collapse_fall_bits: float = 2.0     # or fell at least this far below its recent high ...
-    collapse_window: int = 20           # ... within this many steps
-    logit_ceiling_nats: float = 30.0    # max-logit bound at or above this: runaway logits
-    logit_rise_nats: float = 15.0       # or rose at least this much ...
-    logit_window: int = 20              # ... within this many steps
-    sink_threshold: float = 0.8         # a layer's mean sink mass at or above this: takeover
-    dead_uniform_fraction: float = 0.97  # entropy at least this share of uniform ...
-    dead_after_steps: int = 500         # ... at or after this step: a dead head
-
-    def __post_init__(self) -> None:
-        problems = []
-        if self.patience < 1:
-            problems.append(f"patience={self.patience} must be >= 1")
-        for name in ("collapse_window", "logit_window", "dead_after_steps"):
-            if getattr(self, name) < 0:
-                problems.append(f"{name}={getattr(self, name)} must be >= 0")
-        for name in ("collapse_floor_bits", "collapse_fall_bits", "logit_rise_nats"):
-            if not getattr(self, name) >= 0:
-                problems.append(f"{name}={getattr(self, name)} must be >= 0")
-        if not 0 < self.sink_threshold <= 1:
-            problems.append(f"sink_threshold={self.sink_threshold} must be in (0, 1]")
-        if not 0 < self.dead_uniform_fraction <= 1:
-            problems.append(f"dead_uniform_fraction={self.dead_uniform_fraction} must be in (0, 1]")
-        if problems:
-            raise ValueError("; ".join(problems))
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_mapping(cls, values: dict) -> "HealthRules":
-        """The rules from a mapping holding (at least) their field names; other keys ignored."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in names})
+def checked_rules(rules: Optional[HealthConfig] = None) -> HealthConfig:
+    """`rules` (default `HealthConfig()`) after the config's range checks (ConfigError, one line)."""
+    rules = HealthConfig() if rules is None else rules
+    validate_values(RunConfig(health=rules))
+    return rules
 
 
 @dataclass(frozen=True)
@@ -97,7 +65,7 @@ class Alert:
     def metric(self) -> str:
         return ALERT_PREFIX + self.kind
 
-    def describe(self, rules: HealthRules) -> str:
+    def describe(self, rules: HealthConfig) -> str:
         """One line for the console: what fired, where, the value and the rule it broke."""
         where = f"layer {self.layer}" + (f" head {self.head}" if self.head >= 0 else "")
         what = {
@@ -118,8 +86,8 @@ class Alert:
 class HealthDetector:
     """Streaming detectors: feed `observe` each step's `StepSignals` in step order."""
 
-    def __init__(self, rules: Optional[HealthRules] = None) -> None:
-        self.rules = rules or HealthRules()
+    def __init__(self, rules: Optional[HealthConfig] = None) -> None:
+        self.rules = checked_rules(rules)
         self.history: deque[StepSignals] = deque()
         self._held: dict[str, np.ndarray] = {}      # kind -> consecutive observations held
         self._clear: dict[str, np.ndarray] = {}     # kind -> consecutive observations not held
@@ -128,19 +96,25 @@ class HealthDetector:
     def conditions(self) -> dict[str, np.ndarray]:
         """kind -> boolean condition at the newest observation ([L, H], [L] for sink takeover)."""
         r, now = self.rules, self.history[-1]
+        span = now.step - self._anchor()          # steps covered by the last `patience` reads
         with np.errstate(invalid="ignore"):
-            fall = entropy_fall_bits(list(self.history), r.collapse_window)
-            lse = now.lse_max_nats
-            recent = [h.lse_max_nats for h in self.history if h.step > now.step - r.logit_window]
-            rise = lse - np.fmin.reduce(np.stack(recent), axis=0)
+            fall = entropy_fall_bits(list(self.history), r.collapse_window + span)
+            scale = np.abs(now.lse_max_nats)
+            recent = [np.abs(h.lse_max_nats) for h in self.history
+                      if h.step > now.step - r.logit_window - span]
+            rise = scale - np.fmin.reduce(np.stack(recent), axis=0)
             return {
                 "entropy_collapse": (now.entropy_bits <= r.collapse_floor_bits)
                                     | (fall >= r.collapse_fall_bits),
-                "logit_growth": (lse >= r.logit_ceiling_nats) | (rise >= r.logit_rise_nats),
+                "logit_growth": (scale >= r.logit_ceiling_nats) | (rise >= r.logit_rise_nats),
                 "sink_takeover": now.layer_sink_mass() >= r.sink_threshold,
                 "dead_head": (now.uniform_fraction() >= r.dead_uniform_fraction)
                              & (now.step >= r.dead_after_steps),
             }
+
+    def _anchor(self) -> int:
+        """Step of the oldest of the last `patience` observations (where a streak ending now began)."""
+        return self.history[max(0, len(self.history) - self.rules.patience)].step
 
     def values(self) -> dict[str, np.ndarray]:
         """kind -> the signal an alert of that kind reports, at the newest observation."""
@@ -158,7 +132,7 @@ class HealthDetector:
             self._held.clear(), self._clear.clear(), self._active.clear()
         self.history.append(signals)
         keep = max(self.rules.collapse_window, self.rules.logit_window)
-        while self.history[0].step <= signals.step - keep:
+        while self.history[0].step <= self._anchor() - keep:
             self.history.popleft()
         alerts = []
         values = self.values()
@@ -177,7 +151,7 @@ class HealthDetector:
         return alerts
 
 
-def detect(signals: Iterable[StepSignals], rules: Optional[HealthRules] = None) -> list[Alert]:
+def detect(signals: Iterable[StepSignals], rules: Optional[HealthConfig] = None) -> list[Alert]:
     """Every alert of a sequence of observations (ascending steps), through `HealthDetector`."""
     detector = HealthDetector(rules)
     return [a for s in signals for a in detector.observe(s)]
@@ -193,7 +167,7 @@ def alerts_frame(alerts: Iterable[Alert]) -> pd.DataFrame:
         {"step": "int64", "layer": "int64", "head_index": "int64", "value": "float64"})
 
 
-def detect_table(metrics: pd.DataFrame, seq_len: int, rules: Optional[HealthRules] = None) -> pd.DataFrame:
+def detect_table(metrics: pd.DataFrame, seq_len: int, rules: Optional[HealthConfig] = None) -> pd.DataFrame:
     """Replay a run's metric table (its `light_*` rows, split train) through the detectors."""
     return alerts_frame(detect(signals_from_table(metrics, seq_len), rules))
 
@@ -204,6 +178,3 @@ def first_alerts(alerts: pd.DataFrame) -> pd.DataFrame:
         return alerts.copy()
     return alerts.sort_values(["step", "layer", "head_index"]).groupby("kind", as_index=False).first()
 
-
-def nan_to_none(x: float) -> Optional[float]:
-    return None if math.isnan(x) else x

@@ -6,7 +6,7 @@ steps. Shapes: [L, H] per head, [L] per layer; T = the sequence length the light
 
   entropy_bits        H = mean_i H_i, clamped at 0 (a mean of exact zeros can round below 0)   (bits)
   uniform_entropy     U(T) = mean_{i<T} log2(i + 1) = log2(T!) / T: H of uniform causal
-                      attention, the largest value H can take; U(64) = 4.63 bits            (bits)
+                      attention, the largest value H can take; U(64) = 4.62 bits            (bits)
   uniform_fraction    H / U(T) in [0, 1]; 1 = every row uniform over its keys (a "dead" head
                       that mixes without selecting; every head starts near 1)                  (1)
   entropy_fall_bits   max of H over the steps in (s - W, s] minus H at s, W = a window in steps:

@@ -85,6 +85,7 @@ class HFLightStats(LightEvents):
             raise LightTrackingError(f"{type(model).__name__} cannot switch to attention "
                                      f"{ATTN_NAME!r}; it does not use transformers' AttentionInterface")
         self._means: dict[int, dict[str, torch.Tensor]] = {}
+        self._seq_len = 0
 
     def observe(self, layer: int, query: torch.Tensor, key: torch.Tensor,
                 mask: Optional[torch.Tensor], scaling: Optional[float]) -> None:
@@ -96,6 +97,7 @@ class HFLightStats(LightEvents):
         if mask is not None and mask.dim() == 4 and mask.size(0) == query.size(0):
             mask = mask[:n]
         q, k = query[:n], key[:n]
+        self._seq_len = int(key.size(2))
         with torch.no_grad():
             if mask is None and q.size(2) == k.size(2):   # plain causal: the lighter means path
                 self._means[layer] = fused_sequence_means(q, k, scaling, backend=self.backend)
@@ -129,7 +131,8 @@ class HFLightStats(LightEvents):
         if step is None or not means:
             return []
         rows = light_rows(means)
-        return self._emit(step, rows, (self._spent_s + time.perf_counter() - t0) * 1e3, split)
+        return self._emit(step, rows, (self._spent_s + time.perf_counter() - t0) * 1e3, split,
+                          self._seq_len)
 
     @contextlib.contextmanager
     def step(self, step: int) -> Iterator[bool]:

@@ -43,7 +43,7 @@ import contextlib
 import math
 import os
 import time
-from typing import Any, Iterable, Iterator, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 import torch
 
@@ -107,6 +107,9 @@ class LightEvents:
         self.every, self.batch_fraction = int(every), float(batch_fraction)
         self.backend, self.training_only = backend, training_only
         self.writer, self.sinks = writer, list(sinks)
+        # called with (step, per-head rows, sequence length T) once a step's rows are computed
+        # (e.g. attnlife.track.health_monitor.HealthMonitor.on_light_rows)
+        self.listeners: list[Callable[[int, list[MetricRow], int], Any]] = []
         self.events, self.last_ms = 0, 0.0
         self._step: Optional[int] = None
         self._spent_s = 0.0
@@ -115,9 +118,13 @@ class LightEvents:
         """Whether a forward running now is read (grad enabled unless `training_only` is off)."""
         return not self.training_only or torch.is_grad_enabled()
 
-    def _emit(self, step: int, rows: list[MetricRow], ms: float, split: str) -> list[MetricRow]:
-        """Log `step`'s per-head `rows` (from `light_rows`) plus `light_ms` = `ms`."""
+    def _emit(self, step: int, rows: list[MetricRow], ms: float, split: str,
+              seq_len: int = 0) -> list[MetricRow]:
+        """Log `step`'s per-head `rows` (from `light_rows`) plus `light_ms` = `ms`, then hand
+        them to the listeners (T = `seq_len`)."""
         self.last_ms = ms
+        for listener in self.listeners:
+            listener(step, rows, seq_len)
         rows.append(MetricRow(-1, -1, "light_ms", ms))
         if self.writer is not None:
             self.writer.log_rows(step, rows, split=split)
@@ -196,11 +203,12 @@ class LightTracker(Callback, LightEvents):
         for items in groups.values():
             means.update(zip([item[0] for item in items], _stacked_means([item[1] for item in items],
                                                                          self.backend)))
-        built = [(step, light_rows(means[step]), spent, split) for step, _, spent, split in pending]
+        built = [(step, light_rows(means[step]), spent, split, next(iter(qk.values()))[0].size(2))
+                 for step, qk, spent, split in pending]
         share = (time.perf_counter() - t0) / max(1, len(pending))
         out = []
-        for step, rows, spent, split in built:
-            out.extend(self._emit(step, rows, (spent + share) * 1e3, split))
+        for step, rows, spent, split, seq_len in built:
+            out.extend(self._emit(step, rows, (spent + share) * 1e3, split, seq_len))
         return out
 
     @contextlib.contextmanager

@@ -18,7 +18,10 @@ Files are written by rank 0 only; callbacks are called on every rank with `rank`
 Rank 0 holds the run directory's lock (`attnlife.store.lock`) for the whole run. Early stops
 (`attnlife.train.guards`): SIGTERM/SIGINT finish the update, checkpoint, raise TrainingInterrupted;
 a non-finite loss (or a spike, train.loss_spike_factor) or non-finite weights at a checkpoint
-raise DivergenceError, leaving the newest finite checkpoint as the last one.
+raise DivergenceError, leaving the newest finite checkpoint as the last one. A callback may ask
+(through `TrainStart.control`, an `attnlife.events.TrainControl`) for a checkpoint of the current
+weights or for a stop: honoured at the next step boundary, a stop writes that checkpoint and
+raises TrainingStopped (exit code 3).
 """
 from __future__ import annotations
 
@@ -32,8 +35,9 @@ from tqdm import tqdm
 
 from attnlife.config import RunConfig
 from attnlife.data import BatchSampler, SplitTooShortError, load_prepared
-from attnlife.errors import CheckpointError, DivergenceError, RunDirError, TrainingInterrupted
-from attnlife.events import (Callback, CheckpointDue, CheckpointRecord, EvalRecord, StepRecord,
+from attnlife.errors import (CheckpointError, DivergenceError, RunDirError, TrainingInterrupted,
+                             TrainingStopped)
+from attnlife.events import (Callback, CheckpointDue, CheckpointRecord, EvalRecord, StepRecord, TrainControl,
                              TrainEnd, TrainStart)
 from attnlife.model.gpt import GPT, GPTConfig
 from attnlife.store.checkpoints import load_state_dict
@@ -74,6 +78,7 @@ class Trainer:
         self.last_eval_step = -1
         self.start_step = 0
         self.resumed = False
+        self.control = TrainControl()
 
     # ----------------------------------------------------------------- public
     def run(self) -> Path:
@@ -185,7 +190,8 @@ class Trainer:
             run_dir=self.run_dir, config=self.config.to_dict(), model=self.model,
             start_step=self.start_step, device=self.device, metric_writer=self.writer,
             rank=self.info.rank, batch=self._peek_batch(),
-            checkpoint_steps=tuple(checkpoint_steps(tc.max_iters, tc.ckpt_log_max, tc.ckpt_every))))
+            checkpoint_steps=tuple(checkpoint_steps(tc.max_iters, tc.ckpt_log_max, tc.ckpt_every)),
+            control=self.control))
         bar = tqdm(total=tc.max_iters, initial=self.start_step, desc="train", unit="it",
                    disable=self.quiet or not self.info.is_main, dynamic_ncols=True)
         step = self.start_step
@@ -197,8 +203,11 @@ class Trainer:
                     self._checkpoint(step, tokens_per_step)
             if step >= tc.max_iters:
                 break
-            if self._stop_requested():
+            signalled, checkpoint_asked, stop_asked = self._requests()
+            if signalled:
                 self._stop_for_signal(step, tokens_per_step)
+            if stop_asked or checkpoint_asked:
+                self._honour_control(step, tokens_per_step, stop_asked)
             t0 = time.perf_counter()
             loss, lr, batch = self._update(step)
             tokens_per_s = tokens_per_step / max(time.perf_counter() - t0, 1e-9)
@@ -329,16 +338,33 @@ class Trainer:
         if not resume_only:
             self._emit("on_checkpoint", CheckpointRecord(step=step, path=path, rank=self.info.rank))
 
-    def _stop_requested(self) -> bool:
-        """Whether a SIGTERM/SIGINT arrived (on any rank: the flag is max-reduced under DDP)."""
-        flag = self.signals.received is not None
+    def _requests(self) -> tuple[bool, bool, bool]:
+        """(a SIGTERM/SIGINT arrived, a callback asked for a checkpoint, a callback asked to
+        stop), each true if true on any rank (one max-reduce under DDP)."""
+        flags = [self.signals.received is not None, self.control.checkpoint_reason is not None,
+                 self.control.stop_reason is not None]
         if self.info.enabled:
             import torch.distributed as dist
 
-            t = torch.tensor([float(flag)], device=self.device)
+            t = torch.tensor([float(f) for f in flags], device=self.device)
             dist.all_reduce(t, op=dist.ReduceOp.MAX)
-            flag = bool(t.item())
-        return flag
+            flags = [bool(v) for v in t.tolist()]
+        return flags[0], flags[1], flags[2]
+
+    def _honour_control(self, step: int, tokens_per_step: int, stop: bool) -> None:
+        """A callback's request (`TrainControl`): checkpoint the weights after `step` updates
+        (kept, unless that checkpoint is already written); then, for a stop, flush and raise
+        TrainingStopped naming the reason."""
+        reason = self.control.stop_reason if stop else self.control.checkpoint_reason
+        self.control.checkpoint_reason = None
+        if self.last_checkpoint_step != step:
+            self._checkpoint(step, tokens_per_step)
+        if not stop:
+            return
+        if self.writer is not None:
+            self.writer.flush()
+        raise TrainingStopped(f"stopped at step {step}: {reason or 'a callback asked to stop'}; "
+                              f"checkpoint {RunPaths(self.run_dir).checkpoint(step).name} is written")
 
     def _stop_for_signal(self, step: int, tokens_per_step: int) -> None:
         """Checkpoint the weights after `step` updates (unless just written), flush, raise."""

@@ -1,0 +1,134 @@
+"""The live attention-health monitor: light-tier rows in, alerts out (rows, console, sinks, actions).
+
+    monitor = HealthMonitor(HealthConfig(on_alert="stop"), hooks=[my_intervention])
+    monitor.watch(light)               # a LightTracker or HFLightStats: rows arrive as computed
+    run_training(config, [light, monitor])       # `attnlife train` wires this itself (attnlife.run)
+
+Each step's light rows (`light_entropy_bits`, `light_lse_max_nats`, `light_sink_mass` per head)
+become `StepSignals` and go through `HealthDetector` (`attnlife.track.health_rules`, where the
+rules are stated). For every alert:
+  - a row in the run's metric table: metric `alert_<kind>`, split `train`, at the step of the
+    signal, the layer and the head (-1 for a layer-level sink takeover), value = the signal;
+  - the same row to the sinks (TensorBoard / W&B tag `alert_<kind>/L<l>/H<h>`);
+  - one console line (stderr) the first time a kind fires for a head;
+  - each hook is called as `hook(alert, monitor)`: a user's own intervention (the hook sees
+    `monitor.model`, `monitor.alerts`, and may call `monitor.request_checkpoint(reason)` or
+    `monitor.request_stop(reason)`);
+  - the configured action (`on_alert`): `warn` nothing more; `checkpoint` asks the trainer for a
+    checkpoint of the current weights at the first alert of each kind; `stop` asks it to write one
+    and stop at the first alert (exit code 3 under `attnlife train`).
+Requests go through `attnlife.events.TrainControl` (handed over in TrainStart); the HF Trainer and
+Lightning callbacks in `attnlife.integrations.health` turn them into their trainers' own save and
+stop. Under `attnlife train` the light tier computes 8 steps per fused call, so an alert is raised
+(and acted on) up to 7 steps after the step it is dated; rows are dated by the signal's step.
+Only rank 0 reads the light tier, so only rank 0 alerts; the trainer reduces a stop over ranks.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Any, Callable, Iterable, Optional
+
+from attnlife.config import HealthConfig
+from attnlife.events import Callback, TrainControl, TrainStart
+from attnlife.store.metrics_table import MetricRow
+from attnlife.track.health_rules import Alert, HealthDetector, checked_rules
+from attnlife.track.health_signals import signals_from_rows
+
+Hook = Callable[[Alert, "HealthMonitor"], Any]
+
+
+def _console(line: str) -> None:
+    """One line on stderr, above a tqdm progress bar if one is shown."""
+    from tqdm import tqdm
+
+    tqdm.write(line, file=sys.stderr)
+
+
+class HealthMonitor(Callback):
+    """Alerts from light-tier rows; see the module docstring."""
+
+    def __init__(self, rules: Optional[HealthConfig] = None, hooks: Iterable[Hook] = (),
+                 writer: Any = None, sinks: Iterable[Any] = (),
+                 echo: Optional[Callable[[str], Any]] = _console,
+                 control: Optional[TrainControl] = None) -> None:
+        self.rules = checked_rules(rules)
+        self.detector = HealthDetector(self.rules)
+        self.hooks = list(hooks)
+        self.writer, self.sinks = writer, list(sinks)
+        self.echo = echo
+        self.control = control
+        self.model: Any = None
+        self.rank = 0
+        self.alerts: list[Alert] = []
+        self._announced: set[tuple[str, int, int]] = set()
+        self._acted: set[str] = set()
+
+    @classmethod
+    def from_config(cls, health_config: HealthConfig, hooks: Iterable[Hook] = ()) -> "HealthMonitor":
+        return cls(health_config, hooks=hooks)
+
+    def watch(self, light: Any) -> "HealthMonitor":
+        """Receive `light`'s rows (a LightTracker or HFLightStats) as they are computed."""
+        light.listeners.append(self.on_light_rows)
+        return self
+
+    # ---------------------------------------------------------------- Callback API
+    def on_train_start(self, rec: TrainStart) -> None:
+        self.rank, self.model = rec.rank, rec.model
+        if self.writer is None:
+            self.writer = rec.metric_writer
+        if rec.control is not None:
+            self.control = rec.control
+
+    # ---------------------------------------------------------------- rows in
+    def on_light_rows(self, step: int, rows: list[MetricRow], seq_len: int) -> list[Alert]:
+        """Detect on one step's light rows (T = `seq_len`); log and act on what fires."""
+        if self.rank != 0 or seq_len < 1:
+            return []
+        signals = signals_from_rows(step, rows, seq_len)
+        if signals is None:
+            return []
+        alerts = self.detector.observe(signals)
+        for alert in alerts:
+            self._handle(alert)
+        return alerts
+
+    # ---------------------------------------------------------------- actions
+    def request_checkpoint(self, reason: str) -> None:
+        """Ask the trainer for a checkpoint of the current weights (no-op without a trainer)."""
+        if self.control is not None:
+            self.control.request_checkpoint(reason)
+
+    def request_stop(self, reason: str) -> None:
+        """Ask the trainer to checkpoint and stop (no-op without a trainer)."""
+        if self.control is not None:
+            self.control.request_stop(reason)
+
+    def _handle(self, alert: Alert) -> None:
+        self.alerts.append(alert)
+        row = MetricRow(alert.layer, alert.head, alert.metric, alert.value)
+        if self.writer is not None:
+            self.writer.log_rows(alert.step, [row], split="train")
+        for sink in self.sinks:
+            sink.log_rows(alert.step, [row])
+        key = (alert.kind, alert.layer, alert.head)
+        line = alert.describe(self.rules)
+        if key not in self._announced:
+            self._announced.add(key)
+            if self.echo is not None:
+                self.echo(line)
+        for hook in self.hooks:
+            hook(alert, self)
+        action = self.rules.on_alert
+        if action == "stop":
+            self.request_stop(f"attention-health alert ({line.split(': ', 1)[1]})")
+        elif action == "checkpoint" and alert.kind not in self._acted:
+            self._acted.add(alert.kind)
+            self.request_checkpoint(f"first {alert.kind} alert at step {alert.step}")
+
+    def flush(self) -> None:
+        for sink in self.sinks:
+            sink.flush()
+
+    def close(self) -> None:
+        """Nothing to release: the writer and the sinks belong to the run."""

@@ -1,0 +1,221 @@
+"""Attention-health signals and detectors: closed forms, planted signals, replay = streaming."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import attnlife
+from attnlife.config import HealthConfig
+from attnlife.errors import ConfigError
+from attnlife.store.metrics_table import MetricWriter
+from attnlife.track.fused_stats import fused_sequence_means
+from attnlife.track.health_rules import HealthDetector, detect, detect_table
+from attnlife.track.health_signals import (StepSignals, entropy_fall_bits, signals_from_rows,
+                                           signals_from_table, uniform_entropy_bits, uniform_sink_mass)
+from attnlife.track.light_tracker import light_rows
+
+T = 64
+U = uniform_entropy_bits(T)
+
+
+def trace(steps: int, L: int = 2, H: int = 3, seed: int = 0, entropy=None, lse=None, sink=None,
+          every: int = 1) -> list[StepSignals]:
+    """Noisy healthy-looking signals: entropy drifting from uniform towards 1.5 bits, max-logit
+    bound growing slowly from log T, sink mass near uniform's; `entropy(step, e)` etc. may edit
+    the [L, H] arrays of a step in place."""
+    g = np.random.default_rng(seed)
+    out = []
+    for s in range(0, steps, every):
+        drift = 1.0 - min(s / 2000, 1.0)
+        e = np.clip(1.5 + (U - 1.6) * drift + g.normal(0, 0.15, (L, H)), 0, U)
+        x = math.log(T) + 15 * (1 - drift) + g.normal(0, 0.8, (L, H))
+        k = np.clip(0.06 + g.normal(0, 0.02, (L, H)), 0, 1)
+        for fn, arr in ((entropy, e), (lse, x), (sink, k)):
+            if fn is not None:
+                fn(s, arr)
+        out.append(StepSignals(s, e, x, k, T))
+    return out
+
+
+def kinds(alerts):
+    return [(a.kind, a.step, a.layer, a.head) for a in alerts]
+
+
+# ------------------------------------------------------------------------------- signals
+def test_uniform_closed_forms_equal_the_light_tier_on_uniform_attention():
+    for t in (1, 2, 7, 64, 300):
+        assert uniform_entropy_bits(t) == pytest.approx(np.mean(np.log2(np.arange(1, t + 1))), abs=1e-12)
+    assert uniform_entropy_bits(64) == pytest.approx(4.6249, abs=1e-4)
+    assert uniform_sink_mass(64) == pytest.approx(np.mean(1 / np.arange(2, 65)), abs=1e-12)
+    assert math.isnan(uniform_sink_mass(1))
+    q = torch.zeros(1, 2, 64, 8, dtype=torch.float64)                # zero logits: uniform rows
+    means = fused_sequence_means(q, torch.randn(1, 2, 64, 8, dtype=torch.float64))
+    assert float(means["entropy_bits"][0, 0]) == pytest.approx(uniform_entropy_bits(64), abs=1e-10)
+    assert float(means["sink_mass"][0, 1]) == pytest.approx(uniform_sink_mass(64), abs=1e-10)
+    assert float(means["lse_max_nats"][0, 0]) == pytest.approx(math.log(64), abs=1e-10)
+
+
+def test_signals_from_rows_and_from_the_table_agree(tmp_path):
+    g = torch.Generator().manual_seed(3)
+    writer = MetricWriter(tmp_path)
+    built = []
+    for step in (0, 1, 3):
+        means = {layer: {"entropy_bits": torch.rand(2, 3, generator=g) * 4,
+                         "mean_distance_tokens": torch.rand(2, 3, generator=g),
+                         "sink_mass": torch.rand(2, 3, generator=g),
+                         "lse_max_nats": torch.randn(2, 3, generator=g) * 10} for layer in (0, 1)}
+        rows = light_rows(means)
+        writer.log_rows(step, rows)
+        built.append(signals_from_rows(step, rows, T))
+        expect = np.stack([means[layer]["entropy_bits"].double().mean(0).numpy() for layer in (0, 1)])
+        np.testing.assert_allclose(built[-1].entropy_bits, expect, atol=1e-12)
+    writer.close()
+    read = list(signals_from_table(attnlife.load_run(tmp_path).metrics(), T))
+    assert [s.step for s in read] == [0, 1, 3]
+    for a, b in zip(built, read):
+        for name in ("entropy_bits", "lse_max_nats", "sink_mass"):
+            np.testing.assert_allclose(getattr(a, name), getattr(b, name), rtol=1e-6)
+    assert signals_from_rows(0, [], T) is None
+
+
+def test_derived_signals_closed_forms():
+    e = np.array([[0.2, 4.0, -1e-7], [U, 0.6, np.nan]])
+    s = StepSignals(5, np.maximum(e, 0), np.zeros((2, 3)), np.array([[0.9, 0.8, 0.7], [0.1, np.nan, 0.3]]), T)
+    np.testing.assert_allclose(s.collapsed_share(0.5), [2 / 3, 0.0])
+    np.testing.assert_allclose(s.layer_sink_mass(), [0.8, 0.2])
+    assert s.uniform_fraction()[1, 0] == pytest.approx(1.0)
+    assert s.entropy_bits[0, 2] == 0.0                               # clamped at 0
+    hist = [StepSignals(t, np.full((1, 1), v), np.zeros((1, 1)), np.zeros((1, 1)), T)
+            for t, v in ((0, 4.0), (5, 3.0), (10, 4.5), (30, 1.0))]
+    assert entropy_fall_bits(hist, 25)[0, 0] == pytest.approx(3.5)   # high 4.5 at step 10 > 30 - 25
+    assert entropy_fall_bits(hist, 20)[0, 0] == pytest.approx(0.0)   # only step 30 in (10, 30]
+
+
+# ------------------------------------------------------------------------------- planted signals
+def collapse_at(step0: int, layer: int, head: int, to: float = 0.1, until: int = 10**9):
+    def edit(s, e):
+        if step0 <= s < until:
+            e[layer, head] = to
+    return edit
+
+
+def test_planted_collapse_raises_exactly_one_alert_at_its_step():
+    rules = HealthConfig()
+    alerts = detect(trace(400, entropy=collapse_at(150, 1, 2)), rules)
+    assert kinds(alerts) == [("entropy_collapse", 150 + rules.patience - 1, 1, 2)]
+    assert alerts[0].value == pytest.approx(0.1)
+
+
+def test_noisy_healthy_trace_raises_nothing():
+    for seed in range(3):
+        assert detect(trace(2000, seed=seed)) == []
+
+
+def test_a_head_that_recovers_and_collapses_again_alerts_twice():
+    edit = collapse_at(100, 0, 0, until=200)
+    again = collapse_at(300, 0, 0)
+    alerts = detect(trace(400, entropy=lambda s, e: (edit(s, e), again(s, e))))
+    assert kinds(alerts) == [("entropy_collapse", 102, 0, 0), ("entropy_collapse", 302, 0, 0)]
+
+
+def test_a_fast_fall_above_the_floor_is_a_collapse():
+    rules = HealthConfig(collapse_floor_bits=0.0)
+    alerts = detect(trace(300, entropy=collapse_at(120, 0, 1, to=1.2)), rules)
+    assert kinds(alerts) == [("entropy_collapse", 122, 0, 1)]
+
+
+@pytest.mark.parametrize("sign", [1, -1])
+def test_planted_logit_growth(sign):
+    def grow(s, x):
+        if s >= 100:
+            x[0, 0] = sign * (math.log(T) + 3.0 * (s - 100))     # +3 nats per step
+    rules = HealthConfig()
+    alerts = detect(trace(200, lse=grow), rules)
+    # |lse| = log T + 3 (s - 100) rises by >= logit_rise_nats above its window minimum (log T at
+    # step 100) from step 100 + rise / 3 on, whichever its sign
+    first = 100 + math.ceil(rules.logit_rise_nats / 3.0)
+    assert kinds(alerts) == [("logit_growth", first + rules.patience - 1, 0, 0)]
+
+
+def test_planted_sink_takeover_is_one_layer_alert():
+    def sink(s, k):
+        if s >= 50:
+            k[1, :] = 0.95
+    rules = HealthConfig()
+    alerts = detect(trace(120, sink=sink), rules)
+    assert kinds(alerts) == [("sink_takeover", 50 + rules.patience - 1, 1, -1)]
+    assert alerts[0].value == pytest.approx(0.95)
+
+
+def test_planted_dead_head_alerts_once_after_the_grace_period():
+    def stay_uniform(s, e):
+        e[0, 2] = U
+    rules = HealthConfig()
+    alerts = detect(trace(rules.dead_after_steps + 200, entropy=stay_uniform), rules)
+    assert kinds(alerts) == [("dead_head", rules.dead_after_steps + rules.patience - 1, 0, 2)]
+    assert alerts[0].value == pytest.approx(1.0)
+
+
+def test_sparse_observations_count_patience_in_reads_and_windows_in_steps():
+    rules = HealthConfig(collapse_floor_bits=0.0)                   # only the fall rule
+    alerts = detect(trace(600, every=10, entropy=collapse_at(300, 1, 0, to=1.0)), rules)
+    assert kinds(alerts) == [("entropy_collapse", 300 + 10 * (rules.patience - 1), 1, 0)]
+
+
+# ------------------------------------------------------------------------------- forms agree
+def test_replaying_the_table_equals_streaming(tmp_path):
+    signals = trace(300, entropy=collapse_at(80, 0, 1), seed=4)
+    streamed = detect(signals)
+    writer = MetricWriter(tmp_path)
+    names = {"entropy_bits": "light_entropy_bits", "lse_max_nats": "light_lse_max_nats",
+             "sink_mass": "light_sink_mass"}
+    for s in signals:
+        for attr, metric in names.items():
+            for (layer, head), v in np.ndenumerate(getattr(s, attr)):
+                writer.log(s.step, metric, float(v), layer=layer, head_index=head)
+    writer.close()
+    replayed = detect_table(attnlife.load_run(tmp_path).metrics(), T)
+    assert [tuple(r) for r in replayed[["kind", "step", "layer", "head_index"]].itertuples(index=False)] \
+        == kinds(streamed)
+
+
+def test_rules_out_of_range_and_steps_out_of_order_are_refused():
+    with pytest.raises(ConfigError, match="health.patience"):
+        HealthDetector(HealthConfig(patience=0))
+    with pytest.raises(ConfigError, match="health.sink_threshold"):
+        HealthDetector(HealthConfig(sink_threshold=1.5))
+    d = HealthDetector()
+    s = trace(2)
+    d.observe(s[1])
+    with pytest.raises(ValueError, match="not after"):
+        d.observe(s[0])
+
+
+def reference_onsets(cond: list[bool], patience: int) -> list[int]:
+    """Independent loop: fire when held `patience` times in a row and not active; re-arm after
+    `patience` misses in a row."""
+    out, held, miss, active = [], 0, 0, False
+    for i, c in enumerate(cond):
+        held, miss = (held + 1, 0) if c else (0, miss + 1)
+        if held >= patience and not active:
+            active = True
+            out.append(i)
+        if miss >= patience:
+            active = False
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(values=st.lists(st.sampled_from([0.1, 3.0]), min_size=1, max_size=60), patience=st.integers(1, 4))
+def test_property_floor_alerts_are_the_onsets_of_held_conditions(values, patience):
+    rules = HealthConfig(patience=patience, collapse_fall_bits=100.0, logit_ceiling_nats=1e9,
+                         logit_rise_nats=1e9)
+    signals = [StepSignals(i, np.array([[v]]), np.zeros((1, 1)), np.zeros((1, 1)), T)
+               for i, v in enumerate(values)]
+    got = [a.step for a in detect(signals, rules) if a.kind == "entropy_collapse"]
+    assert got == reference_onsets([v <= rules.collapse_floor_bits for v in values], patience)
