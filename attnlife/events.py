@@ -28,6 +28,7 @@ class TrainControl:
         self.checkpoint_reason = self.checkpoint_reason or reason
 
     def request_stop(self, reason: str) -> None:
+        """`reason` completes "stopped at step N ...", e.g. "on an attention-health alert (...)"."""
         self.stop_reason = self.stop_reason or reason
 
 

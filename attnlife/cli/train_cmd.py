@@ -103,6 +103,21 @@ def _print_summary(run_dir: Path) -> None:
         typer.echo(losses)
     typer.echo(f"checkpoints: {len(run.checkpoints())}")
     _print_attention_summary(metrics)
+    _print_health_summary(metrics)
+
+
+def _print_health_summary(metrics) -> None:  # noqa: ANN001 - pandas DataFrame
+    """One line when attention-health alerts were written: how many, of which kinds, the first."""
+    from attnlife.analysis.health import alert_table
+
+    alerts = alert_table(metrics)
+    if alerts.empty:
+        return
+    first = alerts.iloc[0]
+    kinds = ", ".join(f"{kind.replace('_', ' ')} {n}" for kind, n in alerts.groupby("kind").size().items())
+    typer.echo(f"attention health: {len(alerts)} alerts ({kinds}), the first at step {int(first.step)} "
+               f"({first.kind.replace('_', ' ')}); rows alert_* in the metric table, "
+               f"`attnlife analyze` relates them to the loss")
 
 
 def _print_attention_summary(metrics) -> None:  # noqa: ANN001 - pandas DataFrame

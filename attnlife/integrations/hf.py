@@ -24,6 +24,8 @@ import torch
 from transformers import TrainerCallback
 
 from attnlife.errors import AttnlifeError
+from attnlife.track.health_monitor import HealthMonitor
+from attnlife.track.hf_light import HFLightCallback, HFLightStats
 from attnlife.track.tracker import Tracker, batch_inputs
 
 
@@ -71,3 +73,36 @@ class AttnlifeHFCallback(TrainerCallback):
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self.tracker.close()
+
+
+class HFHealthCallback(HFLightCallback):
+    """transformers `Trainer` callback: the light tier (`HFLightStats`) at every `stats.every`-th
+    optimizer step plus attention-health alerts (`HealthMonitor`, rows in the light tier's run
+    directory). The monitor's requests become the Trainer's own: checkpoint -> `should_save`
+    (the Trainer writes `checkpoint-<global_step>`), stop -> `should_save` and
+    `should_training_stop`; `callback.stopped` then says why (the script picks its exit code).
+
+        stats = HFLightStats(model, run_dir="runs/hf")
+        trainer = Trainer(..., callbacks=[HFHealthCallback(stats, HealthMonitor(HealthConfig(on_alert="stop")))])
+    """
+
+    def __init__(self, stats: HFLightStats, monitor: Optional[HealthMonitor] = None) -> None:
+        super().__init__(stats)
+        self.monitor = (monitor if monitor is not None else HealthMonitor()).attach(stats)
+        self.stopped: Optional[str] = None
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+        self.monitor.model = model
+        self.monitor.rank = 0 if state.is_world_process_zero else 1
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        super().on_step_end(args, state, control, **kwargs)        # rows -> monitor -> requests
+        asked = self.monitor.control
+        if asked.stop_reason is not None:
+            if self.stopped is None:
+                self.stopped = f"at step {state.global_step} {asked.stop_reason}"
+            control.should_save = True
+            control.should_training_stop = True
+        elif asked.checkpoint_reason is not None:
+            asked.checkpoint_reason = None
+            control.should_save = True

@@ -14,10 +14,13 @@ TransformerLens model) is found inside the LightningModule.
 """
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import Any, Optional, Union
 
 import lightning.pytorch as pl
 
+from attnlife.track.health_monitor import HealthMonitor
+from attnlife.track.light_tracker import LightTracker
 from attnlife.track.tracker import Tracker
 
 
@@ -56,3 +59,62 @@ class AttnlifeLightningCallback(pl.Callback):
             self._last_step = step
             self.tracker.maybe_track(step, pl_module, self._last_batch)
         self.tracker.close()
+
+
+class LightningHealthCallback(pl.Callback):
+    """Lightning callback: the light tier read at every optimizer step (a `LightTracker` for our
+    GPT inside the module, or `attnlife.track.hf_light.HFLightStats` for a HF model) plus
+    attention-health alerts (`HealthMonitor`, rows in the light tier's run directory). Requests:
+    checkpoint -> `trainer.save_checkpoint(<checkpoint_dir>/attnlife-alert-step<N>.ckpt)`
+    (default dir: the trainer's `default_root_dir`); stop -> that checkpoint, then
+    `trainer.should_stop = True`, and `callback.stopped` says why.
+
+        light = LightTracker(run_dir="runs/pl")
+        trainer = L.Trainer(..., callbacks=[LightningHealthCallback(light, HealthMonitor())])
+    """
+
+    def __init__(self, light: Union[LightTracker, Any], monitor: Optional[HealthMonitor] = None,
+                 checkpoint_dir: Optional[Union[str, Path]] = None) -> None:
+        super().__init__()
+        self.light = light
+        self.monitor = (monitor if monitor is not None else HealthMonitor()).attach(light)
+        self.checkpoint_dir = checkpoint_dir
+        self.stopped: Optional[str] = None
+        self._armed_step = -1
+
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        self.monitor.model = pl_module
+        self.monitor.rank = 0 if trainer.is_global_zero else 1
+
+    def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
+        step = int(trainer.global_step)
+        if step == self._armed_step or not trainer.is_global_zero:
+            return                          # a later micro-batch of the same optimizer step
+        self._armed_step = step
+        if isinstance(self.light, LightTracker):
+            self.light.arm(pl_module, step)
+        else:
+            self.light.arm(step)
+
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self.light.collect()                # rows -> monitor (nothing when not armed)
+        if isinstance(self.light, LightTracker):
+            self.light.compute_pending()
+        asked = self.monitor.control
+        if asked.stop_reason is not None and self.stopped is None:
+            self.stopped = f"at step {trainer.global_step} {asked.stop_reason}"
+            self._save(trainer)
+            trainer.should_stop = True
+        elif asked.checkpoint_reason is not None:
+            asked.checkpoint_reason = None
+            self._save(trainer)
+
+    def _save(self, trainer: Any) -> None:
+        folder = Path(self.checkpoint_dir or trainer.default_root_dir)
+        trainer.save_checkpoint(str(folder / f"attnlife-alert-step{int(trainer.global_step)}.ckpt"))
+
+    def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+        if isinstance(self.light, LightTracker):
+            self.light.flush()
+        else:
+            self.light.close()

@@ -10,7 +10,8 @@ rules are stated). For every alert:
   - a row in the run's metric table: metric `alert_<kind>`, split `train`, at the step of the
     signal, the layer and the head (-1 for a layer-level sink takeover), value = the signal;
   - the same row to the sinks (TensorBoard / W&B tag `alert_<kind>/L<l>/H<h>`);
-  - one console line (stderr) the first time a kind fires for a head;
+  - a console line (stderr) the first time a kind fires for a head (heads that fire one kind
+    at the same step share one line);
   - each hook is called as `hook(alert, monitor)`: a user's own intervention (the hook sees
     `monitor.model`, `monitor.alerts`, and may call `monitor.request_checkpoint(reason)` or
     `monitor.request_stop(reason)`);
@@ -31,7 +32,7 @@ from typing import Any, Callable, Iterable, Optional
 from attnlife.config import HealthConfig
 from attnlife.events import Callback, TrainControl, TrainStart
 from attnlife.store.metrics_table import MetricRow
-from attnlife.track.health_rules import Alert, HealthDetector, checked_rules
+from attnlife.track.health_rules import Alert, HealthDetector, checked_rules, rule_text
 from attnlife.track.health_signals import signals_from_rows
 
 Hook = Callable[[Alert, "HealthMonitor"], Any]
@@ -42,6 +43,16 @@ def _console(line: str) -> None:
     from tqdm import tqdm
 
     tqdm.write(line, file=sys.stderr)
+
+
+def console_line(alerts: list[Alert], rules: HealthConfig) -> str:
+    """One line for alerts of one kind at one step: `attention health: step 12: entropy collapse
+    at L0 H1 (0.21 bits), L3 H2 (0.05 bits); rule: entropy <= 0.5 bits, or ...`."""
+    first = alerts[0]
+    where = ", ".join(f"L{a.layer}" + (f" H{a.head}" if a.head >= 0 else "") + f" ({a.value_text()})"
+                      for a in alerts)
+    return (f"attention health: step {first.step}: {first.kind.replace('_', ' ')} at {where}; "
+            f"rule: {rule_text(first.kind, rules)}")
 
 
 class HealthMonitor(Callback):
@@ -72,6 +83,17 @@ class HealthMonitor(Callback):
         light.listeners.append(self.on_light_rows)
         return self
 
+    def attach(self, light: Any) -> "HealthMonitor":
+        """`watch(light)` outside `attnlife train` (HF Trainer, Lightning, a user's loop): alert
+        rows go to the light tier's writer, requests to a `TrainControl` of the monitor's own
+        (`monitor.control`) that the caller turns into its trainer's save and stop."""
+        self.watch(light)
+        if self.writer is None:
+            self.writer = light.writer
+        if self.control is None:
+            self.control = TrainControl()
+        return self
+
     # ---------------------------------------------------------------- Callback API
     def on_train_start(self, rec: TrainStart) -> None:
         self.rank, self.model = rec.rank, rec.model
@@ -89,6 +111,15 @@ class HealthMonitor(Callback):
         if signals is None:
             return []
         alerts = self.detector.observe(signals)
+        fresh: dict[str, list[Alert]] = {}
+        for alert in alerts:
+            key = (alert.kind, alert.layer, alert.head)
+            if key not in self._announced:
+                self._announced.add(key)
+                fresh.setdefault(alert.kind, []).append(alert)
+        if self.echo is not None:
+            for group in fresh.values():
+                self.echo(console_line(group, self.rules))
         for alert in alerts:
             self._handle(alert)
         return alerts
@@ -111,17 +142,12 @@ class HealthMonitor(Callback):
             self.writer.log_rows(alert.step, [row], split="train")
         for sink in self.sinks:
             sink.log_rows(alert.step, [row])
-        key = (alert.kind, alert.layer, alert.head)
-        line = alert.describe(self.rules)
-        if key not in self._announced:
-            self._announced.add(key)
-            if self.echo is not None:
-                self.echo(line)
         for hook in self.hooks:
             hook(alert, self)
         action = self.rules.on_alert
         if action == "stop":
-            self.request_stop(f"attention-health alert ({line.split(': ', 1)[1]})")
+            self.request_stop(f"on an attention-health alert ({alert.describe(self.rules).split(': ', 1)[1]}; "
+                              f"set --on-alert warn to train on)")
         elif action == "checkpoint" and alert.kind not in self._acted:
             self._acted.add(alert.kind)
             self.request_checkpoint(f"first {alert.kind} alert at step {alert.step}")

@@ -41,7 +41,6 @@ from attnlife.track.health_signals import StepSignals, entropy_fall_bits, signal
 
 KINDS = ("entropy_collapse", "logit_growth", "sink_takeover", "dead_head")
 ALERT_PREFIX = "alert_"
-UNITS = {"entropy_collapse": "bits", "logit_growth": "nats", "sink_takeover": "", "dead_head": "of uniform"}
 
 
 def checked_rules(rules: Optional[HealthConfig] = None) -> HealthConfig:
@@ -65,22 +64,29 @@ class Alert:
     def metric(self) -> str:
         return ALERT_PREFIX + self.kind
 
+    def value_text(self) -> str:
+        """The signal with its unit, e.g. `0.21 bits`."""
+        return {"entropy_collapse": f"{self.value:.2f} bits", "logit_growth": f"{self.value:.1f} nats",
+                "sink_takeover": f"{self.value:.2f}", "dead_head": f"{self.value:.1%} of uniform"}[self.kind]
+
     def describe(self, rules: HealthConfig) -> str:
-        """One line for the console: what fired, where, the value and the rule it broke."""
+        """One line: what fired, where, the value and the rule it broke."""
         where = f"layer {self.layer}" + (f" head {self.head}" if self.head >= 0 else "")
-        what = {
-            "entropy_collapse": f"entropy {self.value:.2f} bits (floor {rules.collapse_floor_bits:g} "
-                                f"bits, or a fall of {rules.collapse_fall_bits:g} bits within "
-                                f"{rules.collapse_window} steps)",
-            "logit_growth": f"max-logit bound {self.value:.1f} nats (ceiling "
-                            f"{rules.logit_ceiling_nats:g}, or +{rules.logit_rise_nats:g} within "
-                            f"{rules.logit_window} steps)",
-            "sink_takeover": f"sink mass {self.value:.2f} of the layer's attention on token 0 "
-                             f"(threshold {rules.sink_threshold:g})",
-            "dead_head": f"entropy {self.value:.1%} of uniform after step "
-                         f"{rules.dead_after_steps} (threshold {rules.dead_uniform_fraction:.0%})",
-        }[self.kind]
-        return f"attention health: step {self.step}: {self.kind.replace('_', ' ')} at {where}: {what}"
+        return (f"attention health: step {self.step}: {self.kind.replace('_', ' ')} at {where}: "
+                f"{self.value_text()} ({rule_text(self.kind, rules)})")
+
+
+def rule_text(kind: str, rules: HealthConfig) -> str:
+    """The rule of `kind` with its thresholds, in words."""
+    return {
+        "entropy_collapse": f"entropy <= {rules.collapse_floor_bits:g} bits, or a fall of >= "
+                            f"{rules.collapse_fall_bits:g} bits within {rules.collapse_window} steps",
+        "logit_growth": f"|max-logit bound| >= {rules.logit_ceiling_nats:g} nats, or a rise of >= "
+                        f"{rules.logit_rise_nats:g} nats within {rules.logit_window} steps",
+        "sink_takeover": f"mean attention of the layer on token 0 >= {rules.sink_threshold:g}",
+        "dead_head": f"entropy >= {rules.dead_uniform_fraction:.0%} of uniform at step >= "
+                     f"{rules.dead_after_steps}",
+    }[kind]
 
 
 class HealthDetector:
@@ -93,9 +99,11 @@ class HealthDetector:
         self._clear: dict[str, np.ndarray] = {}     # kind -> consecutive observations not held
         self._active: dict[str, np.ndarray] = {}    # kind -> fired and not re-armed
 
-    def conditions(self) -> dict[str, np.ndarray]:
-        """kind -> boolean condition at the newest observation ([L, H], [L] for sink takeover)."""
+    def conditions(self, values: Optional[dict[str, np.ndarray]] = None) -> dict[str, np.ndarray]:
+        """kind -> boolean condition at the newest observation ([L, H], [L] for sink takeover);
+        `values` = `self.values()` if already computed."""
         r, now = self.rules, self.history[-1]
+        values = self.values() if values is None else values
         span = now.step - self._anchor()          # steps covered by the last `patience` reads
         with np.errstate(invalid="ignore"):
             fall = entropy_fall_bits(list(self.history), r.collapse_window + span)
@@ -107,8 +115,8 @@ class HealthDetector:
                 "entropy_collapse": (now.entropy_bits <= r.collapse_floor_bits)
                                     | (fall >= r.collapse_fall_bits),
                 "logit_growth": (scale >= r.logit_ceiling_nats) | (rise >= r.logit_rise_nats),
-                "sink_takeover": now.layer_sink_mass() >= r.sink_threshold,
-                "dead_head": (now.uniform_fraction() >= r.dead_uniform_fraction)
+                "sink_takeover": values["sink_takeover"] >= r.sink_threshold,
+                "dead_head": (values["dead_head"] >= r.dead_uniform_fraction)
                              & (now.step >= r.dead_after_steps),
             }
 
@@ -136,7 +144,7 @@ class HealthDetector:
             self.history.popleft()
         alerts = []
         values = self.values()
-        for kind, cond in self.conditions().items():
+        for kind, cond in self.conditions(values).items():
             held = self._held.get(kind, np.zeros(cond.shape, dtype=np.int64))
             clear = self._clear.get(kind, np.zeros(cond.shape, dtype=np.int64))
             active = self._active.get(kind, np.zeros(cond.shape, dtype=bool))

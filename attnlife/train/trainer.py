@@ -363,8 +363,9 @@ class Trainer:
             return
         if self.writer is not None:
             self.writer.flush()
-        raise TrainingStopped(f"stopped at step {step}: {reason or 'a callback asked to stop'}; "
-                              f"checkpoint {RunPaths(self.run_dir).checkpoint(step).name} is written")
+        raise TrainingStopped(f"at step {step} {reason or 'on a callback request'}; checkpoint "
+                              f"{RunPaths(self.run_dir).checkpoint(step).name} is written, rerun the "
+                              f"same command to resume")
 
     def _stop_for_signal(self, step: int, tokens_per_step: int) -> None:
         """Checkpoint the weights after `step` updates (unless just written), flush, raise."""

@@ -1,0 +1,92 @@
+"""Attention health under `attnlife train`: the issue's unstable run alerts, the default one does not;
+--on-alert stop and checkpoint; a callback's requests reach the trainer."""
+from __future__ import annotations
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from attnlife.cli import app
+from attnlife.errors import TrainingStopped
+from attnlife.events import Callback
+from attnlife.run import run_training
+from attnlife.store.run_dir import list_checkpoints, load_run
+from tests.train.conftest import tiny_config
+
+runner = CliRunner()
+FAST = ["--set", "train.eval_iters=2", "--set", "track.at_checkpoints=false", "--set", "train.ckpt_log_max=0",
+        "--quiet", "--device", "cpu"]
+UNSTABLE = ["--lr", "0.03", "--set", "train.warmup_iters=0", "--set", "train.grad_clip=0"]
+
+
+def train(prepared_dir, out, *extra):
+    torch.set_num_threads(1)
+    return runner.invoke(app, ["train", "--preset", "cpu", "--dataset", "shakespeare_char", "--data-dir",
+                               str(prepared_dir), "--out", str(out), "--max-iters", "100", *FAST, *extra])
+
+
+def alert_rows(out):
+    m = load_run(out).metrics()
+    return m[m.metric.str.startswith("alert_")]
+
+
+def test_unstable_cpu_run_alerts_entropy_collapse_within_100_steps_and_says_so(prepared_dir, tmp_path):
+    out = tmp_path / "unstable"
+    result = train(prepared_dir, out, *UNSTABLE)
+    assert result.exit_code == 0, result.output
+    alerts = alert_rows(out)
+    collapse = alerts[alerts.metric == "alert_entropy_collapse"]
+    assert len(collapse) >= 4 and (collapse.step < 100).all() and (collapse.split == "train").all()
+    assert (collapse.layer >= 0).all() and (collapse.head_index >= 0).all()
+    assert (collapse.value < 4.0).all()                          # the entropy it fired on, bits
+    lines = [x for x in result.output.splitlines() if x.startswith("attention health: step ")]
+    assert any("entropy collapse at L" in x for x in lines)
+    first = int(collapse.step.min())
+    assert f"attention health: step {first}: entropy collapse at" in result.output
+    # one line per kind and step, and a head appears on one line per kind at most
+    heads = [h for x in lines if "entropy collapse" in x for h in x.split(" at ", 1)[1].split("; rule")[0].split(", ")]
+    assert len(heads) == len({h.split(" (")[0] for h in heads}) == collapse[["layer", "head_index"]].drop_duplicates().shape[0]
+    assert f"attention health: {len(alerts)} alerts" in result.output
+
+
+def test_the_same_model_at_the_default_learning_rate_writes_no_alert(prepared_dir, tmp_path):
+    out = tmp_path / "healthy"
+    result = train(prepared_dir, out)
+    assert result.exit_code == 0, result.output
+    assert alert_rows(out).empty
+    assert "attention health" not in result.output
+    m = load_run(out).metrics()
+    assert m.metric.eq("light_lse_max_nats").any()                # the monitor had its signals
+
+
+def test_on_alert_stop_writes_a_checkpoint_then_exits_3_with_one_line(prepared_dir, tmp_path):
+    out = tmp_path / "stop"
+    result = train(prepared_dir, out, *UNSTABLE, "--on-alert", "stop")
+    assert result.exit_code == 3, result.output
+    stopped = [x for x in result.output.splitlines() if x.startswith("stopped: ")]
+    assert len(stopped) == 1 and "attention-health alert" in stopped[0]
+    step = int(stopped[0].split("at step ")[1].split()[0])
+    assert step < 100 and step in [s for s, _ in list_checkpoints(out)]
+    assert not alert_rows(out).empty and int(alert_rows(out).step.min()) <= step
+
+
+class Requests(Callback):
+    """Asks for a checkpoint after update 2 and a stop after update 5."""
+
+    def on_train_start(self, rec) -> None:  # noqa: ANN001
+        self.control = rec.control
+
+    def on_step_end(self, rec) -> None:  # noqa: ANN001
+        if rec.step == 2:
+            self.control.request_checkpoint("test")
+        if rec.step == 5:
+            self.control.request_stop("on a test request")
+
+
+def test_a_callback_asks_for_a_checkpoint_and_a_stop(prepared_dir, tmp_path):
+    cfg = tiny_config(prepared_dir, tmp_path / "ctl", 20, "train.ckpt_log_max=0", "train.ckpt_every=0",
+                      "track.enabled=false")
+    with pytest.raises(TrainingStopped, match="at step 6 on a test request; checkpoint step_0000006"):
+        run_training(cfg, [Requests()], quiet=True)
+    assert [s for s, _ in list_checkpoints(tmp_path / "ctl")] == [0, 3, 6]
+    assert TrainingStopped.exit_code == 3
