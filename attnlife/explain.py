@@ -4,7 +4,8 @@
 integrity (checkpoint digests; spectra digests for spectra-only directories) -> generation
 quality of every checkpoint not sampled yet (split `sample` of the metric table, sampled by
 `attnlife.track.generation`) -> the pure analysis of `attnlife.analysis` (phases, head types,
-cycles, correlations, trajectory embedding, claims, and the theory runs' tables) -> the tables
+cycles, correlations, trajectory embedding, claims, the theory runs' tables, attention-health
+alerts against loss events) -> the tables
 and summary.json, each replaced atomically. Everything is recomputed from the run, so re-running
 after the run grew gives what a fresh analysis would (sampling only adds new checkpoints).
 
@@ -25,6 +26,7 @@ from attnlife.analysis import builders, correlations
 from attnlife.analysis.across_runs import finals_correlation_rows, merge_runs_rows, run_finals
 from attnlife.analysis.claim_context import ClaimContext
 from attnlife.analysis.claims import check_claims
+from attnlife.analysis.health import health_note, health_tables
 from attnlife.analysis.integrity import attention_digest, integrity_table, spectra_digests
 from attnlife.analysis.series import (attention_split, head_table, layer_series, model_series, probe_loss,
                                       train_loss, val_loss)
@@ -174,6 +176,9 @@ def compute_tables(run: Run, quiet: bool = True, sample: bool = True, bar: tqdm 
     ctx = _context(run, frame, spectra, split, tables["phases"], tables["cycles"], tables["induction_phase"])
     tables["claims"] = check_claims(ctx)
     tables.update(theory_tables(str(run.record.get("kind", "")), frame, run.sweep()))
+    health = health_tables(frame)
+    tables.update(health)
+    notes["health"] = health_note(health)
     advance()
     return tables, notes
 

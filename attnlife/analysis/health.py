@@ -10,8 +10,8 @@ L0 = the first loss (the untrained model's, about ln V):
               made the loss jump
   divergence  loss_s is NaN or inf, or L~_s >= L0 + spike_nats: the loss went back above where
               it started
-  plateau     s >= plateau_window, L~_{s-W} - L~_s < plateau_drop_nats and L~_s >= plateau_level
-              x L0 (W = plateau_window): the loss stopped improving at a level a healthy run
+  plateau     s >= plateau_window, |L~_{s-W} - L~_s| < plateau_drop_nats and L~_s >= plateau_level
+              x L0 (W = plateau_window): the loss stopped moving at a level a healthy run
               passes through (0.75 x ln 65 = 3.13 nats on tiny-shakespeare, whose unigram
               entropy is 3.31 nats; the demo configuration passes below it by step ~50)
 
@@ -104,7 +104,7 @@ def loss_events(loss: pd.Series, rules: LossEventRules = LossEventRules()) -> pd
     ok = (steps - rules.plateau_window >= steps[0]) & (steps[np.minimum(lag, len(steps) - 1)]
                                                        == steps - rules.plateau_window)
     with np.errstate(invalid="ignore"):
-        stalled = ok & (smooth[lag] - smooth < rules.plateau_drop_nats) & (smooth >= rules.plateau_level * l0)
+        stalled = ok & (np.abs(smooth[lag] - smooth) < rules.plateau_drop_nats) & (smooth >= rules.plateau_level * l0)
     if stalled.any():
         i = int(np.argmax(stalled))
         events.append((int(steps[i]), "plateau", values[i]))
@@ -133,3 +133,41 @@ def health_tables(metrics: pd.DataFrame, rules: LossEventRules = LossEventRules(
     events = loss_events(training_loss(metrics), rules)
     return {"health_alerts": alert_summary(alerts), "health_events": events,
             "health_leads": alerts_before_events(alerts, events)}
+
+
+def health_note(tables: dict[str, pd.DataFrame]) -> dict:
+    """JSON-ready summary of `health_tables`: alert counts per kind, the first alert, the loss
+    events and, per event, the earliest alert before it."""
+    alerts, events, leads = tables["health_alerts"], tables["health_events"], tables["health_leads"]
+    first = alerts.sort_values("first_step").iloc[0] if len(alerts) else None
+    before = leads.dropna(subset=["first_alert_step"])
+    return {
+        "alerts": {k: int(v) for k, v in alerts.groupby("kind")["alerts"].sum().items()} if len(alerts) else {},
+        "units": {k: int(v) for k, v in alerts.groupby("kind").size().items()} if len(alerts) else {},
+        "first_alert": None if first is None else {"kind": first.kind, "step": int(first.first_step),
+                                                   "layer": int(first.layer), "head_index": int(first.head_index)},
+        "loss_events": [{"step": int(e.step), "event": e.event} for e in events.itertuples()],
+        "earliest_alert_before": [
+            {"event": g.event.iloc[0], "event_step": int(step), "alert_kind": g.loc[g.first_alert_step.idxmin(), "alert_kind"],
+             "lead_steps": int(g.lead_steps.max())}
+            for step, g in before.groupby("event_step")],
+    }
+
+
+def health_lines(note: dict) -> list[str]:
+    """Human lines for `attnlife analyze`: alerts per kind and which loss events they preceded."""
+    if not note or not note.get("alerts"):
+        events = ", ".join(f"{e['event']} at {e['step']}" for e in (note or {}).get("loss_events", []))
+        return ["  attention health: no alerts" + (f" (loss events: {events})" if events else "")]
+    kinds = ", ".join(f"{k.replace('_', ' ')} {n} ({note['units'][k]} units)" for k, n in note["alerts"].items())
+    first = note["first_alert"]
+    lines = [f"  attention health: {kinds}; first: {first['kind'].replace('_', ' ')} at step {first['step']} "
+             f"(L{first['layer']}" + (f" H{first['head_index']})" if first["head_index"] >= 0 else ")")]
+    for e in note["earliest_alert_before"]:
+        lines.append(f"    {e['event']} at step {e['event_step']}: preceded by {e['alert_kind'].replace('_', ' ')} "
+                     f"{e['lead_steps']} steps earlier")
+    missed = [e for e in note["loss_events"]
+              if e["step"] not in {x["event_step"] for x in note["earliest_alert_before"]}]
+    for e in missed:
+        lines.append(f"    {e['event']} at step {e['step']}: no alert before it")
+    return lines

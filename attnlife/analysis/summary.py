@@ -6,6 +6,7 @@ import math
 import pandas as pd
 
 from attnlife.analysis.correlations import CHANGE_KINDS, findings
+from attnlife.analysis.health import health_lines
 
 
 def _clean_number(v: float) -> float | None:
@@ -73,4 +74,6 @@ def summary_lines(summary: dict) -> list[str]:
         lines.append(f"  {c['kind']}: {c['x']} ({where}) vs {c['y']}: rho {c['rho']:+.2f}, p {c['p']:.2g} "
                      f"(min attainable {c['p_min']:.2g}), p_bh {c['p_bh']:.2g}, n {c['n']}")
     lines.append("  claims: " + ", ".join(f"{k} {v}" for k, v in sorted(summary["claims"].items())))
+    if "health" in notes:
+        lines += health_lines(notes["health"])
     return lines

@@ -16,6 +16,9 @@ columns (a writer may add columns, never rename these):
   integrity        step, digest, duplicate_of, nonfinite, excluded
   claims           claim_id, source, claim, measured, verdict, reason
   samples          step, text
+  health_alerts    kind, layer, head_index, first_step, last_step, alerts, first_value
+  health_events    step, event, loss           (loss spikes, plateau, divergence)
+  health_leads     event_step, event, alert_kind, first_alert_step, lead_steps, units
 
 Theory runs add (THEORY_COLUMNS; `cycles` holds the Markov runs' focus-dilution cycles, signal
 attn_focus_excess, with status open / closed):
@@ -54,6 +57,9 @@ ANALYSIS_COLUMNS: dict[str, list[str]] = {
     "integrity": ["step", "digest", "duplicate_of", "nonfinite", "excluded"],
     "claims": ["claim_id", "source", "claim", "measured", "verdict", "reason"],
     "samples": ["step", "text"],
+    "health_alerts": ["kind", "layer", "head_index", "first_step", "last_step", "alerts", "first_value"],
+    "health_events": ["step", "event", "loss"],
+    "health_leads": ["event_step", "event", "alert_kind", "first_alert_step", "lead_steps", "units"],
 }
 THEORY_COLUMNS: dict[str, list[str]] = {
     "scan_snap": ["signal", "start", "end"],

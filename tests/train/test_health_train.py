@@ -6,6 +6,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from attnlife.analysis.health import health_lines, health_note, health_tables
 from attnlife.cli import app
 from attnlife.errors import TrainingStopped
 from attnlife.events import Callback
@@ -30,9 +31,15 @@ def alert_rows(out):
     return m[m.metric.str.startswith("alert_")]
 
 
-def test_unstable_cpu_run_alerts_entropy_collapse_within_100_steps_and_says_so(prepared_dir, tmp_path):
-    out = tmp_path / "unstable"
-    result = train(prepared_dir, out, *UNSTABLE)
+@pytest.fixture(scope="module")
+def unstable(prepared_dir, tmp_path_factory):
+    """The issue's run: cpu preset, lr 0.03, no warm-up, no clipping, 100 updates."""
+    out = tmp_path_factory.mktemp("health") / "unstable"
+    return out, train(prepared_dir, out, *UNSTABLE)
+
+
+def test_unstable_cpu_run_alerts_entropy_collapse_within_100_steps_and_says_so(unstable):
+    out, result = unstable
     assert result.exit_code == 0, result.output
     alerts = alert_rows(out)
     collapse = alerts[alerts.metric == "alert_entropy_collapse"]
@@ -47,6 +54,35 @@ def test_unstable_cpu_run_alerts_entropy_collapse_within_100_steps_and_says_so(p
     heads = [h for x in lines if "entropy collapse" in x for h in x.split(" at ", 1)[1].split("; rule")[0].split(", ")]
     assert len(heads) == len({h.split(" (")[0] for h in heads}) == collapse[["layer", "head_index"]].drop_duplicates().shape[0]
     assert f"attention health: {len(alerts)} alerts" in result.output
+
+
+def test_health_tables_of_the_unstable_run(unstable):
+    out, _ = unstable
+    m = load_run(out).metrics()
+    tables = health_tables(m)
+    alerts = tables["health_alerts"]
+    assert alerts.alerts.sum() == m.metric.str.startswith("alert_").sum()
+    assert set(alerts.kind) >= {"entropy_collapse", "logit_growth"}
+    note = health_note(tables)
+    assert note["first_alert"]["step"] == int(m[m.metric.str.startswith("alert_")].step.min())
+    assert health_lines(note)[0].startswith("  attention health: entropy collapse")
+
+
+@pytest.mark.slow
+def test_analyze_relates_the_alerts_to_the_loss(unstable):
+    out, _ = unstable
+    result = runner.invoke(app, ["analyze", str(out), "--no-sample", "--quiet"])
+    assert result.exit_code == 0, result.output
+    run = load_run(out)
+    tables = run.analysis()
+    alerts = tables["health_alerts"]
+    m = run.metrics()
+    collapsed = m[m.metric == "alert_entropy_collapse"][["layer", "head_index"]].drop_duplicates()
+    assert (alerts.kind == "entropy_collapse").sum() == len(collapsed)
+    assert alerts.alerts.sum() == m.metric.str.startswith("alert_").sum()
+    leads = tables["health_leads"]
+    assert set(leads.event_step) == set(tables["health_events"].step)
+    assert "  attention health: entropy collapse" in result.output
 
 
 def test_the_same_model_at_the_default_learning_rate_writes_no_alert(prepared_dir, tmp_path):

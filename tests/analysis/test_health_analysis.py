@@ -1,0 +1,96 @@
+"""Attention-health analysis: loss events on planted loss curves, alerts per head, leads."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from attnlife.analysis.health import (LossEventRules, alert_summary, alert_table, alerts_before_events,
+                                      health_lines, health_note, health_tables, loss_events, training_loss)
+
+
+def healthy_loss(n: int = 400, seed: int = 0) -> pd.Series:
+    """ln 65 falling smoothly to ~1.8 nats with per-step noise of 0.05 nats."""
+    g = np.random.default_rng(seed)
+    s = np.arange(n)
+    return pd.Series(1.8 + (math.log(65) - 1.8) * np.exp(-s / 60) + g.normal(0, 0.05, n), index=s)
+
+
+def test_a_healthy_curve_has_no_loss_event():
+    for seed in range(5):
+        assert loss_events(healthy_loss(seed=seed)).empty
+
+
+def test_planted_spike_divergence_and_plateau_at_their_steps():
+    loss = healthy_loss()
+    loss[150] += 1.0                                        # one update jumps by 1 nat
+    events = loss_events(loss)
+    assert events[["step", "event"]].values.tolist() == [[150, "spike"]]
+    loss[200:] = math.log(65) + 1.0                         # back above where it started
+    got = loss_events(loss)
+    assert got[["step", "event"]].values.tolist()[:3] == [[150, "spike"], [200, "spike"], [205, "divergence"]]
+    stall = healthy_loss()
+    stall[30:] = 3.4 + np.random.default_rng(1).normal(0, 0.05, len(stall) - 30)   # stuck at the unigram level
+    events = loss_events(stall)
+    assert events.event.tolist() == ["plateau"]
+    # the plateau rule: |L~_{s-50} - L~_s| < 0.05 first holds about 50 steps after the stall began
+    assert 75 <= int(events.step.iloc[0]) <= 90
+    assert loss_events(pd.Series([4.0, float("nan"), 3.0], index=[0, 1, 2])).event.tolist() == ["divergence"]
+
+
+def test_plateau_level_is_relative_to_the_first_loss():
+    flat = pd.Series(np.full(200, 2.0), index=np.arange(200))
+    flat[0] = math.log(65)
+    assert loss_events(flat).empty                          # stalled, but far below 0.75 x ln 65
+    assert loss_events(flat, LossEventRules(plateau_level=0.4)).event.tolist() == ["plateau"]
+
+
+def metric_table() -> pd.DataFrame:
+    rows = [dict(step=s, split="train", layer=-1, head_index=-1, layer_b=-1, metric="loss", value=v, stderr=np.nan)
+            for s, v in healthy_loss(120).items()]
+    rows[100]["value"] += 2.0                               # spike at 100
+    alerts = [(10, "alert_entropy_collapse", 0, 1, 0.2), (12, "alert_entropy_collapse", 1, 0, 0.1),
+              (60, "alert_entropy_collapse", 0, 1, 0.3), (20, "alert_sink_takeover", 2, -1, 0.9),
+              (110, "alert_logit_growth", 0, 0, 40.0)]
+    rows += [dict(step=s, split="train", layer=l, head_index=h, layer_b=-1, metric=m, value=v, stderr=np.nan)
+             for s, m, l, h, v in alerts]
+    return pd.DataFrame(rows)
+
+
+def test_alert_summary_and_leads_from_a_metric_table():
+    m = metric_table()
+    alerts = alert_table(m)
+    assert alerts.kind.tolist() == ["entropy_collapse", "entropy_collapse", "sink_takeover",
+                                    "entropy_collapse", "logit_growth"]
+    summary = alert_summary(alerts)
+    row = summary[(summary.kind == "entropy_collapse") & (summary.layer == 0)].iloc[0]
+    assert (row.first_step, row.last_step, row.alerts, row.first_value) == (10, 60, 2, 0.2)
+    events = loss_events(training_loss(m))
+    assert events[["step", "event"]].values.tolist() == [[100, "spike"]]
+    leads = alerts_before_events(alerts, events).set_index("alert_kind")
+    assert leads.loc["entropy_collapse", "lead_steps"] == 90 and leads.loc["entropy_collapse", "units"] == 2
+    assert leads.loc["sink_takeover", "first_alert_step"] == 20
+    assert math.isnan(leads.loc["logit_growth", "first_alert_step"])      # came after the spike
+    note = health_note(health_tables(m))
+    assert note["alerts"] == {"entropy_collapse": 3, "logit_growth": 1, "sink_takeover": 1}
+    assert note["earliest_alert_before"] == [{"event": "spike", "event_step": 100,
+                                              "alert_kind": "entropy_collapse", "lead_steps": 90}]
+    lines = health_lines(note)
+    assert lines[1] == "    spike at step 100: preceded by entropy collapse 90 steps earlier"
+
+
+def test_no_alerts_and_no_loss_give_empty_tables():
+    tables = health_tables(pd.DataFrame(columns=["step", "split", "layer", "head_index", "layer_b", "metric",
+                                                 "value", "stderr"]))
+    assert all(t.empty for t in tables.values())
+    assert health_lines(health_note(tables)) == ["  attention health: no alerts"]
+
+
+@pytest.mark.parametrize("window", [20, 50])
+def test_plateau_window_is_in_steps_even_with_gaps(window):
+    steps = np.arange(0, 400, 2)                                          # logged every other step
+    loss = pd.Series(np.where(steps < 40, 4.17 - steps * 0.02, 3.4), index=steps)
+    (step,) = loss_events(loss, LossEventRules(plateau_window=window)).step
+    assert step >= 40 + window - 10
