@@ -129,6 +129,8 @@ class HealthConfig:
     on_alert: str = _field("warn", "warn | checkpoint (write one at the first alert) | stop "
                                    "(checkpoint, then exit with code 3) (also --on-alert)")
     patience: int = _field(3, "observations in a row a condition must hold before it alerts", AT_LEAST_1)
+    rearm_after: int = _field(25, "observations in a row a condition must be false before the same "
+                                  "head can alert again", AT_LEAST_1)
     collapse_floor_bits: float = _field(0.5, "entropy collapse: a head's entropy at or below this "
                                              "(bits)", AT_LEAST_0)
     collapse_fall_bits: float = _field(2.0, "entropy collapse: or a fall of at least this many bits "
@@ -145,7 +147,7 @@ class HealthConfig:
                                         "above this", FRACTION)
     dead_uniform_fraction: float = _field(0.97, "dead head: entropy at least this share of uniform "
                                                 "attention's ...", FRACTION)
-    dead_after_steps: int = _field(500, "... at or after this step", AT_LEAST_0)
+    dead_after_steps: int = _field(1000, "... at or after this step", AT_LEAST_0)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -13,7 +13,7 @@ every step, computed 8 steps per fused call, and the `HealthMonitor` with the de
 
 Loss events (`attnlife.analysis.health.loss_events`, stated there): spike (a loss >= 0.5 nats
 above the median of the previous <= 10), divergence (non-finite, or the 10-step median back
-above the first loss + 0.5), plateau (the 10-step median moved < 0.05 nats over 50 steps while
+above the first loss + 0.5), plateau (the 10-step median moved < 0.15 nats over 50 steps while
 still >= 0.75 x the first loss). A run is *unstable* if it has a loss event. Per detector and
 event kind: the lead = event step - the step at which the first alert was *raised* (handed to
 the console and the actions, up to 7 steps after the step it is dated, because the light tier

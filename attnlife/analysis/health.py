@@ -47,7 +47,7 @@ class LossEventRules:
     smooth: int = 10
     spike_nats: float = 0.5
     plateau_window: int = 50
-    plateau_drop_nats: float = 0.05
+    plateau_drop_nats: float = 0.15
     plateau_level: float = 0.75
 
 

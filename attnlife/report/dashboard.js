@@ -198,7 +198,8 @@ function drawSamples() {
   }
 }
 
-[drawCurves, drawAttention, drawArch, drawEigen, drawPatterns, drawUmap, drawTypes, drawClaims, drawSamples].forEach(f => {
+[drawCurves, drawAttention, drawArch, drawEigen, drawPatterns, drawUmap, drawTypes, drawClaims, drawSamples,
+ typeof drawHealth === 'function' ? drawHealth : null].filter(Boolean).forEach(f => {
   try { f(); } catch (err) { console.error(f.name + ': ' + err); }
 });
 document.body.dataset.readyMs = String(Math.round(performance.now()));

@@ -3,7 +3,9 @@
 Sections (ids used by the browser test): curves, attention, arch (layer x head heatmap of any
 statistic at one step with marginals, step slider, play), eigen (lambda_k trajectories with
 layer / head / index selectors), patterns (snapshot viewer with a step slider), umap, types,
-claims, samples. A section whose data is absent shows one line naming the command that makes it.
+claims, samples, health (layer x head grid of attention-health alert kinds over steps) and
+healthhead (one head's light-tier signals with its alerts marked). A section whose data is absent
+shows one line naming the command that makes it.
 The script is the package-data file `dashboard.js` beside this module.
 """
 from __future__ import annotations
@@ -15,6 +17,7 @@ from importlib import resources
 from pathlib import Path
 
 from attnlife.report.dashboard_data import build_payload
+from attnlife.report.dashboard_health import health_payload
 from attnlife.report.data import ReportRun
 from attnlife.store.atomic import atomic_path
 
@@ -35,6 +38,9 @@ SECTIONS = (
     ("types", "Head-type emergence", ""),
     ("claims", "Claims check", ""),
     ("samples", "Generated samples over training", '<div id="sample-texts"></div>'),
+    ("health", "Attention health: alerts per head over training (click a head)", ""),
+    ("healthhead", "Attention health: one head's signals",
+     '<label>layer <select id="health-layer"></select></label> <label>head <select id="health-head"></select></label>'),
 )
 
 CSS = """
@@ -49,10 +55,11 @@ section h2{font-size:17px;margin:4px 0 8px} .controls{font-size:14px;margin-bott
 """
 
 
-@functools.lru_cache(maxsize=1)
-def dashboard_js() -> str:
-    """The dashboard's script: attnlife/report/dashboard.js, shipped as package data."""
-    return resources.files("attnlife.report").joinpath("dashboard.js").read_text(encoding="utf-8")
+@functools.lru_cache(maxsize=None)
+def dashboard_js(name: str = "dashboard.js") -> str:
+    """A dashboard script shipped as package data beside this module (dashboard.js, and
+    dashboard_health.js for the attention-health sections)."""
+    return resources.files("attnlife.report").joinpath(name).read_text(encoding="utf-8")
 
 
 # JSON escapes that keep a <script> element's data inert in every HTML parser state: no `<` can
@@ -83,7 +90,8 @@ def render_html(payload: dict, plotly_js: str) -> str:
             f"<style>{CSS}</style></head><body><header><h1>{title}</h1><div>{html.escape(payload['root'])}</div>"
             f"</header><nav>{nav}</nav>\n{sections}\n"
             f'<script type="application/json" id="payload">{data}</script>\n'
-            f"<script>{plotly_js}</script>\n<script>{dashboard_js()}</script></body></html>\n")
+            f"<script>{plotly_js}</script>\n<script>{dashboard_js('dashboard_health.js')}</script>\n"
+            f"<script>{dashboard_js()}</script></body></html>\n")
 
 
 def _nan_to_none(obj):  # noqa: ANN001, ANN202 - JSON-like tree
@@ -101,7 +109,10 @@ def write_dashboard(run: ReportRun, path: str | Path | None = None) -> Path:
     from plotly.offline import get_plotlyjs
 
     out = Path(path) if path else run.run.paths.report / "dashboard.html"
-    page = render_html(_nan_to_none(build_payload(run)), get_plotlyjs())
+    payload = build_payload(run)
+    if "n_layer" in payload:
+        payload["health"] = health_payload(run, (payload["n_layer"], payload["n_head"]))
+    page = render_html(_nan_to_none(payload), get_plotlyjs())
     with atomic_path(out) as tmp:
         tmp.write_text(page, encoding="utf-8")
     return out

@@ -111,7 +111,7 @@ class ReportRun:
         """Names of per-head attention metrics present (any split)."""
         m = self.metrics
         rows = m[(m.layer >= 0) & (m.head_index >= 0) & (m.layer_b < 0) & m.split.isin(ATTENTION_SPLITS)]
-        return sorted(rows.metric.unique())
+        return sorted(x for x in rows.metric.unique() if not x.startswith("alert_"))  # alerts: events
 
     # ---- spectra ---------------------------------------------------------------------------
     @functools.cached_property

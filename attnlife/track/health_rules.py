@@ -4,8 +4,9 @@ Each detector evaluates a condition per unit (a head, or a layer for sink takeov
 observed step s (every light-tier read). A unit *fires* when its condition has held at
 `patience` consecutive observations and it is not already active; the alert is dated s (the
 observation that completed the streak) and carries the signal's value at s. An active unit
-re-arms once its condition has been false at `patience` consecutive observations, so a head that
-recovers and collapses again alerts again. With the light tier at every step, an alert comes
+re-arms once its condition has been false at `rearm_after` consecutive observations, so a head
+that recovers and collapses again alerts again, while one hovering at a threshold (the light
+tier reads 2 sequences: its signals are noisy) does not alert at every crossing. With the light tier at every step, an alert comes
 `patience - 1` steps after the condition first held.
 
   entropy_collapse  head: H_s <= collapse_floor_bits, or H fell at least collapse_fall_bits below
@@ -151,7 +152,7 @@ class HealthDetector:
             held = np.where(cond, held + 1, 0)
             clear = np.where(cond, 0, clear + 1)
             fire = (held >= self.rules.patience) & ~active
-            active = (active | fire) & ~(clear >= self.rules.patience)
+            active = (active | fire) & ~(clear >= self.rules.rearm_after)
             self._held[kind], self._clear[kind], self._active[kind] = held, clear, active
             for index in zip(*np.nonzero(fire)):
                 layer, head = (int(index[0]), int(index[1])) if len(index) == 2 else (int(index[0]), -1)

@@ -123,6 +123,14 @@ def test_a_head_that_recovers_and_collapses_again_alerts_twice():
     assert kinds(alerts) == [("entropy_collapse", 102, 0, 0), ("entropy_collapse", 302, 0, 0)]
 
 
+def test_a_head_hovering_at_the_floor_alerts_once():
+    def hover(s, e):
+        if s >= 100:
+            e[1, 1] = 0.2 if (s // 5) % 2 == 0 else 1.0      # 5 reads below, 5 above, and again
+    alerts = detect(trace(400, entropy=hover), HealthConfig(collapse_fall_bits=10.0))
+    assert kinds(alerts) == [("entropy_collapse", 102, 1, 1)]
+
+
 def test_a_fast_fall_above_the_floor_is_a_collapse():
     rules = HealthConfig(collapse_floor_bits=0.0)
     alerts = detect(trace(300, entropy=collapse_at(120, 0, 1, to=1.2)), rules)
@@ -196,26 +204,27 @@ def test_rules_out_of_range_and_steps_out_of_order_are_refused():
         d.observe(s[0])
 
 
-def reference_onsets(cond: list[bool], patience: int) -> list[int]:
+def reference_onsets(cond: list[bool], patience: int, rearm: int) -> list[int]:
     """Independent loop: fire when held `patience` times in a row and not active; re-arm after
-    `patience` misses in a row."""
+    `rearm` misses in a row."""
     out, held, miss, active = [], 0, 0, False
     for i, c in enumerate(cond):
         held, miss = (held + 1, 0) if c else (0, miss + 1)
         if held >= patience and not active:
             active = True
             out.append(i)
-        if miss >= patience:
+        if miss >= rearm:
             active = False
     return out
 
 
 @settings(max_examples=60, deadline=None)
-@given(values=st.lists(st.sampled_from([0.1, 3.0]), min_size=1, max_size=60), patience=st.integers(1, 4))
-def test_property_floor_alerts_are_the_onsets_of_held_conditions(values, patience):
-    rules = HealthConfig(patience=patience, collapse_fall_bits=100.0, logit_ceiling_nats=1e9,
-                         logit_rise_nats=1e9)
+@given(values=st.lists(st.sampled_from([0.1, 3.0]), min_size=1, max_size=60), patience=st.integers(1, 4),
+       rearm=st.integers(1, 6))
+def test_property_floor_alerts_are_the_onsets_of_held_conditions(values, patience, rearm):
+    rules = HealthConfig(patience=patience, rearm_after=rearm, collapse_fall_bits=100.0,
+                         logit_ceiling_nats=1e9, logit_rise_nats=1e9)
     signals = [StepSignals(i, np.array([[v]]), np.zeros((1, 1)), np.zeros((1, 1)), T)
                for i, v in enumerate(values)]
     got = [a.step for a in detect(signals, rules) if a.kind == "entropy_collapse"]
-    assert got == reference_onsets([v <= rules.collapse_floor_bits for v in values], patience)
+    assert got == reference_onsets([v <= rules.collapse_floor_bits for v in values], patience, rearm)
