@@ -25,3 +25,24 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def shakespeare_txt(shared_data: Path) -> Path:
     return shared_data / "shakespeare" / "input.txt"
+
+
+@pytest.fixture(scope="session")
+def unstable_health_run(tmp_path_factory, shakespeare_txt: Path):
+    """The attention-health issue's run, once per session: `attnlife train` of the cpu preset at
+    lr 0.03 without warm-up or clipping, 100 updates, with --tensorboard -> (run dir, CliRunner result)."""
+    import torch
+    from typer.testing import CliRunner
+
+    from attnlife.cli import app
+    from attnlife.data import prepare_dataset
+
+    root = tmp_path_factory.mktemp("health")
+    prepare_dataset("shakespeare_char", root / "data", source=shakespeare_txt, quiet=True)
+    torch.set_num_threads(1)
+    result = CliRunner().invoke(app, [
+        "train", "--preset", "cpu", "--dataset", "shakespeare_char", "--data-dir", str(root / "data"),
+        "--out", str(root / "run"), "--max-iters", "100", "--lr", "0.03", "--set", "train.warmup_iters=0",
+        "--set", "train.grad_clip=0", "--set", "train.eval_iters=2", "--set", "track.at_checkpoints=false",
+        "--set", "train.ckpt_log_max=0", "--quiet", "--device", "cpu", "--tensorboard"])
+    return root / "run", result

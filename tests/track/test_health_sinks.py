@@ -2,25 +2,18 @@
 from __future__ import annotations
 
 import pytest
-from typer.testing import CliRunner
 
 import attnlife
-from attnlife.cli import app
 from attnlife.store.metrics_table import MetricRow
 from attnlife.store.sinks import WandbSink
 from attnlife.track.health_monitor import HealthMonitor
 
 
-def test_attnlife_train_tensorboard_gets_the_alerts(tmp_path, prepared):
+def test_attnlife_train_tensorboard_gets_the_alerts(unstable_health_run):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    out = tmp_path / "run"
-    args = ["train", "--quiet", "--device", "cpu", "--dataset", "shakespeare_char", "--data-dir", str(prepared),
-            "--out", str(out), "--tensorboard", "--max-iters", "30", "--lr", "0.03"]
-    sets = ["train.warmup_iters=0", "train.grad_clip=0", "train.eval_iters=1", "track.at_checkpoints=false",
-            "train.ckpt_log_max=0"]
-    r = CliRunner().invoke(app, args + [a for s in sets for a in ("--set", s)])
-    assert r.exit_code == 0, r.output
+    out, result = unstable_health_run                     # --tensorboard, lr 0.03 (tests/conftest.py)
+    assert result.exit_code == 0, result.output
     m = attnlife.load_run(out).metrics()
     rows = m[m.metric == "alert_entropy_collapse"]
     assert len(rows)

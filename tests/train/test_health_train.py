@@ -31,11 +31,10 @@ def alert_rows(out):
     return m[m.metric.str.startswith("alert_")]
 
 
-@pytest.fixture(scope="module")
-def unstable(prepared_dir, tmp_path_factory):
-    """The issue's run: cpu preset, lr 0.03, no warm-up, no clipping, 100 updates."""
-    out = tmp_path_factory.mktemp("health") / "unstable"
-    return out, train(prepared_dir, out, *UNSTABLE)
+@pytest.fixture
+def unstable(unstable_health_run):
+    """The issue's run (tests/conftest.py): cpu preset, lr 0.03, no warm-up, no clipping, 100 updates."""
+    return unstable_health_run
 
 
 def test_unstable_cpu_run_alerts_entropy_collapse_within_100_steps_and_says_so(unstable):
