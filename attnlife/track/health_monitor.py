@@ -29,11 +29,13 @@ from __future__ import annotations
 import sys
 from typing import Any, Callable, Iterable, Optional
 
+import numpy as np
+
 from attnlife.config import HealthConfig
 from attnlife.events import Callback, TrainControl, TrainStart
 from attnlife.store.metrics_table import MetricRow
 from attnlife.track.health_rules import Alert, HealthDetector, checked_rules, rule_text
-from attnlife.track.health_signals import signals_from_rows
+from attnlife.track.health_signals import StepSignals, signals_from_rows
 
 Hook = Callable[[Alert, "HealthMonitor"], Any]
 
@@ -45,13 +47,20 @@ def _console(line: str) -> None:
     tqdm.write(line, file=sys.stderr)
 
 
-def console_line(alerts: list[Alert], rules: HealthConfig) -> str:
+def console_line(alerts: list[Alert], rules: HealthConfig, signals: Optional[StepSignals] = None) -> str:
     """One line for alerts of one kind at one step: `attention health: step 12: entropy collapse
-    at L0 H1 (0.21 bits), L3 H2 (0.05 bits); rule: entropy <= 0.5 bits, or ...`."""
+    at L0 H1 (0.21 bits), L3 H2 (0.05 bits); heads <= 0.5 bits per layer 2/4 0/4 0/4 1/4; rule: ...`
+    (for entropy collapse: each layer's heads at or below the floor, the collapsed share, from `signals`)."""
     first = alerts[0]
     where = ", ".join(f"L{a.layer}" + (f" H{a.head}" if a.head >= 0 else "") + f" ({a.value_text()})"
                       for a in alerts)
-    return (f"attention health: step {first.step}: {first.kind.replace('_', ' ')} at {where}; "
+    share = ""
+    if first.kind == "entropy_collapse" and signals is not None:
+        heads = signals.shape[1]
+        counts = np.rint(signals.collapsed_share(rules.collapse_floor_bits) * heads).astype(int)
+        share = (f"; heads <= {rules.collapse_floor_bits:g} bits per layer "
+                 + " ".join(f"{c}/{heads}" for c in counts))
+    return (f"attention health: step {first.step}: {first.kind.replace('_', ' ')} at {where}{share}; "
             f"rule: {rule_text(first.kind, rules)}")
 
 
@@ -119,7 +128,7 @@ class HealthMonitor(Callback):
                 fresh.setdefault(alert.kind, []).append(alert)
         if self.echo is not None:
             for group in fresh.values():
-                self.echo(console_line(group, self.rules))
+                self.echo(console_line(group, self.rules, signals))
         for alert in alerts:
             self._handle(alert)
         return alerts

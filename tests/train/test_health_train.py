@@ -50,7 +50,7 @@ def test_unstable_cpu_run_alerts_entropy_collapse_within_100_steps_and_says_so(u
     first = int(collapse.step.min())
     assert f"attention health: step {first}: entropy collapse at" in result.output
     # one line per kind and step, and a head appears on one line per kind at most
-    heads = [h for x in lines if "entropy collapse" in x for h in x.split(" at ", 1)[1].split("; rule")[0].split(", ")]
+    heads = [h for x in lines if "entropy collapse" in x for h in x.split(" at ", 1)[1].split("; ")[0].split(", ")]
     assert len(heads) == len({h.split(" (")[0] for h in heads}) == collapse[["layer", "head_index"]].drop_duplicates().shape[0]
     assert f"attention health: {len(alerts)} alerts" in result.output
 
