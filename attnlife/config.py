@@ -137,13 +137,13 @@ class HealthConfig:
                                             "below its high of the last collapse_window steps",
                                        (0.0, False, None, False))
     collapse_window: int = _field(20, "steps the entropy fall is measured over", AT_LEAST_1)
-    logit_ceiling_nats: float = _field(30.0, "logit growth: max-logit bound (max over rows of the "
+    logit_ceiling_nats: float = _field(50.0, "logit growth: max-logit bound (max over rows of the "
                                              "logsumexp of attention logits) at or above this (nats)",
                                        (0.0, False, None, False))
-    logit_rise_nats: float = _field(15.0, "logit growth: or a rise of at least this many nats within "
+    logit_rise_nats: float = _field(20.0, "logit growth: or a rise of at least this many nats within "
                                           "logit_window steps", (0.0, False, None, False))
     logit_window: int = _field(20, "steps the logit rise is measured over", AT_LEAST_1)
-    sink_threshold: float = _field(0.8, "sink takeover: a layer's mean attention on token 0 at or "
+    sink_threshold: float = _field(0.5, "sink takeover: a layer's mean attention on token 0 at or "
                                         "above this", FRACTION)
     dead_uniform_fraction: float = _field(0.97, "dead head: entropy at least this share of uniform "
                                                 "attention's ...", FRACTION)

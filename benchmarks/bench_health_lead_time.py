@@ -169,42 +169,59 @@ def prepare(out: Path) -> Path:
     return data_dir
 
 
+def _spread(values: list[int]) -> str:
+    """median (min, max) of a list of ints, or -."""
+    v = sorted(values)
+    return f"{v[len(v) // 2]} ({v[0]}, {v[-1]})" if v else "-"
+
+
 def summarize(results: list[dict]) -> str:
-    """The markdown tables of BENCHMARKS.md from the cached results."""
+    """The markdown tables of BENCHMARKS.md from the results."""
     unstable = [r for r in results if r["name"].startswith("unstable") and r["events"]]
-    stable_unstable = [r["name"] for r in results if r["name"].startswith("unstable") and not r["events"]]
+    quiet = [r["name"] for r in results if r["name"].startswith("unstable") and not r["events"]]
     healthy = [r for r in results if r["name"].startswith("healthy")]
-    lines = [f"unstable runs with a loss event: {len(unstable)} (no event: {', '.join(stable_unstable) or 'none'})",
-             "", "| detector | loss event | runs with the event | caught before it | lead steps median (min, max) |",
-             "|---|---|---:|---:|---|"]
+    lines = [f"unstable runs with a loss event: {len(unstable)} of "
+             f"{len(unstable) + len(quiet)} (no event: {', '.join(quiet) or 'none'})", "",
+             "| detector | loss event | runs with it | its step, median (min, max) | caught before it "
+             "| lead steps, median (min, max) | missed: alert raised late by, median (min, max) | missed: no alert |",
+             "|---|---|---:|---|---:|---|---|---:|"]
     for kind in KINDS + ("any",):
         for ev in EVENTS + ("first",):
-            rows = []
+            at, leads, late, none = [], [], [], 0
             for r in unstable:
                 evs = [e["step"] for e in r["events"] if ev == "first" or e["event"] == ev]
                 if not evs:
                     continue
+                at.append(min(evs))
                 fa = r["first_alerts"]
                 got = [fa[k]["raised"] for k in (KINDS if kind == "any" else (kind,)) if k in fa]
-                rows.append(min(evs) - min(got) if got else None)
-            if not rows:
+                if not got:
+                    none += 1
+                elif min(got) < min(evs):
+                    leads.append(min(evs) - min(got))
+                else:
+                    late.append(min(got) - min(evs))
+            if not at:
                 continue
-            leads = sorted(x for x in rows if x is not None and x > 0)
-            caught = len(leads)
-            lead = (f"{leads[len(leads) // 2]} ({leads[0]}, {leads[-1]})" if leads else "-")
-            lines.append(f"| {kind} | {ev} | {len(rows)} | {caught} ({caught / len(rows):.0%}) | {lead} |")
-    lines += ["", "| healthy run | updates | final loss (last 20) | alerts |", "|---|---:|---:|---|"]
+            lines.append(f"| {kind} | {ev} | {len(at)} | {_spread(at)} | {len(leads)} ({len(leads) / len(at):.0%}) "
+                         f"| {_spread(leads)} | {_spread(late)} | {none} |")
+    lines += ["", "| healthy run | updates | final loss (last 20) | alerts | loss events |", "|---|---:|---:|---|---|"]
     for r in healthy:
         n = 300 if "300" in r["name"] else 2000
         alerts = ", ".join(f"{k} at {v['step']} ({v['units']} units)" for k, v in r["first_alerts"].items())
         events = ", ".join(f"{e['event']}@{e['step']}" for e in r["events"])
-        lines.append(f"| {r['name']} | {n} | {r['final_loss_20']:.3f} | {alerts or 'none'}"
-                     f"{'; loss events: ' + events if events else ''} |")
-    lines += ["", "| unstable run | loss events | first alert raised (dated) per detector |", "|---|---|---|"]
+        lines.append(f"| {r['name']} | {n} | {r['final_loss_20']:.3f} | {alerts or 'none'} | {events or 'none'} |")
+    lines += ["", "| unstable run | final loss (last 20) | loss events | first alert raised (dated) per detector |",
+              "|---|---:|---|---|"]
     for r in sorted((r for r in results if r["name"].startswith("unstable")), key=lambda r: r["name"]):
         events = ", ".join(f"{e['event']}@{e['step']}" for e in r["events"]) or "none"
         alerts = ", ".join(f"{k} {v['raised']} ({v['step']})" for k, v in r["first_alerts"].items()) or "none"
-        lines.append(f"| {r['name']} | {events} | {alerts} |")
+        lines.append(f"| {r['name']} | {r['final_loss_20']:.3f} | {events} | {alerts} |")
+    ms = [r["monitor_ms_per_step"] for r in results if "monitor_ms_per_step" in r]
+    if ms:
+        lines += ["", f"monitor cost: median {sorted(ms)[len(ms) // 2]:.3f} ms per light step "
+                      f"(min {min(ms):.3f}, max {max(ms):.3f}) over {len(ms)} runs; "
+                      f"every live alert row reached the hook: {all(r.get('hook_saw_every_row', True) for r in results)}"]
     return "\n".join(lines)
 
 

@@ -35,6 +35,8 @@ def trained(prepared_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "r"
     config = tiny_config(prepared_dir, out, 12, "train.ckpt_every=10")
     rec = Recorder()
+    assert [type(c).__name__ for c in default_callbacks(config)] == ["Tracker", "LightTracker", "HealthMonitor"]
+    config.health.enabled = False
     assert [type(c).__name__ for c in default_callbacks(config)] == ["Tracker", "LightTracker"]
     config.track.enabled = False
     assert default_callbacks(config) == []
