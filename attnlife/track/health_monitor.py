@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterable, Optional
 import numpy as np
 
 from attnlife.config import HealthConfig
-from attnlife.events import Callback, TrainControl, TrainStart
+from attnlife.events import Callback, CheckpointDue, TrainControl, TrainStart
 from attnlife.store.metrics_table import MetricRow
 from attnlife.track.health_rules import Alert, HealthDetector, checked_rules, rule_text
 from attnlife.track.health_signals import StepSignals, signals_from_rows
@@ -110,6 +110,30 @@ class HealthMonitor(Callback):
             self.writer = rec.metric_writer
         if rec.control is not None:
             self.control = rec.control
+        if rec.start_step > 0 and self.rank == 0:     # a resumed run: the detectors where they were
+            from attnlife.store.run_dir import load_run
+
+            block = int(dict(rec.config.get("model", {})).get("block_size", 0))
+            if block > 0:
+                self.resume(load_run(rec.run_dir).metrics(), rec.start_step, block)
+
+    def on_checkpoint_due(self, rec: CheckpointDue) -> None:
+        self.flush()        # the run's writer is flushed by its owner after every callback
+
+    def resume(self, metrics: Any, start_step: int, seq_len: int) -> list[Alert]:
+        """Replay the run's light rows before `start_step` (sequence length `seq_len`) through the
+        detectors, quietly: a resumed run's streaks, windows and fired heads are those of the run
+        that never stopped, so a head that collapsed before the stop does not alert again (and an
+        `--on-alert stop` run resumed with the same command trains on until something new fires).
+        Returns the replayed alerts (their rows are on disk already)."""
+        from attnlife.track.health_signals import signals_from_table
+
+        before = metrics[metrics.step < start_step]
+        replayed = [a for s in signals_from_table(before, seq_len) for a in self.detector.observe(s)]
+        self._announced.update((a.kind, a.layer, a.head) for a in replayed)
+        self._acted.update(a.kind for a in replayed)
+        self.alerts.extend(replayed)
+        return replayed
 
     # ---------------------------------------------------------------- rows in
     def on_light_rows(self, step: int, rows: list[MetricRow], seq_len: int) -> list[Alert]:

@@ -14,6 +14,7 @@ from attnlife.config import HealthConfig
 from attnlife.errors import ConfigError
 from attnlife.store.metrics_table import MetricWriter
 from attnlife.track.fused_stats import fused_sequence_means
+from attnlife.track.health_monitor import HealthMonitor
 from attnlife.track.health_rules import HealthDetector, detect, detect_table
 from attnlife.track.health_signals import (StepSignals, entropy_fall_bits, signals_from_rows,
                                            signals_from_table, uniform_entropy_bits, uniform_sink_mass)
@@ -176,10 +177,9 @@ def test_sparse_observations_count_patience_in_reads_and_windows_in_steps():
 
 
 # ------------------------------------------------------------------------------- forms agree
-def test_replaying_the_table_equals_streaming(tmp_path):
-    signals = trace(300, entropy=collapse_at(80, 0, 1), seed=4)
-    streamed = detect(signals)
-    writer = MetricWriter(tmp_path)
+def write_light_rows(run_dir, signals) -> None:
+    """The light tier's rows of `signals` as a run's metric table under `run_dir`."""
+    writer = MetricWriter(run_dir)
     names = {"entropy_bits": "light_entropy_bits", "lse_max_nats": "light_lse_max_nats",
              "sink_mass": "light_sink_mass"}
     for s in signals:
@@ -187,9 +187,37 @@ def test_replaying_the_table_equals_streaming(tmp_path):
             for (layer, head), v in np.ndenumerate(getattr(s, attr)):
                 writer.log(s.step, metric, float(v), layer=layer, head_index=head)
     writer.close()
+
+
+def test_replaying_the_table_equals_streaming(tmp_path):
+    signals = trace(300, entropy=collapse_at(80, 0, 1), seed=4)
+    streamed = detect(signals)
+    write_light_rows(tmp_path, signals)
     replayed = detect_table(attnlife.load_run(tmp_path).metrics(), T)
     assert [tuple(r) for r in replayed[["kind", "step", "layer", "head_index"]].itertuples(index=False)] \
         == kinds(streamed)
+
+
+def test_a_resumed_monitor_alerts_as_the_run_that_never_stopped(tmp_path):
+    """Resume at step 120: the head collapsed at 80 (and still collapsed) does not alert again,
+    the fall that began at 118 (its streak and window span the resume) and the collapse at 200 do."""
+    def edit(s, e):
+        collapse_at(80, 0, 1)(s, e)
+        collapse_at(118, 1, 2, to=1.2)(s, e)
+        collapse_at(200, 1, 0)(s, e)
+    signals = trace(300, entropy=edit, seed=5)
+    rules = HealthConfig(collapse_fall_bits=2.0)
+    whole = kinds(detect(signals, rules))
+    assert ("entropy_collapse", 120, 1, 2) in whole and len(whole) == 3
+    write_light_rows(tmp_path, signals)            # the table on disk, rows after 120 included
+    monitor = HealthMonitor(rules, echo=None)
+    replayed = monitor.resume(attnlife.load_run(tmp_path).metrics(), 120, T)
+    assert kinds(replayed) == [a for a in whole if a[1] < 120]
+    after = [a for s in signals if s.step >= 120 for a in monitor.detector.observe(s)]
+    assert kinds(after) == [a for a in whole if a[1] >= 120]
+    fresh = HealthDetector(rules)         # without the replay: the collapsed head again, the fall missed
+    got = kinds(a for s in signals if s.step >= 120 for a in fresh.observe(s))
+    assert ("entropy_collapse", 122, 0, 1) in got and not any(a[2:] == (1, 2) for a in got)
 
 
 def test_rules_out_of_range_and_steps_out_of_order_are_refused():

@@ -8,6 +8,7 @@ from typer.testing import CliRunner
 
 from attnlife.analysis.health import health_lines, health_note, health_tables
 from attnlife.cli import app
+from attnlife.config import HealthConfig
 from attnlife.errors import TrainingStopped
 from attnlife.events import Callback
 from attnlife.run import run_training
@@ -102,7 +103,21 @@ def test_on_alert_stop_writes_a_checkpoint_then_exits_3_with_one_line(prepared_d
     assert len(stopped) == 1 and "attention-health alert" in stopped[0]
     step = int(stopped[0].split("at step ")[1].split()[0])
     assert step < 100 and step in [s for s, _ in list_checkpoints(out)]
-    assert not alert_rows(out).empty and int(alert_rows(out).step.min()) <= step
+    before = alert_rows(out)
+    assert not before.empty and int(before.step.min()) <= step
+    # the same command resumes: the heads that fired before the stop do not stop it again
+    again = train(prepared_dir, out, *UNSTABLE, "--on-alert", "stop")
+    assert again.exit_code in (0, 3), again.output
+    if again.exit_code == 3:
+        later = [x for x in again.output.splitlines() if x.startswith("stopped: ")][0]
+        assert int(later.split("at step ")[1].split()[0]) > step
+    after = alert_rows(out)
+    key = ["metric", "layer", "head_index", "step"]
+    assert not after.duplicated(key).any()
+    fired = set(before[key[:3]].itertuples(index=False, name=None))
+    rules = HealthConfig()          # a fired unit re-arms only after rearm_after clear reads
+    soon = after[(after.step >= step) & (after.step < step + rules.rearm_after + rules.patience - 1)]
+    assert not fired & set(soon[key[:3]].itertuples(index=False, name=None))
 
 
 class Requests(Callback):
