@@ -160,6 +160,49 @@ def replay(out: Path) -> list[dict]:
     return results
 
 
+def healthy_margins(out: Path) -> str:
+    """Per healthy run, the most extreme value of each rule's signal that held at `patience`
+    consecutive reads (what the default thresholds must clear), and the same over the unstable
+    runs' first 50 updates; a markdown table."""
+    import numpy as np
+    import pandas as pd
+
+    from attnlife.config import HealthConfig
+    from attnlife.track.health_signals import entropy_fall_bits, signals_from_table
+
+    r = HealthConfig()
+    held = r.patience
+
+    def lasting(x, worst):  # noqa: ANN001, ANN202 - the value held at `held` reads in a row
+        w = np.lib.stride_tricks.sliding_window_view(x, held, axis=0)
+        return np.nanmax(w.min(-1)) if worst == "max" else np.nanmin(w.max(-1))
+
+    lines = ["| run | lowest entropy, bits | largest fall in 20 steps, bits | largest \\|bound\\|, nats "
+             "| largest rise in 20 steps, nats | largest layer sink mass | largest uniform fraction after step 1000 |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for path in sorted((out / "results").glob("*.parquet")):
+        name = path.stem
+        m = pd.read_parquet(path)
+        if name.startswith("unstable"):
+            m = m[m.step < 50]
+        sig = list(signals_from_table(m, 64))
+        steps = np.array([s.step for s in sig])
+        e = np.stack([s.entropy_bits for s in sig])
+        bound = np.abs(np.stack([s.lse_max_nats for s in sig]))
+        span = r.collapse_window + held - 1
+        fall = np.stack([entropy_fall_bits(sig[max(0, i - span):i + 1], span) for i in range(len(sig))])
+        rise = np.stack([bound[i] - np.nanmin(bound[max(0, i - span + 1):i + 1], axis=0) for i in range(len(sig))])
+        sink = np.stack([s.layer_sink_mass() for s in sig])
+        late = np.stack([s.uniform_fraction() for s in sig])[steps >= r.dead_after_steps]
+        dead = f"{lasting(late, 'max'):.2f}" if len(late) >= held else "-"
+        label = name if name.startswith("healthy") else name + " (updates < 50)"
+        lines.append(f"| {label} | {lasting(e, 'min'):.2f} | {lasting(fall, 'max'):.2f} | {lasting(bound, 'max'):.1f} "
+                     f"| {lasting(rise, 'max'):.1f} | {lasting(sink, 'max'):.2f} | {dead} |")
+    lines.append(f"| **default threshold** | {r.collapse_floor_bits:g} | {r.collapse_fall_bits:g} | "
+                 f"{r.logit_ceiling_nats:g} | {r.logit_rise_nats:g} | {r.sink_threshold:g} | {r.dead_uniform_fraction:g} |")
+    return "\n".join(lines)
+
+
 def prepare(out: Path) -> Path:
     from attnlife.data import prepare_dataset
 
@@ -249,6 +292,7 @@ def main() -> None:
             and not (out / "results" / f"{n}.json").is_file()]
     if args.replay:
         print(summarize(replay(out)))
+        print("\n" + healthy_margins(out))
         return
     if not args.report:
         prepare(out)

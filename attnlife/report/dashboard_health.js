@@ -43,7 +43,9 @@ function drawHealthGrid(select) {
   Plotly.newPlot('plot-health', tr, base(title + (shapes.length ? ' (dashed: loss events)' : ''), {
     height: Math.max(300, 120 + 16 * units.length),
     xaxis: {title: {text: 'training step (optimizer updates)'}, range: [first, last]},
-    yaxis: {title: {text: 'layer, head'}, autorange: 'reversed', type: 'category'}, shapes}), CFG);
+    yaxis: {title: {text: 'layer, head'}, autorange: 'reversed', type: 'category'}, shapes,
+    annotations: (hs.events || []).map(e => ({x: e.step, y: 1, xref: 'x', yref: 'paper', yanchor: 'bottom', showarrow: false,
+      text: e.event + ' ' + e.step, font: {size: 10, color: '#333'}}))}), CFG);
   $('plot-health').on('plotly_click', ev => { const p = ev.points && ev.points[0]; if (p && p.curveNumber === 0) select(units[p.pointIndex[0]]); });
 }
 
@@ -79,7 +81,7 @@ function drawHealthHead(l, h) {
   });
   (hs.events || []).forEach(e => shapes.push({type: 'line', xref: 'x', yref: 'paper', x0: e.step, x1: e.step, y0: 0, y1: 1, line: {color: '#333', width: 1, dash: 'dash'}}));
   const said = HEALTH_KINDS.map(k => { const a = alerts.filter(x => x.kind === k); return a.length ? kindName(k) + ' at step ' + a[0].step : null; }).filter(Boolean);
-  const title = 'Signals of L' + l + 'H' + h + ': ' + (said.length ? said.join(', ') : 'no alert') + ' (dotted: its alerts; dashed: loss events)';
+  const title = 'Signals of L' + l + 'H' + h + ': ' + (said.length ? said.join(', ') : 'no alert') + ' (dotted: its alerts; ' + ((hs.events || []).length ? 'dashed: loss events)' : 'loss events: run `attnlife analyze`)');
   Plotly.react('plot-healthhead', tr, base(title, Object.assign(layout, {shapes})), CFG);
 }
 
