@@ -94,11 +94,14 @@ class HealthMonitor(Callback):
 
     def attach(self, light: Any) -> "HealthMonitor":
         """`watch(light)` outside `attnlife train` (HF Trainer, Lightning, a user's loop): alert
-        rows go to the light tier's writer, requests to a `TrainControl` of the monitor's own
-        (`monitor.control`) that the caller turns into its trainer's save and stop."""
+        rows go to the light tier's writer and sinks (TensorBoard, W&B) unless the monitor was
+        given its own, requests to a `TrainControl` of the monitor's own (`monitor.control`) that
+        the caller turns into its trainer's save and stop."""
         self.watch(light)
         if self.writer is None:
             self.writer = light.writer
+        if not self.sinks:
+            self.sinks = list(getattr(light, "sinks", ()))
         if self.control is None:
             self.control = TrainControl()
         return self

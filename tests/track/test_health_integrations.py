@@ -61,8 +61,12 @@ def test_lightning_alerts_and_stops(tmp_path):
     from attnlife.track.light_tracker import LightTracker
     from tests.track.helpers import gpt_lightning_module
 
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from attnlife.store.sinks import TensorBoardSink
+
     torch.manual_seed(0)
-    light = LightTracker(every=1, batch_fraction=0.5, run_dir=tmp_path / "run")
+    light = LightTracker(every=1, batch_fraction=0.5, run_dir=tmp_path / "run", sinks=[TensorBoardSink(tmp_path / "tb")])
     callback = LightningHealthCallback(light, HealthMonitor(HealthConfig(on_alert="stop", **DEAD_AT_ONCE), echo=None))
     loader = torch.utils.data.DataLoader(TokenDataset(24, 16, 32, 0), batch_size=4)
     trainer = pl.Trainer(max_steps=5, accelerator="cpu", logger=False, enable_checkpointing=False,
@@ -75,3 +79,9 @@ def test_lightning_alerts_and_stops(tmp_path):
     dead = m[m.metric == "alert_dead_head"]
     assert len(dead) == 4 and set(dead.step) == {0}
     assert set(m[m.metric == "light_entropy_bits"].step) == {0}
+    light.close()                                                  # the alerts reached the tracker's sink
+    acc = EventAccumulator(str(tmp_path / "tb"))
+    acc.Reload()
+    for r in dead.itertuples():
+        (event,) = acc.Scalars(f"alert_dead_head/L{r.layer}/H{r.head_index}")
+        assert event.step == 0 and event.value == pytest.approx(r.value, abs=1e-6)
