@@ -214,8 +214,10 @@ def prepare(out: Path) -> Path:
 
 def _spread(values: list[int]) -> str:
     """median (min, max) of a list of ints, or -."""
+    import statistics
+
     v = sorted(values)
-    return f"{v[len(v) // 2]} ({v[0]}, {v[-1]})" if v else "-"
+    return f"{statistics.median(v):g} ({v[0]}, {v[-1]})" if v else "-"
 
 
 def summarize(results: list[dict]) -> str:
@@ -228,7 +230,7 @@ def summarize(results: list[dict]) -> str:
              "| detector | loss event | runs with it | its step, median (min, max) | caught before it "
              "| lead steps, median (min, max) | missed: alert raised late by, median (min, max) | missed: no alert |",
              "|---|---|---:|---|---:|---|---|---:|"]
-    for kind in KINDS + ("any",):
+    for kind in KINDS + ("any", "any, dated"):      # dated: as if raised at the step it is dated
         for ev in EVENTS + ("first",):
             at, leads, late, none = [], [], [], 0
             for r in unstable:
@@ -237,7 +239,8 @@ def summarize(results: list[dict]) -> str:
                     continue
                 at.append(min(evs))
                 fa = r["first_alerts"]
-                got = [fa[k]["raised"] for k in (KINDS if kind == "any" else (kind,)) if k in fa]
+                when = "step" if kind == "any, dated" else "raised"
+                got = [fa[k][when] for k in (KINDS if kind.startswith("any") else (kind,)) if k in fa]
                 if not got:
                     none += 1
                 elif min(got) < min(evs):
