@@ -140,3 +140,28 @@ def test_a_callback_asks_for_a_checkpoint_and_a_stop(prepared_dir, tmp_path):
         run_training(cfg, [Requests()], quiet=True)
     assert [s for s, _ in list_checkpoints(tmp_path / "ctl")] == [0, 3, 6]
     assert TrainingStopped.exit_code == 3
+
+
+def test_alert_rows_are_on_disk_before_the_checkpoint_that_covers_them(prepared_dir, tmp_path):
+    from attnlife.config import build_config
+    from attnlife.run import default_callbacks
+
+    out = tmp_path / "order"
+    cfg = build_config("cpu", "shakespeare_char", out_dir=str(out), overrides=[
+        f"data.data_dir={prepared_dir}", "train.max_iters=24", "train.lr_decay_iters=24", "train.learning_rate=0.03",
+        "train.warmup_iters=0", "train.grad_clip=0", "train.eval_iters=2", "track.at_checkpoints=false",
+        "train.ckpt_log_max=0", "train.ckpt_every=6"])
+    raised, checked = [], []
+
+    class Check(Callback):          # runs once checkpoint rec.step is renamed into place
+        def on_checkpoint(self, rec) -> None:  # noqa: ANN001
+            m = load_run(out).metrics()
+            rows = m[m.metric.str.startswith("alert_")]
+            on_disk = set(zip(rows.metric, rows.layer, rows.head_index, rows.step))
+            due = {(a.metric, a.layer, a.head, a.step) for a in raised if a.step < rec.step}
+            assert due <= on_disk, (rec.step, due - on_disk)
+            checked.append(len(due))
+
+    torch.set_num_threads(1)
+    run_training(cfg, [Check()] + default_callbacks(cfg, health_hooks=[lambda a, m: raised.append(a)]), quiet=True)
+    assert checked[0] == 0 and max(checked) > 0        # checkpoints 0, 6, ..., 24: alerts were due
