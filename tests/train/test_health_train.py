@@ -165,3 +165,34 @@ def test_alert_rows_are_on_disk_before_the_checkpoint_that_covers_them(prepared_
     torch.set_num_threads(1)
     run_training(cfg, [Check()] + default_callbacks(cfg, health_hooks=[lambda a, m: raised.append(a)]), quiet=True)
     assert checked[0] == 0 and max(checked) > 0        # checkpoints 0, 6, ..., 24: alerts were due
+
+
+def test_on_alert_checkpoint_and_a_hook_that_stops(prepared_dir, tmp_path):
+    """`health.on_alert=checkpoint` keeps a checkpoint at the first alert of each kind; a user hook
+    asks for the stop (through the monitor) at the first alert dated 12 or later."""
+    from attnlife.config import build_config
+    from attnlife.run import default_callbacks
+
+    out = tmp_path / "hook"
+    cfg = build_config("cpu", "shakespeare_char", out_dir=str(out), overrides=[
+        f"data.data_dir={prepared_dir}", "train.max_iters=60", "train.lr_decay_iters=60", "train.learning_rate=0.03",
+        "train.warmup_iters=0", "train.grad_clip=0", "train.eval_iters=2", "track.at_checkpoints=false",
+        "train.ckpt_log_max=0", "train.ckpt_every=0", "health.on_alert=checkpoint"])
+    seen = []
+
+    def hook(alert, monitor) -> None:  # noqa: ANN001
+        seen.append(alert)
+        if alert.step >= 12:
+            monitor.request_stop(f"on my hook's word ({alert.kind} at L{alert.layer}H{alert.head})")
+
+    torch.set_num_threads(1)
+    with pytest.raises(TrainingStopped, match="on my hook's word") as stop:
+        run_training(cfg, default_callbacks(cfg, health_hooks=[hook]), quiet=True)
+    at = int(str(stop.value).split("at step ")[1].split()[0])
+    steps = [s for s, _ in list_checkpoints(out)]
+    first = min(a.step for a in seen)
+    assert steps[0] == 0 and steps[-1] == at and 12 < at < 60
+    assert steps[1] == 8 * (first // 8) + 8          # the first alert's checkpoint: the next boundary after its batch
+    late = min(a.step for a in seen if a.step >= 12)
+    assert late < at <= 8 * (late // 8) + 8
+    assert len(steps) <= 2 + len({a.kind for a in seen})   # at most one kept checkpoint per kind
