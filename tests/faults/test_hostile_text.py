@@ -64,7 +64,8 @@ def test_hostile_texts_cannot_break_a_section(hostile_dashboard) -> None:
             assert page.evaluate(NON_EMPTY, f"plot-{section}") > 0, section
         texts = page.evaluate("[...document.querySelectorAll('#sample-texts pre')].map(p => p.textContent)")
         assert texts == HOSTILE                                    # verbatim, as text
-        assert page.evaluate("document.querySelectorAll('#sample-texts img, body > script').length") == 3
+        # the page's own four scripts (payload, plotly, health, dashboard) and nothing injected
+        assert page.evaluate("document.querySelectorAll('#sample-texts img, body > script').length") == 4
         cells = page.evaluate("JSON.stringify(document.getElementById('plot-claims').data[0].cells.values)")
         shown = [v for column in json.loads(cells) for v in column]
         assert HOSTILE[1] in shown and any(HOSTILE[0] in v for v in shown)
