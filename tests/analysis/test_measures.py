@@ -54,3 +54,13 @@ def test_log_spaced_steps_closed_forms() -> None:
     assert log_spaced_steps(1000, 4) == [0, 9, 99, 1000]          # 10^(k log10(1001) / 3) - 1 rounds to 9, 99
     assert log_spaced_steps(5, 20) == [0, 1, 2, 3, 4, 5]          # deduplicated
     assert log_spaced_steps(7, 2) == [0, 7]
+
+
+def test_log_spaced_steps_against_a_float64_reference_at_large_n() -> None:
+    from attnlife.measures import log_spaced_steps
+
+    n, points = 10**7 + 3, 60
+    want = sorted({int(round(10 ** (k * math.log10(n + 1) / (points - 1)) - 1)) for k in range(points)} | {0, n})
+    assert log_spaced_steps(n, points) == want                    # a float32 grid rounds some of these off
+    f32 = sorted({int(round(s)) for s in (torch.logspace(0, math.log10(n + 1), points) - 1).tolist()} | {0, n})
+    assert f32 != want                                            # control: the float32 grid differs

@@ -23,6 +23,8 @@ functions that changed.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import json
 import os
 import re
@@ -123,16 +125,31 @@ def mutmut_env(work: Path) -> dict[str, str]:
     return env
 
 
-def run_mutmut(work: Path, jobs: int) -> None:
+def run_mutmut(work: Path, jobs: int, lock: str | None = None) -> None:
     exe = Path(sys.executable).with_name("mutmut")
     log = work / "mutmut.log"
-    with log.open("w") as out:
+    with log.open("w") as out, _held(lock):
         rc = subprocess.call([str(exe), "run", "--max-children", str(jobs)], cwd=work, env=mutmut_env(work),
                              stdout=out, stderr=subprocess.STDOUT)
     if rc != 0:
         tail = log.read_text(errors="replace").replace("\r", "\n").splitlines()[-40:]
         print("\n".join(tail))
         sys.exit(f"error: mutmut failed in {work} (exit {rc}); the whole log is {log}")
+
+
+@contextlib.contextmanager
+def _held(lock: str | None):
+    """Hold an exclusive flock on `lock` (a machine-wide "one heavy job at a time" file) while a chunk runs,
+    so a long `make mutate` lets other heavy jobs in between chunks."""
+    if not lock:
+        yield
+        return
+    with open(lock, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _function_of(name: str) -> str:
@@ -247,6 +264,9 @@ def main(argv: list[str] | None = None) -> int:
                                                "names of tests/mutation/modules.toml; all when none")
     ap.add_argument("--keep", action="store_true", help="reuse the previous verdicts (see the module docstring)")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 2, help="mutants tested side by side")
+    ap.add_argument("--lock", default=os.environ.get("MUTATE_LOCK"),
+                    help="a file to flock around each chunk (default $MUTATE_LOCK): on a shared machine, "
+                         "other heavy jobs run between chunks")
     args = ap.parse_args(argv)
     chunks = load_chunks()
     chosen = select(chunks, args.targets)
@@ -255,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     for chunk, modules in chosen.items():
         t0 = time.monotonic()
         work = prepare(chunk, modules, chunks[chunk]["tests"], args.keep)
-        run_mutmut(work, args.jobs)
+        run_mutmut(work, args.jobs, args.lock)
         got = collect(work, modules)
         mutants += got
         print(f"chunk {chunk}: {len(got)} mutants of {len(modules)} modules in {time.monotonic() - t0:.0f} s",
