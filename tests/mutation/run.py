@@ -125,31 +125,47 @@ def mutmut_env(work: Path) -> dict[str, str]:
     return env
 
 
-def run_mutmut(work: Path, jobs: int, lock: str | None = None) -> None:
+def run_mutmut(work: Path, jobs: int) -> float:
+    """Run mutmut in `work`; returns the seconds it ran."""
     exe = Path(sys.executable).with_name("mutmut")
     log = work / "mutmut.log"
-    with log.open("w") as out, _held(lock):
+    with log.open("w") as out:
+        t0 = time.monotonic()
         rc = subprocess.call([str(exe), "run", "--max-children", str(jobs)], cwd=work, env=mutmut_env(work),
                              stdout=out, stderr=subprocess.STDOUT)
+        seconds = time.monotonic() - t0
     if rc != 0:
         tail = log.read_text(errors="replace").replace("\r", "\n").splitlines()[-40:]
         print("\n".join(tail))
         sys.exit(f"error: mutmut failed in {work} (exit {rc}); the whole log is {log}")
+    return seconds
 
 
-@contextlib.contextmanager
-def _held(lock: str | None):
-    """Hold an exclusive flock on `lock` (a machine-wide "one heavy job at a time" file) while a chunk runs,
-    so a long `make mutate` lets other heavy jobs in between chunks."""
-    if not lock:
-        yield
-        return
-    with open(lock, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+class MachineLock:
+    """An exclusive flock on a machine-wide "one heavy job at a time" file, held across consecutive
+    chunks until it has been held `hold_s` seconds, then given back between chunks so other heavy
+    jobs get a turn (no lock file: a no-op)."""
+
+    def __init__(self, path: str | None, hold_s: float) -> None:
+        self.path, self.hold_s = path, hold_s
+        self._fh = None
+        self._since = 0.0
+
+    def take(self) -> None:
+        if self.path and self._fh is None:
+            self._fh = open(self.path, "a")
+            fcntl.flock(self._fh, fcntl.LOCK_EX)
+            self._since = time.monotonic()
+
+    def maybe_give_back(self) -> None:
+        if self._fh is not None and time.monotonic() - self._since >= self.hold_s:
+            self.give_back()
+
+    def give_back(self) -> None:
+        if self._fh is not None:
+            fcntl.flock(self._fh, fcntl.LOCK_UN)
+            self._fh.close()
+            self._fh = None
 
 
 def _function_of(name: str) -> str:
@@ -253,7 +269,7 @@ def report(mutants: list[Mutant], stale: list[dict], selected: list[str], second
     counted = [m for m in mutants if not m.reason]
     killed = sum(m.status in KILLED for m in counted)
     out.append("")
-    out.append(f"{len(mutants)} mutants of {len(selected)} modules in {seconds / 60:.1f} min")
+    out.append(f"{len(mutants)} mutants of {len(selected)} modules; mutmut ran {seconds / 60:.1f} min")
     print("\n".join(out))
     return killed, len(counted)
 
@@ -265,24 +281,31 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", action="store_true", help="reuse the previous verdicts (see the module docstring)")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 2, help="mutants tested side by side")
     ap.add_argument("--lock", default=os.environ.get("MUTATE_LOCK"),
-                    help="a file to flock around each chunk (default $MUTATE_LOCK): on a shared machine, "
-                         "other heavy jobs run between chunks")
+                    help="a file to flock while chunks run (default $MUTATE_LOCK): on a shared machine, "
+                         "it is given back between chunks once held --lock-minutes, so other heavy jobs "
+                         "run in between")
+    ap.add_argument("--lock-minutes", type=float, default=5.0)
     args = ap.parse_args(argv)
     chunks = load_chunks()
     chosen = select(chunks, args.targets)
-    start = time.monotonic()
+    ran = 0.0
     mutants: list[Mutant] = []
+    lock = MachineLock(args.lock, 60.0 * args.lock_minutes)
     for chunk, modules in chosen.items():
-        t0 = time.monotonic()
         work = prepare(chunk, modules, chunks[chunk]["tests"], args.keep)
-        run_mutmut(work, args.jobs, args.lock)
+        lock.take()
+        try:
+            seconds = run_mutmut(work, args.jobs)
+        finally:
+            lock.maybe_give_back()
+        ran += seconds
         got = collect(work, modules)
         mutants += got
-        print(f"chunk {chunk}: {len(got)} mutants of {len(modules)} modules in {time.monotonic() - t0:.0f} s",
-              flush=True)
+        print(f"chunk {chunk}: {len(got)} mutants of {len(modules)} modules in {seconds:.0f} s", flush=True)
+    lock.give_back()
     selected = [m for mods in chosen.values() for m in mods]
     stale = mark_equivalents(mutants, [e for e in load_equivalents() if e["module"] in selected])
-    killed, total = report(mutants, stale, selected, time.monotonic() - start)
+    killed, total = report(mutants, stale, selected, ran)
     WORK.mkdir(exist_ok=True)
     (WORK / "summary.json").write_text(json.dumps(
         {"killed": killed, "total": total, "mutants": [m.__dict__ for m in mutants]}, indent=1))
