@@ -4,6 +4,7 @@ backend a caller names used."""
 from __future__ import annotations
 
 import math
+import os
 import warnings
 
 import pytest
@@ -183,7 +184,9 @@ def test_cuda_backend_falls_back_to_the_exact_chunked_lse_with_one_warning() -> 
         warnings.simplefilter("always")
         got = FS.fused_row_stats(q, k, backend="cuda_efficient")
     (w,) = caught
-    assert w.category is RuntimeWarning and w.filename == __file__               # points at the caller
+    assert w.category is RuntimeWarning
+    if "MUTANT_UNDER_TEST" not in os.environ:  # `make mutate` adds a trampoline frame per mutated function
+        assert w.filename == __file__                                            # points at the caller
     assert str(w.message).startswith("efficient attention with LSE unavailable (")
     assert str(w.message).endswith("); using chunked LSE")
     want = FS.fused_row_stats(q, k, backend="chunked")
