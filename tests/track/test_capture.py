@@ -63,8 +63,11 @@ def test_capture_rows_sum_to_one_causal_and_outputs_unchanged(family, heads):
 
 def test_gpt_untracked_forward_has_no_sink_and_uses_sdpa(monkeypatch):
     model = build("gpt")
-    with capture_attention(model):
-        assert all(m.pattern_sink is not None for m in model.attention_modules())
+    with capture_attention(model) as cap:
+        sinks = {m.pattern_sink for m in model.attention_modules()}
+        assert len(sinks) == 1 and None not in sinks                  # one sink, shared by every layer
+        cap.forward(torch.zeros(1, 4, dtype=torch.long))
+        assert len(cap.patterns) == len(model.attention_modules())    # ... and it received every layer
     assert all(m.pattern_sink is None for m in model.attention_modules())
     calls = []
     monkeypatch.setattr(type(model.attention_modules()[0]), "_explicit_attention",
