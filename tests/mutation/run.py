@@ -55,8 +55,25 @@ class Mutant:
     reason: str = ""   # for equivalent mutants: why no behaviour can tell them apart
 
 
-def load_chunks() -> dict[str, dict]:
-    return tomllib.loads((HERE / "modules.toml").read_text())["chunks"]
+def load_chunks() -> tuple[dict[str, dict], list[str]]:
+    """The chunks of modules.toml, plus one chunk per module of a `cover` folder that no chunk names
+    (tested by its conventional tests/<package>/test_<module>.py); and the modules of those folders
+    left unmutated because that test file does not exist."""
+    spec = tomllib.loads((HERE / "modules.toml").read_text())
+    chunks: dict[str, dict] = spec["chunks"]
+    named = {m for c in chunks.values() for m in c["modules"]}
+    unmutated: list[str] = []
+    for folder in spec.get("cover", {}).get("folders", []):
+        for path in sorted((ROOT / folder).glob("*.py")):
+            rel = path.relative_to(ROOT).as_posix()
+            if rel in named or path.name == "__init__.py":
+                continue
+            test = Path("tests", *Path(folder).parts[1:], f"test_{path.stem}.py")
+            if (ROOT / test).exists():
+                chunks[f"{Path(folder).name}_{path.stem}"] = {"modules": [rel], "tests": [test.as_posix()]}
+            else:
+                unmutated.append(rel)
+    return chunks, unmutated
 
 
 def load_equivalents() -> list[dict]:
@@ -65,7 +82,10 @@ def load_equivalents() -> list[dict]:
 
 
 def select(chunks: dict[str, dict], wanted: list[str]) -> dict[str, list[str]]:
-    """chunk name -> the modules of it to mutate, for module paths or chunk names in `wanted`."""
+    """chunk name -> the modules of it to mutate, for module paths or chunk names in `wanted`.
+
+    A module no chunk names runs as a chunk of its own (added to `chunks`) with its conventional
+    tests/<package>/test_<module>.py."""
     if not wanted:
         return {name: list(c["modules"]) for name, c in chunks.items()}
     chosen: dict[str, list[str]] = {}
@@ -76,10 +96,16 @@ def select(chunks: dict[str, dict], wanted: list[str]) -> dict[str, list[str]]:
             continue
         hits = [(name, m) for name, c in chunks.items() for m in c["modules"]
                 if m == item or m.startswith(item + "/")]
+        test = Path("tests", *Path(item).parts[1:-1], f"test_{Path(item).stem}.py")
+        if not hits and item.endswith(".py") and (ROOT / item).exists() and (ROOT / test).exists():
+            name = "_".join(Path(item).with_suffix("").parts[1:])   # any module, with its conventional tests
+            chunks[name] = {"modules": [item], "tests": [test.as_posix()]}
+            hits = [(name, item)]
         if not hits:
             known = ", ".join(sorted(chunks))
             sys.exit(f"error: {item} is in no chunk of tests/mutation/modules.toml (chunks: {known}); "
-                     "add it there with the tests that should kill its mutants")
+                     "add it there with the tests that should kill its mutants (a module with a conventional "
+                     "tests/<package>/test_<module>.py runs without)")
         for name, m in hits:
             chosen.setdefault(name, [])
             if m not in chosen[name]:
@@ -300,7 +326,10 @@ def main(argv: list[str] | None = None) -> int:
                          "run in between")
     ap.add_argument("--lock-minutes", type=float, default=5.0)
     args = ap.parse_args(argv)
-    chunks = load_chunks()
+    chunks, unmutated = load_chunks()
+    if unmutated:
+        print(f"warning: not mutated (in a cover folder of tests/mutation/modules.toml, in no chunk, and no "
+              f"tests/<package>/test_<module>.py): {', '.join(unmutated)}", flush=True)
     chosen = select(chunks, args.targets)
     ran = 0.0
     mutants: list[Mutant] = []
