@@ -53,6 +53,7 @@ class Mutant:
     removed: str = ""  # the original line(s) the mutant changed
     added: str = ""    # what it changed them to
     reason: str = ""   # for equivalent mutants: why no behaviour can tell them apart
+    kind: str = ""     # "equivalent", or "cuda" (observable only where a CUDA kernel runs)
 
 
 def load_chunks() -> tuple[dict[str, dict], list[str]]:
@@ -76,9 +77,22 @@ def load_chunks() -> tuple[dict[str, dict], list[str]]:
     return chunks, unmutated
 
 
-def load_equivalents() -> list[dict]:
+def load_equivalents() -> tuple[list[dict], list[dict]]:
+    """(entries for one mutant each, rules for a change that is equivalent wherever it is made)."""
     path = HERE / "equivalent.toml"
-    return tomllib.loads(path.read_text()).get("equivalent", []) if path.exists() else []
+    spec = tomllib.loads(path.read_text()) if path.exists() else {}
+    return spec.get("equivalent", []), spec.get("rule", [])
+
+
+def _applies(rule: dict, m: Mutant) -> bool:
+    """The mutant is its original with one occurrence of rule["from"] replaced by rule["to"]."""
+    a, b, text = rule["from"], rule["to"], m.removed
+    at = text.find(a)
+    while at >= 0:
+        if text[:at] + b + text[at + len(a):] == m.added:
+            return True
+        at = text.find(a, at + 1)
+    return False
 
 
 def select(chunks: dict[str, dict], wanted: list[str]) -> dict[str, list[str]]:
@@ -259,8 +273,9 @@ def _norm(text: str) -> str:
     return "\n".join(" ".join(line.split()) for line in text.strip().splitlines())
 
 
-def mark_equivalents(mutants: list[Mutant], equivalents: list[dict]) -> list[dict]:
-    """Give each surviving mutant listed as equivalent its reason; return the entries no survivor used."""
+def mark_equivalents(mutants: list[Mutant], equivalents: list[dict], rules: list[dict] = ()) -> list[dict]:
+    """Give each surviving mutant listed as equivalent (or matched by a rule) its reason and kind;
+    return the entries no survivor used."""
     used = set()
     for m in mutants:
         if m.status in KILLED:
@@ -268,9 +283,14 @@ def mark_equivalents(mutants: list[Mutant], equivalents: list[dict]) -> list[dic
         for i, e in enumerate(equivalents):
             if (e["module"] == m.module and e["function"] == m.function and _norm(e["original"]) == m.removed
                     and _norm(e["mutant"]) == m.added):
-                m.reason = e["reason"].strip()
+                m.reason, m.kind = e["reason"].strip(), e.get("kind", "equivalent")
                 used.add(i)
                 break
+        else:
+            for r in rules:
+                if _applies(r, m):
+                    m.reason, m.kind = r["reason"].strip(), r.get("kind", "equivalent")
+                    break
     return [e for i, e in enumerate(equivalents) if i not in used]
 
 
@@ -282,25 +302,30 @@ def _show(m: Mutant) -> list[str]:
 
 
 def report(mutants: list[Mutant], stale: list[dict], selected: list[str], seconds: float) -> tuple[int, int]:
-    out: list[str] = ["", "per module (killed/counted, equivalent not counted):"]
+    out: list[str] = ["", "per module (killed/counted; equivalent and CUDA-only mutants not counted):"]
     for module in selected:
         ms = [m for m in mutants if m.module == module]
         counted = [m for m in ms if not m.reason]
         killed = sum(m.status in KILLED for m in counted)
-        eq = len(ms) - len(counted)
+        eq = sum(m.kind == "equivalent" for m in ms)
+        cuda = sum(m.kind == "cuda" for m in ms)
         pct = 100.0 * killed / len(counted) if counted else 100.0
-        out.append(f"  {module:45s} {pct:5.1f}% ({killed}/{len(counted)})" + (f"  +{eq} equivalent" if eq else ""))
+        out.append(f"  {module:45s} {pct:5.1f}% ({killed}/{len(counted)})" + (f"  +{eq} equivalent" if eq else "")
+                   + (f"  +{cuda} CUDA-only" if cuda else ""))
     survivors = [m for m in mutants if m.status not in KILLED and not m.reason]
-    equivalent = [m for m in mutants if m.reason]
     out.append("")
     out.append(f"surviving mutants ({len(survivors)}): each is a missing test or an unlisted equivalent mutant")
     for m in survivors:
         out += _show(m)
-    out.append("")
-    out.append(f"equivalent mutants ({len(equivalent)}), listed in tests/mutation/equivalent.toml, not counted:")
-    for m in equivalent:
-        out += _show(m)
-        out.append(f"      because: {' '.join(m.reason.split())}")
+    for kind, title in (("equivalent", "equivalent mutants ({n}): no behaviour tells them from the original"),
+                        ("cuda", "CUDA-only mutants ({n}): they change only what a CUDA kernel does, which "
+                                 "a machine without one never runs")):
+        listed = [m for m in mutants if m.reason and m.kind == kind]
+        out.append("")
+        out.append(title.format(n=len(listed)) + "; listed in tests/mutation/equivalent.toml, not counted:")
+        for m in listed:
+            out += _show(m)
+            out.append(f"      because: {' '.join(m.reason.split())}")
     if stale:
         out.append("")
         out.append(f"entries of equivalent.toml that matched no survivor ({len(stale)}): the code or the mutant moved")
@@ -308,8 +333,12 @@ def report(mutants: list[Mutant], stale: list[dict], selected: list[str], second
             out.append(f"  {e['module']}:{e['function']}: {_norm(e['mutant'])}")
     counted = [m for m in mutants if not m.reason]
     killed = sum(m.status in KILLED for m in counted)
+    cuda = sum(m.kind == "cuda" for m in mutants)
     out.append("")
     out.append(f"{len(mutants)} mutants of {len(selected)} modules; mutmut ran {seconds / 60:.1f} min")
+    if cuda:
+        out.append(f"with the {cuda} CUDA-only mutants counted as survivors: "
+                   f"{100.0 * killed / max(len(counted) + cuda, 1):.1f}% ({killed}/{len(counted) + cuda})")
     print("\n".join(out))
     return killed, len(counted)
 
@@ -354,7 +383,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"chunk {chunk}: {len(got)} mutants of {len(modules)} modules in {seconds:.0f} s", flush=True)
     lock.give_back()
     selected = [m for c, mods in chosen.items() if c not in failed for m in mods]
-    stale = mark_equivalents(mutants, [e for e in load_equivalents() if e["module"] in selected])
+    entries, rules = load_equivalents()
+    stale = mark_equivalents(mutants, [e for e in entries if e["module"] in selected], rules)
     killed, total = report(mutants, stale, selected, ran)
     WORK.mkdir(exist_ok=True)
     (WORK / "summary.json").write_text(json.dumps(
