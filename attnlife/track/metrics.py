@@ -129,7 +129,8 @@ def cross_layer_matrices(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     """JSD and cosine matrices between layers from head-averaged rows [L, B, R, T].
 
     jsd[a, b] = mean over (batch, row) of JSD_bits(rows[a], rows[b]) in [0, 1];
-    cos[a, b] = cosine similarity of the flattened patterns rows[a] and rows[b]. Both [L, L].
+    cos[a, b] = cosine similarity of the flattened patterns rows[a] and rows[b] (0 against an all-zero
+    layer; NaN, like the JSD, against a layer with NaN rows). Both [L, L].
     """
     L = rows.size(0)
     ent = entropy_bits(rows)                                         # [L, B, R]
@@ -141,8 +142,7 @@ def cross_layer_matrices(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
         jsd[a + 1:, a] = vals
     flat = rows.reshape(L, -1)
     norms = flat.norm(dim=1)
-    cos = (flat @ flat.T) / (norms[:, None] * norms[None, :]).clamp_min(1e-30)
-    cos = torch.where((norms[:, None] > 0) & (norms[None, :] > 0), cos, torch.zeros_like(cos))
+    cos = (flat @ flat.T) / (norms[:, None] * norms[None, :]).clamp_min(1e-30)  # a zero row: 0 / 1e-30 = 0
     cos.fill_diagonal_(1.0)
     return jsd, cos
 

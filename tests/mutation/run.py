@@ -86,6 +86,8 @@ def load_equivalents() -> tuple[list[dict], list[dict]]:
 
 def _applies(rule: dict, m: Mutant) -> bool:
     """The mutant is its original with one occurrence of rule["from"] replaced by rule["to"]."""
+    if "modules" in rule and m.module not in rule["modules"]:
+        return False
     a, b, text = rule["from"], rule["to"], m.removed
     at = text.find(a)
     while at >= 0:

@@ -80,7 +80,8 @@ def test_divergences_stay_in_zero_one_bit_under_float32_rounding() -> None:
     assert (M.pairwise_head_jsd_bits(heads) >= 0).all()
     assert torch.equal(M.pairwise_head_jsd_bits(torch.stack([a, b])[None, :, None, :]), torch.ones(1, 1))
     jsd, _ = M.cross_layer_matrices(torch.stack([p, q])[:, None])
-    assert jsd[0, 1] >= 0
+    assert float(jsd[0, 1]) == pytest.approx(float(M.jsd_bits(p, q).mean()), rel=1e-6)  # each row clamped, then
+    assert float(raw.mean()) != pytest.approx(float(M.jsd_bits(p, q).mean()), rel=1e-3)  # control: not after
     jsd, _ = M.cross_layer_matrices(torch.stack([a, b])[:, None, None])
     assert float(jsd[0, 1]) == 1.0
 
@@ -127,6 +128,15 @@ def test_cross_layer_cosine_of_small_probability_rows() -> None:
     assert float(cos[0, 1]) == pytest.approx(float(a @ b / (a.norm() * b.norm())), rel=1e-12)
 
 
+def test_cross_layer_cosine_of_a_zero_layer_is_zero_and_of_a_nan_layer_is_nan() -> None:
+    a = torch.tensor([0.25, 0.25, 0.25, 0.25], dtype=torch.float64)
+    _, cos = M.cross_layer_matrices(torch.stack([a, torch.zeros(4, dtype=torch.float64)])[:, None, None])
+    assert cos.tolist() == [[1.0, 0.0], [0.0, 1.0]]
+    nan = torch.full((4,), float("nan"), dtype=torch.float64)
+    jsd, cos = M.cross_layer_matrices(torch.stack([a, nan])[:, None, None])
+    assert math.isnan(float(cos[0, 1])) and math.isnan(float(cos[1, 0])) and math.isnan(float(jsd[0, 1]))
+
+
 def test_span_threshold_is_strict() -> None:
     p = (torch.ones(4, 4, dtype=torch.float64).tril() / torch.arange(1, 5)[:, None])[None, None]  # uniform rows
     assert math.isnan(float(M.span_tokens(p, threshold=0.25)[0, 0, 3]))  # four keys of exactly 0.25: none above
@@ -134,10 +144,21 @@ def test_span_threshold_is_strict() -> None:
 
 
 def test_type_scores_are_registered_as_probabilities() -> None:
-    for name, fn in (("prev_token_score", HT.prev_token_score), ("local_score", HT.local_score),
-                     ("self_score", HT.self_score), ("induction_score", HT.induction_score)):
-        spec = M.METRIC_REGISTRY[name]
-        assert (spec.name, spec.fn, spec.unit, spec.reduction, spec.params) == (name, fn, "probability", "nanmean", ())
+    scores = {"prev_token_score": HT.prev_token_score, "local_score": HT.local_score,
+              "self_score": HT.self_score, "induction_score": HT.induction_score}
+    saved = dict(M.METRIC_REGISTRY)
+    try:  # registration runs at import; run it again on a registry without the scores, so it is checked
+        for name in scores:
+            del M.METRIC_REGISTRY[name]
+        HT._register()
+        assert set(M.METRIC_REGISTRY) == set(saved)
+        for name, fn in scores.items():
+            spec = M.METRIC_REGISTRY[name]
+            assert (spec.name, spec.fn, spec.unit, spec.reduction, spec.params) == (name, fn, "probability",
+                                                                                   "nanmean", ())
+    finally:
+        M.METRIC_REGISTRY.clear()
+        M.METRIC_REGISTRY.update(saved)
 
 
 def test_sink_share_threshold_is_strict_and_halves_split_at_n() -> None:
