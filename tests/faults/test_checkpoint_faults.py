@@ -82,13 +82,15 @@ def test_pickled_trainer_state_is_never_loaded(workspace) -> None:
 def test_damaged_metrics_part_is_skipped_with_a_warning(workspace, capsys, damage) -> None:
     parts = sorted((workspace / "run" / "metrics").glob("part-*.parquet"))
     bad = parts[0]
+    whole, bad_rows = load_run(workspace / "run").metrics(), len(pd.read_parquet(bad))
     if damage == "truncate":
         _damage(bad, "truncate")
     else:
         pd.DataFrame({"a": [1, 2], "b": ["x", "y"]}).to_parquet(bad)
     with pytest.warns(DamagedPartWarning, match=bad.name):
         frame = load_run(workspace / "run").metrics()
-    assert len(frame) > 0 and set(frame["step"]) <= set(range(9))
+    assert bad_rows > 0 and len(frame) == len(whole) - bad_rows       # exactly the damaged part's rows are gone
+    assert set(frame["step"]) <= set(range(9))
     with pytest.raises(RunDirError, match=bad.name):
         load_run(workspace / "run", strict=True).metrics()
     with warnings.catch_warnings():

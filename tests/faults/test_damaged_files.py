@@ -9,6 +9,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -112,6 +113,7 @@ def test_damaged_meta_json_is_not_sampled(run: Path, capsys) -> None:
 
 def test_damaged_analysis_table_and_summary_are_skipped_then_rebuilt(run: Path, capsys) -> None:
     phases = run / "analysis" / "phases.parquet"
+    phases_before, summary_before = load_run(run).analysis()["phases"], load_run(run).analysis_summary()
     _truncate(phases)
     (run / "analysis" / "summary.json").write_text("{not json")
     with pytest.warns(DamagedFileWarning) as seen:
@@ -126,7 +128,8 @@ def test_damaged_analysis_table_and_summary_are_skipped_then_rebuilt(run: Path, 
     assert result.code == 0 and _warnings(result.err) == [], result.err[-2000:]
     with warnings.catch_warnings():
         warnings.simplefilter("error", DamagedFileWarning)
-        assert len(load_run(run).analysis()["phases"]) > 0 and load_run(run).analysis_summary()
+        pd.testing.assert_frame_equal(load_run(run).analysis()["phases"], phases_before)  # rebuilt the same
+        assert load_run(run).analysis_summary() == summary_before
 
 
 def test_damaged_snapshots_are_skipped_and_a_keyframe_written_after_them(tmp_path: Path) -> None:

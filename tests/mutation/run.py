@@ -53,7 +53,8 @@ class Mutant:
     removed: str = ""  # the original line(s) the mutant changed
     added: str = ""    # what it changed them to
     reason: str = ""   # for equivalent mutants: why no behaviour can tell them apart
-    kind: str = ""     # "equivalent", or "cuda" (observable only where a CUDA kernel runs)
+    kind: str = ""     # "equivalent"; "cuda" (observable only where a CUDA kernel runs); "harness" (only
+                       # outside mutmut, whose trampoline changes stack frames)
 
 
 def load_chunks() -> tuple[dict[str, dict], list[str]]:
@@ -311,17 +312,20 @@ def report(mutants: list[Mutant], stale: list[dict], selected: list[str], second
         killed = sum(m.status in KILLED for m in counted)
         eq = sum(m.kind == "equivalent" for m in ms)
         cuda = sum(m.kind == "cuda" for m in ms)
+        harness = sum(m.kind == "harness" for m in ms)
         pct = 100.0 * killed / len(counted) if counted else 100.0
         out.append(f"  {module:45s} {pct:5.1f}% ({killed}/{len(counted)})" + (f"  +{eq} equivalent" if eq else "")
-                   + (f"  +{cuda} CUDA-only" if cuda else ""))
+                   + (f"  +{cuda} CUDA-only" if cuda else "") + (f"  +{harness} plain suite" if harness else ""))
     survivors = [m for m in mutants if m.status not in KILLED and not m.reason]
     out.append("")
     out.append(f"surviving mutants ({len(survivors)}): each is a missing test or an unlisted equivalent mutant")
     for m in survivors:
         out += _show(m)
     for kind, title in (("equivalent", "equivalent mutants ({n}): no behaviour tells them from the original"),
-                        ("cuda", "CUDA-only mutants ({n}): they change only what a CUDA kernel does, which "
-                                 "a machine without one never runs")):
+                        ("cuda", "CUDA-only mutants ({n}): they change only what a CUDA kernel or device "
+                                 "placement does, which a machine without one never runs"),
+                        ("harness", "mutants only the plain suite sees ({n}): mutmut's trampoline adds a stack "
+                                    "frame per mutated function, so tests skip their stack-level checks under it")):
         listed = [m for m in mutants if m.reason and m.kind == kind]
         out.append("")
         out.append(title.format(n=len(listed)) + "; listed in tests/mutation/equivalent.toml, not counted:")
@@ -335,11 +339,11 @@ def report(mutants: list[Mutant], stale: list[dict], selected: list[str], second
             out.append(f"  {e['module']}:{e['function']}: {_norm(e['mutant'])}")
     counted = [m for m in mutants if not m.reason]
     killed = sum(m.status in KILLED for m in counted)
-    cuda = sum(m.kind == "cuda" for m in mutants)
+    cuda = sum(m.kind in ("cuda", "harness") for m in mutants)
     out.append("")
     out.append(f"{len(mutants)} mutants of {len(selected)} modules; mutmut ran {seconds / 60:.1f} min")
     if cuda:
-        out.append(f"with the {cuda} CUDA-only mutants counted as survivors: "
+        out.append(f"with the {cuda} CUDA-only and plain-suite mutants counted as survivors: "
                    f"{100.0 * killed / max(len(counted) + cuda, 1):.1f}% ({killed}/{len(counted) + cuda})")
     print("\n".join(out))
     return killed, len(counted)

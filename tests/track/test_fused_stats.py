@@ -136,6 +136,10 @@ def test_boolean_and_additive_masks(backend):
     assert max(max_errors(fused_row_stats(q, k, 0.35, attn_mask=mask, backend=backend), ref)) < 1e-9
     additive = torch.zeros(mask.shape, dtype=torch.float64).masked_fill(~mask, torch.finfo(torch.float64).min)
     assert max(max_errors(fused_row_stats(q, k, 0.35, attn_mask=additive, backend=backend), ref)) < 1e-9
+    # a float64 additive mask with float32 inputs is cast to the inputs' dtype (the kernels refuse a mix)
+    q32, k32, add64 = q.float(), k.float(), torch.where(mask, 0.0, -1e9).double()
+    got = fused_row_stats(q32, k32, 0.35, attn_mask=add64, backend=backend)
+    assert got.entropy_bits.dtype == torch.float32 and max(max_errors(got, ref)) < 1e-4
 
 
 def test_chunked_logsumexp_matches_full_and_inputs_untouched():

@@ -213,6 +213,12 @@ def test_cuda_backend_falls_back_to_the_exact_chunked_lse_with_one_warning() -> 
     want = FS.fused_row_stats(q, k, backend="chunked")
     for name in ("entropy_bits", "mean_distance_tokens", "sink_mass"):
         torch.testing.assert_close(getattr(got, name), getattr(want, name), equal_nan=True, rtol=1e-6, atol=1e-6)
+    q6, k6 = torch.randn(1, 2, 7, 6, generator=g), torch.randn(1, 2, 7, 6, generator=g)  # K + 1 = 7 -> width 8:
+    with warnings.catch_warnings():                                                    # one zero column on kv
+        warnings.simplefilter("ignore")
+        got = FS.fused_sequence_means(q6, k6, backend="cuda_efficient")
+    for name, value in FS.fused_sequence_means(q6, k6, backend="chunked").items():
+        torch.testing.assert_close(got[name], value, rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("backend", ["cpu_flash", "chunked"])
