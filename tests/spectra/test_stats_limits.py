@@ -40,12 +40,39 @@ def test_zero_and_small_spectra_and_float64_output() -> None:
     assert out["spectral_entropy_bits"][1] == 1.0 and out["participation_ratio"][1] == 2.0
 
 
+@pytest.mark.parametrize("failing", [(1,), (1, 2)])
+def test_heads_whose_cholesky_fails_get_exact_lambdas_and_vectors(failing: tuple[int, ...]) -> None:
+    g = torch.Generator().manual_seed(7)
+    a = torch.randn(3, 5, 12, generator=g, dtype=torch.float64)
+    b = torch.randn(3, 5, 12, generator=g, dtype=torch.float64)
+    a[1, 0] = 0.0                                                         # head 1: a zero first row (pivot 1)
+    if 2 in failing:
+        a[2, 4] = a[2, 0]                                                 # head 2: a repeated row (pivot 5)
+    info = torch.linalg.cholesky_ex(torch.bmm(a, a.transpose(1, 2))).info
+    assert info.tolist() == [0, 1, 5 if 2 in failing else 0]              # the fallback is what runs
+    spec = S.thin_spectrum(a, b, top_k=4)
+    u_ref, s_ref, vh_ref = torch.linalg.svd(_dense(a, b))
+    torch.testing.assert_close(spec.lambdas, s_ref[:, :5] ** 2, rtol=1e-9, atol=1e-9 * float(s_ref.max() ** 2))
+    assert float(spec.lambdas[1, 4:].abs().max()) < 1e-9 * float(spec.lambdas[1, 0])   # rank 4
+    w = _dense(a, b)
+    for h in range(3):
+        rebuilt = sum(math.sqrt(float(spec.lambdas[h, i])) * torch.outer(spec.u_top[h, i].double(),
+                                                                         spec.v_top[h, i].double()) for i in range(4))
+        rank4 = (u_ref[h, :, :4] * s_ref[h, :4]) @ vh_ref[h, :4]
+        torch.testing.assert_close(rebuilt, rank4, rtol=0, atol=1e-5 * float(s_ref[h, 0]))   # float32 vectors
+        for i in range(4):                                                # each pair is a singular pair of W
+            torch.testing.assert_close(w[h] @ spec.v_top[h, i].double(), s_ref[h, i] * spec.u_top[h, i].double(),
+                                       rtol=0, atol=1e-5 * float(s_ref[h, 0]))
+    for vec in (spec.u_top, spec.v_top):
+        assert torch.allclose(vec.double().norm(dim=-1), torch.ones(3, 4, dtype=torch.float64), atol=1e-6)
+
+
 def test_rank_deficient_head_gets_exact_lambdas_and_vectors() -> None:
     g = torch.Generator().manual_seed(7)
     a = torch.randn(3, 5, 12, generator=g, dtype=torch.float64)
     b = torch.randn(3, 5, 12, generator=g, dtype=torch.float64)
-    a[1, 3:] = a[1, :2] * 2.0                                             # head 1: A has rank 3 (Cholesky fails)
-    spec = S.thin_spectrum(a, b, top_k=3)
+    a[1, 3:] = a[1, :2] * 2.0                                             # head 1: A has rank 3 (Cholesky
+    spec = S.thin_spectrum(a, b, top_k=3)                                 # succeeds on rounding: main path)
     u_ref, s_ref, vh_ref = torch.linalg.svd(_dense(a, b))
     torch.testing.assert_close(spec.lambdas, s_ref[:, :5] ** 2, rtol=1e-9, atol=1e-9 * float(s_ref.max() ** 2))
     assert float(spec.lambdas[1, 3:].abs().max()) < 1e-9 * float(spec.lambdas[1, 0])
