@@ -115,6 +115,7 @@ def test_change_points_limits_and_the_penalty() -> None:
     v = np.r_[3.0, 2.0, 1.0, 1.0, 1.0, 1.0]
     assert change_points(v) == [3, 6]                                 # n = 2 min_size: can be cut
     assert change_points(v[1:]) == [5]                                # n < 2 min_size: one segment
+    assert change_points(v[1:3]) == [2] and change_points(v[:1]) == [1]  # too short for PELT (it refuses)
     assert change_points(v, min_size=2) == [3, 6]
     assert change_points(np.full(10, 7.0)) == [10]                    # constant: nothing to cut
     noisy = 4 - 0.02 * x + np.random.default_rng(0).normal(0, 0.001, 60)
