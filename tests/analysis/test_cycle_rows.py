@@ -44,6 +44,7 @@ def test_rows_follow_the_threshold_and_refuse_bad_signals() -> None:
     assert cycle_rows(steps, signal, rel_prominence=0.0) == []
     assert len(cycle_rows(steps, signal, rel_prominence=0.5)) == 2          # 0.5 * 11 = 5.5: same extrema
     assert cycle_rows(steps, np.where(steps == 4, np.nan, signal)) == []   # non-finite: no rows
+    assert cycle_rows(steps, np.where(steps == 4, np.nan, signal), prominence=6) == []   # nor with a given one
     assert cycle_rows(steps[:2], signal[:2]) == []
     t = np.arange(0, 260, 1.0)
     (closed, *_) = cycle_rows(t, np.cos(2 * np.pi * t / 100), rel_prominence=0.5, smooth_window=3)

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from attnlife.analysis.cycles import detect_cycles, smooth, summarize_cycles
+from attnlife.analysis.cycles import _alternate, detect_cycles, smooth, summarize_cycles
 
 
 def _bumps(centres: list[float], n: int = 1200, width: float = 30.0) -> tuple[np.ndarray, np.ndarray]:
@@ -74,6 +74,16 @@ def test_runs_of_one_kind_keep_the_most_extreme_and_the_earlier_on_a_tie() -> No
     assert c.trough_step == 3.0
 
 
+def test_alternate_merges_a_run_of_one_kind_into_its_most_extreme_event() -> None:
+    # with one prominence for both kinds find_peaks already alternates them (a run is a tie at most);
+    # the merge is the contract for inputs that do not: the higher peak, the lower trough, the first on a tie
+    s = np.array([0.0, 7.0, 5.0, 9.0, 1.0, 3.0, 0.5, 4.0, 9.0, 9.0])
+    assert _alternate(np.array([1, 3]), np.array([0, 4, 6]), s) == [(0, "trough"), (3, "peak"), (6, "trough")]
+    assert _alternate(np.array([3, 1]), np.array([6, 4]), s) == [(3, "peak"), (6, "trough")]   # unsorted input
+    assert _alternate(np.array([8, 9]), np.array([]), s) == [(8, "peak")]                       # a tie: the first
+    assert _alternate(np.array([3]), np.array([4, 2]), s) == [(2, "trough"), (3, "peak"), (4, "trough")]
+
+
 def test_cycle_starts_at_the_trough_before_its_peak() -> None:
     t, s = _bumps([200, 550, 900])
     cycles = detect_cycles(t, s, rel_prominence=0.3)
@@ -110,6 +120,7 @@ def test_smooth_edges_reflect_or_repeat_and_short_inputs() -> None:
     s = np.array([1.0, 2.0, 4.0])
     out = smooth(s, 1)
     assert out.tolist() == s.tolist() and out is not s
+    assert smooth([1, 2, 4], 1).dtype == smooth([1, 2, 4], 3).dtype == np.float64   # integers: float64 always
 
 
 def test_summary_carries_the_steps_and_the_threshold() -> None:
