@@ -180,6 +180,7 @@ def test_finish_of_nothing_and_stable_order_of_many_ties() -> None:
     table = finish(rows)
     want = sorted(range(40), key=lambda i: -abs(rows[i]["rho"]))          # Python's sort is stable
     assert table.x.tolist() == [f"m{i}" for i in want]
+    assert table.p_bh.dtype == empty.p_bh.dtype == np.float64 and table.p_bh.tolist() == [0.5] * 40
     assert bh_adjust(np.array([0.01, 0.2], dtype=np.float16)).dtype == np.float64
 
 

@@ -153,6 +153,11 @@ def test_low_precision_scores_and_the_default_hysteresis() -> None:
     assert emergence_table(frame).emergence_step.tolist() == [3]       # 0.3 < 0.9 x 0.4: the dip breaks it
     types = label_types(frame)
     assert isinstance(types.index, pd.RangeIndex) and types.step.tolist() == [0, 1, 2, 3, 4]
+    # float16 inputs are judged by their float64 values, not by float16 arithmetic:
+    edge = np.array([0.39990234375, 0.443359375, 0.366455078125], dtype=np.float16)  # 0.39990 is 0.4 in float16
+    assert emergence_index(edge, 0.4, hysteresis=0.2) == 1
+    rise = np.array([0.08380126953125, 0.12054443359375, 0.444091796875, 0.73095703125], dtype=np.float16)
+    assert induction_phase(np.arange(4) * 10, rise, np.arange(4) * 10, np.ones(4)) is None   # jump < half the rise
     s32 = np.array([0.02, 0.03, 0.05, 0.6, 0.65], dtype=np.float16)
     steps = np.array([0, 100, 200, 300, 400])
     loss = np.array([3.0, 2.75, 2.5, 2.25, 2.0], dtype=np.float16)
