@@ -101,7 +101,9 @@ def _type_counts(types) -> tuple[np.ndarray, list[str], np.ndarray]:  # noqa: AN
 
 @figure("head_type_emergence", "analysis")
 def head_type_emergence(run: ReportRun) -> plt.Figure:
-    """Heads per type over steps (stacked) with emergence steps, above the val-loss curve."""
+    """Heads per type over steps (stacked) with emergence steps, above the checkpoint loss
+    (`probe_loss_nats` with a 2-standard-error band, measured at every checkpoint; val loss only
+    when the run has no probe pass), each emergence marked on the loss at its step."""
     types = run.analysis_table("head_types", f" (no head-type scores: run `attnlife track {run.root}`)")
     steps, order, counts = _type_counts(types)
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.8, 5.8), sharex=True, height_ratios=(3, 2))
@@ -110,12 +112,20 @@ def head_type_emergence(run: ReportRun) -> plt.Figure:
     top.set_ylabel("heads of each type (count)")
     top.legend(loc="upper left", fontsize=7, ncol=3)
     emergence = run.analysis.get("emergence")
-    val = run.model_series("eval_loss", "val")
-    bottom.plot(val.step, val.value, color=color(0), marker="o", ms=3, label="validation loss")
-    bottom.set_ylabel("val loss (nats / token)")
+    loss, loss_label = run.model_series("probe_loss_nats", "probe"), "probe loss (every checkpoint)"
+    if not len(loss):
+        loss, loss_label = run.model_series("eval_loss", "val"), "validation loss"
+    bottom.plot(loss.step, loss.value, color=color(0), marker="o", ms=3, label=loss_label)
+    if loss.stderr.notna().any():
+        bottom.fill_between(loss.step, loss.value - 2 * loss.stderr, loss.value + 2 * loss.stderr,
+                            color=color(0), alpha=0.2, lw=0)
+    bottom.set_ylabel("loss (nats / token)")
     if emergence is not None and len(emergence):
+        at = loss.set_index("step").value
         for i, (t, g) in enumerate(emergence.groupby("type")):
-            bottom.plot(g.emergence_step, np.full(len(g), val.value.max() if len(val) else 0), "|", ms=14,
+            y = [float(at.get(s, np.nan)) for s in g.emergence_step]
+            y = [v if np.isfinite(v) else float(loss.value.max() if len(loss) else 0) for v in y]
+            bottom.plot(g.emergence_step, y, "|", ms=14, mew=2,
                         color=colours[order.index(t)] if t in order else color(i), label=f"{t} emerges")
     induction = run.analysis.get("induction_phase")
     if induction is not None and len(induction):

@@ -112,3 +112,39 @@ def test_study_figures_band_runs_of_one_config(tmp_path):
     assert names == sorted(f"{f}_{d}.png" for f in ("attention_metrics", "layer_similarity", "train_loss",
                                                     "val_loss") for d in ("synthetic", "text8"))
     assert all(pixel_std(p) > 20 for p in paths)
+
+
+def test_emergence_figure_plots_the_checkpoint_probe_loss_with_each_emergence_on_it(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from attnlife.report.figures_analysis import head_type_emergence
+    from attnlife.store.metrics_table import MetricWriter
+
+    root = write_synthetic_run(tmp_path / "run", parts=("metrics", "analysis"))
+    steps = list(range(0, 201, 25))  # every checkpoint, including the emergence steps 50, 100, 150
+    loss = {s: 4.0 - s / 100 for s in steps}
+    writer = MetricWriter(root)
+    for s in steps:
+        writer.log(s, "probe_loss_nats", loss[s], split="probe", stderr=0.05)
+    writer.close()
+    fig = head_type_emergence(ReportRun(root))
+    bottom = fig.axes[1]
+    line = bottom.lines[0]
+    assert line.get_label() == "probe loss (every checkpoint)"
+    np.testing.assert_allclose(line.get_xdata(), steps)
+    np.testing.assert_allclose(line.get_ydata(), [loss[s] for s in steps])
+    band = bottom.collections[0].get_paths()[0].vertices[:, 1]
+    assert band.min() == pytest.approx(min(loss.values()) - 0.1) and band.max() == pytest.approx(4.1)
+    marks = {(float(x), float(y)) for ln in bottom.lines[1:] if ln.get_marker() == "|" for x, y in zip(ln.get_xdata(), ln.get_ydata())}
+    assert marks == {(50.0, 3.5), (100.0, 3.0), (150.0, 2.5)}
+    plt.close(fig)
+
+
+def test_emergence_figure_falls_back_to_val_loss_without_a_probe_pass(synthetic_run):
+    import matplotlib.pyplot as plt
+
+    from attnlife.report.figures_analysis import head_type_emergence
+
+    fig = head_type_emergence(ReportRun(synthetic_run))
+    assert fig.axes[1].lines[0].get_label() == "validation loss"
+    plt.close(fig)
