@@ -5,9 +5,10 @@ TORCH ?= torch==2.13.0
 BIN   := $(VENV)/bin
 DATA  ?= data
 RUN   ?= runs/demo
+STUDY ?= runs/study
 SHARED ?= ../shared/data
 
-.PHONY: setup demo test test-slow bench mutate clean chromium
+.PHONY: setup demo study test test-slow bench mutate clean chromium
 
 setup: $(VENV)/.installed
 
@@ -32,6 +33,20 @@ demo: setup
 	$(BIN)/attnlife report $(RUN) --quiet
 	@echo "results: $(RUN)  (python: attnlife.load_run('$(RUN)').metrics() / .spectra() / .analysis())"
 	@echo "dashboard: $(RUN)/report/dashboard.html"
+
+# The lifecycle study: the demo's model at peak rate 3e-3 (decaying to 3e-4) instead of 1e-3, where
+# a previous-token head emerges (at 1e-3 only local heads do in 2000 steps; docs/analysis.md).
+study: setup
+	$(BIN)/attnlife prepare shakespeare_char --out $(DATA) \
+	  $(if $(wildcard $(SHARED)/shakespeare/input.txt),--source $(SHARED)/shakespeare/input.txt,)
+	$(BIN)/attnlife train --preset cpu --dataset shakespeare_char --data-dir $(DATA) --out $(STUDY) \
+	  --lr 3e-3 --set train.min_lr=3e-4
+	$(BIN)/attnlife spectra $(STUDY)
+	$(BIN)/attnlife track $(STUDY)
+	$(BIN)/attnlife sample $(STUDY) --tokens 200
+	$(BIN)/attnlife analyze $(STUDY)
+	$(BIN)/attnlife report $(STUDY) --quiet
+	@echo "dashboard: $(STUDY)/report/dashboard.html"
 
 test: setup chromium
 	$(BIN)/python -m pytest -q
