@@ -1,10 +1,15 @@
 """Scan-and-snap experiments: SGD on the reparameterised (Y, Z) dynamics, vectorised over seeds and
 learning-rate grid points, plus the plain nn.Module form (W_Q, W_K, W_V, unembedding).
 
-Each replica r has its own decoder Y_r [V, K], attention logits Z_r [M, V] and rates (eta_Y, eta_Z):
-    Y <- Y - eta_Y dL/dY,   Z <- Z - eta_Z dL/dZ,   L = mean over a batch of cross-entropy(n | x).
+Each replica r has its own decoder Y_r [V, C], attention logits Z_r [M, V] and rates (eta_Y, eta_Z):
+    g_Y = dL/dY,  b_Y <- mu b_Y + g_Y (b_Y = g_Y at the first step),  Y <- Y - eta_Y b_Y
+    (the same for Z with eta_Z), L = mean over a batch of cross-entropy(n | x).
+mu = 0 is plain SGD; the authors' experiments use torch.optim.SGD with momentum mu = 0.9. The
+decoder scores C >= K output classes: C = K (only the next tokens), or the whole vocabulary as in
+the authors' code (V contextual + M last + K next tokens; the extra classes are never targets).
 Replicas of one seed share the data batch (common random numbers), so grid points differ only in
-their rates. Y and Z start at 0 (uniform attention).
+their rates. Y and Z start at 0 (uniform attention) or, with `init_scale` a > 0, i.i.d. U(-a, a)
+per replica (the authors' random start is torch's nn.Linear default, a = 1 / sqrt(V + M + K)).
 """
 from __future__ import annotations
 
@@ -25,12 +30,17 @@ Logger = Callable[[int, dict[str, torch.Tensor]], None]
 
 @dataclass(frozen=True)
 class SGDSpec:
-    """How long and on what batches to train: SGD steps, sequences per batch B, sequence length T, seed."""
+    """How long and on what batches to train: SGD steps, sequences per batch B, sequence length T,
+    seed, heavy-ball momentum mu (torch.optim.SGD convention), decoder output classes C (None: K)
+    and the half-width a of the uniform start of Y and Z (0: start at zero)."""
 
     steps: int
     batch_size: int = 32
     seq_len: int = 128
     seed: int = 0
+    momentum: float = 0.0
+    n_out: int | None = None
+    init_scale: float = 0.0
 
 
 @dataclass
@@ -55,10 +65,20 @@ def train_reparam(classes: SequenceClasses, eta_y: Iterable[float], eta_z: Itera
     if eta_z_t.numel() != grid:
         raise ValueError("eta_y and eta_z need one value per grid point")
     vocab, n_next, n_last = classes.vocab_size, classes.n_next, classes.n_last
+    n_out = spec.n_out or n_next
+    if n_out < n_next:
+        raise ValueError("n_out must be >= K (the next tokens are the first K output classes)")
     steps, batch_size, seq_len = spec.steps, spec.batch_size, spec.seq_len
     gen = torch.Generator().manual_seed(spec.seed)
-    y = torch.zeros(grid, n_seeds, vocab, n_next, requires_grad=True)
-    z = torch.zeros(grid, n_seeds, n_last, vocab, requires_grad=True)
+    y = torch.zeros(grid, n_seeds, vocab, n_out)
+    z = torch.zeros(grid, n_seeds, n_last, vocab)
+    if spec.init_scale > 0:   # one start per seed, shared by the grid points of that seed
+        a = spec.init_scale
+        y[:] = (torch.rand(n_seeds, vocab, n_out, generator=gen) * 2 - 1) * a
+        z[:] = (torch.rand(n_seeds, n_last, vocab, generator=gen) * 2 - 1) * a
+    y.requires_grad_(True)
+    z.requires_grad_(True)
+    buf_y = buf_z = None
     seed_index = torch.arange(n_seeds).view(n_seeds, 1)
     log_set = set(log_at)
     loss_gs = torch.full((grid, n_seeds), float("nan"))
@@ -75,9 +95,13 @@ def train_reparam(classes: SequenceClasses, eta_y: Iterable[float], eta_z: Itera
         query_z = z[:, seed_index, classes.psi[labels]]                            # [G, S, B, V]
         logits = reparam_logits(counts, query_z, y)                                # [G, S, B, K]
         target = labels.expand(grid, n_seeds, batch_size)
-        per = F.cross_entropy(logits.reshape(-1, n_next), target.reshape(-1), reduction="none")
+        per = F.cross_entropy(logits.reshape(-1, n_out), target.reshape(-1), reduction="none")
         loss_gs = per.view(grid, n_seeds, batch_size).mean(-1).detach()
         grad_y, grad_z = torch.autograd.grad(per.view(grid, n_seeds, -1).mean(-1).sum(), [y, z])
+        if spec.momentum > 0:
+            buf_y = grad_y if buf_y is None else buf_y.mul_(spec.momentum).add_(grad_y)
+            buf_z = grad_z if buf_z is None else buf_z.mul_(spec.momentum).add_(grad_z)
+            grad_y, grad_z = buf_y, buf_z
         with torch.no_grad():
             y -= eta_y_t.view(grid, 1, 1, 1) * grad_y
             z -= eta_z_t.view(grid, 1, 1, 1) * grad_z
