@@ -4,8 +4,12 @@
   of max z per decade of steps (table `z_growth`), slope_per_ln_step = (z(t2) - z(t1)) /
   (ln t2 - ln t1) for decades [t1, t2] (constant under log-time growth, shrinking once the logits
   grow like log log t: the snap).
+- `snap_row` (table `snap`): the step from which the distinct-token entropy changes by less than
+  `tolerance` bits per decade of steps, |H(10 t) - H(t)| < tolerance for every logged t from there
+  on with 10 t inside the run (H linearly interpolated between logged steps): the snap.
 - `sweep_final_table` / `sweep_trend`: final entropy mean and standard error over seeds per grid
-  point, and its Spearman correlation with eta_Y/eta_Z per (M, K, eta_Z).
+  point, and its Spearman correlation with eta_Y/eta_Z per (M, K, eta_Z); `sweep_eta_z_trend`:
+  its Spearman correlation with eta_Z per (M, K, eta_Y/eta_Z) (larger rates, sparser attention).
 The Markov runs' focus-dilution cycles are rows of the ordinary `cycles` table (analysis.builders).
 """
 from __future__ import annotations
@@ -31,6 +35,36 @@ def log_decade_slopes(steps: np.ndarray, values: np.ndarray, first: float = 10.0
     return out
 
 
+SNAP_TOLERANCE = 0.01   # bits of distinct-token entropy per decade of steps
+
+
+def snap_row(steps: np.ndarray, values: np.ndarray, tolerance: float = SNAP_TOLERANCE,
+             signal: str = "entropy_distinct_bits") -> dict:
+    """The snap of `values` [N] logged at `steps` [N] (ascending, from 0): see the module docstring.
+
+    Returns signal, tolerance (per decade), snap_step (NaN when it never snaps within the run:
+    a window [t, 10 t] at or after every candidate still moves by >= tolerance, or the run is
+    shorter than one decade from step 1), last_decade_change H(T) - H(T / 10), total_change
+    H(T) - H(0), and status: `snapped`, `not snapped`, or `no scan` (it never moved by 10 x
+    tolerance before freezing).
+    """
+    x = np.asarray(steps, dtype=float)
+    v = np.asarray(values, dtype=float)
+    top = float(x.max())
+    cands = [float(t) for t in x if t >= 1 and 10 * t <= top]
+    moves = [abs(float(np.interp(10 * t, x, v) - np.interp(t, x, v))) for t in cands]
+    snap = float("nan")
+    for i, t in enumerate(cands):
+        if max(moves[i:]) < tolerance:
+            snap = t
+            break
+    moved = float(np.max(np.abs(v[x <= (snap if np.isfinite(snap) else top)] - v[0])))
+    status = "not snapped" if not np.isfinite(snap) else ("snapped" if moved >= 10 * tolerance else "no scan")
+    return {"signal": signal, "tolerance": tolerance, "snap_step": snap,
+            "last_decade_change": float(v[-1] - np.interp(top / 10, x, v)),
+            "total_change": float(v[-1] - v[0]), "status": status}
+
+
 def scan_snap_tables(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """Tables `scan_snap` (signal, start, end of each scan-and-snap signature) and `z_growth`
     (log-decade slopes of `z_distinct_max`) from a scan-and-snap run's metric table."""
@@ -40,8 +74,10 @@ def scan_snap_tables(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
         rows.append({"signal": name, "start": float(s.value.iloc[0]), "end": float(s.value.iloc[-1])})
     z = frame[frame.metric == "z_distinct_max"].sort_values("step")
     growth = log_decade_slopes(z.step.to_numpy(), z.value.to_numpy())
+    h = frame[frame.metric == "entropy_distinct_bits"].sort_values("step")
     return {"scan_snap": pd.DataFrame(rows, columns=["signal", "start", "end"]),
-            "z_growth": pd.DataFrame(growth, columns=["from_step", "to_step", "slope_per_ln_step"])}
+            "z_growth": pd.DataFrame(growth, columns=["from_step", "to_step", "slope_per_ln_step"]),
+            "snap": pd.DataFrame([snap_row(h.step.to_numpy(), h.value.to_numpy())])}
 
 
 def sweep_trend(table: pd.DataFrame) -> list[dict]:
@@ -68,12 +104,26 @@ def sweep_final_table(grid: pd.DataFrame, name: str = "entropy_distinct_bits") -
     return out[cols].sort_values(["eta_z", "m", "ratio"]).reset_index(drop=True)
 
 
+def sweep_eta_z_trend(table: pd.DataFrame) -> list[dict]:
+    """Per (m, k, ratio) group of a sweep table: Spearman rho of final entropy vs eta_Z (NaN with
+    < 3 values of eta_Z) and whether it falls monotonically (larger rates, sparser attention)."""
+    out = []
+    for (m, k, ratio), g in table.groupby(["m", "k", "ratio"]):
+        rho = float(spearmanr(g.eta_z, g["mean"]).statistic) if len(g) > 2 else float("nan")
+        out.append({"m": int(m), "k": int(k), "ratio": float(ratio), "spearman_entropy_vs_eta_z": rho,
+                    "falls": bool(g.sort_values("eta_z")["mean"].is_monotonic_decreasing)})
+    return out
+
+
 def sweep_tables(grid: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """Tables `sweep_final` and `sweep_trend` of a scan-and-snap sweep table (`Run.sweep()`)."""
+    """Tables `sweep_final`, `sweep_trend` and `sweep_eta_z_trend` of a scan-and-snap sweep table
+    (`Run.sweep()`)."""
     final = sweep_final_table(grid)
     trend = pd.DataFrame(sweep_trend(final) if len(final) else [],
                          columns=["m", "k", "eta_z", "spearman_entropy_vs_ratio", "rises"])
-    return {"sweep_final": final, "sweep_trend": trend}
+    eta_z = pd.DataFrame(sweep_eta_z_trend(final) if len(final) else [],
+                         columns=["m", "k", "ratio", "spearman_entropy_vs_eta_z", "falls"])
+    return {"sweep_final": final, "sweep_trend": trend, "sweep_eta_z_trend": eta_z}
 
 
 def theory_tables(kind: str, frame: pd.DataFrame, grid: pd.DataFrame) -> dict[str, pd.DataFrame]:

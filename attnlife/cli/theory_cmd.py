@@ -42,14 +42,21 @@ def scan_snap(
     eta_zs: Optional[list[float]] = typer.Option(None, "--sweep-eta-z", help="sweep eta_Z values (repeatable)"),
     seeds: int = typer.Option(10, "--seeds", help="sweep seeds per grid point"),
     n_distinct: int = typer.Option(10, "--n-distinct", help="distinct tokens per class"),
-    n_common: int = typer.Option(20, "--n-common", help="common tokens shared by all classes"),
-    common_mass: float = typer.Option(0.5, "--common-mass", help="probability mass of common tokens"),
+    n_common: int = typer.Option(10, "--n-common", help="common tokens shared by all classes"),
+    common_mass: float = typer.Option(0.5, "--common-mass", help="probability mass of common tokens (--profile zipf)"),
+    profile: str = typer.Option("linear", "--profile", help="distinct-token weights: 'linear' (the authors': "
+                                "linspace(0.1, 1), common tokens weight 1) or 'zipf' (1/j, --common-mass)"),
     seq_len: int = typer.Option(128, "--seq-len", help="T: sequence length (T-1 contextual tokens)"),
-    batch_size: int = typer.Option(32, "--batch-size"),
-    max_iters: Optional[int] = typer.Option(None, "--max-iters", help="SGD steps (default 20000 single, 2000 sweep)"),
+    batch_size: int = typer.Option(128, "--batch-size"),
+    max_iters: Optional[int] = typer.Option(None, "--max-iters", help="SGD steps (default 2000 single, 100 sweep)"),
     steps: Optional[int] = typer.Option(None, "--steps", hidden=True, help="deprecated alias of --max-iters"),
-    eta_y: float = typer.Option(1.0, "--eta-y", help="decoder learning rate (single run)"),
+    eta_y: float = typer.Option(5.0, "--eta-y", help="decoder learning rate (single run)"),
     eta_z: float = typer.Option(1.0, "--eta-z", help="attention learning rate (single run)"),
+    momentum: float = typer.Option(0.9, "--momentum", help="SGD momentum (the authors' 0.9; 0 is plain SGD)"),
+    decoder: str = typer.Option("vocab", "--decoder", help="decoder outputs: 'vocab' (every token, the "
+                                "authors') or 'next' (the K next tokens)"),
+    init: str = typer.Option("uniform", "--init", help="start of Y and Z: 'uniform' (torch's nn.Linear "
+                             "default, the authors') or 'zero' (uniform attention)"),
     param: str = typer.Option("reparam", "--param", help="'reparam' (Y, Z) or 'module' (W_Q, W_K, W_V, W_U; eta_Z is the W_Q/W_K rate, try 30)"),
     seed: int = typer.Option(0, "--seed"),
     threads: int = typer.Option(1, "--threads", help=THREADS_HELP),
@@ -60,8 +67,8 @@ def scan_snap(
 
     _set_threads(threads)
     steps = deprecated_alias(max_iters, steps, "--steps", "--max-iters")
-    common = dict(n_distinct=n_distinct, n_common=n_common, common_mass=common_mass, seq_len=seq_len,
-                  batch_size=batch_size, seed=seed)
+    common = dict(n_distinct=n_distinct, n_common=n_common, common_mass=common_mass, distinct_profile=profile,
+                  seq_len=seq_len, batch_size=batch_size, momentum=momentum, decoder=decoder, init=init, seed=seed)
     if sweep:
         cfg = SweepConfig(n_seeds=seeds, **common)
         cfg.mk = _parse_mk(mk) if mk else cfg.mk

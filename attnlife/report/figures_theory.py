@@ -54,9 +54,17 @@ def scan_snap(run: ReportRun) -> plt.Figure:
                 title=f"Attention on common tokens: {common[0]:.2f} -> {common[-1]:.2f}")
     s = _series(run, "entropy_distinct_bits")
     axes[1].plot(s.step + 1, s.value, color="C2")
-    falling, drop = still_falling(s.step.to_numpy(float) + 1, s.value.to_numpy())
-    state = (f"still falling at step {int(s.step.max()):,} (-{drop:.3f} bits over the last decade)" if falling
-             else f"flat over the last decade (-{drop:.4f} bits)")
+    snap = run.analysis.get("snap")
+    if snap is not None and len(snap) and snap.status.iloc[0] == "snapped":
+        row = snap.iloc[0]
+        axes[1].axvline(row.snap_step + 1, color="C1", ls="--", lw=1,
+                        label=f"snap: < {row.tolerance:g} bits per decade after")
+        axes[1].legend(fontsize=8)
+        state = f"snaps at step {row.snap_step:.0f} (last decade {row.last_decade_change:+.4f} bits)"
+    else:
+        falling, drop = still_falling(s.step.to_numpy(float) + 1, s.value.to_numpy())
+        state = (f"still moving at step {int(s.step.max()):,} ({-drop:+.3f} bits over the last decade)"
+                 if falling or snap is not None else f"flat over the last decade ({-drop:+.4f} bits)")
     axes[1].set(xscale="log", ylabel="entropy on distinct tokens (bits)",
                 title=f"Entropy {s.value.iloc[0]:.2f} -> {s.value.iloc[-1]:.2f} bits, {state}")
     for metric, label in (("z_distinct_max", "max z, distinct"), ("z_distinct_mean", "mean z, distinct"),
@@ -74,7 +82,8 @@ def scan_snap(run: ReportRun) -> plt.Figure:
         ax.legend()
     cfg = run.run.config
     fig.suptitle(f"scan and snap, M/K={cfg.get('n_last')}/{cfg.get('n_next')}, T={cfg.get('seq_len')}, "
-                 f"eta_Y={cfg.get('eta_y')}, eta_Z={cfg.get('eta_z')}, param={cfg.get('param')}")
+                 f"eta_Y={cfg.get('eta_y')}, eta_Z={cfg.get('eta_z')}, momentum={cfg.get('momentum', 0)}, "
+                 f"batch {cfg.get('batch_size')}, param={cfg.get('param')}")
     return fig
 
 

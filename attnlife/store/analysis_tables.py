@@ -25,8 +25,11 @@ attn_focus_excess, with status open / closed):
 
   scan_snap        signal, start, end                      (scan-and-snap runs)
   z_growth         from_step, to_step, slope_per_ln_step   (max distinct logit per log decade)
+  snap             signal, tolerance, snap_step, last_decade_change, total_change, status
+                                                            (distinct-token entropy freezes: snapped)
   sweep_final      m, k, eta_z, ratio, mean, se             (sweep runs: final entropy over seeds)
   sweep_trend      m, k, eta_z, spearman_entropy_vs_ratio, rises
+  sweep_eta_z_trend m, k, ratio, spearman_entropy_vs_eta_z, falls
 """
 from __future__ import annotations
 
@@ -64,8 +67,10 @@ ANALYSIS_COLUMNS: dict[str, list[str]] = {
 THEORY_COLUMNS: dict[str, list[str]] = {
     "scan_snap": ["signal", "start", "end"],
     "z_growth": ["from_step", "to_step", "slope_per_ln_step"],
+    "snap": ["signal", "tolerance", "snap_step", "last_decade_change", "total_change", "status"],
     "sweep_final": ["m", "k", "eta_z", "ratio", "mean", "se"],
     "sweep_trend": ["m", "k", "eta_z", "spearman_entropy_vs_ratio", "rises"],
+    "sweep_eta_z_trend": ["m", "k", "ratio", "spearman_entropy_vs_eta_z", "falls"],
 }
 
 

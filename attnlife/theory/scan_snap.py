@@ -153,7 +153,9 @@ class ScanSnapAttention(nn.Module):
 def train_module(classes: SequenceClasses, module: ScanSnapAttention, lr_attn: float, lr_out: float,
                  spec: SGDSpec, log_at: Iterable[int] = (), logger: Logger | None = None,
                  progress: Callable[[int], None] | None = None) -> None:
-    """SGD on the nn.Module form: rate `lr_attn` for W_Q, W_K and `lr_out` for W_V, W_U.
+    """SGD (momentum `spec.momentum`) on the nn.Module form: rate `lr_attn` for W_Q, W_K and
+    `lr_out` for W_V, W_U. The decoder W_U scores the K next tokens (`spec.n_out` and
+    `spec.init_scale` apply to the reparameterised form only).
 
     Logs the same summaries as `train_reparam` (shapes [1, 1, K]) from the module's implied Z.
     Zero-initialised W_Q, W_K get no gradient (bilinear saddle), so they start at N(0, 1 / d).
@@ -165,7 +167,7 @@ def train_module(classes: SequenceClasses, module: ScanSnapAttention, lr_attn: f
         module.w_q.normal_(0, 1 / math.sqrt(dim), generator=gen)
         module.w_k.normal_(0, 1 / math.sqrt(dim), generator=gen)
     opt = torch.optim.SGD([{"params": [module.w_q, module.w_k], "lr": lr_attn},
-                           {"params": [module.w_v, module.w_u], "lr": lr_out}])
+                           {"params": [module.w_v, module.w_u], "lr": lr_out}], momentum=spec.momentum)
     log_set, loss = set(log_at), torch.tensor(float("nan"))
     for step in range(steps + 1):
         if logger is not None and step in log_set:

@@ -12,6 +12,7 @@ Metric encoding (layer 0, head 0 = the single attention head; layer -1 = model l
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,26 +29,42 @@ from attnlife.store.sweep_table import SweepWriter
 from attnlife.theory.scan_snap import (
     ScanSnapAttention, SGDSpec, train_module, train_reparam,
 )
-from attnlife.theory.scan_snap_data import build_sequence_classes
+from attnlife.theory.scan_snap_data import DISTINCT_PROFILES, SequenceClasses, build_sequence_classes
 
 HEAD = {"layer": 0, "head_index": 0}
 SWEEP_NAMES = ("entropy_distinct_bits", "attn_common", "loss")
 
 
+DECODERS = ("vocab", "next")
+INITS = ("uniform", "zero")
+
+
 @dataclass
 class ScanSnapConfig:
-    """One scan-and-snap run (experiment 1). `param`: "reparam" (Y, Z) or "module" (W_Q, W_K, W_V, W_U)."""
+    """One scan-and-snap run (experiment 1). `param`: "reparam" (Y, Z) or "module" (W_Q, W_K, W_V, W_U).
+
+    Defaults are the authors' synthetic setting (facebookresearch/luckmatters,
+    ssl/real-dataset/scan_snap/figure_6.log: `decoder_only.py` with SGD momentum 0.9, batch 128,
+    L = 128, 10 common + 10 distinct tokens weighted 1 and linspace(0.1, 1), a decoder over the whole
+    vocabulary, torch's default uniform start) with eta_Y / eta_Z = 5, where the distinct-token
+    entropy snaps (docs/theory.md: the search). `decoder`: "vocab" (all V + M + K tokens, the
+    authors') or "next" (the K next tokens); `init`: "uniform" (U(+-1/sqrt(V + M + K))) or "zero".
+    """
 
     n_last: int = 3
     n_next: int = 6
     n_distinct: int = 10
-    n_common: int = 20
+    n_common: int = 10
     common_mass: float = 0.5
+    distinct_profile: str = "linear"
     seq_len: int = 128
-    batch_size: int = 32
-    steps: int = 20000
-    eta_y: float = 1.0
+    batch_size: int = 128
+    steps: int = 2000
+    eta_y: float = 5.0
     eta_z: float = 1.0
+    momentum: float = 0.9
+    decoder: str = "vocab"
+    init: str = "uniform"
     seed: int = 0
     param: str = "reparam"
     log_points: int = 120
@@ -55,20 +72,43 @@ class ScanSnapConfig:
 
 @dataclass
 class SweepConfig:
-    """Experiment 2: final distinct-token entropy vs eta_Y / eta_Z for several (M, K), `n_seeds` seeds."""
+    """Experiment 2: final distinct-token entropy vs eta_Y / eta_Z for several (M, K), `n_seeds` seeds.
+
+    Defaults are the authors' Fig. 6 sweep (ssl/real-dataset/scan_snap/figure_6.log): M/K = 1/2,
+    3/6, 5/10, 10/20, eta_Z in {0.5, 1, 2, 3}, eta_Y / eta_Z in {1, 2, 5, 10}, 10 seeds, 100 steps,
+    and the single run's data, optimizer, decoder and start.
+    """
 
     mk: list[tuple[int, int]] = field(default_factory=lambda: [(1, 2), (3, 6), (5, 10), (10, 20)])
-    ratios: list[float] = field(default_factory=lambda: [0.1, 0.3, 1.0, 3.0, 10.0, 30.0])
-    eta_z: list[float] = field(default_factory=lambda: [1.0, 5.0])
+    ratios: list[float] = field(default_factory=lambda: [1.0, 2.0, 5.0, 10.0])
+    eta_z: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0, 3.0])
     n_seeds: int = 10
     n_distinct: int = 10
-    n_common: int = 20
+    n_common: int = 10
     common_mass: float = 0.5
+    distinct_profile: str = "linear"
     seq_len: int = 128
-    batch_size: int = 32
-    steps: int = 2000
+    batch_size: int = 128
+    steps: int = 100
+    momentum: float = 0.9
+    decoder: str = "vocab"
+    init: str = "uniform"
     seed: int = 0
     log_points: int = 25
+
+
+def sequence_classes(cfg: ScanSnapConfig | SweepConfig, m: int, k: int) -> SequenceClasses:
+    """The data model of a run's config for M = m, K = k."""
+    return build_sequence_classes(m, k, cfg.n_distinct, cfg.n_common, cfg.common_mass,
+                                  distinct_profile=cfg.distinct_profile)
+
+
+def sgd_spec(cfg: ScanSnapConfig | SweepConfig, classes: SequenceClasses) -> SGDSpec:
+    """Steps, batches, momentum, decoder width and start of a run's config."""
+    n_out = classes.vocab_size + classes.n_last + classes.n_next if cfg.decoder == "vocab" else classes.n_next
+    init = 1.0 / math.sqrt(classes.vocab_size + classes.n_last + classes.n_next) if cfg.init == "uniform" else 0.0
+    return SGDSpec(cfg.steps, cfg.batch_size, cfg.seq_len, cfg.seed, momentum=cfg.momentum, n_out=n_out,
+                   init_scale=init)
 
 
 def _validate(cfg: ScanSnapConfig | SweepConfig) -> None:
@@ -81,6 +121,14 @@ def _validate(cfg: ScanSnapConfig | SweepConfig) -> None:
         problems.append("--common-mass must be in [0, 1)")
     if cfg.n_distinct < 1 or cfg.n_common < 0:
         problems.append("--n-distinct must be >= 1 and --n-common >= 0")
+    if cfg.distinct_profile not in DISTINCT_PROFILES:
+        problems.append(f"--profile must be one of {', '.join(DISTINCT_PROFILES)}")
+    if not 0 <= cfg.momentum < 1:
+        problems.append("--momentum must be in [0, 1)")
+    if cfg.decoder not in DECODERS:
+        problems.append(f"--decoder must be one of {', '.join(DECODERS)}")
+    if cfg.init not in INITS:
+        problems.append(f"--init must be one of {', '.join(INITS)}")
     if isinstance(cfg, ScanSnapConfig):
         if not 1 <= cfg.n_last <= cfg.n_next:
             problems.append("need 1 <= M (--n-last) <= K (--n-next)")
@@ -106,10 +154,10 @@ def run_scan_snap(cfg: ScanSnapConfig, out_dir: str | os.PathLike, quiet: bool =
 
 def _run_scan_snap(cfg: ScanSnapConfig, out_dir: str | os.PathLike, quiet: bool = False) -> Path:
     out = Path(out_dir)
-    classes = build_sequence_classes(cfg.n_last, cfg.n_next, cfg.n_distinct, cfg.n_common, cfg.common_mass)
+    classes = sequence_classes(cfg, cfg.n_last, cfg.n_next)
     write_run_json(out, {"kind": "theory-scan-snap", "config": asdict(cfg), "seed": cfg.seed})
     log_at = log_spaced_steps(cfg.steps, cfg.log_points)
-    spec = SGDSpec(cfg.steps, cfg.batch_size, cfg.seq_len, cfg.seed)
+    spec = sgd_spec(cfg, classes)
     with MetricWriter(out) as writer, tqdm(total=cfg.steps, disable=quiet, desc="scan-snap") as bar:
         def logger(step: int, summary: dict[str, torch.Tensor]) -> None:
             for name, value in summary.items():
@@ -163,7 +211,7 @@ def _run_sweep(cfg: SweepConfig, out_dir: str | os.PathLike, quiet: bool = False
     total = cfg.steps * len(cfg.mk)
     with SweepWriter(out) as grid, tqdm(total=total, disable=quiet, desc="scan-snap sweep") as bar:
         for m, k in cfg.mk:
-            classes = build_sequence_classes(m, k, cfg.n_distinct, cfg.n_common, cfg.common_mass)
+            classes = sequence_classes(cfg, m, k)
 
             def logger(step: int, summary: dict[str, torch.Tensor], m: int = m, k: int = k) -> None:
                 if step > 0:
@@ -178,7 +226,7 @@ def _run_sweep(cfg: SweepConfig, out_dir: str | os.PathLike, quiet: bool = False
                         for s, v in enumerate(per_seed[g].tolist()):
                             grid.log(step, name, m, k, ez, r, s, v)
 
-            spec = SGDSpec(cfg.steps, cfg.batch_size, cfg.seq_len, cfg.seed)
+            spec = sgd_spec(cfg, classes)
             train_reparam(classes, [ez * r for ez, r in cells], [ez for ez, _ in cells], cfg.n_seeds,
                           spec, log_at, logger, bar.update)
     return out

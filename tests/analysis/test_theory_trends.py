@@ -5,8 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from attnlife.analysis.theory_trends import (SCAN_SNAP_SIGNALS, log_decade_slopes, scan_snap_tables, sweep_final_table,
-                                            sweep_tables, sweep_trend, theory_tables)
+from attnlife.analysis.theory_trends import (SCAN_SNAP_SIGNALS, log_decade_slopes, scan_snap_tables, snap_row,
+                                            sweep_eta_z_trend, sweep_final_table, sweep_tables, sweep_trend,
+                                            theory_tables)
 from attnlife.store.run_dir import load_run
 from attnlife.theory.scan_snap_runs import SweepConfig, run_sweep
 
@@ -103,9 +104,10 @@ def test_sweep_tables_final_mean_se_and_trend_per_group() -> None:
 def test_theory_tables_by_kind() -> None:
     frame = pd.DataFrame([{"step": s, "metric": n, "value": 1.0} for s in (1, 100) for n in SCAN_SNAP_SIGNALS])
     grid = _grid({(1, 0.5): [1.0, 2.0]})
-    assert sorted(theory_tables("theory-scan-snap", frame, grid)) == ["scan_snap", "z_growth"]
+    assert sorted(theory_tables("theory-scan-snap", frame, grid)) == ["scan_snap", "snap", "z_growth"]
     assert theory_tables("theory-scan-snap", frame.iloc[:0], grid) == {}
-    assert sorted(theory_tables("theory-scan-snap-sweep", frame, grid)) == ["sweep_final", "sweep_trend"]
+    assert sorted(theory_tables("theory-scan-snap-sweep", frame, grid)) == ["sweep_eta_z_trend", "sweep_final",
+                                                                              "sweep_trend"]
     assert theory_tables("train", frame, grid) == {} and theory_tables("theory-markov", frame, grid) == {}
 
 
@@ -117,3 +119,23 @@ def test_empty_tables_keep_their_columns_and_low_precision_inputs_are_float64() 
     steps = np.array([1, 10, 100, 500], dtype=np.float16)                 # the last decade is clipped at 500
     values = np.array([0.1, 1.3, 2.7, 4.1], dtype=np.float16)
     assert log_decade_slopes(steps, values) == log_decade_slopes(steps.astype(float), values.astype(float))
+
+
+def test_planted_snap_is_found_and_a_log_time_fall_is_not() -> None:
+    steps = np.unique(np.round(np.logspace(0, 4, 80)).astype(float))
+    steps = np.concatenate([[0.0], steps])
+    snapped = 3.0 - 0.5 * (1 - np.exp(-steps / 10))           # falls 0.5 bits, frozen after ~60 steps
+    row = snap_row(steps, snapped, tolerance=0.01)
+    assert row["status"] == "snapped" and 20 <= row["snap_step"] <= 80
+    assert abs(row["last_decade_change"]) < 1e-6 and row["total_change"] == pytest.approx(-0.5, abs=1e-6)
+    falling = 3.0 - 0.05 * np.log10(1 + steps)                 # 0.05 bits per decade forever
+    row = snap_row(steps, falling, tolerance=0.01)
+    assert row["status"] == "not snapped" and np.isnan(row["snap_step"])
+    assert row["last_decade_change"] == pytest.approx(-0.05, abs=2e-3)
+    assert snap_row(steps, np.full_like(steps, 2.0))["status"] == "no scan"   # never moved
+
+
+def test_sweep_eta_z_trend_per_ratio() -> None:
+    table = pd.DataFrame({"m": 1, "k": 2, "ratio": 5.0, "eta_z": [0.5, 1.0, 2.0], "mean": [2.0, 1.9, 1.7]})
+    assert sweep_eta_z_trend(table) == [{"m": 1, "k": 2, "ratio": 5.0, "spearman_entropy_vs_eta_z": pytest.approx(-1.0),
+                                         "falls": True}]

@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from attnlife.analysis.theory_trends import sweep_final_table
+from attnlife.analysis.theory_trends import snap_row, sweep_final_table
 from attnlife.errors import TheoryConfigError
 from attnlife.measures import log_spaced_steps
 from attnlife.store.run_dir import load_run
@@ -16,7 +16,9 @@ from attnlife.theory.scan_snap import ScanSnapAttention, SGDSpec, train_module, 
 from attnlife.theory.scan_snap_data import (
     build_sequence_classes, distinct_entropy_bits, reparam_logits, sample_counts,
 )
-from attnlife.theory.scan_snap_runs import ScanSnapConfig, SweepConfig, run_scan_snap, run_sweep
+from attnlife.theory.scan_snap_runs import (
+    ScanSnapConfig, SweepConfig, run_scan_snap, run_sweep, sequence_classes, sgd_spec,
+)
 
 
 def test_classes_are_distributions_with_disjoint_distinct_tokens() -> None:
@@ -153,3 +155,61 @@ def test_logits_rank_distinct_tokens_by_cooccurrence() -> None:
     for n in range(4):
         row = z[c.psi[n], n * 5:(n + 1) * 5]
         assert row[0] > row[1] > row[4]
+
+
+def test_linear_profile_is_the_authors_construction() -> None:
+    """Dataset2 of the authors' decoder_only.py: weight 1 per common token, linspace(0.1, 1) distinct."""
+    c = build_sequence_classes(3, 6, n_distinct=10, n_common=10, common_mass=0.2, distinct_profile="linear")
+    total = 10 + 5.5
+    torch.testing.assert_close(c.probs[:, c.common_mask], torch.full((6, 10), 1 / total, dtype=torch.float64))
+    lin = torch.linspace(0.1, 1.0, 10, dtype=torch.float64) / total
+    for n in range(6):
+        torch.testing.assert_close(c.probs[n, n * 10:(n + 1) * 10], lin)
+    with pytest.raises(ValueError, match="distinct_profile"):
+        build_sequence_classes(1, 2, distinct_profile="flat")
+
+
+def test_momentum_decoder_and_start_match_torch_sgd_float64() -> None:
+    """train_reparam with momentum, a full-vocabulary decoder and a uniform start is torch.optim.SGD."""
+    torch.set_default_dtype(torch.float64)
+    try:
+        c = build_sequence_classes(1, 2, n_distinct=3, n_common=2, distinct_profile="linear")
+        n_out, a, mu = c.vocab_size + 3, 0.3, 0.9
+        spec = SGDSpec(6, batch_size=4, seq_len=9, seed=5, momentum=mu, n_out=n_out, init_scale=a)
+        got = train_reparam(c, [2.0], [0.5], n_seeds=1, spec=spec)
+        gen = torch.Generator().manual_seed(5)
+        y = ((torch.rand(1, c.vocab_size, n_out, generator=gen) * 2 - 1) * a)[0].requires_grad_(True)
+        z = ((torch.rand(1, 1, c.vocab_size, generator=gen) * 2 - 1) * a)[0].requires_grad_(True)
+        opt = torch.optim.SGD([{"params": [y], "lr": 2.0}, {"params": [z], "lr": 0.5}], momentum=mu)
+        for _ in range(6):
+            labels = torch.randint(2, (1, 4), generator=gen)
+            counts = sample_counts(c, labels, 9, gen)[0]
+            loss = torch.nn.functional.cross_entropy(reparam_logits(counts, z[c.psi[labels[0]]], y), labels[0])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        torch.testing.assert_close(got.decoder[0, 0], y.detach())
+        torch.testing.assert_close(got.logits_z[0, 0], z.detach())
+    finally:
+        torch.set_default_dtype(torch.float32)
+
+
+def test_reproduces_two_cells_of_the_papers_figure_6() -> None:
+    """Tian et al. 2023 Fig. 6, M/K = 1/2, 100 steps, 10 seeds (the authors' figure_6_data.pkl):
+    mean distinct-token entropy 2.092 +- 0.016 nats at eta_Z 0.5, eta_Y/eta_Z 10 and 1.551 +- 0.155 at
+    eta_Z 3, ratio 1 (+- is their seed std). Ours must land within one of their seed stds."""
+    cfg = SweepConfig(mk=[(1, 2)])
+    c = sequence_classes(cfg, 1, 2)
+    state = train_reparam(c, [5.0, 3.0], [0.5, 3.0], n_seeds=10, spec=sgd_spec(cfg, c))
+    nats = distinct_entropy_bits(c, state.logits_z.double()).mean(-1).mean(-1) * math.log(2)   # [G]
+    assert abs(float(nats[0]) - 2.092) < 0.016 and abs(float(nats[1]) - 1.551) < 0.155
+
+
+def test_default_single_run_snaps(tmp_path) -> None:
+    """The verb's default setting (shortened to 400 steps): the distinct-token entropy falls, then
+    changes by < 0.01 bits per decade of steps: snapped, before step 100."""
+    r = load_run(run_scan_snap(ScanSnapConfig(steps=400, log_points=40), tmp_path / "s", quiet=True))
+    h = r.metrics()
+    h = h[h.metric == "entropy_distinct_bits"].sort_values("step")
+    snap = snap_row(h.step.to_numpy(), h.value.to_numpy())
+    assert snap["status"] == "snapped" and snap["snap_step"] < 100
