@@ -144,10 +144,21 @@ def markov(
         figure = _explain_and_report(out, "markov_focus", cycles=CycleOptions(
             rel_prominence=rel_prominence, focus_window=smooth_window))
     cycles = load_run(out).analysis_table("cycles")
-    focus = cycles[cycles.signal == "attn_focus_excess"]
+    typer.echo(f"wrote {out}: {cycle_summary(cycles[cycles.signal == 'attn_focus_excess'])} (figure {figure})")
+
+
+def cycle_summary(focus) -> str:
+    """One line on the focus-dilution cycles: closed ones counted (peak step, period, amplitude);
+    open ones (no recovery before the run ends) named as open and not counted."""
     closed = focus[focus.status == "closed"]
-    typer.echo(f"wrote {out}: {len(closed)} closed focus-dilution cycle(s) (+{len(focus) - len(closed)} open) "
-               f"at peak steps {[int(s) for s in focus.start_step]} (figure {figure})")
+    open_ = focus[focus.status == "open"]
+    line = f"{len(closed)} closed focus-dilution cycle(s)"
+    if len(closed):
+        line += " (" + "; ".join(f"peak {c.start_step:.0f}, period {c.period_steps:.0f} steps, amplitude "
+                                 f"{c.prominence:.4f}" for c in closed.itertuples()) + ")"
+    if len(open_):
+        line += "; open, not counted: peak at step " + ", ".join(f"{s:.0f}" for s in open_.start_step)
+    return line
 
 
 def register(app: typer.Typer) -> None:

@@ -49,3 +49,17 @@ def test_markov_cli_and_bad_input(tmp_path) -> None:
     res = runner.invoke(app, ["theory", "scan-snap", "--sweep", "--out", str(tmp_path / "bad"), "--mk", "3x6"])
     assert res.exit_code != 0 and "3/6" in str(res.exception)
     assert not (tmp_path / "bad").exists()
+
+
+def test_cycle_summary_counts_closed_cycles_only() -> None:
+    import pandas as pd
+
+    from attnlife.cli.theory_cmd import cycle_summary
+
+    focus = pd.DataFrame({"start_step": [100.0, 900.0], "trough_step": [400.0, 1500.0], "end_step": [800.0, 2000.0],
+                          "period_steps": [700.0, float("nan")], "prominence": [0.0125, 0.004],
+                          "status": ["closed", "open"]})
+    line = cycle_summary(focus)
+    assert line.startswith("1 closed focus-dilution cycle(s) (peak 100, period 700 steps, amplitude 0.0125)")
+    assert line.endswith("open, not counted: peak at step 900")
+    assert cycle_summary(focus[focus.status == "open"]).startswith("0 closed")
