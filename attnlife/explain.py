@@ -31,7 +31,7 @@ from attnlife.analysis.integrity import attention_digest, integrity_table, spect
 from attnlife.analysis.series import (attention_split, head_table, layer_series, model_series, probe_loss,
                                       train_loss, val_loss)
 from attnlife.analysis.summary import make_summary
-from attnlife.analysis.theory_trends import sweep_final_table, sweep_trend, theory_tables
+from attnlife.analysis.theory_trends import sweep_eta_z_trend, sweep_final_table, sweep_trend, theory_tables
 from attnlife.data.tokenize import decode_ids
 from attnlife.errors import CheckpointError, RunDirError
 from attnlife.store import analysis_tables as store
@@ -135,11 +135,15 @@ def _context(run: Run, frame: pd.DataFrame, spectra: pd.DataFrame, split: str | 
         layers = {int(layer): layer_series(frame, split, int(layer))
                   for layer in sorted(head_table(frame, split).layer.unique())}
     record = run.record
-    trend = sweep_trend(sweep_final_table(run.sweep())) if record.get("kind") == "theory-scan-snap-sweep" else []
+    trend, eta_z_trend = [], []
+    if record.get("kind") == "theory-scan-snap-sweep":
+        final = sweep_final_table(run.sweep())
+        trend, eta_z_trend = sweep_trend(final), sweep_eta_z_trend(final)
     model = model_series(frame, split) if split is not None else pd.DataFrame()
     return ClaimContext(metrics=frame, split=split, model=model, layers=layers, val_loss=val_loss(frame),
                         spectra=spectra, record=record, phases=phases, cycles=cycles, sweep_trend=trend,
-                        induction_phase=induction, train_loss=train_loss(frame), probe_loss=probe_loss(frame))
+                        sweep_eta_z_trend=eta_z_trend, induction_phase=induction, train_loss=train_loss(frame),
+                        probe_loss=probe_loss(frame))
 
 
 def compute_tables(run: Run, quiet: bool = True, sample: bool = True, bar: tqdm | None = None,

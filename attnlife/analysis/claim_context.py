@@ -14,9 +14,9 @@ REL_TOL = 0.15  # a claimed number "holds" when the measured one is within 15 % 
 class ClaimContext:
     """metrics (excluded steps removed), the attention split used, model-level series by step
     (entropy_bits, span_tokens, head_jsd_mean, ...), per-layer series, val loss, spectra, the
-    run record, phases and cycles rows, the scan-snap sweep trend (theory sweep runs), the
-    induction phase change row (if any), and the per-step training loss and per-checkpoint probe
-    loss (`probe_loss_nats`) by step."""
+    run record, phases and cycles rows, the scan-snap sweep trends of final entropy against
+    eta_Y/eta_Z and against eta_Z (theory sweep runs), the induction phase change row (if any),
+    and the per-step training loss and per-checkpoint probe loss (`probe_loss_nats`) by step."""
 
     metrics: pd.DataFrame
     split: str | None
@@ -31,6 +31,7 @@ class ClaimContext:
     induction_phase: pd.DataFrame = field(default_factory=pd.DataFrame)
     train_loss: pd.Series = field(default_factory=lambda: pd.Series(dtype=float))
     probe_loss: pd.Series = field(default_factory=lambda: pd.Series(dtype=float))
+    sweep_eta_z_trend: list[dict] = field(default_factory=list)
 
     @property
     def kind(self) -> str:

@@ -131,6 +131,21 @@ def entropy_rises_with_ratio(ctx: ClaimContext) -> dict:
                   "positive in every group" if ok else "not positive in every group")
 
 
+def entropy_falls_with_eta_z(ctx: ClaimContext) -> dict:
+    """Scan-and-snap sweep: at a fixed eta_Y/eta_Z, larger rates give sparser attention: final
+    distinct-token entropy falls with eta_Z (Spearman rho < 0) in every (M, K, ratio) group."""
+    na = _theory(ctx, "theory-scan-snap-sweep", "scan-and-snap sweep")
+    if na:
+        return na
+    rhos = [t["spearman_entropy_vs_eta_z"] for t in ctx.sweep_eta_z_trend
+            if np.isfinite(t["spearman_entropy_vs_eta_z"])]
+    if not rhos:
+        return result("", NA, "sweep has fewer than 3 values of eta_Z per group")
+    ok = all(r < 0 for r in rhos)
+    return result(f"rho per group {', '.join(f'{r:.2f}' for r in rhos)}", HOLDS if ok else FAILS,
+                  "negative in every group" if ok else "not negative in every group")
+
+
 def condensation_then_cycles(ctx: ClaimContext) -> dict:
     """Focus-dilution: the output-projection stable rank condenses (ends below 2, i.e. near rank
     one) and the focus signal has at least one closed cycle."""
@@ -150,4 +165,5 @@ CLAIMS = [("wd_sigma_kl_early", WEIGHTS, "sigma and KL of W_QK elements change m
           ("ss_common_shrinks", SCAN_SNAP, "common-token attention shrinks", common_attention_shrinks),
           ("ss_entropy_freezes", SCAN_SNAP, "distinct-token entropy falls then freezes", distinct_entropy_freezes),
           ("ss_entropy_vs_ratio", SCAN_SNAP, "final entropy rises with eta_Y/eta_Z", entropy_rises_with_ratio),
+          ("ss_entropy_vs_eta_z", SCAN_SNAP, "larger eta_Z (same eta_Y/eta_Z): sparser attention", entropy_falls_with_eta_z),
           ("fd_condense_cycles", FOCUS_DILUTION, "condensation to rank one, then cycles", condensation_then_cycles)]

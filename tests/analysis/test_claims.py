@@ -80,7 +80,7 @@ def test_weight_claims_on_planted_spectra() -> None:
 
 def test_every_issue_claim_is_checked_and_theory_claims_need_theory_runs() -> None:
     ids = [c[0] for c in all_claims()]
-    assert len(ids) == len(set(ids)) == 21
+    assert len(ids) == len(set(ids)) == 22
     table = check_claims(_ctx(entropy=[4.2] * 8, span=[5] * 8))
     theory = table[table.source.isin([cd.SCAN_SNAP, cd.FOCUS_DILUTION])]
     assert (theory.verdict == NA).all() and theory.reason.str.contains("theory run").all()
@@ -169,3 +169,35 @@ def test_sink_claims_on_planted_scores() -> None:
     assert none["verdict"] == FAILS
     ctx.metrics = _head_rows("sink_mass", quiet)
     assert lit.sink_share_grows(ctx)["reason"] == "no sink head forms"
+
+
+def _theory_ctx(kind: str, metrics: pd.DataFrame | None = None, **extra) -> ClaimContext:
+    ctx = _ctx(entropy=[4.2] * 8, span=[5] * 8, record={"kind": kind, "config": {}})
+    if metrics is not None:
+        ctx.metrics = metrics
+    for k, v in extra.items():
+        setattr(ctx, k, v)
+    return ctx
+
+
+def test_scan_snap_freeze_claim_on_planted_entropy_curves() -> None:
+    steps = np.concatenate([[0.0], np.unique(np.round(np.logspace(0, 3.5, 60)))])
+
+    def frame(values):
+        return pd.DataFrame({"step": steps, "split": "train", "layer": 0, "head_index": 0,
+                             "metric": "entropy_distinct_bits", "value": values})
+
+    snaps = cd.distinct_entropy_freezes(_theory_ctx("theory-scan-snap", frame(3.1 - 0.3 * (1 - np.exp(-steps / 15)))))
+    assert snaps["verdict"] == HOLDS and "snaps at step" in snaps["measured"]
+    creeps = cd.distinct_entropy_freezes(_theory_ctx("theory-scan-snap", frame(3.1 - 0.1 * np.log10(1 + steps))))
+    assert creeps["verdict"] == FAILS and "never snaps" in creeps["measured"]
+
+
+def test_scan_snap_eta_z_claim_per_group() -> None:
+    rows = [{"m": 1, "k": 2, "ratio": r, "spearman_entropy_vs_eta_z": rho, "falls": rho < 0}
+            for r, rho in ((1.0, -1.0), (5.0, -0.8))]
+    ctx = _theory_ctx("theory-scan-snap-sweep", sweep_eta_z_trend=rows)
+    assert cd.entropy_falls_with_eta_z(ctx)["verdict"] == HOLDS
+    rows[1]["spearman_entropy_vs_eta_z"] = 0.4
+    assert cd.entropy_falls_with_eta_z(ctx)["verdict"] == FAILS
+    assert cd.entropy_falls_with_eta_z(_theory_ctx("theory-markov"))["verdict"] == NA
