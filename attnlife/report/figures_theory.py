@@ -89,22 +89,34 @@ def scan_snap(run: ReportRun) -> plt.Figure:
 
 @figure("sweep_entropy", "theory", kinds=("theory-scan-snap-sweep",))
 def sweep_entropy(run: ReportRun) -> plt.Figure:
-    """Final entropy vs eta_Y/eta_Z with standard-error bars."""
+    """Final entropy vs eta_Y/eta_Z with standard-error bars: one panel per M/K, one line per eta_Z
+    (the layout of Tian et al. 2023, Fig. 6)."""
     table = run.analysis_table("sweep_final", " (no sweep rows; run `attnlife theory scan-snap --sweep`)")
-    etas = sorted(table.eta_z.unique())
-    fig, axes = plt.subplots(1, len(etas), figsize=(6.5 * len(etas), 4.5), squeeze=False, sharey=True)
-    for ax, eta_z in zip(axes[0], etas):
-        part = table[table.eta_z == eta_z]
-        for (m, k), g in part.groupby(["m", "k"]):
-            ax.errorbar(g.ratio, g["mean"], yerr=g["se"], marker="o", capsize=3, label=f"M/K = {m}/{k}")
-        ax.set(xscale="log", xlabel="eta_Y / eta_Z (ratio of learning rates, log scale)", title=f"eta_Z = {eta_z:g}")
-        ax.legend()
+    groups = list(table.groupby(["m", "k"]))
+    cols = min(len(groups), 2)
+    rows = -(-len(groups) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(6.5 * cols, 4.2 * rows), squeeze=False, sharey=True)
+    for ax, ((m, k), part) in zip(axes.flat, groups):
+        for eta_z, g in part.groupby("eta_z"):
+            g = g.sort_values("ratio")
+            ax.errorbar(g.ratio, g["mean"], yerr=g["se"], marker="o", capsize=3, label=f"eta_Z = {eta_z:g}")
+        ax.set(xscale="log", xlabel="eta_Y / eta_Z (ratio of learning rates, log scale)",
+               ylabel="final entropy on distinct tokens (bits)", title=f"M/K = {m}/{k}")
+        ax.legend(fontsize=8)
         no_offset(ax)
-    axes[0][0].set_ylabel("final entropy on distinct tokens (bits)")
+    for ax in list(axes.flat)[len(groups):]:
+        ax.set_visible(False)
     cfg = run.run.config
-    lo, hi = table.groupby("ratio")["mean"].mean().iloc[[0, -1]]
-    fig.suptitle(f"Final distinct-token entropy goes {lo:.2f} -> {hi:.2f} bits from the smallest to the "
-                 f"largest eta_Y/eta_Z (mean +- s.e., {cfg.get('n_seeds')} seeds, {cfg.get('steps')} steps)")
+    sparser = sum(bool(g.sort_values("eta_z")["mean"].is_monotonic_decreasing)
+                  for _, g in table.groupby(["m", "k", "ratio"]) if g.eta_z.nunique() > 1)
+    cells = sum(1 for _, g in table.groupby(["m", "k", "ratio"]) if g.eta_z.nunique() > 1)
+    rises = sum(bool(g.sort_values("ratio")["mean"].is_monotonic_increasing)
+                for _, g in table.groupby(["m", "k", "eta_z"]) if g.ratio.nunique() > 1)
+    curves = sum(1 for _, g in table.groupby(["m", "k", "eta_z"]) if g.ratio.nunique() > 1)
+    fig.suptitle(f"Final distinct-token entropy: larger eta_Z sparser in {sparser} of {cells} (M/K, ratio) groups; "
+                 f"rises monotonically with eta_Y/eta_Z in {rises} of {curves} curves\n"
+                 f"(mean +- s.e., {cfg.get('n_seeds')} seeds, {cfg.get('steps')} steps, momentum "
+                 f"{cfg.get('momentum', 0)}, batch {cfg.get('batch_size')})")
     return fig
 
 
