@@ -113,7 +113,8 @@ def markov(
     degree: int = typer.Option(4, "--degree", help="approx. nonzero transitions per row (sparsity)"),
     seq_len: int = typer.Option(64, "--seq-len"),
     n_embd: int = typer.Option(32, "--n-embd"),
-    init_std: float = typer.Option(0.02, "--init-std", help="std of the initial weights"),
+    init_std: float = typer.Option(0.002, "--init-std", help="std of the initial embedding, positions and output projection"),
+    attn_init_std: Optional[float] = typer.Option(0.2, "--attn-init-std", help="std of the initial W_Q, W_K, W_V"),
     lr: float = typer.Option(0.5, "--lr", help="SGD learning rate (small: follows gradient flow)"),
     max_iters: Optional[int] = typer.Option(None, "--max-iters", help="SGD steps (default 6000)"),
     steps: Optional[int] = typer.Option(None, "--steps", hidden=True, help="deprecated alias of --max-iters"),
@@ -121,6 +122,7 @@ def markov(
     n_train_seqs: int = typer.Option(4096, "--n-train-seqs", help="training sequences sampled once up front"),
     top_tokens: int = typer.Option(2, "--top-tokens", help="how many most-frequent tokens define focus"),
     log_every: int = typer.Option(25, "--log-every"),
+    log_points: int = typer.Option(200, "--log-points", help="extra log-spaced logging steps (0: only --log-every)"),
     rel_prominence: float = typer.Option(0.2, "--rel-prominence", help="cycle threshold, fraction of the signal range"),
     smooth_window: int = typer.Option(5, "--smooth", help="moving-average window (log points) before cycle detection"),
     seed: int = typer.Option(0, "--seed"),
@@ -137,6 +139,7 @@ def markov(
     steps = 6000 if steps is None else steps  # 0 is refused by the config check, not replaced
     cfg = MarkovConfig(vocab_size=vocab_size, zipf_exponent=zipf, degree=degree,
                        text=str(text) if text else None, seq_len=seq_len, n_embd=n_embd, init_std=init_std,
+                       attn_init_std=attn_init_std, log_points=log_points,
                        lr=lr, steps=steps, batch_size=batch_size, n_train_seqs=n_train_seqs, top_tokens=top_tokens,
                        log_every=log_every, seed=seed)
     with writer_locks([out], "theory markov"):

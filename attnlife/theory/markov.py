@@ -4,7 +4,8 @@ with a small learning rate, recording each stage's signature.
 Model (one head, no MLP, no norm): h = E[x] + P[t]; a = causal softmax((h W_Q^T)(h W_K^T)^T / sqrt(D));
 out = h + a (h W_V^T); logits = out W_O^T. Shapes: x [B, T], E [V, D], P [T, D], W_* [D, D], W_O [V, D].
 
-Metrics (layer -1 model level, layer 0 head 0 the head), every `log_every` steps on a fixed eval batch:
+Metrics (layer -1 model level, layer 0 head 0 the head), every `log_every` steps and at `log_points`
+log-spaced steps (the stages are spread over decades of steps), on a fixed eval batch:
 `loss` (nats, train split; eval batch on split val), `stable_rank_embedding`, `stable_rank_out_proj`
 (||W||_F^2 / ||W||_2^2), `attn_param_norm` (sqrt(|W_Q|^2+|W_K|^2+|W_V|^2)_F), `attn_param_rel_change`
 (|theta - theta_0| / |theta_0|), `attn_qk_rel_change` (the same for W_Q, W_K only), `attn_focus_mass` (mean over query rows of the attention on keys
@@ -25,6 +26,7 @@ from tqdm import tqdm
 
 from attnlife import measures
 from attnlife.errors import DivergenceError, TheoryConfigError
+from attnlife.measures import log_spaced_steps
 from attnlife.store.metrics_table import MetricWriter
 from attnlife.store.lock import run_lock
 from attnlife.store.run_dir import write_run_json
@@ -45,28 +47,36 @@ class MarkovConfig:
     text: str | None = None
     seq_len: int = 64
     n_embd: int = 32
-    init_std: float = 0.02
+    init_std: float = 0.002
+    attn_init_std: float | None = 0.2
     lr: float = 0.5
     steps: int = 6000
     batch_size: int = 32
     n_train_seqs: int = 4096
     top_tokens: int = 2
     log_every: int = 25
+    log_points: int = 200
     seed: int = 0
 
 
 class OneLayerTransformer(nn.Module):
-    """Embedding + learned positions, one causal attention head with residual, output projection."""
+    """Embedding + learned positions, one causal attention head with residual, output projection.
 
-    def __init__(self, vocab_size: int, seq_len: int, n_embd: int, init_std: float, seed: int = 0) -> None:
+    E, P and W_O start at N(0, init_std^2); W_Q, W_K, W_V at N(0, attn_init_std^2) (None: init_std).
+    """
+
+    def __init__(self, vocab_size: int, seq_len: int, n_embd: int, init_std: float, seed: int = 0,
+                 attn_init_std: float | None = None) -> None:
         super().__init__()
         gen = torch.Generator().manual_seed(seed)
+        attn_std = init_std if attn_init_std is None else attn_init_std
 
-        def init(*shape: int) -> nn.Parameter:
-            return nn.Parameter(torch.randn(*shape, generator=gen) * init_std)
+        def init(*shape: int, std: float = init_std) -> nn.Parameter:
+            return nn.Parameter(torch.randn(*shape, generator=gen) * std)
 
         self.wte, self.wpe = init(vocab_size, n_embd), init(seq_len, n_embd)
-        self.w_q, self.w_k, self.w_v = init(n_embd, n_embd), init(n_embd, n_embd), init(n_embd, n_embd)
+        self.w_q, self.w_k = init(n_embd, n_embd, std=attn_std), init(n_embd, n_embd, std=attn_std)
+        self.w_v = init(n_embd, n_embd, std=attn_std)
         self.w_o = init(vocab_size, n_embd)
 
     def forward(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -126,10 +136,13 @@ def _validate(cfg: MarkovConfig) -> None:
     if min(sizes) < 1:
         raise TheoryConfigError("--seq-len, --n-embd, --steps, --batch-size, --log-every, --top-tokens, "
                                 "--n-train-seqs must be >= 1")
-    if not (math.isfinite(cfg.lr) and cfg.lr > 0 and math.isfinite(cfg.init_std) and cfg.init_std > 0):
-        raise TheoryConfigError("--lr and --init-std must be finite numbers > 0")
+    scales = [cfg.lr, cfg.init_std] + ([] if cfg.attn_init_std is None else [cfg.attn_init_std])
+    if not all(math.isfinite(v) and v > 0 for v in scales):
+        raise TheoryConfigError("--lr, --init-std and --attn-init-std must be finite numbers > 0")
     if not math.isfinite(cfg.zipf_exponent) or cfg.zipf_exponent < 0:
         raise TheoryConfigError(f"--zipf {cfg.zipf_exponent} must be a finite number >= 0")
+    if cfg.log_points < 0:
+        raise TheoryConfigError("--log-points must be >= 0")
 
 
 def run_markov(cfg: MarkovConfig, out_dir: str | os.PathLike, quiet: bool = False) -> Path:
@@ -146,7 +159,10 @@ def _run_markov(cfg: MarkovConfig, out_dir: str | os.PathLike, quiet: bool = Fal
     vocab = freqs.numel()
     top = torch.zeros(vocab, dtype=torch.bool)
     top[torch.argsort(freqs, descending=True)[: min(cfg.top_tokens, vocab)]] = True
-    model = OneLayerTransformer(vocab, cfg.seq_len, cfg.n_embd, cfg.init_std, cfg.seed)
+    model = OneLayerTransformer(vocab, cfg.seq_len, cfg.n_embd, cfg.init_std, cfg.seed, cfg.attn_init_std)
+    log_at = set(range(0, cfg.steps + 1, cfg.log_every)) | {cfg.steps}
+    if cfg.log_points:
+        log_at |= set(log_spaced_steps(cfg.steps, cfg.log_points))
     theta0 = model.attn_params().detach().clone()
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr)
     out = Path(out_dir)
@@ -154,7 +170,7 @@ def _run_markov(cfg: MarkovConfig, out_dir: str | os.PathLike, quiet: bool = Fal
                          "dataset": data_record, "top_token_ids": top.nonzero().view(-1).tolist()})
     with MetricWriter(out) as writer, tqdm(total=cfg.steps, disable=quiet, desc="markov") as bar:
         for step in range(cfg.steps + 1):
-            if step % cfg.log_every == 0 or step == cfg.steps:
+            if step in log_at:
                 _log(writer, step, model, held, top, theta0)
             if step == cfg.steps:
                 break

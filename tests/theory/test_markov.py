@@ -88,3 +88,27 @@ def test_text_case_and_errors(tmp_path, shakespeare_txt) -> None:
     with pytest.raises(TheoryConfigError):
         run_markov(MarkovConfig(lr=-1), tmp_path / "bad", quiet=True)
     assert not (tmp_path / "bad").exists()
+
+
+def test_planted_focus_cycles_reach_the_cycles_table(tmp_path) -> None:
+    """A Markov run whose focus excess has two full focus-dilution-recovery cycles and a final
+    dilution: analysis table `cycles` (load_run().analysis()) holds 2 closed rows and 1 open row."""
+    from attnlife.explain import analyze_run
+    from attnlife.store.metrics_table import MetricWriter
+    from attnlife.store.run_dir import write_run_json
+
+    out = tmp_path / "planted"
+    write_run_json(out, {"kind": "theory-markov", "config": {"lr": 0.5}, "seed": 0,
+                         "dataset": {"source": "markov"}, "top_token_ids": [0, 1]})
+    steps = range(0, 3600, 10)
+    with MetricWriter(out) as w:
+        for s in steps:
+            w.log(s, "attn_focus_excess", 0.1 * math.cos(2 * math.pi * s / 1000), layer=0, head_index=0)
+            w.log(s, "loss", 1.0, split="val")
+    analyze_run(out, quiet=True, sample=False)
+    cycles = load_run(out).analysis()["cycles"]
+    focus = cycles[cycles.signal == "attn_focus_excess"]
+    closed = focus[focus.status == "closed"]
+    assert closed.start_step.tolist() == [1000.0, 2000.0] and closed.period_steps.tolist() == [1000.0, 1000.0]
+    assert closed.prominence.to_numpy() == pytest.approx([0.2, 0.2], abs=0.01)
+    assert focus[focus.status == "open"].start_step.tolist() == [3000.0]
