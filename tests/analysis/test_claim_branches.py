@@ -409,23 +409,36 @@ def test_heads_diversify() -> None:
 
 def test_scan_and_snap_claims() -> None:
     rec = {"kind": "theory-scan-snap"}
-    common = [_row(s, "attn_common", v) for s, v in ((0, 0.8), (10, 0.6), (20, 0.39))]
-    assert cd.common_attention_shrinks(ctx(metrics=common, record=rec)) == result("0.800 -> 0.390", HOLDS,
-                                                                                   "shrinks by > half")
-    half = [_row(0, "attn_common", 0.8), _row(20, "attn_common", 0.4), _row(20, "attn_common", 0.4, split="val")]
-    assert cd.common_attention_shrinks(ctx(metrics=half, record=rec)) == result("0.800 -> 0.400", FAILS,
-                                                                                 "shrinks by < half")
-    ent = [_row(s, "entropy_distinct_bits", v) for s, v in enumerate([3.0, 2.5, 2.2, 2.1, 2.0, 2.0, 2.0, 2.0, 2.0,
-                                                                      2.04])]
+    common = [_row(s, "attn_common", v) for s, v in ((0, 0.8), (10, 0.6), (20, 0.7))]
+    assert cd.common_attention_shrinks(ctx(metrics=common, record=rec)) == result("0.800 -> 0.700", HOLDS,
+                                                                                   "shrinks by >= 0.1")
+    short = [_row(0, "attn_common", 0.8), _row(20, "attn_common", 0.71), _row(20, "attn_common", 0.1, split="val")]
+    assert cd.common_attention_shrinks(ctx(metrics=short, record=rec)) == result("0.800 -> 0.710", FAILS,
+                                                                                  "shrinks by < 0.1")
+    steps = [0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000]
+    snapping = [3.0 - 0.5 * (1 - np.exp(-s / 3)) for s in steps]            # falls 0.5 bits, flat from ~20 on
+    ent = [_row(s, "entropy_distinct_bits", v) for s, v in zip(steps, snapping)]
     assert cd.distinct_entropy_freezes(ctx(metrics=ent, record=rec)) == result(
-        "falls 1.000 bits; last 20 % moves 0.0400", HOLDS, "falls then freezes")
-    moving = [_row(s, "entropy_distinct_bits", v) for s, v in enumerate([3.0, 2.5, 2.2, 2.1, 2.0, 2.0, 2.0, 2.0,
-                                                                         2.0, 2.06])]
-    assert cd.distinct_entropy_freezes(ctx(metrics=moving, record=rec))["reason"] == "does not both fall and freeze"
-    small = [_row(s, "entropy_distinct_bits", v) for s, v in enumerate([3.0, 2.71, 2.71, 2.71, 2.71])]
-    assert cd.distinct_entropy_freezes(ctx(metrics=small, record=rec))["verdict"] == FAILS     # falls 0.29 < 0.3
+        "falls 0.500 bits; snaps at step 20 (< 0.01 bits per decade after); last decade -0.0000 bits", HOLDS,
+        "falls then freezes")
+    creeping = [_row(s, "entropy_distinct_bits", 3.0 - 0.05 * np.log10(1 + s)) for s in steps]
+    row = cd.distinct_entropy_freezes(ctx(metrics=creeping, record=rec))
+    assert row["verdict"] == FAILS and "never snaps" in row["measured"] and "last decade -0.0498" in row["measured"]
+    frozen = [_row(s, "entropy_distinct_bits", 3.0 - 0.05 * (s > 0)) for s in steps]   # moved 0.05 < 10 x 0.01
+    assert cd.distinct_entropy_freezes(ctx(metrics=frozen, record=rec))["verdict"] == FAILS
     na = result("", NA, "claim is about a scan-and-snap theory run; this run is `train`")
     assert cd.common_attention_shrinks(ctx()) == na and cd.distinct_entropy_freezes(ctx()) == na
+
+
+def test_sparser_attention_with_larger_eta_z() -> None:
+    sweep = {"kind": "theory-scan-snap-sweep"}
+    c = ctx(record=sweep)
+    c.sweep_eta_z_trend = [{"spearman_entropy_vs_eta_z": -1.0}, {"spearman_entropy_vs_eta_z": -0.5}]
+    assert cd.entropy_falls_with_eta_z(c) == result("rho per group -1.00, -0.50", HOLDS, "negative in every group")
+    c.sweep_eta_z_trend = [{"spearman_entropy_vs_eta_z": -1.0}, {"spearman_entropy_vs_eta_z": 0.0}]
+    assert cd.entropy_falls_with_eta_z(c)["verdict"] == FAILS
+    c.sweep_eta_z_trend = [{"spearman_entropy_vs_eta_z": np.nan}]
+    assert cd.entropy_falls_with_eta_z(c) == result("", NA, "sweep has fewer than 3 values of eta_Z per group")
 
 
 def test_sweep_and_markov_claims() -> None:
@@ -462,7 +475,8 @@ def test_claims_table_rows_order_and_failures() -> None:
     assert ids == ["lc_entropy_fall", "lc_span_rise", "lc_early_jsd", "lc_middle_jsd", "lc_stable_entropy",
                    "lc_final_jsd", "lc_generation_entropy", "lc_span_layers", "lc_best_val", "lc_overhead",
                    "wd_sigma_kl_early", "wd_stable_rank_dip", "wd_heads_diversify", "ss_common_shrinks",
-                   "ss_entropy_freezes", "ss_entropy_vs_ratio", "fd_condense_cycles", "ol_induction_bump",
+                   "ss_entropy_freezes", "ss_entropy_vs_ratio", "ss_entropy_vs_eta_z",
+                   "fd_condense_cycles", "ol_induction_bump",
                    "dm_layers_stable_20", "xu_sink_share_grows", "xu_no_sinks_l0_l1"]
     assert {src for _, src, *_ in all_claims()} == {cl.SOURCE, cd.WEIGHTS, cd.SCAN_SNAP, cd.FOCUS_DILUTION,
                                                     *cliter.SOURCES}

@@ -173,7 +173,7 @@ def test_zero_is_refused_not_replaced_by_a_default(tmp_path: Path, capsys, argv,
 @pytest.mark.parametrize("argv, fragment", [
     (["theory", "scan-snap", "--n-distinct", "0"], "--n-distinct must be >= 1 and --n-common >= 0"),
     (["theory", "markov", "--zipf", "nan"], "--zipf nan must be a finite number >= 0"),
-    (["theory", "markov", "--lr", "nan"], "--lr and --init-std must be finite numbers > 0"),
+    (["theory", "markov", "--lr", "nan"], "--lr, --init-std and --attn-init-std must be finite numbers > 0"),
     (["theory", "markov", "--vocab-size", "100000", "--n-train-seqs", "4"], "out of memory (tried to allocate"),
 ])
 def test_theory_values_are_one_line(tmp_path: Path, capsys, argv, fragment) -> None:
