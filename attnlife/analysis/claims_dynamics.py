@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from attnlife.analysis.claim_context import FAILS, HOLDS, NA, ClaimContext, result
-from attnlife.analysis.theory_trends import snap_row
+from attnlife.analysis.theory_trends import focus_stages, snap_row, stages_in_paper_order
 
 WEIGHTS = "weight-dynamics study"
 SCAN_SNAP = "scan-and-snap"
@@ -147,16 +147,40 @@ def entropy_falls_with_eta_z(ctx: ClaimContext) -> dict:
 
 
 def condensation_then_cycles(ctx: ClaimContext) -> dict:
-    """Focus-dilution: the output-projection stable rank condenses (ends below 2, i.e. near rank
-    one) and the focus signal has at least one closed cycle."""
+    """Focus-dilution: the embedding stable rank condenses (its minimum is below 2, i.e. near rank
+    one; it may re-grow afterwards as new directions open) and the focus signal attn_focus_excess
+    has at least one closed cycle (focus, dilution, and a recovery: the next cycle)."""
     na = _theory(ctx, "theory-markov", "focus-dilution (Markov)")
     if na:
         return na
-    sr = _metric(ctx, "stable_rank_out_proj")
-    closed = int((ctx.cycles.status == "closed").sum()) if len(ctx.cycles) else 0
-    ok = len(sr) > 0 and sr.iloc[-1] < 2.0 and closed >= 1
-    return result(f"stable rank {sr.iloc[0]:.2f} -> {sr.iloc[-1]:.2f}; {closed} closed cycle(s)",
+    sr = _metric(ctx, "stable_rank_embedding")
+    focus = ctx.cycles[ctx.cycles.signal == "attn_focus_excess"] if len(ctx.cycles) else ctx.cycles
+    closed = int((focus.status == "closed").sum()) if len(focus) else 0
+    open_ = len(focus) - closed
+    if sr.empty:
+        return result("", NA, "run has no stable_rank_embedding")
+    ok = sr.min() < 2.0 and closed >= 1
+    return result(f"embedding stable rank {sr.iloc[0]:.2f} -> {sr.min():.2f} (step {sr.idxmin():.0f}); "
+                  f"{closed} closed, {open_} open focus cycle(s)",
                   HOLDS if ok else FAILS, "condenses and cycles" if ok else "no condensation or no closed cycle")
+
+
+def stages_in_order(ctx: ClaimContext) -> dict:
+    """Focus-dilution: the stages come in the paper's order, condensation (attention frozen:
+    W_Q, W_K moved < 5 % of their initial norm) < focus peak < dilution < a new embedding
+    direction (analysis.theory_trends.focus_stages)."""
+    na = _theory(ctx, "theory-markov", "focus-dilution (Markov)")
+    if na:
+        return na
+    stages = focus_stages(ctx.metrics)
+    if stages.empty:
+        return result("", NA, "run has no stable_rank_embedding or attn_focus_excess")
+    measured = "; ".join(f"{r.stage} {r.step:.0f}" for r in stages.sort_values("step").itertuples())
+    cond = stages[stages.stage == "condensation"].iloc[0]
+    measured += f" (W_QK change at condensation {cond.attn_qk_rel_change:.3f})"
+    ok = stages_in_paper_order(stages)
+    return result(measured, HOLDS if ok else FAILS, "in the paper's order" if ok else
+                  "not in the paper's order (or a stage missing, or attention not frozen)")
 
 
 CLAIMS = [("wd_sigma_kl_early", WEIGHTS, "sigma and KL of W_QK elements change most early, then stabilise", sigma_kl_early),
@@ -166,4 +190,6 @@ CLAIMS = [("wd_sigma_kl_early", WEIGHTS, "sigma and KL of W_QK elements change m
           ("ss_entropy_freezes", SCAN_SNAP, "distinct-token entropy falls then freezes", distinct_entropy_freezes),
           ("ss_entropy_vs_ratio", SCAN_SNAP, "final entropy rises with eta_Y/eta_Z", entropy_rises_with_ratio),
           ("ss_entropy_vs_eta_z", SCAN_SNAP, "larger eta_Z (same eta_Y/eta_Z): sparser attention", entropy_falls_with_eta_z),
-          ("fd_condense_cycles", FOCUS_DILUTION, "condensation to rank one, then cycles", condensation_then_cycles)]
+          ("fd_condense_cycles", FOCUS_DILUTION, "condensation to rank one, then cycles", condensation_then_cycles),
+          ("fd_stage_order", FOCUS_DILUTION, "condensation (attention frozen), focus, dilution, new embedding direction",
+           stages_in_order)]

@@ -10,13 +10,24 @@
 - `sweep_final_table` / `sweep_trend`: final entropy mean and standard error over seeds per grid
   point, and its Spearman correlation with eta_Y/eta_Z per (M, K, eta_Z); `sweep_eta_z_trend`:
   its Spearman correlation with eta_Z per (M, K, eta_Y/eta_Z) (larger rates, sparser attention).
-The Markov runs' focus-dilution cycles are rows of the ordinary `cycles` table (analysis.builders).
+The Markov runs' focus-dilution cycles are rows of the ordinary `cycles` table (analysis.builders);
+`focus_stages` (table `focus_stages`) dates the stages of the first cycle against the paper's order:
+- condensation: first step at which the embedding stable rank has made 90 % of its fall to its
+  minimum (value: the stable rank; `attn_qk_rel_change` there says whether attention was frozen);
+- focus: the peak of `attn_focus_excess` (smoothed over `window` log points) after condensation;
+- dilution: its lowest point after the focus peak (the first step within 1 % of the fall from it);
+- new_direction: first step after condensation at which the embedding stable rank is one above its
+  minimum (one more direction opened).
+The paper's order is condensation < focus < dilution < new_direction, with attention frozen
+(`attn_qk_rel_change` < FROZEN_QK) at condensation.
 """
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
+
+from attnlife.analysis.cycles import smooth
 
 SCAN_SNAP_SIGNALS = ("entropy_distinct_bits", "attn_common", "attn_distinct", "z_distinct_max", "z_common_mean")
 
@@ -126,10 +137,67 @@ def sweep_tables(grid: pd.DataFrame) -> dict[str, pd.DataFrame]:
     return {"sweep_final": final, "sweep_trend": trend, "sweep_eta_z_trend": eta_z}
 
 
+FROZEN_QK = 0.05          # W_Q, W_K moved by < 5 % of their initial norm: attention effectively frozen
+STAGE_COLUMNS = ["stage", "step", "signal", "value", "attn_qk_rel_change"]
+
+
+def _model_series(frame: pd.DataFrame, name: str) -> pd.Series:
+    s = frame[frame.metric == name]
+    if "split" in s:
+        s = s[s.split == "train"]
+    return s.groupby("step").value.mean().sort_index()
+
+
+def focus_stages(frame: pd.DataFrame, window: int = 5) -> pd.DataFrame:
+    """Table `focus_stages` of a focus-dilution (Markov) run's metric table: one row per stage
+    (see the module docstring) with the step, the signal and its value there, and the relative
+    change of W_Q, W_K from init at that step. Stages that cannot be dated are left out."""
+    rank = _model_series(frame, "stable_rank_embedding")
+    focus = _model_series(frame, "attn_focus_excess")
+    qk = _model_series(frame, "attn_qk_rel_change")
+    if rank.empty or focus.empty:
+        return pd.DataFrame(columns=STAGE_COLUMNS)
+
+    def row(stage: str, step: float, signal: str, series: pd.Series) -> dict:
+        at = float(np.interp(step, qk.index, qk.to_numpy())) if len(qk) else float("nan")
+        return {"stage": stage, "step": float(step), "signal": signal, "value": float(series.loc[step]),
+                "attn_qk_rel_change": at}
+
+    low = float(rank.min())
+    cond = float(rank.index[(rank <= low + 0.1 * (rank.iloc[0] - low)).to_numpy()][0])
+    rows = [row("condensation", cond, "stable_rank_embedding", rank)]
+    later = focus[focus.index >= cond]
+    if len(later) > 2:
+        smoothed = pd.Series(smooth(later.to_numpy(), window), index=later.index)
+        peak = float(smoothed.idxmax())
+        rows.append(row("focus", peak, "attn_focus_excess", smoothed))
+        after = smoothed[smoothed.index > peak]
+        if len(after):   # first step within 1 % of the fall from the lowest point (flat valleys)
+            near = after <= after.min() + 0.01 * (smoothed.loc[peak] - after.min())
+            rows.append(row("dilution", float(after.index[near.to_numpy()][0]), "attn_focus_excess", smoothed))
+    grown = rank[(rank.index > cond) & (rank >= low + 1.0)]
+    if len(grown):
+        rows.append(row("new_direction", float(grown.index[0]), "stable_rank_embedding", rank))
+    return pd.DataFrame(rows, columns=STAGE_COLUMNS)
+
+
+def stages_in_paper_order(stages: pd.DataFrame) -> bool:
+    """condensation < focus < dilution < new_direction, all four dated, attention frozen at
+    condensation (attn_qk_rel_change < FROZEN_QK)."""
+    steps = dict(zip(stages.stage, stages.step))
+    order = ["condensation", "focus", "dilution", "new_direction"]
+    if any(k not in steps for k in order):
+        return False
+    frozen = float(stages.set_index("stage").attn_qk_rel_change["condensation"]) < FROZEN_QK
+    return frozen and all(steps[a] < steps[b] for a, b in zip(order, order[1:]))
+
+
 def theory_tables(kind: str, frame: pd.DataFrame, grid: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """The extra analysis tables of a theory run of run.json `kind` ({} for other runs)."""
     if kind == "theory-scan-snap" and len(frame):
         return scan_snap_tables(frame)
     if kind == "theory-scan-snap-sweep":
         return sweep_tables(grid)
+    if kind == "theory-markov" and len(frame):
+        return {"focus_stages": focus_stages(frame)}
     return {}

@@ -146,8 +146,13 @@ def markov(
         run_markov(cfg, out, quiet)
         figure = _explain_and_report(out, "markov_focus", cycles=CycleOptions(
             rel_prominence=rel_prominence, focus_window=smooth_window))
-    cycles = load_run(out).analysis_table("cycles")
-    typer.echo(f"wrote {out}: {cycle_summary(cycles[cycles.signal == 'attn_focus_excess'])} (figure {figure})")
+    run = load_run(out)
+    cycles = run.analysis_table("cycles")
+    stages = run.analysis_table("focus_stages")
+    order = "; ".join(f"{r.stage} {r.step:.0f}" for r in stages.sort_values("step").itertuples())
+    typer.echo(f"wrote {out}: top-{top_tokens} tokens: {cycle_summary(cycles[cycles.signal == 'attn_focus_excess'])}"
+               f"; any one token: {cycle_summary(cycles[cycles.signal == 'attn_token_excess_max'])}"
+               f"; stages: {order or 'none dated'} (figure {figure})")
 
 
 def cycle_summary(focus) -> str:

@@ -8,7 +8,8 @@ They read the store only: the metric table and the analysis tables `attnlife ana
   standard error over seeds (analysis table `sweep_final`), one line per M/K, one panel per eta_Z.
 - `markov_focus` (theory-markov): focus signal with the focus-dilution cycles of analysis table
   `cycles` (signal attn_focus_excess): a closed cycle's dilution (peak to trough) shaded, an open
-  one (no recovery before the run ends) only marked; stable ranks, attention-parameter norms,
+  one (no recovery before the run ends) only marked, and the largest excess on any one token;
+  stable ranks with the dated stages of analysis table `focus_stages`, attention-parameter norms,
   entropy and loss, on a log step axis without offsets.
 """
 from __future__ import annotations
@@ -130,7 +131,12 @@ def focus_cycles(run: ReportRun) -> pd.DataFrame:
 
 def _focus_panel(ax: plt.Axes, run: ReportRun, cycles: pd.DataFrame) -> None:
     s = _series(run, "attn_focus_excess")
-    ax.plot(s.step, s.value, color=ACCENT, label="focus excess (mass on top tokens - uniform)")
+    top = len(run.run.record.get("top_token_ids", [])) or "top"
+    ax.plot(s.step, s.value, color=ACCENT, label=f"focus excess: mass on the {top} most frequent tokens - uniform")
+    anyone = _series(run, "attn_token_excess_max")
+    if len(anyone):
+        ax.plot(anyone.step, anyone.value, color="0.45", ls="--", lw=1,
+                label="largest excess on any one token")
     closed = open_ = 0
     for c in cycles.itertuples():
         if c.status == "open":
@@ -143,9 +149,22 @@ def _focus_panel(ax: plt.Axes, run: ReportRun, cycles: pd.DataFrame) -> None:
                    label="closed cycle: dilution" if closed == 1 else None)
         ax.axvline(c.start_step, color="C1", ls="--", lw=1)
     ax.axhline(0, color="k", lw=0.6)
+    peak = s.loc[s.value.idxmax()]
     ax.set(ylabel="attention mass excess (fraction)",
-           title=f"Focus excess peaks at {s.value.max():.3f}; {closed} closed, {open_} open cycle(s)")
+           title=f"Focus excess peaks at {peak.value:.3f} (step {peak.step:.0f}); "
+                 f"{closed} closed, {open_} open cycle(s)")
     ax.legend(fontsize=7)
+
+
+def _stage_lines(ax: plt.Axes, run: ReportRun) -> str:
+    """Mark the dated stages (analysis table focus_stages) on `ax`; returns their order as text."""
+    stages = run.analysis.get("focus_stages")
+    if stages is None or stages.empty:
+        return ""
+    stages = stages.sort_values("step")
+    for i, r in enumerate(stages.itertuples()):
+        ax.axvline(r.step, color=f"C{i + 3}", ls=":", lw=1.2, label=f"{r.stage} (step {r.step:.0f})")
+    return " -> ".join(stages.stage)
 
 
 def _markov_figure(run: ReportRun, cycles: pd.DataFrame) -> plt.Figure:
@@ -158,8 +177,10 @@ def _markov_figure(run: ReportRun, cycles: pd.DataFrame) -> plt.Figure:
         ax.plot(s.step, s.value, label=label)
         ranks[label] = (s.value.iloc[0], s.value.min())
     e0, e1 = ranks["embedding E"]
-    ax.set(ylabel="stable rank ||W||_F^2 / ||W||_2^2", title=f"Embedding stable rank {e0:.1f} -> {e1:.2f} at its lowest")
-    ax.legend()
+    order = _stage_lines(ax, run)
+    ax.set(ylabel="stable rank ||W||_F^2 / ||W||_2^2", title=f"Embedding stable rank {e0:.1f} -> {e1:.2f} at its lowest"
+           + (f"; stages: {order}" if order else ""))
+    ax.legend(fontsize=7)
     ax = axes[1][0]
     for metric, label in (("attn_param_norm", "|W_Q,W_K,W_V|_F (weight units)"),
                           ("attn_param_rel_change", "rel. change from init (ratio)"),

@@ -30,6 +30,7 @@ attn_focus_excess, with status open / closed):
   sweep_final      m, k, eta_z, ratio, mean, se             (sweep runs: final entropy over seeds)
   sweep_trend      m, k, eta_z, spearman_entropy_vs_ratio, rises
   sweep_eta_z_trend m, k, ratio, spearman_entropy_vs_eta_z, falls
+  focus_stages     stage, step, signal, value, attn_qk_rel_change  (Markov runs: the stages' steps)
 """
 from __future__ import annotations
 
@@ -71,6 +72,7 @@ THEORY_COLUMNS: dict[str, list[str]] = {
     "sweep_final": ["m", "k", "eta_z", "ratio", "mean", "se"],
     "sweep_trend": ["m", "k", "eta_z", "spearman_entropy_vs_ratio", "rises"],
     "sweep_eta_z_trend": ["m", "k", "ratio", "spearman_entropy_vs_eta_z", "falls"],
+    "focus_stages": ["stage", "step", "signal", "value", "attn_qk_rel_change"],
 }
 
 

@@ -10,7 +10,10 @@ log-spaced steps (the stages are spread over decades of steps), on a fixed eval 
 (||W||_F^2 / ||W||_2^2), `attn_param_norm` (sqrt(|W_Q|^2+|W_K|^2+|W_V|^2)_F), `attn_param_rel_change`
 (|theta - theta_0| / |theta_0|), `attn_qk_rel_change` (the same for W_Q, W_K only), `attn_focus_mass` (mean over query rows of the attention on keys
 that are top-frequency tokens), `attn_focus_uniform` (the same under uniform causal attention),
-`attn_focus_excess` (their difference: the focus signal), `attn_entropy_bits`.
+`attn_focus_excess` (their difference: the focus signal), `attn_token_excess_max` and
+`attn_token_excess_argmax` (the largest excess attention mass over uniform on any one key token, and
+that token's id = frequency rank: where the focus sits when it leaves the top tokens),
+`attn_entropy_bits`.
 """
 from __future__ import annotations
 
@@ -99,9 +102,12 @@ def stable_rank(weight: torch.Tensor) -> float:
 
 
 def focus_signals(attn: torch.Tensor, keys: torch.Tensor, top: torch.Tensor) -> dict[str, float]:
-    """Attention mass on top-frequency keys. attn [B, T, T] causal rows; keys [B, T] ids; top [V] bool.
+    """Attention mass on top-frequency keys and on the single most-attended key token.
+    attn [B, T, T] causal rows; keys [B, T] ids; top [V] bool.
 
     focus = mean_{b,i} sum_{j<=i} a_bij 1[top(x_bj)]; uniform = same with a_bij = 1/(i+1);
+    per token v: excess_v = mean_{b,i} sum_{j<=i} (a_bij - 1/(i+1)) 1[x_bj = v] (sums to 0 over v);
+    token_excess_max = max_v excess_v, token_excess_argmax = its id (ids are frequency ranks);
     entropy_bits = mean_{b,i} -sum_j a_bij log2 a_bij.
     """
     is_top = top[keys].to(attn.dtype).unsqueeze(1)                     # [B, 1, T]
@@ -110,7 +116,10 @@ def focus_signals(attn: torch.Tensor, keys: torch.Tensor, top: torch.Tensor) -> 
     uniform = uniform / uniform.sum(-1, keepdim=True)
     focus = float((attn * is_top).sum(-1).mean())
     base = float((uniform * is_top).sum(-1).mean())
+    onehot = F.one_hot(keys, top.numel()).to(attn.dtype)               # [B, T, V]
+    excess = torch.einsum("bij,bjv->v", attn - uniform, onehot) / (attn.shape[0] * t)
     return {"attn_focus_mass": focus, "attn_focus_uniform": base, "attn_focus_excess": focus - base,
+            "attn_token_excess_max": float(excess.max()), "attn_token_excess_argmax": float(excess.argmax()),
             "attn_entropy_bits": float(measures.entropy_bits(attn).mean())}
 
 

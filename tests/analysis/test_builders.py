@@ -183,6 +183,28 @@ def test_cycles_table_reads_each_focus_signal_with_its_sign() -> None:
     assert list(none.columns) == list(table.columns)
 
 
+def test_per_step_light_signals_are_smoothed_before_cycles() -> None:
+    """Light tier, one value per step: a planted sink-mass cycle of period 1000 under batch noise gives
+    its cycles; pure noise gives none (1 % moving average and a floor of 8 standard errors of the noise)."""
+    rng = np.random.default_rng(0)
+    steps = np.arange(3000)
+    sink = 0.1 + 0.05 * np.cos(2 * np.pi * steps / 1000) + rng.normal(0, 0.01, steps.size)
+    flat = 3.0 + rng.normal(0, 0.05, steps.size)
+    rows = ([_row(s, "light_sink_mass", v, split="train", layer=0, head=1) for s, v in zip(steps, sink)]
+            + [_row(s, "light_entropy_bits", v, split="train", layer=0, head=1) for s, v in zip(steps, flat)]
+            + [_row(s, "light_ms", 1.0, split="train") for s in steps])
+    table, _ = B.cycles_table(pd.DataFrame(rows), None)
+    assert set(table.signal) == {"light_sink_mass"} and (table.layer == 0).all() and (table.head_index == 1).all()
+    closed, open_ = table[table.status == "closed"], table[table.status == "open"]  # peak 2000: no recovery
+    assert closed.start_step.tolist() == pytest.approx([1000], abs=40)
+    assert closed.period_steps.tolist() == pytest.approx([1000], abs=60)
+    assert open_.start_step.tolist() == pytest.approx([2000], abs=40)
+    assert B.light_window(3000, 3) == 31 and B.light_window(50, 3) == 3 and B.light_window(400, 3) == 5
+    assert len(cycle_rows(steps, -flat, 0.2, 31)) > 3        # 20 % of a noise range alone: wiggles count
+    floor = B.light_prominence(-flat, 31, 0.2)
+    assert floor == pytest.approx(8 * np.std(np.diff(flat)) / np.sqrt(2) / np.sqrt(31))
+
+
 def _spectra() -> pd.DataFrame:
     rows = []
     for k, step in enumerate(STEPS):

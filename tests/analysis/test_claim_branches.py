@@ -455,17 +455,48 @@ def test_sweep_and_markov_claims() -> None:
     assert cd.entropy_rises_with_ratio(ctx(record={"kind": "theory-scan-snap"}))["reason"] == \
         "claim is about a scan-and-snap sweep theory run; this run is `theory-scan-snap`"
     markov = {"kind": "theory-markov"}
-    sr = [_row(s, "stable_rank_out_proj", v) for s, v in ((0, 6.0), (50, 3.0), (100, 1.99))]
-    cycles = pd.DataFrame({"status": ["open", "closed"]})
+    sr = [_row(s, "stable_rank_embedding", v) for s, v in ((0, 6.0), (50, 1.99), (100, 4.0))]   # re-grows: fine
+    cycles = pd.DataFrame({"signal": ["attn_focus_excess"] * 2 + ["attn_token_excess_max"],
+                           "status": ["open", "closed", "closed"]})
     assert cd.condensation_then_cycles(ctx(metrics=sr, record=markov, cycles=cycles)) == result(
-        "stable rank 6.00 -> 1.99; 1 closed cycle(s)", HOLDS, "condenses and cycles")
-    sr2 = sr[:2] + [_row(100, "stable_rank_out_proj", 2.0)]
+        "embedding stable rank 6.00 -> 1.99 (step 50); 1 closed, 1 open focus cycle(s)", HOLDS, "condenses and cycles")
+    sr2 = sr[:1] + [_row(50, "stable_rank_embedding", 2.0)]
     assert cd.condensation_then_cycles(ctx(metrics=sr2, record=markov, cycles=cycles))["verdict"] == FAILS
-    open_only = pd.DataFrame({"status": ["open"]})
+    open_only = cycles[cycles.status == "open"]
     assert cd.condensation_then_cycles(ctx(metrics=sr, record=markov, cycles=open_only)) == result(
-        "stable rank 6.00 -> 1.99; 0 closed cycle(s)", FAILS, "no condensation or no closed cycle")
+        "embedding stable rank 6.00 -> 1.99 (step 50); 0 closed, 1 open focus cycle(s)", FAILS,
+        "no condensation or no closed cycle")
+    other_signal = cycles[cycles.signal == "attn_token_excess_max"]          # a closed cycle on another signal
+    assert cd.condensation_then_cycles(ctx(metrics=sr, record=markov, cycles=other_signal))["verdict"] == FAILS
+    assert cd.condensation_then_cycles(ctx(record=markov))["reason"] == "run has no stable_rank_embedding"
     assert cd.condensation_then_cycles(ctx())["reason"] == \
         "claim is about a focus-dilution (Markov) theory run; this run is `train`"
+
+
+def _stage_rows(rank: dict, focus: dict, qk: dict) -> list[dict]:
+    return ([_row(s, "stable_rank_embedding", v) for s, v in rank.items()]
+            + [_row(s, "attn_focus_excess", v, layer=0, head=0) for s, v in focus.items()]
+            + [_row(s, "attn_qk_rel_change", v, layer=0, head=0) for s, v in qk.items()])
+
+
+def test_stage_order_claim() -> None:
+    markov = {"kind": "theory-markov"}
+    t = np.concatenate([[0.0], np.unique(np.round(np.logspace(0, 4, 80)))])
+    lt = np.log10(np.maximum(t, 1))
+    focus = 0.2 * np.exp(-(lt - 2) ** 2 / 0.08) - 0.05 * np.clip(lt - np.log10(200), 0, 1)  # peak 100, low from 2000
+
+    def rows(grow_from: float, qk_scale: float = 1.0) -> list[dict]:
+        rank = 1 + 5 * np.exp(-t / 4) + 2 * np.maximum(0, lt - np.log10(grow_from))     # condensed by ~12 steps
+        return _stage_rows(dict(zip(t, rank)), dict(zip(t, focus)), dict(zip(t, qk_scale * t / 1000)))
+
+    row = cd.stages_in_order(ctx(metrics=rows(2000.0), record=markov))
+    steps = dict(part.rsplit(" ", 1) for part in row["measured"].split(" (")[0].split("; "))
+    assert row["verdict"] == HOLDS and list(steps) == ["condensation", "focus", "dilution", "new_direction"]
+    assert 8 <= float(steps["condensation"]) <= 12 and 90 <= float(steps["focus"]) <= 110
+    assert 1600 <= float(steps["dilution"]) <= 2100 and 6325 <= float(steps["new_direction"]) <= 7100
+    assert cd.stages_in_order(ctx(metrics=rows(50.0), record=markov))["verdict"] == FAILS   # new direction first
+    assert cd.stages_in_order(ctx(metrics=rows(2000.0, qk_scale=10.0), record=markov))["verdict"] == FAILS  # not frozen
+    assert cd.stages_in_order(ctx(record=markov))["verdict"] == NA
 
 
 # --- the table --------------------------------------------------------------------------------
@@ -476,7 +507,7 @@ def test_claims_table_rows_order_and_failures() -> None:
                    "lc_final_jsd", "lc_generation_entropy", "lc_span_layers", "lc_best_val", "lc_overhead",
                    "wd_sigma_kl_early", "wd_stable_rank_dip", "wd_heads_diversify", "ss_common_shrinks",
                    "ss_entropy_freezes", "ss_entropy_vs_ratio", "ss_entropy_vs_eta_z",
-                   "fd_condense_cycles", "ol_induction_bump",
+                   "fd_condense_cycles", "fd_stage_order", "ol_induction_bump",
                    "dm_layers_stable_20", "xu_sink_share_grows", "xu_no_sinks_l0_l1"]
     assert {src for _, src, *_ in all_claims()} == {cl.SOURCE, cd.WEIGHTS, cd.SCAN_SNAP, cd.FOCUS_DILUTION,
                                                     *cliter.SOURCES}
@@ -487,11 +518,11 @@ def test_claims_table_rows_order_and_failures() -> None:
     assert first == {"claim_id": "lc_entropy_fall", "source": "lifecycle paper",
                      "claim": "entropy falls from 4.2 to 2.8 bits in the first 1000 iterations",
                      **cl.entropy_falls_first_1000(c)}
-    # a claim that raises is reported, not fatal: a Markov run without its metric raises IndexError
-    markov = check_claims(ctx(record={"kind": "theory-markov"}))
-    row = markov.set_index("claim_id").loc["fd_condense_cycles"]
+    # a claim that raises is reported, not fatal: a scan-and-snap run without its metric raises IndexError
+    row = check_claims(ctx(record={"kind": "theory-scan-snap"})).set_index("claim_id").loc["ss_common_shrinks"]
     assert row.verdict == NA and row.reason.startswith("could not measure: IndexError: ")
     assert row.measured == ""
+    markov = check_claims(ctx(record={"kind": "theory-markov"}))
     lm = markov[markov.source.isin([cl.SOURCE, cd.WEIGHTS])]
     assert (lm.verdict == NA).all() and (lm.measured == "").all()
     assert set(lm.reason) == {"claim is about a transformer trained on text; this run is `theory-markov`"}

@@ -80,7 +80,7 @@ def test_weight_claims_on_planted_spectra() -> None:
 
 def test_every_issue_claim_is_checked_and_theory_claims_need_theory_runs() -> None:
     ids = [c[0] for c in all_claims()]
-    assert len(ids) == len(set(ids)) == 22
+    assert len(ids) == len(set(ids)) == 23
     table = check_claims(_ctx(entropy=[4.2] * 8, span=[5] * 8))
     theory = table[table.source.isin([cd.SCAN_SNAP, cd.FOCUS_DILUTION])]
     assert (theory.verdict == NA).all() and theory.reason.str.contains("theory run").all()

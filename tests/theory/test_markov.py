@@ -52,6 +52,18 @@ def test_focus_signals_reference() -> None:
     assert got["attn_focus_mass"] == pytest.approx(expected)
     assert got["attn_focus_excess"] == pytest.approx(0.0, abs=1e-7)
     assert got["attn_entropy_bits"] == pytest.approx(sum(math.log2(i) for i in range(1, 5)) / 4)
+    assert got["attn_token_excess_max"] == pytest.approx(0.0, abs=1e-7)
+
+
+def test_token_excess_of_attention_on_the_first_key() -> None:
+    """Every query attends only to position 0 (token 0): token 0 gains 1 - mean uniform share of token 0
+    = 1 - (1 + 1/2 + 2/3 + 2/4) / 4 = 1/3, the others lose their uniform share."""
+    attn = torch.zeros(1, 4, 4, dtype=torch.float64)
+    attn[0, :, 0] = 1.0
+    got = focus_signals(attn, torch.tensor([[0, 1, 0, 2]]), torch.tensor([False, True, False]))
+    assert got["attn_token_excess_max"] == pytest.approx(1 / 3, abs=1e-12)
+    assert got["attn_token_excess_argmax"] == 0.0
+    assert got["attn_focus_excess"] == pytest.approx(-(1 / 2 + 1 / 3 + 1 / 4) / 4, abs=1e-12)  # top = token 1
 
 
 def test_model_is_causal() -> None:
@@ -104,6 +116,9 @@ def test_planted_focus_cycles_reach_the_cycles_table(tmp_path) -> None:
     with MetricWriter(out) as w:
         for s in steps:
             w.log(s, "attn_focus_excess", 0.1 * math.cos(2 * math.pi * s / 1000), layer=0, head_index=0)
+            w.log(s, "attn_token_excess_max", 0.1, layer=0, head_index=0)               # flat: no cycle
+            w.log(s, "stable_rank_embedding", 1.0 + 5.0 * math.exp(-s / 20) + s / 1000)  # condensed by 60, +1 at 1000
+            w.log(s, "attn_qk_rel_change", s / 1e4, layer=0, head_index=0)
             w.log(s, "loss", 1.0, split="val")
     analyze_run(out, quiet=True, sample=False)
     cycles = load_run(out).analysis()["cycles"]
@@ -112,3 +127,9 @@ def test_planted_focus_cycles_reach_the_cycles_table(tmp_path) -> None:
     assert closed.start_step.tolist() == [1000.0, 2000.0] and closed.period_steps.tolist() == [1000.0, 1000.0]
     assert closed.prominence.to_numpy() == pytest.approx([0.2, 0.2], abs=0.01)
     assert focus[focus.status == "open"].start_step.tolist() == [3000.0]
+    assert set(cycles.signal) == {"attn_focus_excess"}                      # the flat any-token signal has none
+    stages = load_run(out).analysis()["focus_stages"].set_index("stage")
+    steps = stages.step.to_dict()   # rank minimum 1.13 at step 110 (d/ds = 0): 90 % of the fall by 50, +1 by 1140
+    assert steps["condensation"] == 50.0 and steps["new_direction"] == 1140.0
+    assert steps["focus"] in (1000.0, 2000.0, 3000.0) and 450.0 <= steps["dilution"] - steps["focus"] <= 500.0
+    assert stages.attn_qk_rel_change["condensation"] == pytest.approx(0.005)
