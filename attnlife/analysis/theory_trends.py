@@ -15,7 +15,8 @@ The Markov runs' focus-dilution cycles are rows of the ordinary `cycles` table (
 - condensation: first step at which the embedding stable rank has made 90 % of its fall to its
   minimum (value: the stable rank; `attn_qk_rel_change` there says whether attention was frozen);
 - focus: the peak of `attn_focus_excess` (smoothed over `window` log points) after condensation;
-- dilution: its lowest point after the focus peak (the first step within 1 % of the fall from it);
+- dilution: the first step after the focus peak at which it has made half its fall to its lowest
+  point after the peak (the dilution is progressive; its bottom is a long flat tail);
 - new_direction: first step after condensation at which the embedding stable rank is one above its
   minimum (one more direction opened).
 The paper's order is condensation < focus < dilution < new_direction, with attention frozen
@@ -172,9 +173,9 @@ def focus_stages(frame: pd.DataFrame, window: int = 5) -> pd.DataFrame:
         peak = float(smoothed.idxmax())
         rows.append(row("focus", peak, "attn_focus_excess", smoothed))
         after = smoothed[smoothed.index > peak]
-        if len(after):   # first step within 1 % of the fall from the lowest point (flat valleys)
-            near = after <= after.min() + 0.01 * (smoothed.loc[peak] - after.min())
-            rows.append(row("dilution", float(after.index[near.to_numpy()][0]), "attn_focus_excess", smoothed))
+        if len(after):   # half-way down: a progressive fall with a long flat tail has no sharp bottom
+            half = after <= (smoothed.loc[peak] + after.min()) / 2
+            rows.append(row("dilution", float(after.index[half.to_numpy()][0]), "attn_focus_excess", smoothed))
     grown = rank[(rank.index > cond) & (rank >= low + 1.0)]
     if len(grown):
         rows.append(row("new_direction", float(grown.index[0]), "stable_rank_embedding", rank))

@@ -123,6 +123,7 @@ def markov(
     top_tokens: int = typer.Option(2, "--top-tokens", help="how many most-frequent tokens define focus"),
     log_every: int = typer.Option(25, "--log-every"),
     log_points: int = typer.Option(200, "--log-points", help="extra log-spaced logging steps (0: only --log-every)"),
+    residual: bool = typer.Option(True, "--residual/--no-residual", help="residual path around the attention"),
     rel_prominence: float = typer.Option(0.2, "--rel-prominence", help="cycle threshold, fraction of the signal range"),
     smooth_window: int = typer.Option(5, "--smooth", help="moving-average window (log points) before cycle detection"),
     seed: int = typer.Option(0, "--seed"),
@@ -139,7 +140,7 @@ def markov(
     steps = 6000 if steps is None else steps  # 0 is refused by the config check, not replaced
     cfg = MarkovConfig(vocab_size=vocab_size, zipf_exponent=zipf, degree=degree,
                        text=str(text) if text else None, seq_len=seq_len, n_embd=n_embd, init_std=init_std,
-                       attn_init_std=attn_init_std, log_points=log_points,
+                       attn_init_std=attn_init_std, log_points=log_points, residual=residual,
                        lr=lr, steps=steps, batch_size=batch_size, n_train_seqs=n_train_seqs, top_tokens=top_tokens,
                        log_every=log_every, seed=seed)
     with writer_locks([out], "theory markov"):

@@ -2,7 +2,7 @@
 with a small learning rate, recording each stage's signature.
 
 Model (one head, no MLP, no norm): h = E[x] + P[t]; a = causal softmax((h W_Q^T)(h W_K^T)^T / sqrt(D));
-out = h + a (h W_V^T); logits = out W_O^T. Shapes: x [B, T], E [V, D], P [T, D], W_* [D, D], W_O [V, D].
+out = h + a (h W_V^T) (`residual`; without it out = a (h W_V^T)); logits = out W_O^T. Shapes: x [B, T], E [V, D], P [T, D], W_* [D, D], W_O [V, D].
 
 Metrics (layer -1 model level, layer 0 head 0 the head), every `log_every` steps and at `log_points`
 log-spaced steps (the stages are spread over decades of steps), on a fixed eval batch:
@@ -59,6 +59,7 @@ class MarkovConfig:
     top_tokens: int = 2
     log_every: int = 25
     log_points: int = 200
+    residual: bool = True
     seed: int = 0
 
 
@@ -69,8 +70,9 @@ class OneLayerTransformer(nn.Module):
     """
 
     def __init__(self, vocab_size: int, seq_len: int, n_embd: int, init_std: float, seed: int = 0,
-                 attn_init_std: float | None = None) -> None:
+                 attn_init_std: float | None = None, residual: bool = True) -> None:
         super().__init__()
+        self.residual = residual
         gen = torch.Generator().manual_seed(seed)
         attn_std = init_std if attn_init_std is None else attn_init_std
 
@@ -89,7 +91,8 @@ class OneLayerTransformer(nn.Module):
         scores = (h @ self.w_q.T) @ (h @ self.w_k.T).transpose(1, 2) / math.sqrt(h.shape[-1])
         causal = torch.ones(t, t, dtype=torch.bool, device=idx.device).tril()
         attn = scores.masked_fill(~causal, float("-inf")).softmax(-1)
-        return (h + attn @ (h @ self.w_v.T)) @ self.w_o.T, attn
+        out = attn @ (h @ self.w_v.T)
+        return ((h + out) if self.residual else out) @ self.w_o.T, attn
 
     def attn_params(self) -> torch.Tensor:
         """W_Q, W_K, W_V flattened into one vector [3 D^2] (W_Q, W_K first)."""
@@ -168,7 +171,8 @@ def _run_markov(cfg: MarkovConfig, out_dir: str | os.PathLike, quiet: bool = Fal
     vocab = freqs.numel()
     top = torch.zeros(vocab, dtype=torch.bool)
     top[torch.argsort(freqs, descending=True)[: min(cfg.top_tokens, vocab)]] = True
-    model = OneLayerTransformer(vocab, cfg.seq_len, cfg.n_embd, cfg.init_std, cfg.seed, cfg.attn_init_std)
+    model = OneLayerTransformer(vocab, cfg.seq_len, cfg.n_embd, cfg.init_std, cfg.seed, cfg.attn_init_std,
+                                cfg.residual)
     log_at = set(range(0, cfg.steps + 1, cfg.log_every)) | {cfg.steps}
     if cfg.log_points:
         log_at |= set(log_spaced_steps(cfg.steps, cfg.log_points))

@@ -77,6 +77,17 @@ def test_model_is_causal() -> None:
     assert torch.triu(attn[0], 1).abs().max() == 0
 
 
+def test_residual_path_adds_the_embedding_readout() -> None:
+    """Same weights with and without the residual: logits differ by exactly (E[x] + P[t]) W_O^T."""
+    x = torch.randint(5, (2, 8))
+    with_res = OneLayerTransformer(5, 8, 6, init_std=0.5, seed=3, attn_init_std=0.3)
+    without = OneLayerTransformer(5, 8, 6, init_std=0.5, seed=3, attn_init_std=0.3, residual=False)
+    (a, attn_a), (b, attn_b) = with_res(x), without(x)
+    h = with_res.wte[x] + with_res.wpe[:8]
+    torch.testing.assert_close(a - b, h @ with_res.w_o.T)
+    torch.testing.assert_close(attn_a, attn_b)
+
+
 def test_run_condenses_embedding_and_writes_run_dir(tmp_path) -> None:
     cfg = MarkovConfig(vocab_size=8, steps=60, seq_len=16, n_embd=16, n_train_seqs=128, log_every=20)
     r = load_run(run_markov(cfg, tmp_path / "m", quiet=True))
@@ -131,5 +142,5 @@ def test_planted_focus_cycles_reach_the_cycles_table(tmp_path) -> None:
     stages = load_run(out).analysis()["focus_stages"].set_index("stage")
     steps = stages.step.to_dict()   # rank minimum 1.13 at step 110 (d/ds = 0): 90 % of the fall by 50, +1 by 1140
     assert steps["condensation"] == 50.0 and steps["new_direction"] == 1140.0
-    assert steps["focus"] in (1000.0, 2000.0, 3000.0) and 450.0 <= steps["dilution"] - steps["focus"] <= 500.0
+    assert steps["focus"] in (1000.0, 2000.0, 3000.0) and 230.0 <= steps["dilution"] - steps["focus"] <= 280.0  # half-way: cos = 0
     assert stages.attn_qk_rel_change["condensation"] == pytest.approx(0.005)
