@@ -146,10 +146,26 @@ def entropy_falls_with_eta_z(ctx: ClaimContext) -> dict:
                   "negative in every group" if ok else "not negative in every group")
 
 
+def _top_token_cycles(ctx: ClaimContext) -> int:
+    """Closed cycles of the any-token signal whose focus and refocus are both on one of the run's
+    top (most frequent) tokens: attn_token_excess_argmax at start_step and end_step is a top id."""
+    cycles = ctx.cycles
+    if not len(cycles) or "start_step" not in cycles:
+        return 0
+    rows = cycles[(cycles.signal == "attn_token_excess_max") & (cycles.status == "closed")]
+    argmax = _metric(ctx, "attn_token_excess_argmax")
+    top = set(ctx.record.get("top_token_ids", []))
+    if rows.empty or argmax.empty or not top:
+        return 0
+    return sum(argmax.get(r.start_step) in top and argmax.get(r.end_step) in top for r in rows.itertuples())
+
+
 def condensation_then_cycles(ctx: ClaimContext) -> dict:
     """Focus-dilution: the embedding stable rank condenses (its minimum is below 2, i.e. near rank
-    one; it may re-grow afterwards as new directions open) and the focus signal attn_focus_excess
-    has at least one closed cycle (focus, dilution, and a recovery: the next cycle)."""
+    one; it may re-grow afterwards as new directions open) and attention on high-frequency tokens
+    has at least one closed cycle (focus, dilution, and a refocus: the next cycle): a closed cycle
+    of attn_focus_excess (the top tokens' mass), or of attn_token_excess_max whose focus and
+    refocus are both on a top token."""
     na = _theory(ctx, "theory-markov", "focus-dilution (Markov)")
     if na:
         return na
@@ -157,11 +173,13 @@ def condensation_then_cycles(ctx: ClaimContext) -> dict:
     focus = ctx.cycles[ctx.cycles.signal == "attn_focus_excess"] if len(ctx.cycles) else ctx.cycles
     closed = int((focus.status == "closed").sum()) if len(focus) else 0
     open_ = len(focus) - closed
+    on_token = _top_token_cycles(ctx)
     if sr.empty:
         return result("", NA, "run has no stable_rank_embedding")
-    ok = sr.min() < 2.0 and closed >= 1
+    ok = sr.min() < 2.0 and closed + on_token >= 1
     return result(f"embedding stable rank {sr.iloc[0]:.2f} -> {sr.min():.2f} (step {sr.idxmin():.0f}); "
-                  f"{closed} closed, {open_} open focus cycle(s)",
+                  f"{closed} closed, {open_} open focus cycle(s)"
+                  + (f"; {on_token} closed on one top token" if on_token else ""),
                   HOLDS if ok else FAILS, "condenses and cycles" if ok else "no condensation or no closed cycle")
 
 

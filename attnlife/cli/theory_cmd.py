@@ -108,20 +108,20 @@ def _set_threads(threads: int) -> None:
 def markov(
     out: Path = typer.Option(..., "--out", help="run directory to write"),
     text: Optional[Path] = typer.Option(None, "--text", help="train on this character text instead of a chain"),
-    vocab_size: int = typer.Option(20, "--vocab-size", help="V: Markov-chain states"),
-    zipf: float = typer.Option(1.0, "--zipf", help="Zipf exponent of the stationary distribution"),
+    vocab_size: int = typer.Option(50, "--vocab-size", help="V: Markov-chain states"),
+    zipf: float = typer.Option(1.5, "--zipf", help="Zipf exponent of the stationary distribution"),
     degree: int = typer.Option(4, "--degree", help="approx. nonzero transitions per row (sparsity)"),
     seq_len: int = typer.Option(64, "--seq-len"),
     n_embd: int = typer.Option(32, "--n-embd"),
     init_std: float = typer.Option(0.002, "--init-std", help="std of the initial embedding, positions and output projection"),
     attn_init_std: Optional[float] = typer.Option(0.2, "--attn-init-std", help="std of the initial W_Q, W_K, W_V"),
     lr: float = typer.Option(0.5, "--lr", help="SGD learning rate (small: follows gradient flow)"),
-    max_iters: Optional[int] = typer.Option(None, "--max-iters", help="SGD steps (default 6000)"),
+    max_iters: Optional[int] = typer.Option(None, "--max-iters", help="SGD steps (default 20000)"),
     steps: Optional[int] = typer.Option(None, "--steps", hidden=True, help="deprecated alias of --max-iters"),
     batch_size: int = typer.Option(32, "--batch-size"),
     n_train_seqs: int = typer.Option(4096, "--n-train-seqs", help="training sequences sampled once up front"),
     top_tokens: int = typer.Option(2, "--top-tokens", help="how many most-frequent tokens define focus"),
-    log_every: int = typer.Option(25, "--log-every"),
+    log_every: int = typer.Option(200, "--log-every"),
     log_points: int = typer.Option(200, "--log-points", help="extra log-spaced logging steps (0: only --log-every)"),
     residual: bool = typer.Option(True, "--residual/--no-residual", help="residual path around the attention"),
     rel_prominence: float = typer.Option(0.2, "--rel-prominence", help="cycle threshold, fraction of the signal range"),
@@ -137,7 +137,7 @@ def markov(
 
     _set_threads(threads)
     steps = deprecated_alias(max_iters, steps, "--steps", "--max-iters")
-    steps = 6000 if steps is None else steps  # 0 is refused by the config check, not replaced
+    steps = MarkovConfig.steps if steps is None else steps  # 0 is refused by the config check, not replaced
     cfg = MarkovConfig(vocab_size=vocab_size, zipf_exponent=zipf, degree=degree,
                        text=str(text) if text else None, seq_len=seq_len, n_embd=n_embd, init_std=init_std,
                        attn_init_std=attn_init_std, log_points=log_points, residual=residual,

@@ -122,38 +122,66 @@ def sweep_entropy(run: ReportRun) -> plt.Figure:
 
 
 def focus_cycles(run: ReportRun) -> pd.DataFrame:
-    """Rows of analysis table `cycles` on the focus signal attn_focus_excess (peak = start_step)."""
+    """Rows of analysis table `cycles` on the two focus signals (attn_focus_excess: the top
+    tokens; attn_token_excess_max: any one token), peak = start_step."""
     if "cycles" not in run.analysis:  # an empty table is an answer: no cycle was found
         raise MissingData(f"no analysis table 'cycles'; run `attnlife analyze {run.root}`")
     table = run.analysis["cycles"]
-    return table[table.signal == "attn_focus_excess"]
+    return table[table.signal.isin(FOCUS_SIGNALS)]
+
+
+FOCUS_SIGNALS = ("attn_focus_excess", "attn_token_excess_max")
+
+
+def cycle_count_text(cycles: pd.DataFrame) -> str:
+    """'N closed (peak P, period T), M open' for the rows of one signal."""
+    closed = cycles[cycles.status == "closed"]
+    text = f"{len(closed)} closed"
+    if len(closed):
+        text += " (" + ", ".join(f"peak {c.start_step:.0f}, period {c.period_steps:.0f}" for c in closed.itertuples()) + ")"
+    return text + f", {int((cycles.status == 'open').sum())} open"
+
+
+def _mark_cycles(ax: plt.Axes, cycles: pd.DataFrame, color: str, name: str) -> None:
+    first_open = first_closed = True
+    for c in cycles.itertuples():
+        if c.status == "open":
+            ax.axvline(c.start_step, color=color, ls=":", lw=1.2,
+                       label=f"{name}: open cycle peak (no recovery)" if first_open else None)
+            first_open = False
+            continue
+        ax.axvspan(c.start_step, c.trough_step, color=color, alpha=0.15,
+                   label=f"{name}: closed cycle, dilution" if first_closed else None)
+        ax.axvline(c.end_step, color=color, ls="--", lw=1, label=f"{name}: refocus" if first_closed else None)
+        first_closed = False
 
 
 def _focus_panel(ax: plt.Axes, run: ReportRun, cycles: pd.DataFrame) -> None:
     s = _series(run, "attn_focus_excess")
     top = len(run.run.record.get("top_token_ids", [])) or "top"
-    ax.plot(s.step, s.value, color=ACCENT, label=f"focus excess: mass on the {top} most frequent tokens - uniform")
+    ax.plot(s.step, s.value, color=ACCENT, label=f"top-{top} excess: mass on the {top} most frequent tokens - uniform")
     anyone = _series(run, "attn_token_excess_max")
     if len(anyone):
-        ax.plot(anyone.step, anyone.value, color="0.45", ls="--", lw=1,
-                label="largest excess on any one token")
-    closed = open_ = 0
-    for c in cycles.itertuples():
-        if c.status == "open":
-            open_ += 1
-            ax.axvline(c.start_step, color="C1", ls=":", lw=1.2,
-                       label="open cycle peak (no recovery)" if open_ == 1 else None)
-            continue
-        closed += 1
-        ax.axvspan(c.start_step, c.trough_step, color="C1", alpha=0.2,
-                   label="closed cycle: dilution" if closed == 1 else None)
-        ax.axvline(c.start_step, color="C1", ls="--", lw=1)
+        ax.plot(anyone.step, anyone.value, color="0.45", ls="--", lw=1, label="largest excess on any one token")
+    _mark_cycles(ax, cycles[cycles.signal == "attn_focus_excess"], "C1", f"top-{top}")
+    _mark_cycles(ax, cycles[cycles.signal == "attn_token_excess_max"], "0.3", "any token")
     ax.axhline(0, color="k", lw=0.6)
-    peak = s.loc[s.value.idxmax()]
-    ax.set(ylabel="attention mass excess (fraction)",
-           title=f"Focus excess peaks at {peak.value:.3f} (step {peak.step:.0f}); "
-                 f"{closed} closed, {open_} open cycle(s)")
+    title = f"top-{top} tokens: {cycle_count_text(cycles[cycles.signal == 'attn_focus_excess'])}"
+    if len(anyone):
+        title += f"\nany one token: {cycle_count_text(cycles[cycles.signal == 'attn_token_excess_max'])}"
+    ax.set(ylabel="attention mass excess (fraction)", title=title)
     ax.legend(fontsize=7)
+
+
+def markov_headline(cycles: pd.DataFrame) -> str:
+    """The figure's headline: how many focus-dilution cycles closed, on which signal."""
+    closed = cycles[cycles.status == "closed"]
+    if closed.empty:
+        return f"no focus-dilution cycle closed ({len(cycles)} open, not counted)"
+    best = closed.loc[closed.prominence.idxmax()]
+    which = "any one token" if best.signal == "attn_token_excess_max" else "top tokens"
+    return (f"{len(closed)} closed focus-dilution cycle(s): focus {best.start_step:.0f} -> dilution "
+            f"{best.trough_step:.0f} -> refocus {best.end_step:.0f} ({which}, amplitude {best.prominence:.3f})")
 
 
 def _stage_lines(ax: plt.Axes, run: ReportRun) -> str:
@@ -179,7 +207,7 @@ def _markov_figure(run: ReportRun, cycles: pd.DataFrame) -> plt.Figure:
     e0, e1 = ranks["embedding E"]
     order = _stage_lines(ax, run)
     ax.set(ylabel="stable rank ||W||_F^2 / ||W||_2^2", title=f"Embedding stable rank {e0:.1f} -> {e1:.2f} at its lowest"
-           + (f"; stages: {order}" if order else ""))
+           + (f"\nstages: {order}" if order else ""))
     ax.legend(fontsize=7)
     ax = axes[1][0]
     for metric, label in (("attn_param_norm", "|W_Q,W_K,W_V|_F (weight units)"),
@@ -198,15 +226,18 @@ def _markov_figure(run: ReportRun, cycles: pd.DataFrame) -> plt.Figure:
     twin.set_ylabel("attention entropy (bits)")
     twin.grid(False)
     ax.set(ylabel="loss (nats / token)", title=f"Loss {val.value.iloc[0]:.2f} -> {val.value.iloc[-1]:.2f} nats; "
-           f"entropy changes by {ent.value.iloc[-1] - ent.value.iloc[0]:+.1e} bits")
+           f"attention entropy {ent.value.iloc[0]:.3f} -> {ent.value.iloc[-1]:.3f} bits")
     ax.legend(loc="upper right")
     twin.legend(loc="center right")
     for a in list(axes.flat) + [twin]:
         step_axis(a, val.step, label=STEP_LABEL, log=True)
         no_offset(a)
         a.title.set_fontsize(9.5)
+    cfg = run.run.config
     data = run.run.record.get("dataset", {}).get("source", "?")
-    fig.suptitle(f"one-layer transformer, focus-dilution ({data}), lr={run.run.config.get('lr')}")
+    if data == "markov":
+        data = f"a Markov chain (V={cfg.get('vocab_size')}, Zipf {cfg.get('zipf_exponent')})"
+    fig.suptitle(f"one-layer transformer on {data}\n{markov_headline(cycles)}")
     return fig
 
 

@@ -468,6 +468,17 @@ def test_sweep_and_markov_claims() -> None:
         "no condensation or no closed cycle")
     other_signal = cycles[cycles.signal == "attn_token_excess_max"]          # a closed cycle on another signal
     assert cd.condensation_then_cycles(ctx(metrics=sr, record=markov, cycles=other_signal))["verdict"] == FAILS
+    # a closed any-token cycle counts when its focus and refocus are both on a top (most frequent) token
+    token = pd.DataFrame({"signal": ["attn_token_excess_max"], "status": ["closed"], "start_step": [50.0],
+                          "end_step": [100.0]})
+    argmax = [_row(s, "attn_token_excess_argmax", v) for s, v in ((0, 3.0), (50, 0.0), (100, 0.0))]
+    top = {**markov, "top_token_ids": [0, 1]}
+    assert cd.condensation_then_cycles(ctx(metrics=sr + argmax, record=top, cycles=token)) == result(
+        "embedding stable rank 6.00 -> 1.99 (step 50); 0 closed, 0 open focus cycle(s); 1 closed on one top token",
+        HOLDS, "condenses and cycles")
+    elsewhere = sr + [_row(s, "attn_token_excess_argmax", v) for s, v in ((0, 0.0), (50, 0.0), (100, 7.0))]
+    assert cd.condensation_then_cycles(ctx(metrics=elsewhere, record=top, cycles=token))["verdict"] == FAILS
+    assert cd.condensation_then_cycles(ctx(metrics=sr + argmax, record=markov, cycles=token))["verdict"] == FAILS
     assert cd.condensation_then_cycles(ctx(record=markov))["reason"] == "run has no stable_rank_embedding"
     assert cd.condensation_then_cycles(ctx())["reason"] == \
         "claim is about a focus-dilution (Markov) theory run; this run is `train`"
