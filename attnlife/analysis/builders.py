@@ -120,7 +120,8 @@ def cycles_table(frame: pd.DataFrame, split: str | None, rel_prominence: float =
     """Focus-dilution cycles per head on the focus signals (sink mass, max attention, -entropy;
     smoothed over `smooth_window` samples) and on the per-step light tier (light sink mass,
     -light entropy; smoothed over `light_window`, above `light_prominence`), plus the model-level focus signals of Markov
-    theory runs (`attn_focus_excess`, `attn_token_excess_max`; smoothed over `focus_window`)."""
+    theory runs (`attn_focus_excess`, `attn_token_excess_max`; smoothed over `light_window(n, focus_window)`,
+    above `light_prominence`: a run logged every step is as noisy as the light tier)."""
     rows = []
     if split is not None:
         heads = head_table(frame, split)
@@ -138,9 +139,12 @@ def cycles_table(frame: pd.DataFrame, split: str | None, rel_prominence: float =
         for r in cycle_rows(g.index.to_numpy(), v, smooth_window=window,
                             prominence=light_prominence(v, window, rel_prominence)):
             rows.append({"layer": int(layer), "head_index": int(head), "signal": metric, **r})
-    for metric in MARKOV_FOCUS_SIGNALS:
+    for metric in MARKOV_FOCUS_SIGNALS:   # same noise floor as the light tier: logged every step they are as noisy
         focus = frame[(frame.metric == metric) & (frame.split == "train")].sort_values("step")
-        for r in cycle_rows(focus.step.to_numpy(), focus.value.to_numpy(), rel_prominence, focus_window):
+        window = light_window(len(focus), focus_window)
+        v = focus.value.to_numpy()
+        for r in cycle_rows(focus.step.to_numpy(), v, smooth_window=window,
+                            prominence=light_prominence(v, window, rel_prominence)):
             rows.append({"layer": -1, "head_index": -1, "signal": metric, **r})
     out = pd.DataFrame(rows, columns=ANALYSIS_COLUMNS["cycles"])
     closed = int((out.status == "closed").sum()) if len(out) else 0

@@ -157,14 +157,17 @@ def markov(
 
 
 def cycle_summary(focus) -> str:
-    """One line on the focus-dilution cycles: closed ones counted (peak step, period, amplitude);
+    """One line on the focus-dilution cycles: closed ones counted (the 3 largest listed: peak step,
+    period, amplitude);
     open ones (no recovery before the run ends) named as open and not counted."""
     closed = focus[focus.status == "closed"]
     open_ = focus[focus.status == "open"]
     line = f"{len(closed)} closed focus-dilution cycle(s)"
     if len(closed):
+        shown = closed.nlargest(3, "prominence").sort_values("start_step")   # the 3 largest, in time order
         line += " (" + "; ".join(f"peak {c.start_step:.0f}, period {c.period_steps:.0f} steps, amplitude "
-                                 f"{c.prominence:.4f}" for c in closed.itertuples()) + ")"
+                                 f"{c.prominence:.4f}" for c in shown.itertuples())
+        line += (f"; {len(closed) - len(shown)} smaller not listed" if len(closed) > len(shown) else "") + ")"
     if len(open_):
         line += "; open, not counted: peak at step " + ", ".join(f"{s:.0f}" for s in open_.start_step)
     return line

@@ -134,11 +134,13 @@ FOCUS_SIGNALS = ("attn_focus_excess", "attn_token_excess_max")
 
 
 def cycle_count_text(cycles: pd.DataFrame) -> str:
-    """'N closed (peak P, period T), M open' for the rows of one signal."""
+    """'N closed (peak P, period T [the 2 largest], K more), M open' for the rows of one signal."""
     closed = cycles[cycles.status == "closed"]
     text = f"{len(closed)} closed"
     if len(closed):
-        text += " (" + ", ".join(f"peak {c.start_step:.0f}, period {c.period_steps:.0f}" for c in closed.itertuples()) + ")"
+        shown = closed.nlargest(2, "prominence").sort_values("start_step")
+        text += " (" + ", ".join(f"peak {c.start_step:.0f}, period {c.period_steps:.0f}" for c in shown.itertuples())
+        text += (f", {len(closed) - len(shown)} more" if len(closed) > len(shown) else "") + ")"
     return text + f", {int((cycles.status == 'open').sum())} open"
 
 
@@ -235,6 +237,8 @@ def _markov_figure(run: ReportRun, cycles: pd.DataFrame) -> plt.Figure:
         a.title.set_fontsize(9.5)
     cfg = run.run.config
     data = run.run.record.get("dataset", {}).get("source", "?")
+    if "/" in data:   # a --text path: its last two parts
+        data = "/".join(data.split("/")[-2:])
     if data == "markov":
         data = f"a Markov chain (V={cfg.get('vocab_size')}, Zipf {cfg.get('zipf_exponent')})"
     fig.suptitle(f"one-layer transformer on {data}\n{markov_headline(cycles)}")

@@ -183,3 +183,26 @@ def test_default_run_closes_a_focus_dilution_cycle_on_the_most_frequent_token(tm
     assert focused[peak.start_step] == 0 and focused[peak.end_step] == 0       # the same, most frequent token
     stages = run.analysis()["focus_stages"].set_index("stage")
     assert stages.loc["condensation", "attn_qk_rel_change"] < 1e-3 and stages.loc["condensation", "value"] < 2.0
+
+
+def test_per_step_noise_makes_no_markov_cycles_but_a_planted_cycle_survives_it() -> None:
+    """Logged every step, a flat focus signal plus noise has no cycle (the light tier's noise
+    floor); the same noise on one focus-dilution-refocus wave still gives that one closed cycle."""
+    import numpy as np
+    import pandas as pd
+
+    from attnlife.analysis.builders import cycles_table
+
+    rng = np.random.default_rng(0)
+    steps = np.arange(3000)
+
+    def frame(values):
+        return pd.DataFrame({"step": steps, "split": "train", "layer": -1, "head_index": -1, "layer_b": -1,
+                             "metric": "attn_focus_excess", "value": values})
+
+    flat, _ = cycles_table(frame(0.05 + 0.01 * rng.normal(size=3000)), None)
+    assert flat.empty
+    wave = 0.05 * (1 - np.cos(2 * np.pi * steps / 1500)) / 2     # focus 750, dilution 1500, refocus 2250
+    planted, _ = cycles_table(frame(wave + 0.01 * rng.normal(size=3000)), None)
+    closed = planted[planted.status == "closed"]
+    assert len(closed) == 1 and abs(closed.start_step.iloc[0] - 750) < 100 and abs(closed.period_steps.iloc[0] - 1500) < 150

@@ -63,3 +63,17 @@ def test_cycle_summary_counts_closed_cycles_only() -> None:
     assert line.startswith("1 closed focus-dilution cycle(s) (peak 100, period 700 steps, amplitude 0.0125)")
     assert line.endswith("open, not counted: peak at step 900")
     assert cycle_summary(focus[focus.status == "open"]).startswith("0 closed")
+
+
+def test_cycle_summary_lists_the_three_largest_closed_cycles() -> None:
+    import pandas as pd
+
+    from attnlife.cli.theory_cmd import cycle_summary
+
+    amp = [0.01, 0.05, 0.02, 0.04, 0.03]
+    focus = pd.DataFrame({"start_step": [100.0 * i for i in range(5)], "trough_step": [100.0 * i + 50 for i in range(5)],
+                          "end_step": [100.0 * i + 100 for i in range(5)], "period_steps": [100.0] * 5,
+                          "prominence": amp, "status": ["closed"] * 5})
+    line = cycle_summary(focus)
+    assert line == ("5 closed focus-dilution cycle(s) (peak 100, period 100 steps, amplitude 0.0500; peak 300, period "
+                    "100 steps, amplitude 0.0400; peak 400, period 100 steps, amplitude 0.0300; 2 smaller not listed)")
