@@ -76,6 +76,12 @@ def test_layer_series_means_heads_and_the_pairs_a_layer_is_in() -> None:
     assert one.head_jsd_mean.tolist() == pytest.approx([0.2, 0.3])     # layer rows of the split only
     assert one.xlayer_jsd.tolist() == pytest.approx([0.5, 0.5])       # pairs (0, 1) and (1, 2)
     assert layer_series(frame, "probe", 0).xlayer_jsd.tolist() == pytest.approx([0.3, 0.3])
+    # the outer layers: layer 1's values are the mean of layers 0 and 2, so only these tell the
+    # named layer's rows from the other layers' rows
+    for layer, entropy, span, jsd in ((0, [3.5, 2.5], [10.5, 10.5], [0.1, 0.2]), (2, [1.5, 0.5], [30.5, 30.5], [0.3, 0.4])):
+        got = layer_series(frame, "probe", layer)
+        assert got.entropy_bits.tolist() == entropy and got.span_tokens.tolist() == span, layer
+        assert got.head_jsd_mean.tolist() == pytest.approx(jsd), layer
     assert "xlayer_jsd" not in layer_series(frame[frame.metric != "xlayer_jsd"], "probe", 0)
 
 
@@ -140,5 +146,5 @@ def test_model_series_reads_its_own_split_and_model_rows_only() -> None:
 
 def test_spectra_head_series_keeps_the_model_of_the_first_row() -> None:
     rows = [{"model": m, "step": 10, "layer": 0, "head_index": 0, "matrix": "qk", "stat": "stable_rank", "value": v}
-            for m, v in (("a", 1.0), ("b", 2.0), ("a", 3.0))]
-    assert spectra_head_series(pd.DataFrame(rows), "stable_rank").to_numpy().tolist() == [[2.0]]   # mean of a's: 1, 3
+            for m, v in (("a", 1.0), ("b", 2.0), ("a", 5.0))]
+    assert spectra_head_series(pd.DataFrame(rows), "stable_rank").to_numpy().tolist() == [[3.0]]   # mean of a's: 1, 5

@@ -111,3 +111,16 @@ def test_catcher_is_inactive_off_the_main_thread_or_when_disabled() -> None:
     t.start()
     t.join()
     assert got == {"enabled": False, "handler": before}
+
+
+def test_default_warmup_is_ten_finite_losses_and_a_factor_of_one_is_on() -> None:
+    guard = LossGuard(spike_factor=3.0)                                   # default warm-up: 10 losses
+    for step in range(10):
+        guard.check(step, 1.0 if step < 9 else 3.5, _hint)                # the 10th loss (9 seen) is still warm-up
+    with pytest.raises(DivergenceError, match="step 10"):
+        guard.check(10, 4.0, _hint)                                       # 10 seen: 4 > 3 x mean 1.25
+    at_one = LossGuard(spike_factor=1.0, warmup=1)                        # f = 1: any rise above the mean
+    at_one.check(0, 2.0, _hint)
+    at_one.check(1, 2.0, _hint)                                           # equal to the mean: not above it
+    with pytest.raises(DivergenceError, match="1 x its running mean 2"):
+        at_one.check(2, 2.0001, _hint)
