@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import math
+import time
 from pathlib import Path
 
 import pytest
@@ -196,3 +197,29 @@ def test_attnlife_train_logs_light_rows_every_step_and_identical_losses(tmp_path
     assert sorted(light.step.unique()) == list(range(7))      # step s = the weights after s updates
     assert set(zip(light.layer, light.head_index)) == {(0, 0), (0, 1)}
     assert not off.metric.str.startswith("light_").any()
+
+
+def test_defaults_light_ms_bounded_by_the_wall_time_and_unread_steps_log_nothing(tmp_path):
+    light = LightTracker(run_dir=tmp_path)                  # defaults: every step, train split, grad forwards only
+    assert (light.every, light.batch_fraction, light.backend, light.training_only) == (1, 0.1, "auto", True)
+    assert (light.events, light.last_ms) == (0, 0.0)
+    t0 = time.perf_counter()
+    train(3, light)
+    light.close()
+    wall_ms = (time.perf_counter() - t0) * 1e3
+    m = attnlife.load_run(tmp_path).metrics()
+    ms = m[m.metric == "light_ms"]
+    assert ms.step.tolist() == [0, 1, 2] and (ms.layer == -1).all() and (ms.head_index == -1).all()
+    assert set(m.split) == {"train"} and len(m[m.metric.isin(LIGHT)]) == 3 * 2 * 2 * 4
+    # the tracker's own time: positive, and all of it inside the loop that ran it
+    assert (ms.value > 0).all() and ms.value.sum() < wall_ms
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(block_size=32, vocab_size=65, n_layer=2, n_head=2, n_embd=32, dropout=0.0))
+    other = LightTracker(run_dir=tmp_path / "other")
+    assert other.arm(model, 5) and other.collect() == []    # armed, but no forward ran: nothing queued
+    assert other.arm(model, 6)
+    with torch.no_grad():
+        model(batches(1)[0][0])                             # an eval forward is not read by default
+    assert other.collect() == [] and other.compute_pending() == []
+    other.close()
+    assert other.events == 0 and not list((tmp_path / "other").rglob("*.parquet"))
