@@ -1,0 +1,85 @@
+"""The exact W_QK null at its limits: the Bartlett draws' moments (uncached), the shapes it refuses
+(K = 0, K > D) and the boundary it takes (K = D), heads it cannot judge (non-finite lambdas),
+the rotation count at 0 and 1, and the seeded Monte-Carlo reference it reads."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from attnlife.spectra import null as N
+from attnlife.spectra.stats import thin_spectrum
+
+NAMES = ["lambda1_over_null_edge", "lambda1_rotation_p", "qk_alignment_index", "qk_null_ks", "qk_null_ks_p"]
+
+
+def _heads(h: int, k: int, d: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(h, k, d, generator=g, dtype=torch.float64) * 0.02,
+            torch.randn(h, k, d, generator=g, dtype=torch.float64) * 0.02)
+
+
+def test_bartlett_factors_have_the_wishart_moments() -> None:
+    n, k, d = 40_000, 3, 5
+    low = N.wishart_grams(n, k, d, np.random.default_rng(11))
+    assert low.shape == (n, k, k) and np.all(np.triu(low, 1) == 0) and np.all(low[:, range(k), range(k)] > 0)
+    g = low @ low.transpose(0, 2, 1)                                      # Wishart_3(I, 5)
+    mean, var = g.mean(0), g.var(0)
+    assert np.abs(mean - d * np.eye(k)).max() < 0.1                       # E G = D I (sd of a mean: 0.016)
+    diag, off = var[range(k), range(k)], var[~np.eye(k, dtype=bool)]
+    assert np.abs(diag - 2 * d).max() < 0.8 and np.abs(off - d).max() < 0.5   # Var G_ii = 2D, Var G_ij = D
+    below = low[:, 1:, :1].ravel()                                         # the free normals: N(0, 1)
+    assert abs(below.mean()) < 0.02 and abs(below.var() - 1) < 0.03
+    # the diagonal: sqrt of chi^2 with D, D - 1, D - 2 degrees of freedom
+    assert (low[:, range(k), range(k)] ** 2).mean(0) == pytest.approx([5, 4, 3], abs=0.06)
+
+
+@pytest.mark.parametrize("k, d", [(0, 4), (5, 4)])
+def test_shapes_outside_zero_to_d_give_float64_nan_for_every_statistic(k: int, d: int) -> None:
+    lam = torch.ones(3, k, dtype=torch.float64)
+    grams = torch.eye(k, dtype=torch.float64).expand(3, k, k)
+    out = N.null_stats(lam, grams, grams, d, rotations=3, draws=20)
+    assert sorted(out) == NAMES
+    for name, v in out.items():
+        assert v.dtype == torch.float64 and v.shape == (3,) and torch.isnan(v).all(), name
+
+
+def test_k_equal_d_and_k_one_are_judged() -> None:
+    for k, d in ((4, 4), (1, 4)):
+        a, b = _heads(2, k, d, seed=3)
+        spec = thin_spectrum(a, b, top_k=0)
+        out = N.null_stats(spec.lambdas, spec.gram_a, spec.gram_b, d, rotations=3, draws=50)
+        assert sorted(out) == NAMES
+        for name in ("qk_null_ks", "qk_null_ks_p", "lambda1_over_null_edge", "lambda1_rotation_p"):
+            assert torch.isfinite(out[name]).all(), (k, name)
+
+
+def test_a_head_with_non_finite_lambdas_is_nan_and_the_others_are_judged() -> None:
+    a, b = _heads(3, 4, 16, seed=5)
+    spec = thin_spectrum(a, b, top_k=0)
+    lam = spec.lambdas.clone()
+    lam[1, 2] = math.nan
+    out = N.null_stats(lam, spec.gram_a, spec.gram_b, 16, rotations=0, draws=50)
+    for name in ("qk_null_ks", "qk_null_ks_p", "lambda1_over_null_edge"):
+        assert torch.isnan(out[name][1]) and torch.isfinite(out[name][[0, 2]]).all(), name
+    assert torch.isnan(out["lambda1_rotation_p"]).all()                   # rotations = 0: not computed
+
+
+def test_one_rotation_gives_a_p_of_one_half_or_one_and_the_reference_is_seed_zero() -> None:
+    a, b = _heads(4, 4, 16, seed=6)
+    spec = thin_spectrum(a, b, top_k=0)
+    one = N.null_stats(spec.lambdas, spec.gram_a, spec.gram_b, 16, rotations=1, draws=60)
+    assert set(one["lambda1_rotation_p"].tolist()) <= {0.5, 1.0}          # (1 + #{1 draw >= l1}) / 2
+    assert one["lambda1_rotation_p"].tolist() == N.rotation_null_p(
+        spec.gram_a, spec.gram_b, spec.lambdas[:, 0], 1, 0).tolist()
+    # the default seed is 0: the Monte-Carlo reference of (K, D) drawn with seed 0 gives the p and edge
+    ref = N.null_reference(4, 16, 60, 0)
+    x = (spec.lambdas / N.null_scale(spec.gram_a, spec.gram_b).unsqueeze(-1)).numpy()
+    ks = N.ks_distance(x, 4 / 16)
+    assert one["qk_null_ks"].numpy() == pytest.approx(ks, rel=1e-12)
+    assert one["qk_null_ks_p"].numpy() == pytest.approx(ref.ks_p(ks), rel=1e-12)
+    assert one["lambda1_over_null_edge"].numpy() == pytest.approx(x[:, 0] / ref.edge, rel=1e-12)
+    other = N.null_reference(4, 16, 60, 1)                                # a different seed: a different edge
+    assert other.edge != ref.edge
