@@ -83,3 +83,27 @@ def test_one_rotation_gives_a_p_of_one_half_or_one_and_the_reference_is_seed_zer
     assert one["lambda1_over_null_edge"].numpy() == pytest.approx(x[:, 0] / ref.edge, rel=1e-12)
     other = N.null_reference(4, 16, 60, 1)                                # a different seed: a different edge
     assert other.edge != ref.edge
+
+
+def test_ks_distance_per_row_equals_scipys_statistic() -> None:
+    from scipy.stats import kstest
+
+    c = 0.25
+    rng = np.random.default_rng(4)
+    x = np.stack([rng.uniform(0.2, 3.0, 7), rng.uniform(0.9, 1.1, 7), rng.permutation(np.linspace(0.3, 2.9, 7))])
+    got = N.ks_distance(x, c)
+    want = [kstest(row, lambda t: N.product_mp_cdf(np.asarray(t), c)).statistic for row in x]
+    assert got.shape == (3,) and got.tolist() == pytest.approx(want, abs=1e-12)
+    assert len(set(np.round(want, 6))) == 3                              # three different rows, three distances
+
+
+@pytest.mark.parametrize("c", [0.25, 0.7])
+def test_edges_are_where_the_cubic_gets_complex_roots(c: float) -> None:
+    lo, hi = N.product_mp_edges(c)
+    assert 0 < lo < 1 < hi
+    im = lambda x: np.abs(N._cubic_roots(np.array([x]), c).imag).max()  # noqa: E731
+    assert im(lo * (1 - 1e-3)) < 1e-6 < im(lo * (1 + 1e-3))              # real roots outside, a complex pair inside
+    assert im(hi * (1 + 1e-3)) < 1e-6 < im(hi * (1 - 1e-3))
+    for bad in (0.0, -0.1, 1.0 + 1e-12):
+        with pytest.raises(ValueError, match=r"must be in \(0, 1\], got "):
+            N.product_mp_edges(bad)
