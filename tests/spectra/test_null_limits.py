@@ -71,6 +71,7 @@ def test_one_rotation_gives_a_p_of_one_half_or_one_and_the_reference_is_seed_zer
     a, b = _heads(4, 4, 16, seed=6)
     spec = thin_spectrum(a, b, top_k=0)
     one = N.null_stats(spec.lambdas, spec.gram_a, spec.gram_b, 16, rotations=1, draws=60)
+    assert all(v.dtype == torch.float64 for v in one.values())
     assert set(one["lambda1_rotation_p"].tolist()) <= {0.5, 1.0}          # (1 + #{1 draw >= l1}) / 2
     assert one["lambda1_rotation_p"].tolist() == N.rotation_null_p(
         spec.gram_a, spec.gram_b, spec.lambdas[:, 0], 1, 0).tolist()
