@@ -36,7 +36,7 @@ def _root(version: bool = typer.Option(False, "--version", callback=_print_versi
                                        help="Print the version and exit.")) -> None:
     """Measure the lifecycle of attention while a transformer trains."""
 
-VERB_MODULES = ("data_cmd", "train_cmd", "track_cmd", "spectra_cmd", "theory_cmd", "analyze_cmd",
+VERB_MODULES = ("data_cmd", "train_cmd", "track_cmd", "spectra_cmd", "measure_cmd", "theory_cmd", "analyze_cmd",
                 "report_cmd", "reproduce_cmd")
 
 for _name in VERB_MODULES:

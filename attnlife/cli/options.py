@@ -1,5 +1,6 @@
 """Option conventions shared by the verbs: one name per concept, old names kept as deprecated
-aliases, and the one way a verb names a checkpoint series (`select_series`)."""
+aliases, and the one way a verb names a checkpoint series (`select_series`, its selectors, the
+hub store and the executor)."""
 from __future__ import annotations
 
 import contextlib
@@ -25,28 +26,69 @@ def deprecated_alias(value: Optional[int], old_value: Optional[int], old: str, n
     return old_value
 
 
-def select_series(paths: list, nanogpt: bool, hf: Optional[str], revisions: Optional[str],
-                  out: Optional[Path], writes: str) -> tuple[list, Path]:
-    """The series a verb's arguments name (`RUN_DIR` | `--nanogpt CKPT...` | `--hf MODEL
-    --revisions a,b`) and its output directory (default: the RUN_DIR); `writes` names what goes
-    there, for the error when --out is missing. Returns (CheckpointRefs, output directory)."""
+# the series options every verb over a checkpoint series takes (spectra, track, measure)
+HF = typer.Option(None, "--hf", help="Hub id (e.g. EleutherAI/pythia-160m) or local directory of revision folders.")
+REVISIONS = typer.Option(None, "--revisions", help="Comma-separated revision names (default with --hf: every "
+                         "step revision, stepN / stepN-tokensM, in step order).")
+STEPS = typer.Option(None, "--steps", help="Only step revisions in LO:HI (inclusive; either end may be left out).")
+EVERY_KTH = typer.Option(1, "--every-kth", help="Every k-th revision of the selection, from the first.")
+LOG_SPACED = typer.Option(0, "--log-spaced", help="N revisions evenly spaced in log(step), first and last "
+                          "included (0 = all).")
+KEEP_DOWNLOADS = typer.Option(False, "--keep-downloads", help="Keep hub revisions attnlife downloads (default: "
+                              "each is evicted once measured; at most 3 on disk).")
+EXECUTOR = typer.Option("local", "--executor", help="local (processes, --workers) | ray | submitit: one task "
+                        "per checkpoint.")
+RAY_ADDRESS = typer.Option(None, "--ray-address", help="Ray cluster to join (auto or host:port); default: a "
+                           "local cluster of --workers CPUs.")
+EXECUTOR_OPTIONS = typer.Option([], "--executor-option", help="KEY=VALUE for the executor, repeatable: "
+                                "cpus_per_task, max_retries (ray); slurm_partition, timeout_min, "
+                                "cpus_per_task, slurm_array_parallelism, cluster=local|slurm (submitit).")
+
+
+def revision_selector(revisions: Optional[str], steps: Optional[str], every_kth: int, log_spaced: int):
+    """A `RevisionSelector` from the verb's --revisions / --steps / --every-kth / --log-spaced."""
+    from attnlife.series.revisions import RevisionSelector, parse_step_range
+
+    names = tuple(r.strip() for r in (revisions or "").split(",") if r.strip())
+    return RevisionSelector(names=names, steps=parse_step_range(steps), every_kth=every_kth,
+                            log_spaced=log_spaced)
+
+
+def select_series(paths: list, nanogpt: bool, hf: Optional[str], selector, out: Optional[Path],
+                  writes: str) -> tuple[list, Path]:
+    """The series a verb's arguments name (`RUN_DIR` | `--nanogpt CKPT...` | `--hf MODEL`), the
+    revisions or checkpoints `selector` keeps (`revision_selector`), and its output directory
+    (default: the RUN_DIR); `writes` names what goes there, for the error when --out is missing.
+    Returns (CheckpointRefs, output directory); hub revisions come back unfetched (kind 'hub')."""
+    from dataclasses import replace
+
     from attnlife.errors import ConfigError
-    from attnlife.series.refs import hf_series, nanogpt_series, run_series
+    from attnlife.series.hub import suite_refs
+    from attnlife.series.refs import nanogpt_series, run_series
+    from attnlife.series.revisions import select
 
     paths = list(paths or [])
     if hf:
-        refs = hf_series(hf, [r for r in (revisions or "").split(",") if r])
-    elif nanogpt:
-        if not paths:
-            raise ConfigError("--nanogpt needs one or more ckpt.pt paths")
-        refs = nanogpt_series([str(p) for p in paths])
-    elif len(paths) == 1:
-        refs = run_series(paths[0])
-        out = out or Path(paths[0])
+        refs = suite_refs(hf, selector)
     else:
-        raise ConfigError("pass one RUN_DIR, or --nanogpt CKPT.pt..., or --hf MODEL --revisions a,b")
+        if selector.names:
+            raise ConfigError("--revisions names hub revisions; with a RUN_DIR or --nanogpt select "
+                              "checkpoints with --steps, --every-kth or --log-spaced")
+        if nanogpt:
+            if not paths:
+                raise ConfigError("--nanogpt needs one or more ckpt.pt paths")
+            refs = nanogpt_series([str(p) for p in paths])
+        elif len(paths) == 1:
+            refs = run_series(paths[0])
+            out = out or Path(paths[0])
+        else:
+            raise ConfigError("pass one RUN_DIR, or --nanogpt CKPT.pt..., or --hf MODEL")
+        keep = {s for s, _ in select([(r.step, str(r.step)) for r in refs], replace(selector, names=()))}
+        refs = [r for r in refs if r.step in keep]
     if out is None:
         raise ConfigError(f"--out is required with --nanogpt or --hf (where to write {writes})")
+    if not refs:
+        raise ConfigError("the selection holds no checkpoint; widen --steps / --log-spaced")
     return refs, Path(out)
 
 
@@ -63,3 +105,20 @@ def writer_locks(paths: Sequence[str | os.PathLike], verb: str, rank: int = 0) -
             for path in dict.fromkeys(Path(p).resolve() for p in paths):
                 stack.enter_context(run_lock(path, verb))
         yield
+
+
+def hub_store(refs: list, out: Path, keep_downloads: bool) -> Optional[tuple]:
+    """The hub store spec (ledger OUT/hub, keep, cache) when the series streams hub revisions."""
+    if not any(r.kind == "hub" for r in refs):
+        return None
+    from attnlife.series.hub import hub_cache_dir
+
+    return (str(Path(out) / "hub"), bool(keep_downloads), str(hub_cache_dir()))
+
+
+def series_executor(executor: str, workers: int, ray_address: Optional[str], options: list, out: Path):
+    """The executor of --executor / --workers / --ray-address / --executor-option (submitit logs
+    in OUT/submitit)."""
+    from attnlife.series.executors import make_executor
+
+    return make_executor(executor, workers, ray_address, Path(out) / "submitit", options or [])

@@ -6,6 +6,8 @@ from typing import List, Optional
 
 import typer
 
+from attnlife.cli.options import EXECUTOR, EXECUTOR_OPTIONS, RAY_ADDRESS
+
 
 def reproduce_command(
     out: Path = typer.Option(..., "--out", help="Study folder: data/, runs/run{k}/{dataset}/seed{s}/, results/."),
@@ -14,6 +16,9 @@ def reproduce_command(
     seeds: Optional[int] = typer.Option(None, "--seeds", help="Seeds per dataset (default: the protocol's 3 for shakespeare_char, 1 for the others)."),
     runs: str = typer.Option("0,1,2,3", "--runs", help="Protocol runs: 0 baseline, 1 tracking, 2 +cross-layer, 3 +generation quality."),
     workers: int = typer.Option(1, "--workers", help="Cells trained in parallel processes."),
+    executor: str = EXECUTOR,
+    ray_address: Optional[str] = RAY_ADDRESS,
+    executor_option: List[str] = EXECUTOR_OPTIONS,
     rank: Optional[int] = typer.Option(None, "--rank", help="This node's rank (default: torchrun's RANK, else 0)."),
     world_size: Optional[int] = typer.Option(None, "--world-size", help="Number of nodes sharing the grid (default: WORLD_SIZE, else 1)."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Prepared datasets (default OUT/data; missing ones are prepared there)."),
@@ -23,6 +28,7 @@ def reproduce_command(
 ) -> None:
     """Train every (run, dataset, seed) cell, analyse and report each, and write OUT/results/."""
     from attnlife.errors import ConfigError
+    from attnlife.cli.options import series_executor
     from attnlife.reproduce import parse_runs, reproduce
 
     if preset not in ("cpu", "paper"):
@@ -38,10 +44,11 @@ def reproduce_command(
     from attnlife.cli.options import writer_locks
 
     node = rank if rank is not None else int(os.environ.get("RANK", 0))
+    run_executor = series_executor(executor, workers, ray_address, executor_option, out)
     with writer_locks([out], "reproduce", rank=node):  # one study writer per --out (rank 0's)
         summary = reproduce(out, scale="smoke" if smoke else preset, datasets=datasets, seeds=seeds,
                             runs=parse_runs(runs), workers=workers, rank=rank, world_size=world_size,
-                            data_dir=data_dir, overrides=overrides, quiet=quiet)
+                            data_dir=data_dir, overrides=overrides, quiet=quiet, executor=run_executor)
     counts = {s: sum(o.status == s for o in summary.outcomes) for s in ("trained", "skipped")}
     typer.echo(f"reproduce: {counts['trained']} cells trained, {counts['skipped']} already done "
                f"(this rank: {len(summary.outcomes)} of {summary.total})")

@@ -7,14 +7,24 @@ from typing import List, Optional
 
 import typer
 
+from attnlife.cli.options import (EVERY_KTH, EXECUTOR, EXECUTOR_OPTIONS, HF, KEEP_DOWNLOADS, LOG_SPACED,
+                                  RAY_ADDRESS, REVISIONS, STEPS)
+
 
 def spectra_command(
     paths: List[Path] = typer.Argument(None, help="RUN_DIR, or ckpt.pt files with --nanogpt."),
     nanogpt: bool = typer.Option(False, "--nanogpt", help="PATHS are nanoGPT ckpt.pt files."),
-    hf: Optional[str] = typer.Option(None, "--hf", help="HF hub id or local directory of revisions."),
-    revisions: Optional[str] = typer.Option(None, "--revisions", help="Comma-separated, e.g. step0,step1000."),
+    hf: Optional[str] = HF,
+    revisions: Optional[str] = REVISIONS,
+    steps: Optional[str] = STEPS,
+    every_kth: int = EVERY_KTH,
+    log_spaced: int = LOG_SPACED,
     out: Optional[Path] = typer.Option(None, "--out", help="Output directory (default: the RUN_DIR)."),
     workers: int = typer.Option(1, "--workers", help="Checkpoints analysed in parallel processes."),
+    executor: str = EXECUTOR,
+    ray_address: Optional[str] = RAY_ADDRESS,
+    executor_option: List[str] = EXECUTOR_OPTIONS,
+    keep_downloads: bool = KEEP_DOWNLOADS,
     ov: bool = typer.Option(False, "--ov", help="Also analyse W_OV = W_V^T W_O^T."),
     top_k: int = typer.Option(4, "--top-k", help="Leading eigenvalues/vectors tracked."),
     elements: bool = typer.Option(True, "--elements/--no-elements", help="Element histogram KL and kurtosis."),
@@ -28,11 +38,12 @@ def spectra_command(
     """Turn a checkpoint series into a per-head spectra table (OUT/spectra/, load_run(OUT).spectra())."""
     from attnlife.errors import ConfigError
     from attnlife.spectra.analyse import SpectraOptions
-    from attnlife.cli.options import select_series
+    from attnlife.cli.options import hub_store, revision_selector, select_series, series_executor
     from attnlife.series.refs import SeriesSourceError
     from attnlife.spectra.sweep import run_sweep
 
-    refs, out = select_series(paths, nanogpt, hf, revisions, out, "spectra/")
+    refs, out = select_series(paths, nanogpt, hf, revision_selector(revisions, steps, every_kth, log_spaced),
+                              out, "spectra/")
     if top_k < 1 or workers < 1 or bins < 2 or sample_rows < 0 or null_rotations < 0:
         raise ConfigError("--top-k and --workers must be >= 1, --bins >= 2, --sample-rows and "
                           "--null-rotations >= 0")
@@ -46,8 +57,9 @@ def spectra_command(
 
     # one writer per output folder; ranks > 0 of a torchrun sweep share rank 0's lock
     with run_lock(out, "spectra") if rank == 0 else nullcontext():
-        summary = run_sweep(refs, out, options, workers=workers, rank=rank, world_size=world,
-                            progress=not quiet, force=force)
+        summary = run_sweep(refs, out, options, rank=rank, world_size=world, progress=not quiet, force=force,
+                            executor=series_executor(executor, workers, ray_address, executor_option, out),
+                            store=hub_store(refs, out, keep_downloads))
     if summary.failed and not summary.analysed and not summary.skipped:
         raise SeriesSourceError(f"none of the {len(summary.failed)} checkpoints could be read "
                                  f"(first: {summary.failed[0]})")

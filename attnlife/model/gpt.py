@@ -82,7 +82,10 @@ class CausalSelfAttention(nn.Module):
         k = k.view(B, T, self.n_head, D // self.n_head).transpose(1, 2)
         v = v.view(B, T, self.n_head, D // self.n_head).transpose(1, 2)
         if self.qk_sink is not None and kv_cache is None:  # read-only: graph and outputs unchanged
-            self.qk_sink(self.layer_index, q.detach(), k.detach())
+            if torch.compiler.is_compiling():  # the sink runs eagerly (a graph break): hand it
+                self.qk_sink(self.layer_index, q.detach().clone(), k.detach().clone())  # copies,
+            else:                              # not views into the compiled graph's buffers
+                self.qk_sink(self.layer_index, q.detach(), k.detach())
         past = 0
         if kv_cache is not None:
             past = kv_cache.length

@@ -15,7 +15,7 @@ import os
 import platform
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from attnlife.errors import AttnlifeError
 from attnlife.reproduce.cell import CellJob, CellOutcome, is_done, read_done, run_cell
@@ -58,16 +58,19 @@ def reproduce(out_dir: str | os.PathLike, scale: str = "cpu", datasets: Optional
               seeds: Optional[int] = None, runs: Sequence[int] = tuple(RUNS), workers: int = 1,
               rank: Optional[int] = None, world_size: Optional[int] = None,
               data_dir: Optional[str | os.PathLike] = None, overrides: Sequence[str] = (),
-              quiet: bool = False) -> GridSummary:
+              quiet: bool = False, executor: Any = None) -> GridSummary:
     """Run this rank's unfinished cells of the grid, then the results if every cell is done.
 
     scale: "cpu" | "paper" | "smoke" (`protocol.SCALES`); datasets default to the protocol's
     three; seeds None = the protocol's counts (3 / 1 / 1); rank/world_size default to
-    torchrun's environment (0 / 1 without it). Raises ReproduceError listing failed cells.
+    torchrun's environment (0 / 1 without it). `executor` (`attnlife.series.executors`: Ray,
+    submitit) runs one task per cell instead of `workers` local processes; every worker must see
+    OUT. Raises ReproduceError listing failed cells.
     """
     from tqdm.auto import tqdm
 
-    from attnlife.series.workers import dying_worker, rank_share, run_in_processes
+    from attnlife.series.executors import LocalExecutor
+    from attnlife.series.workers import rank_share
     from attnlife.train.runtime import dist_info_from_env
 
     if scale not in SCALES:
@@ -85,15 +88,16 @@ def reproduce(out_dir: str | os.PathLike, scale: str = "cpu", datasets: Optional
     device = _device(env.local_rank) if world_size > 1 else "auto"
     import torch
 
-    threads = max(1, torch.get_num_threads() // workers)  # as the workers' initializer sets them
+    executor = executor or LocalExecutor(workers)
+    local = isinstance(executor, LocalExecutor)
+    threads = max(1, torch.get_num_threads() // workers) if local else 0   # remote: the executor's
     jobs = [CellJob(str(out), c, scale, str(data), device, tuple(overrides),
-                    quiet=quiet or workers > 1, threads=threads)
+                    quiet=quiet or workers > 1 or not local, threads=threads)
             for c in rank_share(cells, rank, world_size)]
     todo = [j for j in jobs if not is_done(j.run_dir)]
     with tqdm(total=len(todo), desc=f"reproduce {scale} (rank {rank}/{world_size})", unit="cell",
               disable=quiet or not todo) as bar:
-        outcomes = run_in_processes(run_cell, [(j,) for j in todo], workers,
-                                    on_done=lambda o: _report(bar, o), initializer=dying_worker)
+        outcomes = executor.map(run_cell, [(j,) for j in todo], on_done=lambda o: _report(bar, o))
     outcomes += [CellOutcome(j.cell, "skipped", 0.0, "already done") for j in jobs if j not in todo]
     failed = [o for o in outcomes if o.status == "failed"]
     if failed:

@@ -84,7 +84,9 @@ def load_series_model(ref: CheckpointRef, device: str | torch.device = "cpu") ->
         from transformers import AutoModelForCausalLM
 
         hf_config(ref)
-        return AutoModelForCausalLM.from_pretrained(ref.path, attn_implementation="eager").to(device).eval()
+        # float32 whatever the stored dtype (transformers would keep fp16 / bf16 weights as they are)
+        return AutoModelForCausalLM.from_pretrained(ref.path, attn_implementation="eager",
+                                                    dtype=torch.float32).to(device).eval()
     get, keys = open_state(ref)
     state = {k.removeprefix("_orig_mod."): get(k) for k in keys}
     state.setdefault("lm_head.weight", state["transformer.wte.weight"])  # tied, saved once

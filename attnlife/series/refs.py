@@ -40,7 +40,9 @@ class SeriesSourceError(AttnlifeError):
 
 @dataclass(frozen=True)
 class CheckpointRef:
-    """One checkpoint of a series: kind is 'run' (our safetensors dir), 'nanogpt' or 'hf'."""
+    """One checkpoint of a series: kind is 'run' (our safetensors dir), 'nanogpt', 'hf' (a local
+    Hugging Face model directory) or 'hub' (a hub revision not fetched yet: path is empty, config
+    holds repo and revision; `attnlife.series.hub.HubStore` turns it into an 'hf' ref)."""
 
     model: str
     step: int
@@ -149,7 +151,7 @@ def _safetensors_getter(files: list[Path]) -> tuple[Getter, set[str]]:
     def get(name: str) -> torch.Tensor:
         try:
             with safe_open(str(where[name]), framework="pt") as h:
-                return h.get_tensor(name)
+                return upcast(h.get_tensor(name))
         except (SafetensorError, OSError) as err:
             raise SeriesSourceError(f"cannot read {name} from {where[name]} "
                                     f"({' '.join(str(err).split())[:120]}); the file is corrupt") from None
@@ -167,7 +169,13 @@ def _hf_weights(directory: Path) -> tuple[Getter, set[str]]:
     state: dict[str, torch.Tensor] = {}
     for b in bins:
         state.update(torch.load(b, map_location="cpu", mmap=True, weights_only=True))
-    return state.__getitem__, set(state)
+    return (lambda name: upcast(state[name])), set(state)
+
+
+def upcast(t: torch.Tensor) -> torch.Tensor:
+    """float16 / bfloat16 weights as float32 (exact), before any statistic: products of small
+    fp16 weights underflow (early Pythia checkpoints); other dtypes unchanged."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
 
 
 def _open_run(ref: CheckpointRef) -> tuple[Getter, set[str]]:
@@ -188,9 +196,15 @@ def _open_hf(ref: CheckpointRef) -> tuple[Getter, set[str]]:
     return _hf_weights(Path(ref.path))
 
 
+def _open_hub(ref: CheckpointRef) -> tuple[Getter, set[str]]:
+    raise SeriesSourceError(f"revision '{ref.config.get('revision')}' of {ref.model} is not fetched yet; a "
+                            f"sweep fetches hub revisions through attnlife.series.hub.HubStore.local(ref)")
+
+
 # the checkpoint sources (the extension point): kind -> opener of one checkpoint's weights
+# ('hub': a hub revision not fetched yet, see attnlife.series.hub)
 SOURCES: dict[str, Callable[[CheckpointRef], tuple[Getter, set[str]]]] = {
-    "run": _open_run, "nanogpt": _open_nanogpt, "hf": _open_hf}
+    "run": _open_run, "nanogpt": _open_nanogpt, "hf": _open_hf, "hub": _open_hub}
 
 
 def open_state(ref: CheckpointRef) -> tuple[Getter, set[str]]:

@@ -25,7 +25,8 @@ import pandas as pd
 import torch
 
 from attnlife.series.refs import CheckpointRef, SeriesSourceError
-from attnlife.series.workers import dying_worker, rank_share, run_in_processes
+from attnlife.series.executors import CheckpointTask, LocalExecutor, evict_leftovers, map_checkpoints
+from attnlife.series.workers import rank_share
 from attnlife.spectra.analyse import SpectraOptions, analyse_checkpoint
 from attnlife.errors import CheckpointError, UnsupportedModelError
 from attnlife.spectra.sweep_state import is_done, options_record
@@ -67,6 +68,23 @@ def _analyse_or_skip(ref: CheckpointRef, out_dir: str,
     return None
 
 
+@dataclass(frozen=True)
+class SpectraPass:
+    """The spectra of one checkpoint as a pass of a series sweep (`series.executors`): picklable,
+    `done(ref)` says whether OUT holds it for covering options, calling it analyses and writes
+    one checkpoint and returns None, or the line saying why it was skipped (unreadable)."""
+
+    out: str
+    options: SpectraOptions
+
+    def done(self, ref: CheckpointRef) -> bool:
+        return is_done(RunPaths(Path(self.out)).spectra_arrays(ref.model, ref.step), self.options)
+
+    def __call__(self, ref: CheckpointRef) -> Optional[str]:
+        skipped = _analyse_or_skip(ref, self.out, self.options)
+        return None if skipped is None else skipped[1]
+
+
 def _progress(total: int, enabled: bool, desc: str):
     from tqdm.auto import tqdm
 
@@ -75,32 +93,36 @@ def _progress(total: int, enabled: bool, desc: str):
 
 def run_sweep(refs: list[CheckpointRef], out_dir: str | os.PathLike, options: SpectraOptions,
               workers: int = 1, rank: int = 0, world_size: int = 1,
-              progress: bool = True, force: bool = False) -> SweepSummary:
+              progress: bool = True, force: bool = False, executor=None,  # noqa: ANN001
+              store: Optional[tuple] = None) -> SweepSummary:
     """Analyse this rank's not-yet-done checkpoints of `refs`, then the trajectory pass if complete.
 
-    workers > 1 runs checkpoints in that many spawned processes (threads split between them).
-    Done means computed with covering options (`sweep_state.is_done`); `force` redoes all.
-    An unreadable checkpoint is reported on stderr and skipped; the sweep goes on.
+    One task per checkpoint on `executor` (default: `workers` local processes; Ray, submitit:
+    `attnlife.series.executors`); hub revisions (kind 'hub') are fetched and evicted by the hub
+    store `store` = (ledger dir, keep, cache dir). Done means computed with covering options
+    (`sweep_state.is_done`); `force` redoes all. An unreadable checkpoint is reported on stderr and
+    skipped; the sweep goes on.
     """
     out = Path(out_dir)
     spectra_dir = RunPaths(out).spectra
     spectra_dir.mkdir(parents=True, exist_ok=True)
     clean_temp_files(spectra_dir)
+    spectra = SpectraPass(str(out), options)
     mine = rank_share(refs, rank, world_size)
-    todo = [r for r in mine if force or not is_done(RunPaths(out).spectra_arrays(r.model, r.step), options)]
+    todo = [r for r in mine if force or not spectra.done(r)]
+    evict_leftovers(store, refs, mine, todo)
+    tasks = [CheckpointTask(ref, (spectra,), store if ref.kind == "hub" else None) for ref in todo]
     with _progress(len(todo), progress, f"spectra {refs[0].model if refs else ''}") as bar:
-        failed = [f for f in run_in_processes(_analyse_or_skip, [(ref, str(out), options) for ref in todo],
-                                              workers, on_done=lambda _: bar.update(1),
-                                              initializer=dying_worker) if f]
-        for _, line in failed:
+        results = map_checkpoints(tasks, executor or LocalExecutor(workers), on_done=lambda _: bar.update(1))
+        failed = [line for (line,) in results if line]
+        for line in failed:
             bar.write(f"warning: {line}", file=sys.stderr)
     meetings = None
-    unreadable = {(ref.model, ref.step) for ref, _ in failed}
-    readable = [r for r in refs if (r.model, r.step) not in unreadable]
-    if readable and all(is_done(RunPaths(out).spectra_arrays(r.model, r.step), options) for r in readable):
+    readable = [r for r in refs if spectra.done(r)]
+    if readable and len(readable) == len(refs) - len(failed) and all(spectra.done(r) for r in readable):
         meetings = trajectory_pass(readable, out, options)
     return SweepSummary(analysed=len(todo) - len(failed), skipped=len(mine) - len(todo), meetings=meetings,
-                        failed=tuple(line for _, line in failed))
+                        failed=tuple(failed))
 
 
 def trajectory_pass(refs: list[CheckpointRef], out_dir: str | os.PathLike, options: SpectraOptions,

@@ -30,6 +30,7 @@ given instead, broadcastable to [B, H, Tq, Tk]. Imports only torch (pure math la
 from __future__ import annotations
 
 import math
+import sys
 import warnings
 from dataclasses import dataclass
 from typing import Optional
@@ -112,15 +113,58 @@ def fused_sequence_means(q: torch.Tensor, k: torch.Tensor, scale: Optional[float
     entropy_bits = mean_i (LSE_i - scale q_i . o^K_i) / ln 2 over rows i >= 0, clamped at 0 (a mean
     of exact zeros can round to -1e-7); mean_distance_tokens = (T - 1) / 2 - mean_i o^J_i;
     sink_mass = mean_{i >= 1} exp(s_i0 - LSE_i) (NaN when T = 1); lse_max_nats = max_i LSE_i.
+    Grouped-query k [B, Hkv, T, K] is accepted. One copy each of q and k (into `padded_qk`).
     """
-    q, k, scale, backend = _prepare(q, k, scale, backend)
-    T, K = q.size(2), q.size(3)
-    if k.size(2) != T:
-        raise ValueError(f"fused_sequence_means needs Tq == Tk (got {T} and {k.size(2)}); "
+    if backend not in BACKENDS:
+        raise ValueError(f"backend {backend!r} is not one of {BACKENDS}")
+    if k.size(2) != q.size(2):
+        raise ValueError(f"fused_sequence_means needs Tq == Tk (got {q.size(2)} and {k.size(2)}); "
                          f"use fused_row_stats for queries with a cache")
+    backend = lse_backend(q.device) if backend == "auto" else backend
+    qp, kv = padded_qk(q, k, backend)
+    return padded_sequence_means(qp, kv, q.size(-1), scale, backend)
+
+
+def fused_width(K: int, backend: str) -> int:
+    """Width W of the padded q and [k | j - c] (K + 1; a multiple of 8 for the CUDA kernel)."""
+    return K + 1 if backend != "cuda_efficient" else 8 * math.ceil((K + 1) / 8)
+
+
+def padded_qk(q: torch.Tensor, k: torch.Tensor, backend: str = "cpu_flash",
+              out: Optional[tuple[torch.Tensor, torch.Tensor]] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """qp = [q | 0...] and kv = [k | j - c | 0...] [B, H, T, W] float32 (float64 for float64 q),
+    each written with one copy (any input dtype; grouped-query k [B, Hkv, T, K] is broadcast to
+    its query heads, Hugging Face `repeat_kv` order). `out` = (qp, kv) buffers to fill in place."""
+    B, H, T, K = q.shape
+    Hkv = k.size(1)
+    if H % Hkv or k.size(-1) != K or k.size(2) != T or k.size(0) != B:
+        raise ValueError(f"q {tuple(q.shape)} and k {tuple(k.shape)} do not form a (grouped) "
+                         f"causal attention with Tq == Tk: need H % Hkv == 0 and equal B, T, K")
+    dtype = torch.float64 if q.dtype == torch.float64 else torch.float32
+    W = fused_width(K, backend)
+    if out is None:
+        qp = q.new_zeros((B, H, T, W), dtype=dtype)
+        kv = q.new_empty((B, H, T, W), dtype=dtype)
+        kv[..., K + 1:] = 0
+        kv[..., K] = torch.arange(T, device=q.device, dtype=dtype) - _centre(T)
+    else:
+        qp, kv = out
     with torch.no_grad():
-        qp, kv, out, lse = _fused_call(q, k, scale, None, backend)
-        entropy = (lse.mean(-1) - scale * (qp * out).sum(-1).mean(-1)).clamp_min_(0.0) / LOG2
+        qp[..., :K].copy_(q.detach())
+        kv.view(B, Hkv, H // Hkv, T, W)[..., :K].copy_(k.detach().unsqueeze(2))
+    return qp, kv
+
+
+def padded_sequence_means(qp: torch.Tensor, kv: torch.Tensor, K: int, scale: Optional[float] = None,
+                          backend: str = "cpu_flash") -> dict[str, torch.Tensor]:
+    """`fused_sequence_means` from `padded_qk` tensors qp, kv [B, H, T, W] (K = the head dim):
+    one attention call, then per-head means by flat dot products (no [B, H, T, W] temporaries)."""
+    B, H, T, W = qp.shape
+    scale = 1.0 / math.sqrt(K) if scale is None else float(scale)
+    with torch.no_grad():
+        out, lse = _padded_call(qp, kv, scale, None, backend, K)
+        qo = torch.linalg.vecdot(qp.reshape(B, H, T * W), out.reshape(B, H, T * W)) / T   # mean_i q_i . o^K_i
+        entropy = (lse.mean(-1) - scale * qo).clamp_min_(0.0) / LOG2
         distance = (T - 1) / 2 - _centre(T) - out[..., K].mean(-1)
         s0 = scale * (qp[:, :, 1:] @ kv[:, :, 0, :, None]).squeeze(-1)  # [B, H, T - 1]
         sink = torch.exp(s0 - lse[..., 1:]).mean(-1)
@@ -176,28 +220,46 @@ def _fused_call(q: torch.Tensor, k: torch.Tensor, scale: float, mask: Optional[t
     """
     B, H, Tq, K = q.shape
     Tk = k.size(2)
-    width = K + 1 if backend != "cuda_efficient" else 8 * math.ceil((K + 1) / 8)
+    width = fused_width(K, backend)
     pos = torch.arange(Tk, device=q.device, dtype=q.dtype) - _centre(Tk)  # centred: less rounding
     kv = torch.cat([k, pos.view(1, 1, Tk, 1).expand(B, H, Tk, 1)], dim=-1)
     if width > K + 1:
         kv = F.pad(kv, (0, width - K - 1))
     qp = F.pad(q, (0, width - K))
+    out, lse = _padded_call(qp, kv, scale, mask, backend, K)
+    return qp, kv, out, lse
+
+
+def _padded_call(qp: torch.Tensor, kv: torch.Tensor, scale: float, mask: Optional[torch.Tensor],
+                 backend: str, K: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(out [B, H, Tq, W], lse [B, H, Tq]) of attention with queries qp, keys = values = kv."""
+    B, H, Tq, _ = qp.shape
+    Tk = kv.size(2)
     causal = mask is None
     m = None if mask is None else mask.expand(B, H, Tq, Tk)
     if backend == "cpu_flash":
         out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
             qp, kv, kv, 0.0, causal, attn_mask=m, scale=scale)
-        return qp, kv, out, lse
+        return out, lse
     if backend == "cuda_efficient":
         try:
             out, lse = torch.ops.aten._scaled_dot_product_efficient_attention(
                 qp, kv, kv, m, True, 0.0, causal, scale=scale)[:2]
-            return qp, kv, out, lse[..., :Tq]
+            return out, lse[..., :Tq]
         except RuntimeError as err:  # kernel not built for this GPU / shape: exact fallback
             warnings.warn(f"efficient attention with LSE unavailable ({err}); using chunked LSE",
-                          RuntimeWarning, stacklevel=3)
+                          RuntimeWarning, stacklevel=_outside_this_module())
     out = F.scaled_dot_product_attention(qp, kv, kv, attn_mask=mask, is_causal=causal, scale=scale)
-    return qp, kv, out, chunked_logsumexp(q, k, scale, mask)
+    return out, chunked_logsumexp(qp[..., :K], kv[..., :K], scale, mask)
+
+
+def _outside_this_module() -> int:
+    """The warnings stacklevel, seen from the caller of this function, of the first frame outside
+    this module (a warning points at the user's call whichever public function led here)."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename == __file__:
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def chunked_logsumexp(q: torch.Tensor, k: torch.Tensor, scale: float,

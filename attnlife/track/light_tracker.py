@@ -9,15 +9,18 @@ training forward itself (no second forward), cheap enough for every step.
     light.close()
 
 When armed for a step, each attention module of our GPT hands detached views of its q and k
-[B, H, T, K] to the tracker, which copies the first n = ceil(batch_fraction * B) sequences; at
-`collect()` the layers are stacked along the head axis and
-`attnlife.track.fused_stats.fused_sequence_means` computes every layer's statistics under no_grad
-in one fused attention call with V = [K | j] plus its log-sum-exp (one call instead of L: tensor
-op overhead dominates at small T). With `batch_steps` = S > 1 (8 under `attnlife train`) the
-copies of S read steps are queued and computed in one call, stacked along the batch axis, then
-logged at their own steps; `flush()`, every checkpoint (before it is renamed into place, also the
-one written on SIGTERM/SIGINT) and the end of training compute what is queued, so a checkpoint
-on disk implies every light row before its step is on disk. The training graph, the outputs and the losses
+[B, H, T, K] to the tracker, which copies the first n = ceil(batch_fraction * B) sequences straight
+into padded float32 buffers (`fused_stats.padded_qk` layout: q | 0 and k | j - c, layers side by
+side along the head axis, one copy per layer and nothing else; the buffers are reused across
+steps); `attnlife.track.fused_stats.padded_sequence_means` then computes every layer's statistics
+under no_grad in one fused attention call with V = [K | j] plus its log-sum-exp (one call instead
+of L: tensor op overhead dominates at small T). With `batch_steps` = S > 1 (8 under `attnlife
+train`) S read steps fill consecutive batch slots and are computed in one call, then logged at
+their own steps; S is capped so the buffers hold at most `BUFFER_ELEMENTS` floats each (at
+GPT-2-small shape one step fills them: S = 1). Steps of another shape (a shorter last batch) fill
+buffers of their own; each shape is one fused call. `flush()`, every checkpoint (before it is
+renamed into place, also the one written on SIGTERM/SIGINT) and the end of training compute what
+is queued, so a checkpoint on disk implies every light row before its step is on disk. The training graph, the outputs and the losses
 are untouched (tested bit-identical). Only forwards with grad enabled are read, so eval passes in between are
 skipped; with gradient accumulation only the first micro-batch counts.
 
@@ -51,9 +54,10 @@ from attnlife.errors import AttnlifeError
 from attnlife.events import Callback, CheckpointDue, StepRecord, TrainEnd, TrainStart
 from attnlife.model.gpt import GPT
 from attnlife.store.metrics_table import MetricRow, MetricWriter
-from attnlife.track.fused_stats import STAT_NAMES, fused_sequence_means
+from attnlife.track.fused_stats import STAT_NAMES, lse_backend, padded_qk, padded_sequence_means
 
 LIGHT_PREFIX = "light_"
+BUFFER_ELEMENTS = 1 << 24   # floats per step-batch buffer (64 MiB of float32): caps batch_steps
 
 
 class LightTrackingError(AttnlifeError):
@@ -148,8 +152,15 @@ class LightTracker(Callback, LightEvents):
         self._own_writer = writer is not None
         self.rank = 0
         self._model: Optional[GPT] = None
-        self._qk: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-        self._pending: list[tuple[int, dict[int, tuple[torch.Tensor, torch.Tensor]], float, str]] = []
+        self._offsets: dict[int, tuple[int, int]] = {}   # layer -> (first head column, heads)
+        self._seen: set[int] = set()                     # layers read in the armed step
+        self._buf: Optional[_StepBuffers] = None         # the buffers the armed step writes to
+        self._slot = 0                                   # its slot in them
+        # queued steps: (step, layers read, seconds spent, split, buffers, slot)
+        self._pending: list[tuple[int, frozenset, float, str, "_StepBuffers", int]] = []
+        # one sink object for the tracker's life, run eagerly under torch.compile: the compiled
+        # forward guards on its identity (armed / not armed), so arming each step recompiles nothing
+        self._sink = torch.compiler.disable(self._on_qk)
 
     @classmethod
     def from_config(cls, track_config: Any, run_dir: Optional[str | os.PathLike] = None,
@@ -165,9 +176,14 @@ class LightTracker(Callback, LightEvents):
         if step % self.every != 0 or self.rank != 0:
             return False
         self.disarm()
-        self._model, self._step, self._qk, self._spent_s = find_gpt(model), int(step), {}, 0.0
-        for module in self._model.attention_modules():
-            module.qk_sink = self._on_qk
+        self._model, self._step, self._seen, self._spent_s = find_gpt(model), int(step), set(), 0.0
+        modules = self._model.attention_modules()
+        first = 0
+        self._offsets = {}
+        for module in modules:
+            self._offsets[module.layer_index] = (first, module.n_head)
+            first += module.n_head
+            module.qk_sink = self._sink
         return True
 
     def disarm(self) -> None:
@@ -182,30 +198,33 @@ class LightTracker(Callback, LightEvents):
         steps are queued, compute, log and return their rows (else return [])."""
         t0 = time.perf_counter()
         self.disarm()
-        if self._step is not None and self._qk:
+        if self._step is not None and self._seen:
             spent = self._spent_s + time.perf_counter() - t0
-            self._pending.append((self._step, self._qk, spent, split))
-        self._step, self._qk, self._spent_s = None, {}, 0.0
-        return self.compute_pending() if len(self._pending) >= self.batch_steps else []
+            self._pending.append((self._step, frozenset(self._seen), spent, split, self._buf, self._slot))
+        self._step, self._seen, self._spent_s = None, set(), 0.0
+        full = self._buf is not None and sum(p[4] is self._buf for p in self._pending) >= self._buf.slots
+        return self.compute_pending() if full or len(self._pending) >= self.batch_steps else []
 
     def compute_pending(self) -> list[MetricRow]:
-        """Compute and log the rows of every queued step: one fused call per sequence length,
-        the steps stacked along the batch axis and the layers along the head axis.
-        `light_ms` of a step = its own copying time + its share of the shared call and of
-        building the rows (the metric writer's buffering is not included)."""
+        """Compute and log the rows of every queued step: one fused call over the filled batch
+        slots (steps along the batch axis, layers along the head axis). `light_ms` of a step =
+        its own copying time + its share of the shared call and of building the rows (the metric
+        writer's buffering is not included)."""
         t0 = time.perf_counter()
         pending, self._pending = self._pending, []
-        groups: dict[tuple, list] = {}
-        for item in pending:
-            groups.setdefault(tuple(sorted((layer, qk[0].shape[1:]) for layer, qk in item[1].items())),
-                              []).append(item)
-        means = {}
-        for items in groups.values():
-            means.update(zip([item[0] for item in items], _stacked_means([item[1] for item in items],
-                                                                         self.backend)))
-        built = [(step, light_rows(means[step]), spent, split, next(iter(qk.values()))[0].size(2))
-                 for step, qk, spent, split in pending]
-        share = (time.perf_counter() - t0) / max(1, len(pending))
+        if not pending:
+            return []
+        means = {}                                        # one fused call per buffer shape
+        for buf in {id(p[4]): p[4] for p in pending}.values():
+            used = max(p[5] for p in pending if p[4] is buf) + 1
+            means[id(buf)] = buf.means(used)                                  # name -> [S n, L H]
+        built = []
+        for step, layers, spent, split, buf, slot in pending:
+            per_layer = {layer: {name: v[slot * buf.n:(slot + 1) * buf.n, first:first + heads]
+                                 for name, v in means[id(buf)].items()}
+                         for layer, (first, heads) in sorted(buf.offsets.items()) if layer in layers}
+            built.append((step, light_rows(per_layer), spent, split, buf.shape[2]))   # T
+        share = (time.perf_counter() - t0) / len(pending)
         out = []
         for step, rows, spent, split, seq_len in built:
             out.extend(self._emit(step, rows, (spent + share) * 1e3, split, seq_len))
@@ -266,29 +285,51 @@ class LightTracker(Callback, LightEvents):
 
     # ---------------------------------------------------------------- internals
     def _on_qk(self, layer: int, q: torch.Tensor, k: torch.Tensor) -> None:
-        """q, k [B, H, T, K] of one layer's forward: keep copies of the first n sequences."""
-        if layer in self._qk or not self.reads_now():
+        """q, k [B, H, T, K] of one layer's forward: copy the first n sequences into this step's
+        slot of the padded buffers of its shape (full buffers compute the queued steps first)."""
+        if layer in self._seen or not self.reads_now() or layer not in self._offsets:
             return
         t0 = time.perf_counter()
         n = max(1, math.ceil(self.batch_fraction * q.size(0)))
+        shape = (n, tuple(sorted(self._offsets.items())), q.size(2), q.size(3), q.device,
+                 torch.float64 if q.dtype == torch.float64 else torch.float32)
+        if not self._seen:                               # the step's first layer: pick its slot
+            queued = [p for p in self._pending if p[4].shape == shape]
+            if queued and len(queued) < queued[0][4].slots:
+                self._buf, self._slot = queued[0][4], len(queued)   # next slot of that shape's buffers
+            else:
+                if queued:                                # that shape's buffers are full
+                    self.compute_pending()
+                if (self._buf is None or self._buf.shape != shape
+                        or any(p[4] is self._buf for p in self._pending)):
+                    backend = lse_backend(q.device) if self.backend == "auto" else self.backend
+                    self._buf = _StepBuffers(shape, self.batch_steps, backend)
+                self._slot = 0
+        elif self._buf.shape != shape:                   # layers of one forward differ in shape
+            return
+        first, heads = self._offsets[layer]
+        rows = slice(self._slot * n, (self._slot + 1) * n)
         with torch.no_grad():   # copies: the forward's activations are not kept alive
-            self._qk[layer] = (q[:n].clone(), k[:n].clone())
+            padded_qk(q[:n], k[:n], self._buf.backend,
+                      out=(self._buf.qp[rows, first:first + heads], self._buf.kv[rows, first:first + heads]))
+        self._seen.add(layer)
         self._spent_s += time.perf_counter() - t0
 
 
-def _stacked_means(steps: list[dict[int, tuple[torch.Tensor, torch.Tensor]]],
-                   backend: str) -> list[dict[int, dict[str, torch.Tensor]]]:
-    """Per step, layer -> {stat -> per-sequence means [n, H]}, for steps whose layers have the
-    same [H, T, K]: one `fused_sequence_means` call on q, k [sum n, L*H, T, K]."""
-    layers = sorted(steps[0])
-    heads = [steps[0][layer][0].size(1) for layer in layers]
-    sizes = [qk[layers[0]][0].size(0) for qk in steps]
-    q = torch.cat([torch.cat([qk[layer][0] for layer in layers], dim=1) for qk in steps])
-    k = torch.cat([torch.cat([qk[layer][1] for layer in layers], dim=1) for qk in steps])
-    means = fused_sequence_means(q, k, backend=backend)                       # name -> [sum n, L*H]
-    out = []
-    for rows in zip(*(torch.split(v, sizes) for v in means.values())):
-        per_head = [torch.split(v, heads, dim=1) for v in rows]
-        out.append({layer: {name: per_head[m][i] for m, name in enumerate(means)}
-                    for i, layer in enumerate(layers)})
-    return out
+class _StepBuffers:
+    """Padded q / [k | j] buffers [slots * n, L * H, T, W] for `slots` steps of one shape."""
+
+    def __init__(self, shape: tuple, batch_steps: int, backend: str) -> None:
+        n, offsets, T, K, device, dtype = shape
+        heads = sum(h for _, (_, h) in offsets)
+        self.shape, self.n, self.K, self.backend = shape, n, K, backend
+        self.offsets = dict(offsets)
+        per_step = n * heads * T * (K + 8)
+        self.slots = max(1, min(batch_steps, BUFFER_ELEMENTS // per_step))
+        q = torch.zeros(self.slots * n, heads, T, K, device=device, dtype=dtype)
+        self.qp, self.kv = padded_qk(q, q, backend)          # pads and positions written once
+
+    def means(self, steps: int) -> dict[str, torch.Tensor]:
+        """name -> [steps * n, L * H] per-sequence means of the first `steps` slots."""
+        rows = steps * self.n
+        return padded_sequence_means(self.qp[:rows], self.kv[:rows], self.K, None, self.backend)

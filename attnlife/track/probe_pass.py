@@ -34,8 +34,9 @@ import torch
 
 from attnlife.errors import AttnlifeError, CheckpointError
 from attnlife.series.models import load_series_model
-from attnlife.series.refs import CheckpointRef, SeriesSourceError
-from attnlife.series.workers import rank_share, run_in_processes
+from attnlife.series.refs import CheckpointRef, SeriesSourceError, hf_config
+from attnlife.series.executors import CheckpointTask, LocalExecutor, evict_leftovers, map_checkpoints
+from attnlife.series.workers import rank_share
 from attnlife.store.atomic import atomic_path, write_json_atomic
 from attnlife.store.damage import first_line, warn_damaged
 from attnlife.store.metrics_table import MetricRow, MetricWriter
@@ -230,23 +231,57 @@ def _measure_and_write(ref: CheckpointRef, out_dir: str, probe: dict, options: P
     return ref.step
 
 
+@dataclass(frozen=True)
+class ProbePass:
+    """The probe pass of one checkpoint as a pass of a series sweep (`series.executors`):
+    picklable; `done(ref)` checks the done marker for this options key, calling it measures and
+    writes one checkpoint and returns None, or the line saying why it was skipped (unreadable)."""
+
+    out: str
+    probe: dict
+    options: ProbeOptions
+    key: str
+
+    def done(self, ref: CheckpointRef) -> bool:
+        return is_done(self.out, ref, self.key)
+
+    def __call__(self, ref: CheckpointRef) -> Optional[str]:
+        return _measure_or_skip(ref, self.out, self.probe, self.options, self.key)
+
+
 def run_probe_pass(refs: list[CheckpointRef], out_dir: str | os.PathLike, probe: dict[str, torch.Tensor],
                    options: ProbeOptions, workers: int = 1, rank: int = 0, world_size: int = 1,
-                   progress: bool = True, force: bool = False) -> ProbeSummary:
-    """Measure this rank's not-yet-done checkpoints of `refs` on `probe`; rows go to OUT/metrics."""
+                   progress: bool = True, force: bool = False, executor=None,  # noqa: ANN001
+                   store: Optional[tuple] = None) -> ProbeSummary:
+    """Measure this rank's not-yet-done checkpoints of `refs` on `probe`; rows go to OUT/metrics.
+    One task per checkpoint on `executor` (default: `workers` local processes); hub revisions are
+    fetched and evicted by the hub store `store` (see `attnlife.spectra.sweep.run_sweep`)."""
     from tqdm.auto import tqdm
 
-    key = options_key(options, probe)
+    probe_pass = ProbePass(str(out_dir), probe, options, options_key(options, probe))
     mine = rank_share(refs, rank, world_size)
-    todo = [r for r in mine if force or not is_done(out_dir, r, key)]
+    todo = [r for r in mine if force or not probe_pass.done(r)]
+    evict_leftovers(store, refs, mine, todo)
+    tasks = [CheckpointTask(r, (probe_pass,), store if r.kind == "hub" else None) for r in todo]
     with tqdm(total=len(todo), disable=not progress, desc="probe", unit="ckpt") as bar:
-        failed = [f for f in run_in_processes(_measure_or_skip, [(r, str(out_dir), probe, options, key)
-                                                                for r in todo],
-                                              workers, on_done=lambda _: bar.update(1)) if f]
+        results = map_checkpoints(tasks, executor or LocalExecutor(workers), on_done=lambda _: bar.update(1))
+        failed = [line for (line,) in results if line]
         for line in failed:   # like `spectra`: an unreadable checkpoint is skipped, the pass goes on
             bar.write(f"warning: {line}", file=sys.stderr)
     return ProbeSummary(measured=len(todo) - len(failed), skipped=len(mine) - len(todo),
                         failed=tuple(failed))
+
+
+def series_shape(ref: CheckpointRef) -> tuple[int, int]:
+    """(vocab_size, context) of a checkpoint: from config.json for Hugging Face models (nothing
+    loaded), else from the loaded model (`model_shape`)."""
+    if ref.kind == "hf":
+        cfg = hf_config(ref)
+        vocab = cfg.get("vocab_size")
+        context = cfg.get("n_positions") or cfg.get("max_position_embeddings") or 2048
+        if vocab:
+            return int(vocab), int(context)
+    return model_shape(load_series_model(ref))
 
 
 def read_token_file(path: str | os.PathLike) -> np.ndarray:
@@ -297,4 +332,5 @@ def run_val_tokens(run_dir: str | os.PathLike) -> tuple[np.ndarray, str]:
 
 __all__ = ["PROBE_SPLIT", "ProbeOptions", "ProbeSetError", "ProbeSummary", "load_or_make_probe_set",
            "make_probe_set", "measure_checkpoint", "model_shape", "run_probe_pass", "run_val_tokens",
+           "ProbePass", "series_shape",
            "read_token_file", "tokenize_text"]

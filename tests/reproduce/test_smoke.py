@@ -156,3 +156,26 @@ def test_killed_cell_resumes_from_its_checkpoint(study, tmp_path, monkeypatch):
 def test_bad_runs_is_one_line_error(tmp_path, capsys):
     code, text = _cli(capsys, "--out", str(tmp_path), "--runs", "0,7")
     assert code == 2 and text.startswith("error: --runs") and text.count("\n") == 1
+
+
+@pytest.mark.timeout(300)   # a hung cluster fails the test; the executor's finally shuts it down
+def test_grid_cells_on_a_local_ray_cluster_equal_the_serial_cells(study, tmp_path):
+    """`--executor ray` without an address: a local 2-CPU cluster started (and shut down) by the
+    executor runs one task per cell; the cells' numbers equal those of the serial study."""
+    pytest.importorskip("ray")
+    import ray
+
+    from attnlife.reproduce import reproduce
+    from attnlife.series.executors import make_executor
+
+    out, _ = study
+    summary = reproduce(tmp_path, scale="smoke", datasets=["shakespeare_char"], seeds=2, runs=(0,),
+                        data_dir=out / "data", quiet=True, executor=make_executor("ray", workers=2))
+    assert sorted(o.status for o in summary.outcomes) == ["trained", "trained"] and summary.results is not None
+    assert not ray.is_initialized()                                     # the executor's cluster is gone
+    for seed in (0, 1):
+        cell = f"runs/run0/shakespeare_char/seed{seed}/reproduce/done.json"
+        got = json.loads((tmp_path / cell).read_text())["numbers"]
+        want = json.loads((out / cell).read_text())["numbers"]
+        for key in ("final_train_loss", "best_val_loss", "final_val_loss"):
+            assert got[key] == pytest.approx(want[key], rel=1e-5), (seed, key)
