@@ -10,9 +10,12 @@ every statistic weighs the same whatever its unit.
   would say nothing).
 - kNN graph: k = n_neighbors nearest heads in Euclidean distance on the standardised rows
   (sklearn NearestNeighbors); an undirected edge per pair, with its distance.
-- 2-D coordinates: umap-learn UMAP(n_neighbors, min_dist=0.1, random_state=seed, n_jobs=1) on
-  the same rows (seeded, single-threaded: deterministic). UMAP needs N >= 4; fewer heads get PCA
-  coordinates instead (said in `method`).
+- 2-D coordinates: from MIN_UMAP_HEADS = 64 heads on, umap-learn UMAP(n_neighbors, min_dist=0.1,
+  random_state=seed, n_jobs=1) on the same rows (seeded, single-threaded: deterministic); there
+  each head's 15 neighbours are under a quarter of all heads, so the graph UMAP lays out is local.
+  Fewer heads (the 16 of a 4x4 model) get the first two principal components instead: linear
+  axes whose share of the variance is reported (`explained`), nothing a small sample cannot
+  support. `method` says which was used.
 - Clusters: k-means (n_init=10, random_state=seed) on the standardised rows for k = 2 ..
   min(8, N - 1), keeping the k with the largest silhouette score; when no k reaches a silhouette
   of 0.25 every head is one cluster (0): no cluster structure is claimed where there is none.
@@ -23,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 MIN_SILHOUETTE = 0.25
+MIN_UMAP_HEADS = 64
 
 
 def standardise_blocks(blocks: list[np.ndarray]) -> np.ndarray:
@@ -75,23 +79,27 @@ def adapted_neighbors(n: int, n_neighbors: int = 15) -> int:
     return max(1, min(n_neighbors, max(2, n // 3), n - 1))
 
 
-def embed(x: np.ndarray, seed: int = 0, n_neighbors: int = 15) -> tuple[np.ndarray, str, int]:
-    """2-D coordinates [N, 2] of rows x, the method used, and the n_neighbors used."""
+def embed(x: np.ndarray, seed: int = 0, n_neighbors: int = 15) -> tuple[np.ndarray, str, int, list[float]]:
+    """2-D coordinates [N, 2] of rows x, the method used, the n_neighbors of the kNN graph, and
+    (PCA) the share of variance of each axis ([] for UMAP)."""
     n = len(x)
     k = adapted_neighbors(n, n_neighbors)
-    if n < 4:
+    if n < MIN_UMAP_HEADS:
         from sklearn.decomposition import PCA
 
         comps = min(2, n, x.shape[1])
         coords = np.zeros((n, 2))
+        explained = [0.0, 0.0]
         if comps > 0 and n > 1:
-            coords[:, :comps] = PCA(n_components=comps, random_state=seed).fit_transform(x)
-        return coords, "pca (fewer than 4 heads)", k
+            pca = PCA(n_components=comps, random_state=seed)
+            coords[:, :comps] = pca.fit_transform(x)
+            explained[:comps] = [float(v) for v in pca.explained_variance_ratio_]
+        return coords, f"pca (fewer than {MIN_UMAP_HEADS} heads)", k, explained
     import umap
 
     reducer = umap.UMAP(n_neighbors=k, min_dist=0.1, random_state=seed, n_jobs=1,
                         init="spectral" if n > k + 1 else "random")
-    return reducer.fit_transform(x), f"umap n_neighbors={k}", k
+    return reducer.fit_transform(x), f"umap n_neighbors={k}", k, []
 
 
 def embed_trajectories(keys: list[tuple[int, int]], blocks: list[np.ndarray], seed: int = 0,
@@ -99,10 +107,10 @@ def embed_trajectories(keys: list[tuple[int, int]], blocks: list[np.ndarray], se
     """(embedding rows layer, head_index, x, y, cluster; edges src, dst, distance; info) for the
     heads `keys` [(layer, head)] with per-statistic trajectory blocks [N, T_s]."""
     x = standardise_blocks(blocks)
-    coords, method, k = embed(x, seed, n_neighbors)
+    coords, method, k, explained = embed(x, seed, n_neighbors)
     labels, silhouette = choose_clusters(x, seed) if len(x) >= 3 else (np.zeros(len(x), dtype=int), float("nan"))
     emb = pd.DataFrame({"layer": [a for a, _ in keys], "head_index": [b for _, b in keys],
                         "x": coords[:, 0].astype(float), "y": coords[:, 1].astype(float), "cluster": labels})
     info = {"method": method, "n_neighbors": k, "n_heads": len(keys), "n_clusters": int(labels.max()) + 1,
-            "silhouette": silhouette, "features": int(x.shape[1])}
+            "silhouette": silhouette, "features": int(x.shape[1]), "explained": explained}
     return emb, knn_edges(x, k), info

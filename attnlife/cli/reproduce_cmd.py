@@ -23,6 +23,9 @@ def reproduce_command(
     world_size: Optional[int] = typer.Option(None, "--world-size", help="Number of nodes sharing the grid (default: WORLD_SIZE, else 1)."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Prepared datasets (default OUT/data; missing ones are prepared there)."),
     overrides: List[str] = typer.Option([], "--set", help="section.key=value for every cell, repeatable."),
+    sources: Optional[Path] = typer.Option(None, "--sources", help="Folder of offline dataset copies laid out like "
+                                           "../shared/data (default: $ATTNLIFE_SOURCES, else ../shared/data when "
+                                           "it exists, as `make demo` does)."),
     smoke: bool = typer.Option(False, "--smoke", help="A tiny model for 40 updates, shakespeare_char, 2 seeds: the end-to-end check (< 2 min)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
@@ -48,7 +51,8 @@ def reproduce_command(
     with writer_locks([out], "reproduce", rank=node):  # one study writer per --out (rank 0's)
         summary = reproduce(out, scale="smoke" if smoke else preset, datasets=datasets, seeds=seeds,
                             runs=parse_runs(runs), workers=workers, rank=rank, world_size=world_size,
-                            data_dir=data_dir, overrides=overrides, quiet=quiet, executor=run_executor)
+                            data_dir=data_dir, overrides=overrides, quiet=quiet, executor=run_executor,
+                            sources_dir=default_sources(sources))
     counts = {s: sum(o.status == s for o in summary.outcomes) for s in ("trained", "skipped")}
     typer.echo(f"reproduce: {counts['trained']} cells trained, {counts['skipped']} already done "
                f"(this rank: {len(summary.outcomes)} of {summary.total})")
@@ -58,6 +62,18 @@ def reproduce_command(
         typer.echo(f"results: {summary.results}/run_*.json, overhead.csv, compare.md")
     else:
         typer.echo("results: waiting for the other ranks' cells (rerun any rank to write them)")
+
+
+def default_sources(given: Optional[Path]) -> Optional[Path]:
+    """--sources, else $ATTNLIFE_SOURCES, else ../shared/data when it exists (the Makefile's SHARED)."""
+    import os
+
+    if given is not None:
+        return given
+    if os.environ.get("ATTNLIFE_SOURCES"):
+        return Path(os.environ["ATTNLIFE_SOURCES"])
+    shared = Path("..") / "shared" / "data"
+    return shared if shared.is_dir() else None
 
 
 def register(app: typer.Typer) -> None:

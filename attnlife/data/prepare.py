@@ -65,8 +65,11 @@ def check_source(spec: DatasetSpec, src: SourceBytes) -> bool:
 
 def prepare_dataset(name: str, out_dir: str | os.PathLike,
                     source: str | os.PathLike | None = None, quiet: bool = False, *,
-                    dataset_name: Optional[str] = None) -> Path:
+                    dataset_name: Optional[str] = None, sources_dir: str | os.PathLike | None = None) -> Path:
     """Prepare dataset `name` into `out_dir/<dataset_name or name>`; return that folder.
+
+    Sources are looked up as `attnlife.data.sources` says; `sources_dir` is the folder of offline
+    copies (default `$ATTNLIFE_SOURCES`).
 
     Splits: canonical enwik8/text8 -> 90M/5M/5M tokens; their prefixes -> int(0.9N)/int(0.05N)/rest
     with meta "prefix": true; shakespeare_char and text -> int(0.9N)/rest.
@@ -80,7 +83,7 @@ def prepare_dataset(name: str, out_dir: str | os.PathLike,
                                   f"--name my_text")
     final = Path(out_dir) / folder
     check_target(final)
-    src = resolve_source(spec, source, quiet=quiet)
+    src = resolve_source(spec, source, quiet=quiet, sources_dir=sources_dir)
     # a stage bar only where a user waits (the full 100 MB files); small inputs take < 1 s
     with tqdm(total=2, desc=f"prepare {folder}", disable=quiet or len(src.data) < BAR_MIN_BYTES,
               unit="stage") as bar:

@@ -4,7 +4,8 @@ Order of lookup (the first that exists wins):
 1. `source` given by the user: a raw/.txt file or a .zip holding the dataset's member;
 2. the user cache `$ATTNLIFE_CACHE/<name>/<file>` (default `~/.cache/attnlife/`), holding only
    verified canonical downloads;
-3. `$ATTNLIFE_SOURCES/<glob>` for each of the spec's `offline_paths` (the ../shared/data layout);
+3. `<sources>/<glob>` for each of the spec's `offline_paths` (the ../shared/data layout), where
+   <sources> is the `sources_dir` argument (`--sources`), else `$ATTNLIFE_SOURCES`;
 4. the canonical URL, streamed into the cache atomically and verified (sha256, else size) first.
 """
 from __future__ import annotations
@@ -53,8 +54,9 @@ def sha256_hex(data: bytes) -> str:
 
 
 def resolve_source(spec: DatasetSpec, source: str | os.PathLike | None = None,
-                   quiet: bool = False) -> SourceBytes:
-    """Return the source bytes of `spec` from the first place in the lookup order that has them."""
+                   quiet: bool = False, sources_dir: str | os.PathLike | None = None) -> SourceBytes:
+    """Return the source bytes of `spec` from the first place in the lookup order that has them
+    (`sources_dir`: the folder of offline copies, default `$ATTNLIFE_SOURCES`)."""
     if source is not None:
         return read_source_file(spec, Path(source), kind="given")
     if spec.url is None:
@@ -64,7 +66,7 @@ def resolve_source(spec: DatasetSpec, source: str | os.PathLike | None = None,
     if cached.is_file():
         _verify_download(spec, cached.read_bytes(), str(cached), hint="delete it and rerun")
         return read_source_file(spec, cached, kind="cache")
-    offline = _find_offline(spec)
+    offline = _find_offline(spec, sources_dir)
     if offline is not None:
         return read_source_file(spec, offline, kind="sources_dir")
     download(spec, cached, quiet=quiet)
@@ -112,9 +114,10 @@ def _read_zip_member(spec: DatasetSpec, path: Path) -> tuple[bytes, str]:
                               f"download it again or pass the unpacked file") from None
 
 
-def _find_offline(spec: DatasetSpec) -> Optional[Path]:
-    """First match of the spec's `offline_paths` globs under `$ATTNLIFE_SOURCES`, or None."""
-    root = os.environ.get("ATTNLIFE_SOURCES")
+def _find_offline(spec: DatasetSpec, sources_dir: str | os.PathLike | None = None) -> Optional[Path]:
+    """First match of the spec's `offline_paths` globs under `sources_dir` (default
+    `$ATTNLIFE_SOURCES`), or None."""
+    root = sources_dir or os.environ.get("ATTNLIFE_SOURCES")
     if not root:
         return None
     base = Path(root).expanduser()

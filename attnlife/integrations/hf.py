@@ -10,6 +10,15 @@ i.e. `state.global_step`. The weights at step 0 (or a resumed start) are measure
 gradient accumulation); `eval_loss` from `on_evaluate` is logged at `state.global_step` with split
 `val`, so attention, eval loss and HF's `checkpoint-{global_step}` describe the same weights.
 
+Training loss and learning rate go into the same table (split `train`, like `attnlife train`):
+- `lr` at step s = the learning rate of the update that starts from the weights of step s, read
+  from the optimizer in `on_train_begin` / `on_step_end` (after the scheduler stepped), so it does
+  not depend on which value a transformers version puts into its logs.
+- `loss` from HF's logs (`logging_steps`): the mean training loss of the updates since the last
+  log, i.e. of the forwards on the weights of steps g - n .. g - 1 when HF logs at global step g
+  after n updates; it is written at step g - 1, the last weights it includes (a trailing mean;
+  exact per step with `logging_steps=1`). Under DDP it is HF's loss averaged over processes.
+
 HF callbacks never see the step's batch, so the tracker probes a fixed batch: `probe_batch`
 (token ids [B, T]) if given, else the first `per_device_train_batch_size` examples of the train
 dataloader's dataset, collated by its collate_fn (indexing, not iterating: no RNG is consumed).
@@ -56,13 +65,27 @@ class AttnlifeHFCallback(TrainerCallback):
             self.probe_batch = self._probe_from(args, loader)
         self.tracker.maybe_track(step, model, self.probe_batch.to(next(model.parameters()).device))
 
+    def _log_lr(self, state: Any, optimizer: Any) -> None:
+        step = int(state.global_step)
+        if optimizer is None or not state.is_world_process_zero or (state.max_steps and step >= state.max_steps):
+            return  # no update starts from the final weights
+        self.tracker.log(step, "lr", float(optimizer.param_groups[0]["lr"]))
+
     def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
         self._track(args, state, model, kwargs.get("train_dataloader"))
+        self._log_lr(state, kwargs.get("optimizer"))
 
     def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
         self._track(args, state, model, kwargs.get("train_dataloader"))
         if getattr(control, "should_save", False):  # HF saves right after this event: rows first
             self.tracker.flush()
+        self._log_lr(state, kwargs.get("optimizer"))
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
+        step = int(state.global_step)
+        if not logs or "loss" not in logs or not state.is_world_process_zero or step <= 0:
+            return
+        self.tracker.log(step - 1, "loss", float(logs["loss"]))
 
     def on_evaluate(self, args: Any, state: Any, control: Any, metrics: Any = None, **kwargs: Any) -> None:
         if metrics and "eval_loss" in metrics and state.is_world_process_zero:

@@ -11,6 +11,12 @@ micro-batch of update s, on that batch, before the update: once per optimizer st
 `trainer.callback_metrics` is logged at `trainer.global_step` with split `val`. The batch may be
 ids, (x, y) or a dict with input_ids; the capturable model (our GPT, a HF causal LM or a
 TransformerLens model) is found inside the LightningModule.
+
+Training loss and learning rate go into the same table (split `train`, like `attnlife train`):
+`lr` at step s = the optimizer's learning rate when update s starts (first micro-batch), `loss`
+at step s = the mean of the losses `training_step` returned for the micro-batches of update s
+(all computed on the weights of step s), written once the update's last micro-batch ended.
+Under DDP these are rank zero's own values.
 """
 from __future__ import annotations
 
@@ -32,14 +38,34 @@ class AttnlifeLightningCallback(pl.Callback):
         self.tracker = tracker
         self._last_step = -1
         self._last_batch: Any = None
+        self._losses: list[float] = []
 
     def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
         self._last_batch = batch
         step = int(trainer.global_step)
         if step == self._last_step or not trainer.is_global_zero:
             return  # a later micro-batch of the same optimizer step
+        self._flush_loss()
         self._last_step = step
+        if trainer.optimizers:
+            self.tracker.log(step, "lr", float(trainer.optimizers[0].param_groups[0]["lr"]))
         self.tracker.maybe_track(step, pl_module, batch)
+
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if not trainer.is_global_zero:
+            return
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        if loss is None:
+            return
+        # automatic optimization hands over training_step's loss divided by accumulate_grad_batches
+        scale = trainer.accumulate_grad_batches if getattr(pl_module, "automatic_optimization", True) else 1
+        self._losses.append(float(loss.detach() if hasattr(loss, "detach") else loss) * scale)
+
+    def _flush_loss(self) -> None:
+        """Write the mean loss of the micro-batches of update `_last_step` (all on its weights)."""
+        if self._losses and self._last_step >= 0:
+            self.tracker.log(self._last_step, "loss", sum(self._losses) / len(self._losses))
+        self._losses = []
 
     def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero:
@@ -54,6 +80,8 @@ class AttnlifeLightningCallback(pl.Callback):
         self.tracker.flush()
 
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+        if trainer.is_global_zero:
+            self._flush_loss()
         step = int(trainer.global_step)
         if trainer.is_global_zero and step != self._last_step and self._last_batch is not None:
             self._last_step = step

@@ -179,6 +179,11 @@ class ReportRun:
         """Analysis tables by name (`Run.analysis()`; {} when the run was never analysed)."""
         return dict(self.run.analysis())
 
+    @functools.cached_property
+    def summary(self) -> dict:
+        """RUN/analysis/summary.json ({} when the run was never analysed)."""
+        return self.run.analysis_summary()
+
     def analysis_table(self, name: str, empty_hint: str = "") -> pd.DataFrame:
         """A non-empty analysis table; `empty_hint` names what an empty one lacks."""
         table = self.analysis.get(name)

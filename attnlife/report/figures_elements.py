@@ -16,7 +16,7 @@ from attnlife.report.data import ReportRun
 from attnlife.report.exemplars import choose_exemplars
 from attnlife.report.panels import heatmap_pair, inset_series, layer_grid, slice_indices
 from attnlife.report.registry import figure
-from attnlife.report.style import color, index_step_ticks
+from attnlife.report.style import color, fit_suptitle, index_step_ticks
 
 KL_LABEL = "KL(P(w) || Gaussian) (nats)"
 SIGMA_LABEL = "element std sigma (weight units)"
@@ -67,8 +67,10 @@ def elements_image(run: ReportRun) -> plt.Figure:
         ax.set_visible(False)
     fig.colorbar(mesh, ax=axes, label="density P(z) (per sigma unit, log colour)", shrink=0.8)
     tails = [float(dens[-1, e.layer, e.head][np.abs(z) > 4].sum() * (z[1] - z[0])) for e in heads]
-    fig.suptitle(f"W_QK element distributions widen in the tails: up to {max(tails):.1e} of the mass "
-                 f"beyond 4 sigma at the last checkpoint (Gaussian: 6.3e-05)")
+    gauss = float(2 * norm.sf(4))
+    verb = "widen in the tails" if max(tails) > gauss else "stay Gaussian in the tails"
+    fit_suptitle(fig, f"W_QK element distributions {verb}: up to {max(tails):.1e} of the mass beyond 4 sigma "
+                      f"at step {int(steps[-1]):,} (Gaussian: {gauss:.1e})")
     return fig
 
 
@@ -78,13 +80,16 @@ def elements_slices(run: ReportRun) -> plt.Figure:
     steps, z, dens = densities(run)
     (s_steps, sigma), (k_steps, kl) = sigma_and_kl(run)
     heads = choose_exemplars(run)
-    marks = slice_indices(len(steps))
+    marks = slice_indices(len(steps), values=np.concatenate([sigma.reshape(len(s_steps), -1) / np.nanmean(sigma),
+                                                             kl.reshape(len(k_steps), -1)], axis=1)
+                          if len(s_steps) == len(k_steps) == len(steps) else None)
     fig, axes = plt.subplots(2, 2, figsize=(10, 7.4), squeeze=False)
     for ax, ex in zip(axes.flat, heads):
-        for j, i in enumerate(marks):
+        for j, i in reversed(list(enumerate(marks))):  # earliest drawn last: on top, dashed
             d = dens[i, ex.layer, ex.head]
-            ax.plot(z[d > 0], d[d > 0], color=color(j), lw=1.2, label=f"step {int(steps[i]):,}")
-        ax.plot(z, norm.pdf(z), color="black", ls="--", lw=0.9, label="Gaussian N(0, 1)")
+            ax.plot(z[d > 0], d[d > 0], color=color(j), lw=1.6 if j == 0 else 1.1, ls=(0, (4, 2)) if j == 0 else "-",
+                    label=f"step {int(steps[i]):,}")
+        ax.plot(z, norm.pdf(z), color="black", ls=":", lw=1.0, label="Gaussian N(0, 1)")
         ax.set_yscale("log")
         ax.set_ylim(1e-6, 3)
         ax.set_xlim(-6, 6)
@@ -93,14 +98,17 @@ def elements_slices(run: ReportRun) -> plt.Figure:
         ax.set_title(f"{ex.label} ({ex.reason})", fontsize=9)
         idx_s = [int(np.searchsorted(s_steps, steps[i])) for i in marks]
         idx_k = [int(np.searchsorted(k_steps, steps[i])) for i in marks]
-        inset_series(ax, (0.2, 0.05, 0.27, 0.26), s_steps, sigma[:, ex.layer, ex.head], idx_s, "sigma(t)")
-        inset_series(ax, (0.56, 0.05, 0.27, 0.26), k_steps, kl[:, ex.layer, ex.head], idx_k, "KL(t) (nats)")
+        inset_series(ax, (0.21, 0.14, 0.25, 0.24), s_steps, sigma[:, ex.layer, ex.head], idx_s, "sigma(t)")
+        inset_series(ax, (0.58, 0.14, 0.25, 0.24), k_steps, kl[:, ex.layer, ex.head], idx_k, "KL(t) (nats)")
     for ax in list(axes.flat)[len(heads):]:
         ax.set_visible(False)
-    axes[0][0].legend(loc="upper left", fontsize=6.5)
+    handles, labels = axes[0][0].get_legend_handles_labels()  # steps were drawn latest first
+    n = len(marks)
+    axes[0][0].legend(handles[:n][::-1] + handles[n:], labels[:n][::-1] + labels[n:], loc="upper left", fontsize=6.5)
     change = [sigma[-1, e.layer, e.head] / sigma[0, e.layer, e.head] for e in heads]
-    fig.suptitle(f"W_QK element distributions at five checkpoints: sigma grows x{min(change):.2f}"
-                 f"-x{max(change):.2f} in the exemplar heads")
+    verb = "grows" if min(change) > 1 else "shrinks" if max(change) < 1 else "changes"
+    fit_suptitle(fig, f"W_QK element distributions at {len(marks)} checkpoints chosen where they change: sigma "
+                      f"{verb} x{min(change):.2f}-x{max(change):.2f} in the exemplar heads")
     return fig
 
 
@@ -110,8 +118,8 @@ def elements_layers(run: ReportRun) -> plt.Figure:
     (s_steps, sigma), (k_steps, kl) = sigma_and_kl(run)
     fig, _ = layer_grid(s_steps, sigma, "sigma (weight units)", k_steps, kl, "KL to Gaussian (nats)")
     spread = np.nanstd(sigma[-1], axis=1) / np.nanmean(sigma[-1], axis=1)
-    fig.suptitle(f"W_QK element sigma and KL per head: at the end, heads of a layer\n"
-                 f"differ in sigma by {100 * spread.min():.0f}-{100 * spread.max():.0f}% (std / mean)")
+    fit_suptitle(fig, f"W_QK element sigma and KL per head: at step {int(s_steps[-1]):,}, heads of a layer "
+                      f"differ in sigma by {100 * spread.min():.0f}-{100 * spread.max():.0f}% (std / mean)")
     return fig
 
 
@@ -122,6 +130,6 @@ def elements_heatmap(run: ReportRun) -> plt.Figure:
     fig = heatmap_pair((s_steps, sigma, SIGMA_LABEL, "element std sigma"), (k_steps, kl, KL_LABEL, "KL to a Gaussian"),
                        log_first=True)
     peak = np.unravel_index(np.nanargmax(kl), kl.shape)
-    fig.suptitle(f"All heads over training: largest KL {kl[peak]:.3f} nats at "
-                 f"L{peak[1]}H{peak[2]}, step {int(k_steps[peak[0]]):,}")
+    fit_suptitle(fig, f"All heads over training: largest KL {kl[peak]:.3f} nats at "
+                      f"L{peak[1]}H{peak[2]}, step {int(k_steps[peak[0]]):,}")
     return fig

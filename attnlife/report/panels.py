@@ -10,7 +10,7 @@ import numpy as np
 from matplotlib.colors import LogNorm, Normalize
 from matplotlib.ticker import MaxNLocator
 
-from attnlife.report.style import ACCENT, color, index_step_ticks, no_offset, step_axis
+from attnlife.report.style import ACCENT, change_share, color, index_step_ticks, no_offset, step_axis
 
 MAX_LAYER_ROWS = 6
 
@@ -23,8 +23,9 @@ def shown_layers(n_layer: int, most: int = MAX_LAYER_ROWS) -> list[int]:
 
 
 def layer_lines(ax: plt.Axes, steps: np.ndarray, values: np.ndarray, layer: int, ylabel: str,
-                log_y: bool = False) -> None:
-    """Every head of `layer` (values [S, L, H]) as a thin line, the layer mean red (vermillion) dashed."""
+                log_y: bool = False, scale_values: np.ndarray | None = None) -> None:
+    """Every head of `layer` (values [S, L, H]) as a thin line, the layer mean red (vermillion) dashed;
+    the step axis is chosen from `scale_values` (default: this layer's heads)."""
     n_head = values.shape[2]
     for h in range(n_head):
         ax.plot(steps, values[:, layer, h], color=color(h if h < 5 else h + 1), lw=0.9, alpha=0.8,
@@ -33,7 +34,7 @@ def layer_lines(ax: plt.Axes, steps: np.ndarray, values: np.ndarray, layer: int,
     if log_y:
         ax.set_yscale("log")
     ax.set_ylabel(ylabel)
-    step_axis(ax, steps)
+    step_axis(ax, steps, values=values[:, layer] if scale_values is None else scale_values)
     no_offset(ax)
 
 
@@ -43,9 +44,12 @@ def layer_grid(steps_a: np.ndarray, a: np.ndarray, label_a: str, steps_b: np.nda
     layers = shown_layers(a.shape[1])
     fig, axes = plt.subplots(len(layers), 2, figsize=(9, 2.3 * len(layers) + 0.6), squeeze=False,
                              sharex=True)
+    same = len(steps_a) == len(steps_b) and np.array_equal(steps_a, steps_b)
+    scale = np.concatenate([a.reshape(len(steps_a), -1), b.reshape(len(steps_b), -1)], axis=1) if same \
+        else a.reshape(len(steps_a), -1)
     for row, layer in enumerate(layers):
-        layer_lines(axes[row][0], steps_a, a, layer, label_a, log_y=log_a)
-        layer_lines(axes[row][1], steps_b, b, layer, label_b)
+        layer_lines(axes[row][0], steps_a, a, layer, label_a, log_y=log_a, scale_values=scale)
+        layer_lines(axes[row][1], steps_b, b, layer, label_b, scale_values=scale if same else None)
         axes[row][0].set_title(f"layer {layer}", loc="left", fontsize=9)
         if row < len(layers) - 1:
             axes[row][0].set_xlabel("")
@@ -91,23 +95,39 @@ def heatmap_pair(first: tuple, second: tuple, log_first: bool = False) -> plt.Fi
     return fig
 
 
-def slice_indices(n_steps: int, n: int = 5) -> list[int]:
-    """`n` checkpoint indices spread evenly over the series (first and last included)."""
-    return sorted({int(round(x)) for x in np.linspace(0, n_steps - 1, min(n, n_steps))})
+def slice_indices(n_steps: int, n: int = 5, values: np.ndarray | None = None) -> list[int]:
+    """`n` checkpoint indices: the first, the last, and where the cumulative change of `values`
+    ([S, ...] series, `style.change_share`) first reaches 1/(n-1), 2/(n-1), ... of its total, so
+    slices fall where the distribution moves (a checkpoint already taken moves to its next free
+    neighbour); without values, evenly spread over the series."""
+    if values is None or n_steps <= n:
+        return sorted({int(round(x)) for x in np.linspace(0, n_steps - 1, min(n, n_steps))})
+    share = change_share(np.arange(n_steps), np.asarray(values, dtype=float).reshape(n_steps, -1))
+    chosen = [0]
+    for q in np.linspace(0, 1, n)[1:-1]:
+        i = int(np.searchsorted(share, q - 1e-12))
+        while i in chosen and i < n_steps - 2:
+            i += 1
+        chosen.append(min(i, n_steps - 2))
+    chosen.append(n_steps - 1)
+    return sorted(set(chosen))
 
 
 def inset_series(ax: plt.Axes, bounds: tuple[float, float, float, float], steps: np.ndarray,
                  values: np.ndarray, marks: list[int], title: str, log_y: bool = False) -> plt.Axes:
-    """A small inset of one head's series with the slice checkpoints `marks` as coloured dots."""
+    """A small inset of one head's series over steps with the slice checkpoints `marks` as coloured dots.
+
+    Keep `bounds` (axes fraction x, y, width, height) so that y + height <= 0.8 and y >= 0.12:
+    the inset's title then stays inside the panel and its tick labels above the panel's axis."""
     ins = ax.inset_axes(bounds)
     ins.plot(steps, values, color="0.3", lw=0.9)
     for j, i in enumerate(marks):
         ins.plot(steps[i], values[i], "o", color=color(j), ms=3.5)
     if log_y:
         ins.set_yscale("log")
-    step_axis(ins, steps, label="")
+    step_axis(ins, steps, label="", values=values)
     ins.set_xlabel("")
-    ins.set_title(f"{title} vs step", fontsize=7, pad=2)
+    ins.set_title(title, fontsize=6.5, pad=2)
     ins.tick_params(labelsize=5.5)
     ins.yaxis.set_major_locator(MaxNLocator(3))
     no_offset(ins)

@@ -5,8 +5,11 @@
 - Fonts sized so a figure 7 in wide stays readable when shrunk to one column (~3.5 in).
 - `axes.formatter.useoffset` is off: a change of 4e-4 bits shows as 2.9996 -> 3.0000, never as
   an offset that makes it look large.
-- Step axes are symmetric-log (linear below 1, log above, so step 0 stays on the axis) when the
-  steps are log-spaced (`log_spaced`), linear otherwise.
+- Step axes spend their width where the run changes (`choose_step_scale`): linear, or
+  symmetric-log (linear from 0 to a threshold t, logarithmic above, so step 0 stays on the axis)
+  with t a power of two, whichever puts the share of axis width left of each plotted step closest
+  to the share of the plotted series' total change that happened before it (the largest gap, a
+  Kolmogorov-Smirnov distance, is minimised; ties go to linear). Ticks are plain step numbers.
 - Layout is matplotlib's constrained layout (labels, colour bars and titles fit without cropping).
 - `save_figure` writes PNG at 200 dpi (and pdf/svg on request) through a temp file + rename.
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import textwrap
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
@@ -22,7 +26,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from matplotlib.ticker import NullLocator  # noqa: E402
+from matplotlib.scale import SymmetricalLogTransform  # noqa: E402
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator  # noqa: E402
 
 from attnlife.store.atomic import atomic_path  # noqa: E402
 
@@ -79,20 +84,110 @@ def log_spaced(steps: Iterable[float]) -> bool:
     return len(s) >= 4 and int(np.sum(s < 0.05 * s.max())) >= 3
 
 
+TIE = 0.02
+LINSCALE = 0.5  # width of the linear part [0, t] of a symmetric-log step axis, in decades (x 1 / 0.9)
+
+
+def axis_position(steps: np.ndarray, linthresh: float | None) -> np.ndarray:
+    """Position of `steps` on a linear (`linthresh` None) or symmetric-log step axis (arbitrary units)."""
+    steps = np.asarray(steps, dtype=float)
+    if linthresh is None:
+        return steps
+    return SymmetricalLogTransform(10, linthresh, LINSCALE).transform(steps)
+
+
+def change_share(steps: np.ndarray, values: np.ndarray | None) -> np.ndarray:
+    """Share of the total change of `values` ([S] or [S, n] series on sorted `steps`) before each step.
+
+    Change = |difference between consecutive steps|, summed over series after each series is
+    normalised to total change 1 (so every series counts the same whatever its unit); NaN
+    differences count 0. Without values (or when nothing changes) change is spread evenly over
+    the intervals between steps, i.e. the steps' own spacing decides.
+    """
+    n = len(steps)
+    if n < 2:
+        return np.zeros(n)
+    per_interval = np.zeros(n - 1)
+    if values is not None:
+        v = np.asarray(values, dtype=float).reshape(n, -1)
+        diff = np.nan_to_num(np.abs(np.diff(v, axis=0)), nan=0.0)
+        total = diff.sum(axis=0)
+        ok = total > 0
+        if ok.any():
+            per_interval = (diff[:, ok] / total[ok]).sum(axis=1)
+    if per_interval.sum() <= 0:
+        per_interval = np.ones(n - 1)
+    return np.r_[0.0, np.cumsum(per_interval) / per_interval.sum()]
+
+
+def choose_step_scale(steps: Iterable[float], values: np.ndarray | None = None) -> float | None:
+    """The step axis that spends its width where the run changes: None (linear) or the threshold t
+    of a symmetric-log axis (linear on [0, t], log above), t in 1, 2, 4, ... < max step / 8.
+
+    For each candidate, width(s) = share of the axis between the first plotted step and s;
+    change(s) = `change_share` of the plotted series. The candidate with the smallest
+    max_s |width(s) - change(s)| wins (candidates within TIE = 0.02 of the best: linear if among them, else the largest t).
+    """
+    order = np.argsort(np.asarray(list(steps), dtype=float), kind="stable")
+    s = np.asarray(list(steps), dtype=float)[order]
+    if len(s) < 3 or s.max() <= 0 or s.min() < 0:
+        return None
+    vals = None if values is None else np.asarray(values, dtype=float).reshape(len(s), -1)[order]
+    change = change_share(s, vals)
+    candidates: list[float | None] = [None]
+    t = 1.0
+    while t < s.max() / 8:
+        candidates.append(t)
+        t *= 2
+    gaps = []
+    for cand in candidates:
+        pos = axis_position(s, cand)
+        width = (pos - pos[0]) / (pos[-1] - pos[0])
+        gaps.append(float(np.max(np.abs(width - change))))
+    near = [c for c, g in zip(candidates, gaps) if g <= min(gaps) + TIE]
+    best = None if None in near else max(near)
+    return best
+
+
+def _step_ticks(lo: float, hi: float, linthresh: float) -> list[float]:
+    """0, the threshold, and 1-2-5 x 10^k steps above it, at most ~8 of them."""
+    ticks = [0.0] if lo <= 0 else []
+    if 1 <= linthresh <= hi:
+        ticks.append(float(linthresh))
+    decades = [m * 10.0 ** k for k in range(0, 12) for m in (1, 2, 5)]
+    above = [d for d in decades if linthresh * 1.4 < d <= hi]
+    if len(above) > 6:
+        above = [d for d in above if str(int(d))[0] == "1"] or above
+    return sorted(set(ticks + above))
+
+
 def step_axis(ax: plt.Axes, steps: Iterable[float], label: str = "training step (optimizer updates)",
-              axis: str = "x", log: bool | None = None) -> None:
-    """Label a step axis and make it symmetric-log (linthresh 1) when `steps` are log-spaced
-    (or when `log` says so)."""
+              axis: str = "x", log: bool | None = None, values: np.ndarray | None = None) -> float | None:
+    """Label a step axis and scale it by `choose_step_scale(steps, values)` (`values`: the plotted
+    series on `steps`, [S] or [S, n]); `log=True` forces symmetric-log with t = 1, `log=False`
+    linear. Returns the threshold used (None = linear)."""
     steps = np.asarray(list(steps), dtype=float)
-    logs = log_spaced(steps) if log is None else log
+    if log is None:
+        linthresh = choose_step_scale(steps, values)
+    else:
+        linthresh = 1.0 if log else None
     setter = ax.set_xscale if axis == "x" else ax.set_yscale
-    if logs:
-        setter("symlog", linthresh=1.0, linscale=0.4)
-        (ax.xaxis if axis == "x" else ax.yaxis).set_minor_locator(NullLocator())  # thousands of ticks otherwise
-        (ax.set_xlim if axis == "x" else ax.set_ylim)(-0.3 if steps.min() <= 0 else steps.min() * 0.8,
-                                                       steps.max() * 1.15)
-        label = f"{label}, log scale" if label else label
+    which = ax.xaxis if axis == "x" else ax.yaxis
+    if linthresh is not None and len(steps):
+        setter("symlog", linthresh=linthresh, linscale=LINSCALE)
+        lo, hi = float(steps.min()), float(steps.max())
+        which.set_major_locator(FixedLocator(_step_ticks(lo, hi * 1.15, linthresh)))
+        which.set_minor_locator(NullLocator())  # thousands of ticks otherwise
+        which.set_major_formatter(FuncFormatter(lambda x, _pos: f"{x:,.0f}"))
+        span = axis_position(np.array([lo, hi]), linthresh)
+        pad = 0.02 * (span[1] - span[0])
+        inverse = SymmetricalLogTransform(10, linthresh, LINSCALE).inverted()
+        (ax.set_xlim if axis == "x" else ax.set_ylim)(float(inverse.transform(np.array([span[0] - pad]))[0]),
+                                                       float(inverse.transform(np.array([span[1] + pad]))[0]))
+        if label:
+            label = f"{label}, log above {linthresh:,.0f}" if linthresh > 1 else f"{label}, log scale"
     (ax.set_xlabel if axis == "x" else ax.set_ylabel)(label)
+    return linthresh
 
 
 def index_step_ticks(ax: plt.Axes, steps: Sequence[int], axis: str = "x", max_ticks: int = 8) -> None:
@@ -104,6 +199,26 @@ def index_step_ticks(ax: plt.Axes, steps: Sequence[int], axis: str = "x", max_ti
         ax.set_xticks(idx, labels, rotation=45, ha="right")
     else:
         ax.set_yticks(idx, labels)
+
+
+CHAR_WIDTH_EM = 0.6  # mean advance of a DejaVu Sans character, in ems (slightly generous)
+
+
+def wrap_to(text: str, width_in: float, fontsize: float) -> str:
+    """`text` broken at spaces into lines that fit `width_in` inches at `fontsize` points."""
+    per_line = max(16, int(width_in * 72 / (CHAR_WIDTH_EM * fontsize)))
+    return "\n".join(textwrap.fill(part, per_line) for part in text.split("\n"))
+
+
+def fit_suptitle(fig: plt.Figure, text: str, fontsize: float = 11) -> None:
+    """A figure title wrapped to 95% of the figure width (never clipped at the sides)."""
+    fig.suptitle(wrap_to(text, 0.95 * fig.get_figwidth(), fontsize), fontsize=fontsize)
+
+
+def fit_title(ax: plt.Axes, text: str, fontsize: float = 10, **kwargs) -> None:  # noqa: ANN003
+    """An axes title wrapped to the axes' width (as laid out on its subplot grid)."""
+    width = ax.get_position().width * ax.figure.get_figwidth()
+    ax.set_title(wrap_to(text, width, fontsize), fontsize=fontsize, **kwargs)
 
 
 def no_offset(*axes: plt.Axes) -> None:

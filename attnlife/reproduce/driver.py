@@ -36,8 +36,10 @@ class GridSummary:
     notes: tuple[str, ...] = ()
 
 
-def prepare_data(datasets: Sequence[str], data_dir: Path, quiet: bool) -> dict[str, dict]:
-    """Prepare each dataset not yet in `data_dir` (offline sources as `prepare` finds them).
+def prepare_data(datasets: Sequence[str], data_dir: Path, quiet: bool,
+                 sources_dir: Optional[str | os.PathLike] = None) -> dict[str, dict]:
+    """Prepare each dataset not yet in `data_dir` (offline sources as `prepare` finds them, in
+    `sources_dir` when given).
 
     Returns dataset -> {prefix, train_tokens, total_tokens} from its meta.json.
     """
@@ -46,7 +48,7 @@ def prepare_data(datasets: Sequence[str], data_dir: Path, quiet: bool) -> dict[s
     info = {}
     for name in datasets:
         if not (data_dir / name / "meta.json").is_file():
-            prepare_dataset(name, data_dir, quiet=quiet)
+            prepare_dataset(name, data_dir, quiet=quiet, sources_dir=sources_dir)
         meta = load_prepared(data_dir, name).meta
         info[name] = {"prefix": bool(meta.get("prefix")),
                       "train_tokens": int(meta["split_tokens"]["train"]),
@@ -58,7 +60,8 @@ def reproduce(out_dir: str | os.PathLike, scale: str = "cpu", datasets: Optional
               seeds: Optional[int] = None, runs: Sequence[int] = tuple(RUNS), workers: int = 1,
               rank: Optional[int] = None, world_size: Optional[int] = None,
               data_dir: Optional[str | os.PathLike] = None, overrides: Sequence[str] = (),
-              quiet: bool = False, executor: Any = None) -> GridSummary:
+              quiet: bool = False, executor: Any = None,
+              sources_dir: Optional[str | os.PathLike] = None) -> GridSummary:
     """Run this rank's unfinished cells of the grid, then the results if every cell is done.
 
     scale: "cpu" | "paper" | "smoke" (`protocol.SCALES`); datasets default to the protocol's
@@ -84,7 +87,7 @@ def reproduce(out_dir: str | os.PathLike, scale: str = "cpu", datasets: Optional
     datasets = list(datasets or PROTOCOL_SEEDS)
     data = Path(data_dir) if data_dir else out / "data"
     cells = grid(runs, datasets, seeds)  # checks runs and seeds before any data is prepared
-    data_info = prepare_data(datasets, data, quiet)
+    data_info = prepare_data(datasets, data, quiet, sources_dir)
     device = _device(env.local_rank) if world_size > 1 else "auto"
     import torch
 

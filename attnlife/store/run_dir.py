@@ -167,23 +167,44 @@ class Run:
         return read_metrics(self.root, strict=self.strict)
 
     def per_head(self, metric=None, split=None) -> pd.DataFrame:  # noqa: ANN001
-        """Per-head rows: step, split, layer, head_index, metric, value, stderr."""
+        """Per-head rows: step, split, layer, head_index, metric, value, stderr.
+
+        `split=None` = the run's primary attention split: `probe` (`attnlife track`, every
+        checkpoint, with standard errors) when it holds the selected rows, else `train` (the
+        tracker during training); `split="all"` keeps every split. `attrs["split"]` says which.
+        """
         return metrics_table.per_head(self.metrics(), metric, split)
 
     def per_layer(self, metric=None, split=None) -> pd.DataFrame:  # noqa: ANN001
-        """Layer-level rows: step, split, layer, metric, value, stderr."""
+        """Layer-level rows (head diversity ...): step, split, layer, metric, value, stderr; splits as `per_head`."""
         return metrics_table.per_layer(self.metrics(), metric, split)
 
     def cross_layer(self, metric=None, split=None) -> pd.DataFrame:  # noqa: ANN001
-        """Cross-layer pair rows: step, split, layer, layer_b, metric, value, stderr."""
+        """Cross-layer pair rows: step, split, layer, layer_b, metric, value, stderr; splits as `per_head`."""
         return metrics_table.cross_layer(self.metrics(), metric, split)
 
     def model_level(self, metric=None, split=None) -> pd.DataFrame:  # noqa: ANN001
-        """Model-level rows (loss, lr, ...): step, split, metric, value, stderr."""
+        """Model-level rows (loss, lr, eval_loss, probe_loss_nats ...): step, split, metric, value, stderr.
+
+        `split=None` when the selected rows come from one split; `eval_loss` (train and val)
+        needs `split="val"` (or `"all"`), else `SplitError` says so.
+        """
         return metrics_table.model_level(self.metrics(), metric, split)
 
     def spectra(self) -> pd.DataFrame:
-        """Per-head weight statistics: model, step, layer, head_index, matrix, stat, value."""
+        """Per-head weight statistics: model, step, layer, head_index (>= 0), matrix, stat, value.
+
+        The layer means the sweep also stores are in `spectra_layer_means()`.
+        """
+        table = self._spectra_table()
+        return table[table["head_index"] >= 0].reset_index(drop=True)
+
+    def spectra_layer_means(self) -> pd.DataFrame:
+        """Per-layer means over heads of each weight statistic: model, step, layer, matrix, stat, value."""
+        table = self._spectra_table()
+        return table[table["head_index"] < 0].drop(columns=["head_index"]).reset_index(drop=True)
+
+    def _spectra_table(self) -> pd.DataFrame:
         return read_table(self.paths.spectra, SPECTRA_SCHEMA, strict=self.strict)
 
     def sweep(self) -> pd.DataFrame:

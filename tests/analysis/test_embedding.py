@@ -1,4 +1,4 @@
-"""Trajectory embedding: 16 heads work (adapted n_neighbors), seeded and deterministic, clusters found."""
+"""Trajectory embedding: 16 heads get PCA (too few for UMAP), 64 get UMAP; seeded, deterministic, clusters found."""
 from __future__ import annotations
 
 import numpy as np
@@ -19,17 +19,32 @@ def _two_groups(n: int = 16, steps: int = 12):
     return keys, [block, other]
 
 
-@pytest.mark.slow  # umap JIT-compiles for ~25-60 s on first use in a process
-def test_sixteen_heads_deterministic_with_two_clusters() -> None:
+def test_sixteen_heads_pca_deterministic_with_two_clusters() -> None:
     keys, blocks = _two_groups()
     emb1, edges1, info = embed_trajectories(keys, blocks, seed=0)
     emb2, edges2, _ = embed_trajectories(keys, blocks, seed=0)
-    assert info["n_neighbors"] == 5 and info["method"] == "umap n_neighbors=5"
+    assert info["n_neighbors"] == 5 and info["method"] == "pca (fewer than 64 heads)"
+    # two groups of identical-shape trajectories: the first component carries nearly all variance
+    assert info["explained"][0] > 0.9 and sum(info["explained"]) <= 1 + 1e-9
     assert np.array_equal(emb1[["x", "y"]].to_numpy(), emb2[["x", "y"]].to_numpy())
     assert edges1.equals(edges2)
     labels = emb1.cluster.to_numpy()
     assert len(set(labels[:8])) == 1 and len(set(labels[8:])) == 1 and labels[0] != labels[8]
+    # PC1 separates the groups: every falling head on one side of every flat head
+    x = emb1.x.to_numpy()
+    assert max(x[:8]) < min(x[8:]) or min(x[:8]) > max(x[8:])
     assert (edges1.src < edges1.dst).all() and len(edges1) >= 16 * 5 // 2
+
+
+@pytest.mark.slow  # umap JIT-compiles for ~25-60 s on first use in a process
+def test_sixty_four_heads_umap_deterministic_with_two_clusters() -> None:
+    keys, blocks = _two_groups(64)
+    emb1, edges1, info = embed_trajectories(keys, blocks, seed=0)
+    emb2, _, _ = embed_trajectories(keys, blocks, seed=0)
+    assert info["n_neighbors"] == 15 and info["method"] == "umap n_neighbors=15" and info["explained"] == []
+    assert np.array_equal(emb1[["x", "y"]].to_numpy(), emb2[["x", "y"]].to_numpy())
+    labels = emb1.cluster.to_numpy()
+    assert len(set(labels[:32])) == 1 and len(set(labels[32:])) == 1 and labels[0] != labels[32]
 
 
 def test_no_structure_gives_one_cluster() -> None:

@@ -109,6 +109,25 @@ def test_sources_dir_lookup(tmp_path: Path, shared_data: Path, monkeypatch):
     assert meta["source"]["path"].endswith("enwik8/enwik8_head_4154400") and meta["prefix"] is True
 
 
+def test_sources_dir_argument_and_reproduce_default(tmp_path: Path, shared_data: Path, monkeypatch):
+    """`sources_dir` (prepare/reproduce --sources) wins over no $ATTNLIFE_SOURCES; reproduce's default
+    is $ATTNLIFE_SOURCES, else ../shared/data when it exists (as `make demo` finds it)."""
+    from attnlife.cli.reproduce_cmd import default_sources
+
+    prepare_dataset("text8", tmp_path / "out", quiet=True, sources_dir=shared_data)
+    meta = load_prepared(tmp_path / "out", "text8").meta
+    assert meta["source"]["kind"] == "sources_dir" and meta["prefix"] is True
+    repo = tmp_path / "checkout" / "repo"
+    repo.mkdir(parents=True)
+    monkeypatch.chdir(repo)
+    assert default_sources(None) is None                     # no ../shared/data here
+    (tmp_path / "checkout" / "shared" / "data").mkdir(parents=True)
+    assert default_sources(None) == Path("../shared/data")
+    monkeypatch.setenv("ATTNLIFE_SOURCES", str(shared_data))
+    assert default_sources(None) == shared_data
+    assert default_sources(tmp_path) == tmp_path
+
+
 def test_zip_source_member(tmp_path: Path, shared_data: Path):
     """A zip that holds a `text8` member (here: the prefix) is read like the canonical archive."""
     import zipfile

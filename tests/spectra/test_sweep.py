@@ -56,8 +56,11 @@ def test_sweep_run_dir_end_to_end_resumable_and_parallel_equal(tmp_path) -> None
     assert got["lambda_1"] == pytest.approx(float(s[0]), rel=1e-6)
     assert got["stable_rank"] == pytest.approx(float(s.sum() / s[0]), rel=1e-6)
     assert got["elem_std"] == pytest.approx(float(dense.std(unbiased=False)), rel=1e-6)
-    layer_mean = table[(table.step == 20) & (table.layer == 1) & (table["head_index"] == -1) & (table.matrix == "qk")]
-    heads = table[(table.step == 20) & (table.layer == 1) & (table["head_index"] >= 0) & (table.matrix == "qk")]
+    assert (table["head_index"] >= 0).all()  # layer means live in their own view
+    means = load_run(run).spectra_layer_means()
+    assert "head_index" not in means.columns and len(means) > 0
+    layer_mean = means[(means.step == 20) & (means.layer == 1) & (means.matrix == "qk")]
+    heads = table[(table.step == 20) & (table.layer == 1) & (table.matrix == "qk")]
     assert layer_mean.set_index("stat")["value"]["stable_rank"] == pytest.approx(
         heads[heads.stat == "stable_rank"]["value"].mean())
     arrays = read_spectra_arrays(run, "run", 20)

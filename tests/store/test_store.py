@@ -191,3 +191,38 @@ def test_views_split_the_long_table_without_markers(tmp_path) -> None:
     assert run.model_level()["metric"].tolist() == ["loss"]
     assert run.cross_layer().empty
     assert "head_index" in run.metrics().columns and "head" not in run.metrics().columns
+
+
+def test_views_default_to_one_split_and_refuse_a_silent_mix(tmp_path) -> None:
+    """Per-head/per-layer/cross-layer views take the primary attention split (probe, else train);
+    model_level refuses a metric that spans splits; split='all' keeps every split."""
+    import pytest
+
+    from attnlife.store.metrics_table import SplitError
+
+    with MetricWriter(tmp_path) as w:
+        for split, value in (("train", 3.0), ("probe", 2.5), ("sample", 1.0)):
+            w.log(0, "entropy_bits", value, split=split, layer=0, head_index=0)
+            w.log(0, "head_jsd_mean", value / 10, split=split, layer=0)
+            w.log(0, "xlayer_jsd", value / 100, split=split, layer=0, layer_b=1)
+        w.log(0, "light_entropy_bits", 2.9, split="train", layer=0, head_index=0)
+        w.log(0, "eval_loss", 4.0, split="train")
+        w.log(0, "eval_loss", 4.2, split="val")
+        w.log(0, "loss", 4.1, split="train")
+    run = load_run(tmp_path)
+    heads = run.per_head("entropy_bits")
+    assert heads["split"].tolist() == ["probe"] and heads["value"].tolist() == [2.5] and heads.attrs["split"] == "probe"
+    # a metric only the tracker logs comes from train; the default never pivots into duplicates
+    assert run.per_head("light_entropy_bits")["split"].tolist() == ["train"]
+    assert set(run.per_head()["split"]) == {"probe"}
+    run.per_head().pivot_table(index="step", columns=["layer", "head_index", "metric"], values="value",
+                               aggfunc=lambda v: v.item())  # exactly one row per cell
+    assert run.per_layer()["value"].tolist() == [0.25]
+    assert run.cross_layer()["value"].tolist() == [0.025]
+    assert sorted(run.per_head("entropy_bits", split="all")["split"]) == ["probe", "sample", "train"]
+    assert run.per_head("entropy_bits", split="sample")["value"].tolist() == [1.0]
+    assert run.model_level("loss")["value"].tolist() == [4.1]
+    with pytest.raises(SplitError, match="'eval_loss' span splits train, val; pass split="):
+        run.model_level("eval_loss")
+    assert run.model_level("eval_loss", split="val")["value"].tolist() == [4.2]
+    assert len(run.model_level(split="all")) == 3

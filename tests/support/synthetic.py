@@ -25,16 +25,27 @@ def checkpoint_steps(n_ckpt: int, last: int) -> list[int]:
     return sorted({int(s) for s in logs + [int(round(x)) for x in rest]})[:n_ckpt]
 
 
-def _metrics(root: Path, n_layer: int, n_head: int, last: int, n_tracked: int, rng: np.random.Generator) -> None:
+def tracked_steps(n_tracked: int, last: int, log_tracked: bool) -> list[int]:
+    """Steps of the attention rows: the checkpoint series (log-spaced) or `n_tracked` even steps."""
+    if log_tracked:
+        return checkpoint_steps(n_tracked, last)
+    return sorted({int(s) for s in np.linspace(0, last, n_tracked)})
+
+
+def _metrics(root: Path, n_layer: int, n_head: int, last: int, n_tracked: int, rng: np.random.Generator,
+             log_tracked: bool = False, loss_every: int = 0) -> None:
     from attnlife.store.metrics_table import MetricRow, MetricWriter
 
     writer = MetricWriter(root)
-    for step in range(0, last + 1, max(1, last // 200)):
+    for step in range(0, last, loss_every or max(1, last // 200)):
         writer.log(step, "loss", 4.2 * np.exp(-step / (last / 3)) + 1.5 + 0.05 * rng.standard_normal())
         writer.log(step, "lr", 1e-3 * min(1.0, (step + 1) / 20))
-    for step in sorted({int(s) for s in np.linspace(0, last, n_tracked)}):
+    for step in tracked_steps(n_tracked, last, log_tracked):
         frac = step / last
         writer.log(step, "eval_loss", 4.2 * np.exp(-step / (last / 3)) + 1.6, split="val")
+        writer.log(step, "eval_loss", 4.2 * np.exp(-step / (last / 3)) + 1.55, split="train")
+        probe = 4.2 * np.exp(-step / (last / 3)) + 1.62
+        writer.log(step, "probe_loss_nats", probe, split="probe", stderr=0.02 + 0.01 * (1 - frac))
         rows = []
         for layer in range(n_layer):
             for h in range(n_head):
@@ -42,12 +53,13 @@ def _metrics(root: Path, n_layer: int, n_head: int, last: int, n_tracked: int, r
                 vals = {"entropy_bits": base, "span_tokens": 3 + 10 * (1 - frac) + layer,
                         "sink_mass": 0.1 + 0.3 * frac * (h == 0), "prev_token_score": 0.2 + 0.6 * frac * (h == 1),
                         "induction_score": 0.1 + 0.7 * frac * (layer == n_layer - 1) * (h == 2 % n_head)}
-                rows += [MetricRow(layer, h, k, float(v + 0.02 * rng.standard_normal())) for k, v in vals.items()]
+                rows += [MetricRow(layer, h, k, float(v + 0.02 * rng.standard_normal()), stderr=0.03 + 0.01 * h)
+                         for k, v in vals.items()]
         for a in range(n_layer):
             for b in range(a + 1, n_layer):
-                rows.append(MetricRow(a, -1, "xlayer_jsd", 0.05 + 0.1 * frac * (b - a), layer_b=b))
-                rows.append(MetricRow(a, -1, "xlayer_cos", 0.9 - 0.2 * frac * (b - a), layer_b=b))
-        writer.log_rows(step, rows, split="train")
+                rows.append(MetricRow(a, -1, "xlayer_jsd", 0.05 + 0.1 * frac * (b - a), layer_b=b, stderr=0.004))
+                rows.append(MetricRow(a, -1, "xlayer_cos", 0.9 - 0.2 * frac * (b - a), layer_b=b, stderr=0.004))
+        writer.log_rows(step, rows, split="probe" if log_tracked else "train")
         writer.log(step, "distinct_2", 0.3 + 0.5 * frac, split="sample")
         writer.log(step, "repetition_4", 0.4 - 0.3 * frac, split="sample")
     writer.close()
@@ -106,22 +118,24 @@ def _snapshots(root: Path, n_layer: int, n_head: int, last: int, t: int, rng: np
         store.write_many(step, {layer: probs[layer] for layer in range(n_layer)})
 
 
-def _analysis(root: Path, n_layer: int, n_head: int, last: int, rng: np.random.Generator) -> None:
-    from attnlife.store.analysis_tables import write_analysis_table
+def _analysis(root: Path, n_layer: int, n_head: int, last: int, rng: np.random.Generator,
+              type_steps: list[int] | None = None) -> None:
+    from attnlife.store.analysis_tables import write_analysis_table, write_summary
 
     third = last // 3
     write_analysis_table(root, "phases", pd.DataFrame({
         "scope": "model", "layer": -1, "segment": [0, 1, 2], "start_step": [0, third, 2 * third],
         "end_step": [third, 2 * third, last], "label": ["focusing", "specialisation", "stabilisation"],
         "slopes": "{}", "evidence": "synthetic"}))
-    steps = list(range(0, last + 1, max(1, last // 10)))
-    types = ["sink", "prev_token", "induction"]
-    rows = [(s, layer, h, types[h % 3] if s >= (h + 1) * last // (n_head + 1) else "mixed", 0.5)
+    steps = type_steps or list(range(0, last + 1, max(1, last // 10)))
+    types = ["sink", "previous_token", "induction"]
+    onset = {h: steps[min(len(steps) - 2, (h + 1) * len(steps) // (n_head + 1))] for h in range(n_head)}
+    rows = [(s, layer, h, types[h % 3] if layer == 0 and s >= onset[h] else "mixed", 0.5)
             for s in steps for layer in range(n_layer) for h in range(n_head)]
     write_analysis_table(root, "head_types", pd.DataFrame(rows, columns=["step", "layer", "head_index", "type", "score"]))
     write_analysis_table(root, "emergence", pd.DataFrame({
         "layer": 0, "head_index": range(n_head), "type": [types[h % 3] for h in range(n_head)],
-        "emergence_step": [(h + 1) * last // (n_head + 1) for h in range(n_head)], "threshold": 0.4,
+        "emergence_step": [onset[h] for h in range(n_head)], "threshold": 0.4,
         "probe_loss_nats": [3.0 - h * 0.2 for h in range(n_head)]}))
     write_analysis_table(root, "induction_phase", pd.DataFrame({
         "step": [last // 2], "step_before": [last // 4], "score_before": [0.1], "score_after": [0.6],
@@ -140,13 +154,23 @@ def _analysis(root: Path, n_layer: int, n_head: int, last: int, rng: np.random.G
         "measured": ["4.5 -> 2.9 bits", "13 -> 3 tokens", "-"],
         "verdict": ["holds", "does not hold", "not applicable"],
         "reason": ["", "span fell", "model has fewer than 6 layers"]}))
+    method = "pca (fewer than 64 heads)" if n < 64 else "umap n_neighbors=15"
+    write_summary(root, {"run": str(root), "notes": {"attention_split": "probe", "embedding": {
+        "method": method, "n_neighbors": max(1, min(15, max(2, n // 3), n - 1)), "n_heads": n, "n_clusters": 2,
+        "silhouette": 0.41, "explained": [0.62, 0.21] if n < 64 else []}}})
 
 
 def write_synthetic_run(path: str | os.PathLike, n_layer: int = 2, n_head: int = 3, n_ckpt: int = 10,
                         last_step: int = 200, d_head: int = 8, pattern_tokens: int = 16, seed: int = 0,
                         n_tracked: int = 11,
-                        parts: tuple[str, ...] = ("metrics", "spectra", "snapshots", "analysis")) -> Path:
-    """Write a synthetic run directory (see module docstring) with the chosen `parts`; returns it."""
+                        parts: tuple[str, ...] = ("metrics", "spectra", "snapshots", "analysis"),
+                        log_tracked: bool = False, loss_every: int = 0) -> Path:
+    """Write a synthetic run directory (see module docstring) with the chosen `parts`; returns it.
+
+    `log_tracked`: attention rows at the log-spaced checkpoint steps, in split `probe` with
+    standard errors (like `attnlife track`), instead of `n_tracked` even steps in split `train`;
+    `loss_every`: the training-loss logging interval (default last_step // 200).
+    """
     from attnlife.store.run_dir import write_run_json
 
     root = Path(path)
@@ -154,11 +178,12 @@ def write_synthetic_run(path: str | os.PathLike, n_layer: int = 2, n_head: int =
     write_run_json(root, {"config": {"data": {"dataset": "synthetic"}, "train": {"seed": seed},
                                      "model": {"n_layer": n_layer, "n_head": n_head, "n_embd": d_head * n_head}}})
     if "metrics" in parts:
-        _metrics(root, n_layer, n_head, last_step, n_tracked, rng)
+        _metrics(root, n_layer, n_head, last_step, n_tracked, rng, log_tracked, loss_every)
     if "spectra" in parts:
         _spectra(root, root.name, checkpoint_steps(n_ckpt, last_step), n_layer, n_head, d_head, rng)
     if "snapshots" in parts:
         _snapshots(root, n_layer, n_head, last_step, pattern_tokens, rng)
     if "analysis" in parts:
-        _analysis(root, n_layer, n_head, last_step, rng)
+        _analysis(root, n_layer, n_head, last_step, rng,
+                  tracked_steps(n_tracked, last_step, log_tracked) if log_tracked else None)
     return root
