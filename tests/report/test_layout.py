@@ -2,7 +2,7 @@
 
 Every non-theory figure is drawn for a demo-like synthetic run (4 layers x 4 heads, log-spaced
 checkpoints to step 2,000, probe-pass rows with standard errors), a 1-layer and a 12-layer run
-(slow), and checked with `tests/report/layout.py` (matplotlib's own text extents). The checker
+(slow), and checked with `tests/support/layout.py` (matplotlib's own text extents). The checker
 itself is tested on figures built to fail.
 """
 from __future__ import annotations
@@ -11,10 +11,10 @@ import matplotlib.pyplot as plt
 import pytest
 
 from attnlife.report.data import ReportRun
-from attnlife.report.registry import load_all
+from attnlife.report.api import load_all
 from attnlife.report.style import house_style
-from attnlife.report.synthetic import write_synthetic_run
-from tests.report.layout import layout_problems
+from tests.support.synthetic import write_synthetic_run
+from tests.support.layout import layout_problems
 
 FIGURES = sorted(name for name, spec in load_all().items() if spec.family != "theory")
 SHAPES = {"demo": dict(n_layer=4, n_head=4, n_ckpt=17, last_step=2000, n_tracked=17, d_head=32,
