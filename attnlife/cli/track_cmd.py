@@ -35,7 +35,7 @@ def track_command(
     log_spaced: int = LOG_SPACED,
     out: Optional[Path] = typer.Option(None, "--out", help="Output directory (default: the RUN_DIR)."),
     text: Optional[Path] = typer.Option(None, "--text", help="Probe text file (HF: tokenized by the model's tokenizer)."),
-    tokens: Optional[Path] = typer.Option(None, "--tokens", help="Probe token ids: .npy, or nanoGPT val.bin (uint16)."),
+    tokens: Optional[Path] = typer.Option(None, "--tokens", help="Probe token ids: .npy, or a .bin (dtype from the meta.json beside it, else nanoGPT's uint16)."),
     sequences: int = typer.Option(16, "--sequences", help="Probe windows of held-out text (standard errors across them)."),
     seq_len: int = typer.Option(0, "--seq-len", help="Tokens per window (0 = min(context, 256))."),
     workers: int = typer.Option(1, "--workers", help="Checkpoints measured in parallel processes."),

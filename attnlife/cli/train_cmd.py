@@ -148,7 +148,8 @@ def sample_command(
                         seed=seed, step=step, use_cache=not no_cache)
     typer.echo(result.text)
     typer.echo(f"{result.tokens_per_s:.1f} tokens/s ({result.new_tokens} tokens from step "
-               f"{result.step}, {'no cache' if no_cache else 'KV cache'})")
+               f"{result.step}, {'no cache' if no_cache else 'KV cache'}, timed after a "
+               f"{result.warmup_tokens}-token warm-up)")
 
 
 def register(app: typer.Typer) -> None:

@@ -1,40 +1,149 @@
 // The dashboard's script (plain JavaScript over Plotly); attnlife.report.dashboard inlines it.
-// It reads the JSON payload of dashboard_data.build_payload, decodes the base64 arrays and draws
-// one Plotly figure per section; controls (selects, sliders, play) restyle in place.
+// It reads the JSON payload of dashboard_data.build_payload, decodes the base64 arrays on first
+// use and draws one Plotly figure per section; controls (selects, sliders, play) restyle in place.
+// Step axes follow the figures' rule (report/style.py choose_step_scale): linear, or symmetric-log
+// with threshold t (linear on [0, t], log above), whichever spends the width where the plotted
+// series change; ticks and hover show the real step numbers.
+const PARSE_T0 = performance.now();
 const D = JSON.parse(document.getElementById('payload').textContent);
+const PARSE_MS = performance.now() - PARSE_T0;
 const L = D.n_layer || 0, H = D.n_head || 0;
 const CB = ['#0072B2', '#E69F00', '#009E73', '#CC79A7', '#56B4E9', '#D55E00', '#F0E442', '#000000'];
+const TYPE_COLOURS = {previous_token: CB[0], prev_token: CB[0], local: CB[1], sink: CB[2], self: CB[3], induction: CB[5], mixed: '#EEEEEE'};
 const CFG = {displaylogo: false, responsive: true};
 const $ = id => document.getElementById(id);
-function bytes(s) { const b = atob(s); const u = new Uint8Array(b.length); for (let i = 0; i < b.length; i++) u[i] = b.charCodeAt(i); return u; }
-function f32(s) { return new Float32Array(bytes(s).buffer); }
-const fin = v => (Number.isFinite(v) ? v : null);
-function missing(id, msg) { const el = $(id); el.classList.add('missing'); el.textContent = msg; }
-function logSpaced(steps) { const s = steps.filter(x => x > 0); if (s.length < 4) return false; const m = Math.max(...s); return s.filter(x => x < 0.05 * m).length >= 3; }
-function stepX(steps) { return logSpaced(steps) ? steps.map(s => s + 1) : steps; }
-function stepAxis(steps) { return logSpaced(steps) ? {type: 'log', title: {text: 'training step + 1 (log scale)'}} : {title: {text: 'training step (optimizer updates)'}}; }
-function options(sel, items, chosen) { sel.innerHTML = ''; items.forEach(([v, t]) => { const o = document.createElement('option'); o.value = v; o.textContent = t; if (chosen !== undefined && String(v) === String(chosen)) o.selected = true; sel.appendChild(o); }); }
 const range = n => Array.from({length: n}, (_, i) => i);
-const base = (title, extra) => Object.assign({title: {text: title, font: {size: 15}}, margin: {l: 70, r: 30, t: 50, b: 55}, legend: {font: {size: 11}}, font: {size: 12}}, extra || {});
-
-const CUBES = {};
-function cube(name) { if (!CUBES[name]) { const s = D.stats[name]; CUBES[name] = {steps: s.steps, unit: s.unit, v: f32(s.values)}; } return CUBES[name]; }
-const at = (c, si, l, h) => c.v[(si * L + l) * H + h];
-function layerMean(c, si, l) { let a = 0, n = 0; for (let h = 0; h < H; h++) { const x = at(c, si, l, h); if (Number.isFinite(x)) { a += x; n++; } } return n ? a / n : null; }
-function headMean(c, si, h) { let a = 0, n = 0; for (let l = 0; l < L; l++) { const x = at(c, si, l, h); if (Number.isFinite(x)) { a += x; n++; } } return n ? a / n : null; }
-function phaseShapes(scope) {
-  return (D.phases || []).filter(p => p.scope === scope).sort((a, b) => a.start_step - b.start_step).slice(1)
-    .map(p => ({type: 'line', xref: 'x', yref: 'paper', x0: p.start_step, x1: p.start_step, y0: 0, y1: 1, line: {dash: 'dash', color: '#555', width: 1}}));
+const fin = v => (Number.isFinite(v) ? v : null);
+const fmt = s => Number(s).toLocaleString('en-US');
+function bytes(s) { const b = atob(s); const n = b.length, u = new Uint8Array(n); for (let i = 0; i < n; i++) u[i] = b.charCodeAt(i); return u; }
+function f32(s) { return new Float32Array(bytes(s).buffer); }
+// viridis at 0..1 as #rrggbb (five anchors, linear in between)
+const VIRIDIS = [[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]];
+function viridis(f) {
+  const x = Math.min(Math.max(f, 0), 1) * 4, i = Math.min(3, Math.floor(x)), w = x - i;
+  return '#' + VIRIDIS[i].map((a, j) => Math.round(a + (VIRIDIS[i + 1][j] - a) * w).toString(16).padStart(2, '0')).join('');
+}
+function missing(id, msg) { const el = $(id); el.classList.add('missing'); el.textContent = msg; }
+function options(sel, items, chosen) {
+  sel.innerHTML = '';
+  items.forEach(([v, t]) => { const o = document.createElement('option'); o.value = v; o.textContent = t; if (chosen !== undefined && String(v) === String(chosen)) o.selected = true; sel.appendChild(o); });
+}
+// every legend sits below its plot's x-axis title (a fixed 78 px under the plot area), so it never
+// covers ticks, axis titles or colour bars; no zero lines (step 0 is not a boundary worth a line)
+const LEGEND_GAP_PX = 78;
+function base(title, extra) {
+  extra = extra || {};
+  const height = extra.height || 470, margin = Object.assign({l: 75, r: 30, t: 60, b: 60}, extra.margin || {});
+  const plotH = Math.max(100, height - margin.t - margin.b);
+  const layout = Object.assign({title: {text: title, font: {size: 14}, x: 0.01, xanchor: 'left'}, height, font: {size: 12},
+    legend: {orientation: 'h', x: 0, xanchor: 'left', y: -LEGEND_GAP_PX / plotH, yanchor: 'top', font: {size: 11}}}, extra, {margin});
+  Object.keys(layout).filter(k => /^[xy]axis\d*$/.test(k)).forEach(k => { layout[k] = Object.assign({zeroline: false}, layout[k]); });
+  if (!layout.xaxis) layout.xaxis = {zeroline: false};
+  if (!layout.yaxis) layout.yaxis = {zeroline: false};
+  return layout;
 }
 
+// ---- step axes: the figures' rule ----------------------------------------------------------
+const LINSCALE = 0.5, TIE = 0.02, LINADJ = LINSCALE / (1 - 1 / 10);
+function symlog(x, t) { const a = Math.abs(x); return a <= t ? x * LINADJ : Math.sign(x) * t * (LINADJ + Math.log10(a / t)); }
+function changeShare(steps, series) {
+  const n = steps.length, per = new Float64Array(Math.max(n - 1, 0));
+  series.forEach(v => {
+    let total = 0; const d = new Float64Array(n - 1);
+    for (let i = 0; i + 1 < n; i++) { const x = Math.abs(v[i + 1] - v[i]); d[i] = Number.isFinite(x) ? x : 0; total += d[i]; }
+    if (total > 0) for (let i = 0; i + 1 < n; i++) per[i] += d[i] / total;
+  });
+  let sum = per.reduce((a, b) => a + b, 0);
+  if (!(sum > 0)) { per.fill(1); sum = n - 1; }
+  const out = [0]; let acc = 0;
+  for (let i = 0; i + 1 < n; i++) { acc += per[i]; out.push(acc / sum); }
+  return out;
+}
+// threshold t of a symmetric-log axis, or null for linear (series: arrays aligned with steps)
+function chooseStepScale(steps, series) {
+  const n = steps.length;
+  if (n < 3 || steps[n - 1] <= 0 || steps[0] < 0) return null;
+  const change = changeShare(steps, series || []);
+  const cands = [null];
+  for (let t = 1; t < steps[n - 1] / 8; t *= 2) cands.push(t);
+  const gaps = cands.map(t => {
+    const pos = steps.map(s => (t === null ? s : symlog(s, t))), span = pos[n - 1] - pos[0];
+    let g = 0; for (let i = 0; i < n; i++) g = Math.max(g, Math.abs((pos[i] - pos[0]) / span - change[i]));
+    return g;
+  });
+  const best = Math.min(...gaps);
+  const near = cands.filter((t, i) => gaps[i] <= best + TIE);
+  return near.includes(null) ? null : Math.max(...near);
+}
+function stepTicks(hi, t) {
+  const ticks = [0]; if (t >= 1 && t <= hi) ticks.push(t);
+  let above = [];
+  for (let k = 0; k < 12; k++) [1, 2, 5].forEach(m => { const d = m * 10 ** k; if (d > t * 1.4 && d <= hi) above.push(d); });
+  if (above.length > 6) above = above.filter(d => String(d)[0] === '1');
+  return ticks.concat(above);
+}
+// {t, x(step) -> position, axis: Plotly axis object}; `label` titles the axis
+function stepAxis(steps, series, label) {
+  const t = chooseStepScale(steps, series);
+  label = label || 'training step (optimizer updates)';
+  if (t === null) return {t, x: s => s, axis: {title: {text: label}}};
+  const hi = steps[steps.length - 1], ticks = stepTicks(hi * 1.1, t);
+  return {t, x: s => symlog(s, t), axis: {title: {text: label + (t > 1 ? ', log above ' + fmt(t) : ', log scale')},
+    tickmode: 'array', tickvals: ticks.map(v => symlog(v, t)), ticktext: ticks.map(fmt)}};
+}
+// a line trace on a step axis; hover shows the real step
+function stepTrace(ax, steps, y, extra) {
+  return Object.assign({x: steps.map(ax.x), y, customdata: steps, hovertemplate: 'step %{customdata:,}: %{y:.4g}<extra>%{fullData.name}</extra>'}, extra);
+}
+// mean +- stderr band as two traces (upper invisible, lower filled to it)
+function bandTraces(ax, steps, y, se, colour, group) {
+  const up = [], lo = [];
+  for (let i = 0; i < y.length; i++) { const ok = Number.isFinite(y[i]) && Number.isFinite(se[i]); up.push(ok ? y[i] + se[i] : null); lo.push(ok ? y[i] - se[i] : null); }
+  const common = {x: steps.map(ax.x), mode: 'lines', line: {width: 0, color: colour}, hoverinfo: 'skip', showlegend: false, legendgroup: group};
+  return [Object.assign({y: up}, common), Object.assign({y: lo, fill: 'tonexty', fillcolor: colour + '38'}, common)];
+}
+function phaseShapes(ax, scope) {
+  return (D.phases || []).filter(p => p.scope === scope).sort((a, b) => a.start_step - b.start_step).slice(1)
+    .map(p => ({type: 'line', xref: 'x', yref: 'paper', x0: ax.x(p.start_step), x1: ax.x(p.start_step), y0: 0, y1: 1, line: {dash: 'dash', color: '#555', width: 1}}));
+}
+
+// ---- per-head cubes, decoded on first use ---------------------------------------------------
+const CUBES = {};
+function cube(name) {
+  if (!CUBES[name]) { const s = D.stats[name]; CUBES[name] = {steps: s.steps, unit: s.unit, v: f32(s.values), se: s.stderr ? f32(s.stderr) : null}; }
+  return CUBES[name];
+}
+const at = (c, si, l, h) => c.v[(si * L + l) * H + h];
+function meanOver(arr, c, si, ls, hs) {
+  let a = 0, n = 0;
+  for (const l of ls) for (const h of hs) { const x = arr[(si * L + l) * H + h]; if (Number.isFinite(x)) { a += x; n++; } }
+  return n ? a / n : null;
+}
+const ALL_L = range(L), ALL_H = range(H);
+
+// ---- sections --------------------------------------------------------------------------------
 function drawCurves() {
-  const c = D.curves || {}, tr = [];
-  if (c.train_loss) tr.push({x: c.train_loss.step, y: c.train_loss.value, name: 'train loss', line: {color: CB[0], width: 1}, opacity: 0.7});
-  if (c.val_loss) tr.push({x: c.val_loss.step, y: c.val_loss.value, name: 'val loss', mode: 'lines+markers', line: {color: CB[5]}});
-  if (c.lr) tr.push({x: c.lr.step, y: c.lr.value, name: 'learning rate', yaxis: 'y2', line: {color: CB[2], dash: 'dot'}});
-  if (!tr.length) return missing('plot-curves', 'no loss rows: run `attnlife train`');
-  Plotly.newPlot('plot-curves', tr, base('Training and validation loss', {xaxis: {title: {text: 'training step (optimizer updates)'}},
-    yaxis: {title: {text: 'loss (nats / token)'}}, yaxis2: {title: {text: 'learning rate'}, overlaying: 'y', side: 'right', showgrid: false, rangemode: 'nonnegative', tickformat: '.1e', automargin: true}}), CFG);
+  const c = D.curves || {}, tr = [], series = [], stepsAll = new Set();
+  ['train_loss_smooth', 'val_loss', 'probe_loss'].forEach(k => { if (c[k]) c[k].step.forEach(s => stepsAll.add(s)); });
+  if (!stepsAll.size && !c.lr) return missing('plot-curves', 'no loss rows: `attnlife train` and the HF / Lightning callbacks log them');
+  const steps = Array.from(stepsAll).sort((a, b) => a - b);
+  // the rule sees every loss curve on the union of their steps (linear interpolation inside)
+  const interp = k => { const s = c[k].step, v = c[k].value; let j = 0; return steps.map(x => { while (j + 1 < s.length && s[j + 1] <= x) j++; if (x < s[0] || x > s[s.length - 1]) return NaN; if (j + 1 >= s.length || s[j] === x) return v[j]; return v[j] + (v[j + 1] - v[j]) * (x - s[j]) / (s[j + 1] - s[j]); }); };
+  ['train_loss_smooth', 'val_loss', 'probe_loss'].forEach(k => { if (c[k]) series.push(interp(k)); });
+  const ax = stepAxis(steps.length ? steps : c.lr.step, series);
+  if (c.train_loss) tr.push(stepTrace(ax, c.train_loss.step, c.train_loss.value, {name: 'train loss (raw)', line: {color: CB[0], width: 0.8}, opacity: 0.35}));
+  if (c.train_loss_smooth) tr.push(stepTrace(ax, c.train_loss_smooth.step, c.train_loss_smooth.value, {name: 'train loss (trailing mean)', line: {color: CB[0], width: 2}}));
+  if (c.val_loss) tr.push(stepTrace(ax, c.val_loss.step, c.val_loss.value, {name: 'val loss', mode: 'lines+markers', line: {color: CB[5]}}));
+  if (c.probe_loss) {
+    if (c.probe_loss.stderr) tr.push(...bandTraces(ax, c.probe_loss.step, c.probe_loss.value, c.probe_loss.stderr, CB[2], 'probe'));
+    tr.push(stepTrace(ax, c.probe_loss.step, c.probe_loss.value, {name: 'probe loss' + (c.probe_loss.stderr ? ' (+- s.e.)' : ''), mode: 'lines+markers', marker: {size: 4}, line: {color: CB[2]}, legendgroup: 'probe'}));
+  }
+  if (c.lr) tr.push(stepTrace(ax, c.lr.step, c.lr.value, {name: 'learning rate (right axis)', yaxis: 'y2', line: {color: '#777', dash: 'dot'}}));
+  let title = 'Loss and learning rate';
+  if (c.train_loss) { const v = c.train_loss.value, s = c.train_loss.step; title = 'Training loss ' + v[0].toFixed(2) + ' at step ' + fmt(s[0]) + ' -> ' + v[v.length - 1].toFixed(2) + ' nats/token at step ' + fmt(s[s.length - 1]); }
+  if (c.val_loss) { const v = c.val_loss.value; let b = 0; v.forEach((x, i) => { if (x < v[b]) b = i; }); title += '; lowest val loss ' + v[b].toFixed(3) + ' at step ' + fmt(c.val_loss.step[b]); }
+  Plotly.newPlot('plot-curves', tr, base(title, {xaxis: ax.axis, yaxis: {title: {text: 'loss (nats / token)'}},
+    yaxis2: {title: {text: 'learning rate'}, overlaying: 'y', side: 'right', showgrid: false, rangemode: 'nonnegative', tickformat: '.1e', automargin: true}}), CFG);
 }
 
 function attentionNames() { return Object.keys(D.stats || {}).filter(k => D.stats[k].source === 'attention'); }
@@ -44,61 +153,83 @@ function drawAttention() {
   options($('att-metric'), names.map(n => [n, n + ' (' + D.stats[n].unit + ')']), names.includes('entropy_bits') ? 'entropy_bits' : names[0]);
   options($('att-layer'), [['all', 'all layers (head mean)']].concat(range(L).map(l => [l, 'layer ' + l])), 'all');
   const redraw = () => {
-    const c = cube($('att-metric').value), which = $('att-layer').value, tr = [];
-    const si = range(c.steps.length);
-    if (which === 'all') range(L).forEach(l => tr.push({x: c.steps, y: si.map(s => layerMean(c, s, l)), name: 'L' + l, line: {color: CB[l % 8]}}));
-    else {
+    const c = cube($('att-metric').value), which = $('att-layer').value, S = c.steps.length, si = range(S);
+    const lines = [];  // {name, y, se, colour, width, dash}
+    const colour = (i, n) => (n <= 8 ? CB[i % 8] : viridis(i / Math.max(n - 1, 1)));
+    if (which === 'all') {
+      range(L).forEach(l => lines.push({name: 'L' + l, y: si.map(s => meanOver(c.v, c, s, [l], ALL_H)),
+        se: c.se ? si.map(s => meanOver(c.se, c, s, [l], ALL_H)) : null, colour: colour(l, L), width: 2}));
+    } else {
       const l = +which;
-      range(H).forEach(h => tr.push({x: c.steps, y: si.map(s => fin(at(c, s, l, h))), name: 'L' + l + 'H' + h, line: {width: 1, color: CB[h % 8]}}));
-      tr.push({x: c.steps, y: si.map(s => layerMean(c, s, l)), name: 'L' + l + ' mean', line: {color: CB[5], dash: 'dash', width: 3}});
+      range(H).forEach(h => lines.push({name: 'L' + l + 'H' + h, y: si.map(s => fin(at(c, s, l, h))), se: null, colour: colour(h, H), width: 1}));
+      lines.push({name: 'L' + l + ' mean', y: si.map(s => meanOver(c.v, c, s, [l], ALL_H)),
+        se: c.se ? si.map(s => meanOver(c.se, c, s, [l], ALL_H)) : null, colour: CB[5], width: 3, dash: 'dash'});
     }
-    Plotly.react('plot-attention', tr, base($('att-metric').value + ' per ' + (which === 'all' ? 'layer' : 'head of layer ' + which) + ' (dashed grey: phase boundaries)',
-      {xaxis: {title: {text: 'training step (optimizer updates)'}}, yaxis: {title: {text: $('att-metric').value + ' (' + c.unit + ')'}},
-       shapes: phaseShapes(which === 'all' ? 'model' : 'L' + which)}), CFG);
+    const ax = stepAxis(c.steps, lines.map(t => t.y));
+    const tr = [];
+    lines.forEach((t, i) => {
+      if (t.se) tr.push(...bandTraces(ax, c.steps, t.y, t.se, t.colour, 'g' + i));
+      tr.push(stepTrace(ax, c.steps, t.y, {name: t.name + (t.se ? ' (+- s.e.)' : ''), legendgroup: 'g' + i, line: {color: t.colour, width: t.width, dash: t.dash}}));
+    });
+    const metric = $('att-metric').value;
+    const what = which === 'all' ? 'per layer (head mean; band: mean of the heads\' standard errors)' : 'per head of layer ' + which;
+    Plotly.react('plot-attention', tr, base(metric + ' ' + what + (phaseShapes(ax, 'model').length ? '; dashed: phase boundaries' : ''),
+      {xaxis: ax.axis, yaxis: {title: {text: metric + ' (' + c.unit + ')'}}, shapes: phaseShapes(ax, which === 'all' ? 'model' : 'L' + which),
+      }), CFG);
   };
   $('att-metric').onchange = redraw; $('att-layer').onchange = redraw; redraw();
 }
 
 const ARCH = {timer: null, si: 1e9};  // starts at the last checkpoint
-function archFrame() {
-  const c = cube($('arch-stat').value), si = ARCH.si;
-  return range(L).map(l => range(H).map(h => fin(at(c, si, l, h))));
+function archFrame(c) { const z = []; for (let l = 0; l < L; l++) { const row = new Array(H); for (let h = 0; h < H; h++) row[h] = fin(at(c, ARCH.si, l, h)); z.push(row); } return z; }
+function archTitle(c) {
+  let lo = null, hi = null;
+  for (let l = 0; l < L; l++) for (let h = 0; h < H; h++) { const x = at(c, ARCH.si, l, h); if (!Number.isFinite(x)) continue; if (!lo || x < lo[0]) lo = [x, l, h]; if (!hi || x > hi[0]) hi = [x, l, h]; }
+  const name = $('arch-stat').value, at_ = ' at step ' + fmt(c.steps[ARCH.si]);
+  if (!lo) return name + at_ + ': no values';
+  return name + at_ + ': lowest L' + lo[1] + 'H' + lo[2] + ' (' + lo[0].toPrecision(3) + '), highest L' + hi[1] + 'H' + hi[2] + ' (' + hi[0].toPrecision(3) + ' ' + c.unit + ')' +
+    '; right: layer means, below: head means over layers, over training';
 }
-function archShapes(c) {
-  return [{type: 'line', xref: 'x2', yref: 'y2', x0: ARCH.si, x1: ARCH.si, y0: -0.5, y1: L - 0.5, line: {color: 'white', width: 2}},
-          {type: 'line', xref: 'x3', yref: 'y3', y0: ARCH.si, y1: ARCH.si, x0: -0.5, x1: H - 0.5, line: {color: 'white', width: 2}}];
-}
-function archLabel() { const c = cube($('arch-stat').value); $('arch-step').textContent = 'step ' + c.steps[ARCH.si].toLocaleString('en-US'); }
+function archLabel(c) { $('arch-step').textContent = 'step ' + fmt(c.steps[ARCH.si]); }
 function drawArch() {
   const names = Object.keys(D.stats || {});
   if (!names.length) return missing('plot-arch', 'no per-head statistics: run `attnlife train` with tracking, or `attnlife spectra RUN`');
   options($('arch-stat'), names.map(n => [n, n + ' (' + D.stats[n].unit + ')']), names[0]);
+  let ax = null;
+  const shapes = c => [
+    {type: 'line', xref: 'x2', yref: 'y2', x0: ax.x(c.steps[ARCH.si]), x1: ax.x(c.steps[ARCH.si]), y0: -0.5, y1: L - 0.5, line: {color: 'white', width: 2}},
+    {type: 'line', xref: 'x3', yref: 'y3', y0: ax.x(c.steps[ARCH.si]), y1: ax.x(c.steps[ARCH.si]), x0: -0.5, x1: H - 0.5, line: {color: 'white', width: 2}}];
   const full = () => {
     const c = cube($('arch-stat').value), S = c.steps.length, si = range(S);
     ARCH.si = Math.min(ARCH.si, S - 1);
     $('arch-slider').max = S - 1; $('arch-slider').value = ARCH.si;
-    const finite = Array.from(c.v).filter(Number.isFinite);
-    const zmin = Math.min(...finite), zmax = Math.max(...finite);
-    const ticks = si.filter(i => i % Math.max(1, Math.ceil(S / 8)) === 0);
+    let zmin = Infinity, zmax = -Infinity;
+    for (let i = 0; i < c.v.length; i++) { const x = c.v[i]; if (x < zmin) zmin = x; if (x > zmax) zmax = x; }
+    const layerMeans = range(L).map(l => si.map(s => meanOver(c.v, c, s, [l], ALL_H)));
+    const headMeans = si.map(s => range(H).map(h => meanOver(c.v, c, s, ALL_L, [h])));
+    ax = stepAxis(c.steps, layerMeans);
+    const pos = c.steps.map(ax.x);  // cells as wide as the steps they cover
     const tr = [
-      {type: 'heatmap', z: archFrame(), x: range(H), y: range(L), zmin, zmax, colorscale: 'Viridis', colorbar: {title: {text: c.unit}, x: 1.02},
+      {type: 'heatmap', z: archFrame(c), x: range(H), y: range(L), zmin, zmax, colorscale: 'Viridis', colorbar: {title: {text: c.unit, side: 'right'}, x: 1.0, xanchor: 'left', len: 0.62, y: 1, yanchor: 'top'},
        hovertemplate: 'L%{y}H%{x}: %{z:.4g}<extra></extra>'},
-      {type: 'heatmap', z: range(L).map(l => si.map(s => layerMean(c, s, l))), x: si, y: range(L), xaxis: 'x2', yaxis: 'y2', zmin, zmax,
-       colorscale: 'Viridis', showscale: false, hovertemplate: 'layer %{y} mean, checkpoint %{x}: %{z:.4g}<extra></extra>'},
-      {type: 'heatmap', z: si.map(s => range(H).map(h => headMean(c, s, h))), x: range(H), y: si, xaxis: 'x3', yaxis: 'y3', zmin, zmax,
-       colorscale: 'Viridis', showscale: false, hovertemplate: 'head %{x} mean over layers, checkpoint %{y}: %{z:.4g}<extra></extra>'}];
-    const tick = {tickvals: ticks, ticktext: ticks.map(i => c.steps[i].toLocaleString('en-US'))};
-    Plotly.react('plot-arch', tr, base($('arch-stat').value + ' per head (layer x head); marginals: layer mean (right) and head mean (bottom) over steps', {
-      height: 620, shapes: archShapes(c),
-      xaxis: {domain: [0, 0.6], anchor: 'y', title: {text: 'head index'}, dtick: 1},
-      yaxis: {domain: [0.38, 1], anchor: 'x', title: {text: 'layer'}, autorange: 'reversed', dtick: 1},
-      xaxis2: Object.assign({domain: [0.68, 0.98], anchor: 'y2', title: {text: 'step (layer mean)'}}, tick),
-      yaxis2: {domain: [0.38, 1], anchor: 'x2', autorange: 'reversed', matches: 'y', showticklabels: false},
-      xaxis3: {domain: [0, 0.6], anchor: 'y3', matches: 'x', dtick: 1, title: {text: 'head index (mean over layers)'}},
-      yaxis3: Object.assign({domain: [0, 0.26], anchor: 'x3', autorange: 'reversed', title: {text: 'step'}}, tick)}), CFG);
-    archLabel();
+      {type: 'heatmap', z: layerMeans, x: pos, y: range(L), xaxis: 'x2', yaxis: 'y2', zmin, zmax, customdata: range(L).map(() => c.steps),
+       colorscale: 'Viridis', showscale: false, hovertemplate: 'layer %{y} mean at step %{customdata:,}: %{z:.4g}<extra></extra>'},
+      {type: 'heatmap', z: headMeans, x: range(H), y: pos, xaxis: 'x3', yaxis: 'y3', zmin, zmax, customdata: c.steps.map(s => range(H).map(() => s)),
+       colorscale: 'Viridis', showscale: false, hovertemplate: 'head %{x} mean over layers at step %{customdata:,}: %{z:.4g}<extra></extra>'}];
+    const layerTicks = {tickmode: 'array', tickvals: range(L).filter(l => l % Math.max(1, Math.ceil(L / 12)) === 0)};
+    const headTicks = {tickmode: 'array', tickvals: range(H).filter(h => h % Math.max(1, Math.ceil(H / 16)) === 0)};
+    const stepTitle = ax.axis.title.text.replace('training step (optimizer updates)', 'step');
+    Plotly.react('plot-arch', tr, base(archTitle(c), {
+      height: 660, shapes: shapes(c), margin: {l: 75, r: 90, t: 60, b: 60},
+      xaxis: Object.assign({domain: [0, 0.55], anchor: 'y', title: {text: 'head index'}}, headTicks),
+      yaxis: Object.assign({domain: [0.42, 1], anchor: 'x', title: {text: 'layer'}, autorange: 'reversed'}, layerTicks),
+      xaxis2: Object.assign({}, ax.axis, {domain: [0.64, 0.9], anchor: 'y2', title: {text: stepTitle}}),
+      yaxis2: Object.assign({domain: [0.42, 1], anchor: 'x2', autorange: 'reversed', title: {text: 'layer'}}, layerTicks),
+      xaxis3: Object.assign({domain: [0, 0.55], anchor: 'y3', title: {text: 'head index (mean over layers)'}}, headTicks),
+      yaxis3: Object.assign({}, ax.axis, {domain: [0, 0.3], anchor: 'x3', autorange: 'reversed', title: {text: stepTitle}})}), CFG);
+    archLabel(c);
   };
-  const step = () => { Plotly.restyle('plot-arch', {z: [archFrame()]}, [0]); Plotly.relayout('plot-arch', {shapes: archShapes()}); archLabel(); };
+  const step = () => { const c = cube($('arch-stat').value); Plotly.update('plot-arch', {z: [archFrame(c)]}, {shapes: shapes(c), 'title.text': archTitle(c)}, [0]); archLabel(c); };
   $('arch-stat').onchange = full;
   $('arch-slider').oninput = () => { ARCH.si = +$('arch-slider').value; step(); };
   $('arch-play').onclick = () => {
@@ -112,16 +243,20 @@ function drawArch() {
 function drawEigen() {
   const e = D.eigen;
   if (!e) return missing('plot-eigen', 'no eigenvalue arrays: run `attnlife spectra RUN`');
-  const v = f32(e.values), S = e.steps.length, K = e.k;
+  let v = null;
+  const S = e.steps.length, K = e.k;
   options($('eig-layer'), range(L).map(l => [l, 'layer ' + l]), 0);
   options($('eig-head'), range(H).map(h => [h, 'head ' + h]), 0);
   options($('eig-index'), range(K).map(k => [k, 'lambda_' + (k + 1)]));
   Array.from($('eig-index').options).forEach((o, i) => { o.selected = i < 4; });
   const redraw = () => {
+    v = v || f32(e.values);
     const l = +$('eig-layer').value, h = +$('eig-head').value;
     const ks = Array.from($('eig-index').selectedOptions).map(o => +o.value);
-    const tr = ks.map(k => ({x: stepX(e.steps), y: range(S).map(s => fin(v[((s * L + l) * H + h) * K + k])), name: 'lambda_' + (k + 1), line: {color: CB[k % 8]}}));
-    Plotly.react('plot-eigen', tr, base('Eigenvalues of W_QK, head L' + l + 'H' + h, {xaxis: stepAxis(e.steps),
+    const ys = ks.map(k => range(S).map(s => fin(v[((s * L + l) * H + h) * K + k])));
+    const ax = stepAxis(e.steps, ys.map(y => y.map(x => (x > 0 ? Math.log(x) : NaN))));
+    const tr = ks.map((k, i) => stepTrace(ax, e.steps, ys[i], {name: 'lambda_' + (k + 1), line: {color: CB[k % 8]}}));
+    Plotly.react('plot-eigen', tr, base('Eigenvalues of W_QK, head L' + l + 'H' + h, {xaxis: ax.axis,
       yaxis: {type: 'log', title: {text: 'lambda_k (weight units^2, log scale)'}}}), CFG);
   };
   ['eig-layer', 'eig-head', 'eig-index'].forEach(id => { $(id).onchange = redraw; }); redraw();
@@ -129,19 +264,23 @@ function drawEigen() {
 
 function drawPatterns() {
   const p = D.snapshots;
-  if (!p) return missing('plot-patterns', 'no attention snapshots: run `attnlife train` with tracking, or `attnlife track RUN`');
-  const v = bytes(p.values), T = p.t, S = p.steps.length;
+  if (!p) return missing('plot-patterns', 'no attention snapshots: the tracker stores them during `attnlife train` (tracking on); the probe pass (`attnlife track`) stores none');
+  let v = null;
+  const T = p.t, S = p.steps.length, pool = p.pool || 1, tokens = p.tokens || T;
   options($('pat-layer'), range(L).map(l => [l, 'layer ' + l]), 0);
   options($('pat-head'), range(H).map(h => [h, 'head ' + h]), 0);
   $('pat-slider').max = S - 1; $('pat-slider').value = S - 1;
+  const size = pool === 1 ? 'all ' + tokens + ' x ' + tokens + ' positions' : tokens + ' x ' + tokens + ' positions mean-pooled ' + pool + 'x' + pool + ' to ' + T + ' x ' + T;
+  const axisPos = range(T).map(i => i * pool);
   const redraw = () => {
+    v = v || bytes(p.values);
     const l = +$('pat-layer').value, h = +$('pat-head').value, si = +$('pat-slider').value;
     const off = (((si * L + l) * H + h) * T) * T;
-    const z = range(T).map(i => range(T).map(j => v[off + i * T + j] / 255));
-    $('pat-step').textContent = 'step ' + p.steps[si].toLocaleString('en-US');
-    Plotly.react('plot-patterns', [{type: 'heatmap', z, zmin: 0, zmax: 1, colorscale: 'Cividis', colorbar: {title: {text: 'probability'}},
-      hovertemplate: 'query %{y}, key %{x}: %{z:.3f}<extra></extra>'}], base('Attention pattern of L' + l + 'H' + h + ' at step ' + p.steps[si].toLocaleString('en-US'), {
-      height: 520, xaxis: {title: {text: 'key position (tokens)'}, constrain: 'domain'}, yaxis: {title: {text: 'query position (tokens)'}, autorange: 'reversed', scaleanchor: 'x'}}), CFG);
+    const z = []; for (let i = 0; i < T; i++) { const row = new Array(T); for (let j = 0; j < T; j++) row[j] = v[off + i * T + j] / 255; z.push(row); }
+    $('pat-step').textContent = 'step ' + fmt(p.steps[si]);
+    Plotly.react('plot-patterns', [{type: 'heatmap', z, x: axisPos, y: axisPos, zmin: 0, zmax: 1, colorscale: 'Cividis', colorbar: {title: {text: 'probability', side: 'right'}},
+      hovertemplate: 'query %{y}, key %{x}: %{z:.3f}<extra></extra>'}], base('Attention pattern of L' + l + 'H' + h + ' at step ' + fmt(p.steps[si]) + ' (' + size + ')', {
+      height: 560, xaxis: {title: {text: 'key position (tokens)'}, constrain: 'domain'}, yaxis: {title: {text: 'query position (tokens)'}, autorange: 'reversed', scaleanchor: 'x'}}), CFG);
   };
   ['pat-layer', 'pat-head'].forEach(id => { $(id).onchange = redraw; }); $('pat-slider').oninput = redraw; redraw();
 }
@@ -149,58 +288,107 @@ function drawPatterns() {
 function drawUmap() {
   const u = D.umap;
   if (!u || !u.points.length) return missing('plot-umap', 'no trajectory embedding: run `attnlife analyze RUN`');
+  const info = u.info || {}, pca = String(info.method || '').startsWith('pca');
   const ex = [], ey = [];
   (u.edges || []).forEach(e => { const a = u.points[e.src], b = u.points[e.dst]; ex.push(a.x, b.x, null); ey.push(a.y, b.y, null); });
-  const tr = [{x: ex, y: ey, mode: 'lines', line: {color: '#bbb', width: 1}, hoverinfo: 'skip', name: 'kNN edges'},
-    {x: u.points.map(p => p.x), y: u.points.map(p => p.y), mode: 'markers', name: 'heads',
-     text: u.points.map(p => 'L' + p.layer + 'H' + p.head_index + (p.cluster !== null && p.cluster !== undefined ? ' (cluster ' + p.cluster + ')' : '')),
-     hovertemplate: '%{text}<extra></extra>', marker: {size: 10, color: u.points.map(p => p.layer), colorscale: 'Viridis', line: {width: 0.5, color: 'black'},
-     colorbar: {title: {text: 'layer'}}}}];
-  Plotly.newPlot('plot-umap', tr, base('UMAP of per-head trajectories (hover names the head)', {xaxis: {title: {text: 'UMAP 1'}}, yaxis: {title: {text: 'UMAP 2'}}}), CFG);
+  const k = info.n_neighbors;
+  const tr = [{x: ex, y: ey, mode: 'lines', line: {color: '#bbb', width: 1}, hoverinfo: 'skip',
+    name: k ? 'edge: one of a head\'s ' + k + ' nearest heads (trajectory space)' : 'nearest-neighbour edges (trajectory space)'}];
+  const clusters = Array.from(new Set(u.points.map(p => (p.cluster === null || p.cluster === undefined ? 0 : p.cluster)))).sort((a, b) => a - b);
+  const symbols = ['circle', 'square', 'diamond', 'triangle-up', 'triangle-down', 'cross', 'x', 'star'];
+  clusters.forEach((c, i) => {
+    const pts = u.points.filter(p => (p.cluster === null || p.cluster === undefined ? 0 : p.cluster) === c);
+    tr.push({x: pts.map(p => p.x), y: pts.map(p => p.y), mode: u.points.length <= 48 ? 'markers+text' : 'markers', textposition: 'top right', textfont: {size: 9},
+      texttemplate: u.points.length <= 48 ? pts.map(p => 'L' + p.layer + 'H' + p.head_index) : undefined, name: clusters.length > 1 ? 'cluster ' + c + ' (' + pts.length + ' heads)' : 'all ' + pts.length + ' heads (one cluster)',
+      text: pts.map(p => 'L' + p.layer + 'H' + p.head_index + ' (layer ' + p.layer + ', cluster ' + c + ')'), hovertemplate: '%{text}<extra></extra>',
+      marker: {size: 10, color: clusters.length > 1 ? CB[i % 8] : '#777', symbol: symbols[i % symbols.length], line: {width: 0.5, color: 'black'}}});
+  });
+  const how = pca ? 'PCA (too few heads for UMAP)' : 'UMAP';
+  const found = clusters.length > 1 ? clusters.length + ' k-means clusters' + (Number.isFinite(info.silhouette) ? ' (silhouette ' + info.silhouette.toFixed(2) + ')' : '') : 'no cluster structure';
+  const ex1 = (info.explained || [])[0], ex2 = (info.explained || [])[1];
+  Plotly.newPlot('plot-umap', tr, base('Head trajectories of ' + u.points.length + ' heads by ' + how + ': ' + found + ' (hover names the head)', {
+    xaxis: {title: {text: pca && Number.isFinite(ex1) ? 'principal component 1 (' + Math.round(100 * ex1) + '% of variance)' : 'UMAP 1 (arbitrary units)'}},
+    yaxis: {title: {text: pca && Number.isFinite(ex2) ? 'principal component 2 (' + Math.round(100 * ex2) + '% of variance)' : 'UMAP 2 (arbitrary units)'}}}), CFG);
 }
 
 function drawTypes() {
   const t = D.types;
-  if (!t) return missing('plot-types', 'no head types: run `attnlife track RUN` then `attnlife analyze RUN`');
-  const tr = Object.keys(t.counts).map((k, i) => ({x: t.steps, y: t.counts[k], name: k, stackgroup: 'one', line: {color: k === 'mixed' ? '#bbb' : CB[i % 8]}}));
-  const v = (D.curves || {}).val_loss;
-  if (v) tr.push({x: v.step, y: v.value, name: 'val loss', yaxis: 'y2', mode: 'lines+markers', line: {color: 'black'}});
-  const shapes = (D.induction_phase || []).map(p => ({type: 'line', xref: 'x', yref: 'paper', x0: p.step, x1: p.step, y0: 0, y1: 1, line: {dash: 'dash', color: 'black'}}));
-  Plotly.newPlot('plot-types', tr, base('Head types over training, next to validation loss', {shapes, xaxis: {title: {text: 'training step (optimizer updates)'}},
-    yaxis: {title: {text: 'heads of each type (count)'}}, yaxis2: {title: {text: 'val loss (nats / token)'}, overlaying: 'y', side: 'right', showgrid: false}}), CFG);
+  if (!t || !t.lanes || !t.lanes.length) return missing('plot-types', 'no head types: run `attnlife track RUN` then `attnlife analyze RUN`');
+  const c = D.curves || {};
+  const loss = c.probe_loss || c.train_loss_smooth || c.val_loss;
+  const lossName = c.probe_loss ? 'probe loss (held-out probe set' + (c.probe_loss.stderr ? ', +- s.e.)' : ')') : c.train_loss_smooth ? 'training loss (trailing mean)' : 'validation loss';
+  const ax = stepAxis(loss ? loss.step : t.steps, loss ? [loss.value] : []);
+  const n = t.kinds.length, scale = [];
+  t.kinds.forEach((k, i) => { const col = TYPE_COLOURS[k] || CB[4]; scale.push([i / n, col], [(i + 1) / n, col]); });
+  const lanes = t.lanes.length, laneH = Math.max(12, Math.min(26, 420 / lanes));
+  const top = lanes * laneH, bottom = 200;
+  const last = t.steps[t.steps.length - 1], edges = t.steps.concat([last + Math.max(1, 0.03 * last)]).map(ax.x);
+  const tr = [{type: 'heatmap', z: t.codes, x: edges, y: range(lanes), zmin: -0.5, zmax: n - 0.5, colorscale: scale, showscale: false, xgap: 0, ygap: 1,
+    customdata: t.codes.map(row => row.map((k, j) => [t.kinds[k], t.steps[j]])), text: t.codes.map((row, i) => row.map(() => t.lanes[i])),
+    hovertemplate: '%{text} at step %{customdata[1]:,}: %{customdata[0]}<extra></extra>', yaxis: 'y', xaxis: 'x'}];
+  t.kinds.forEach(k => tr.push({x: [null], y: [null], mode: 'markers', marker: {symbol: 'square', size: 12, color: TYPE_COLOURS[k] || CB[4], line: {width: k === 'mixed' ? 1 : 0, color: '#999'}},
+    name: k.replace('_', ' ') + (k === 'mixed' ? ' (no type)' : ''), hoverinfo: 'skip'}));
+  if (t.emergence.length) tr.push({x: t.emergence.map(e => ax.x(e.step)), y: t.emergence.map(e => e.lane), mode: 'markers', name: 'type emerged',
+    marker: {symbol: 'line-ns', size: laneH, line: {width: 2.5, color: 'black'}}, customdata: t.emergence.map(e => [e.type, e.step]),
+    text: t.emergence.map(e => t.lanes[e.lane]), hovertemplate: '%{text} became %{customdata[0]} at step %{customdata[1]:,}<extra></extra>'});
+  if (loss) {
+    if (loss.stderr) tr.push(...bandTraces(ax, loss.step, loss.value, loss.stderr, CB[0], 'loss').map(b => Object.assign(b, {xaxis: 'x', yaxis: 'y2'})));
+    tr.push(stepTrace(ax, loss.step, loss.value, {name: lossName, mode: loss.step.length < 200 ? 'lines+markers' : 'lines', marker: {size: 4}, line: {color: CB[0]}, xaxis: 'x', yaxis: 'y2', legendgroup: 'loss'}));
+  }
+  const shapes = (D.induction_phase || []).map(p => ({type: 'line', xref: 'x', yref: 'paper', x0: ax.x(p.step), x1: ax.x(p.step), y0: 0, y1: 1, line: {dash: 'dash', color: 'black'}}));
+  const heads = new Set(t.emergence.map(e => e.lane)).size;
+  const first = t.emergence.slice().sort((a, b) => a.step - b.step)[0];
+  const title = heads ? heads + ' heads took a type; first ' + t.lanes[first.lane] + ' (' + first.type.replace('_', ' ') + ') at step ' + fmt(first.step) : 'No head type emerged';
+  const frac = top / (top + bottom);
+  Plotly.newPlot('plot-types', tr, base(title + (t.left_out ? '; ' + t.left_out + ' heads without a type not shown' : '') + (shapes.length ? '; dashed: induction phase change' : ''), {
+    height: top + bottom + 170, shapes, margin: {l: 75, r: 30, t: 60, b: 60},
+    xaxis: Object.assign({}, ax.axis, {anchor: 'y2'}),
+    yaxis: {domain: [1 - frac + 0.04, 1], tickmode: 'array', tickvals: range(lanes), ticktext: t.lanes, autorange: 'reversed', title: {text: 'head'}, showgrid: false, tickfont: {size: lanes > 24 ? 9 : 11}},
+    yaxis2: {domain: [0, 1 - frac - 0.02], title: {text: 'loss (nats / token)'}}}), CFG);
 }
 
 function drawClaims() {
   const c = D.claims;
   if (!c || !c.length) return missing('plot-claims', 'no claims table: run `attnlife analyze RUN`');
-  const colour = {'holds': '#cfeee4', 'does not hold': '#f7d9c8', 'not applicable': '#e6e6e6'};
   const cols = ['source', 'claim', 'measured', 'verdict', 'reason'];
-  Plotly.newPlot('plot-claims', [{type: 'table', columnwidth: [70, 260, 160, 80, 200],
-    header: {values: cols.map(x => '<b>' + x + '</b>'), fill: {color: '#ddd'}, align: 'left'},
-    cells: {values: cols.map(k => c.map(r => String(r[k] === null || r[k] === undefined ? '' : r[k]))), align: 'left',
-            fill: {color: [c.map(r => colour[r.verdict] || 'white')]}}}],
-    base('Published claims checked on this run', {height: 160 + 46 * c.length}), CFG);
+  const table = document.createElement('table'); table.className = 'claims';
+  const head = table.createTHead().insertRow();
+  cols.forEach(k => { const th = document.createElement('th'); th.textContent = k; head.appendChild(th); });
+  const body = table.createTBody();
+  c.forEach(r => {
+    const row = body.insertRow(); row.className = 'verdict-' + String(r.verdict).replace(/ /g, '-');
+    cols.forEach(k => { row.insertCell().textContent = r[k] === null || r[k] === undefined ? '' : String(r[k]); });
+  });
+  const tally = v => c.filter(r => r.verdict === v).length;
+  const cap = table.createCaption(); cap.textContent = 'Published claims checked on this run: ' + tally('holds') + ' hold, ' + tally('does not hold') + ' do not, ' + tally('not applicable') + ' not applicable';
+  const el = $('plot-claims'); el.classList.remove('plot'); el.appendChild(table);
 }
 
 function drawSamples() {
   const s = D.samples || {}, names = Object.keys(s.metrics || {});
-  if (!names.length && !(s.texts || []).length) return missing('plot-samples', 'no generation-quality rows: run `attnlife analyze RUN` (split sample)');
-  // fractions (distinct-n, repetition) on the left axis; any other metric on the right, hidden until its legend entry is clicked
-  const isFraction = n => s.metrics[n].value.every(v => v === null || (v >= 0 && v <= 1));
-  const tr = names.map((n, i) => ({x: s.metrics[n].step, y: s.metrics[n].value, name: n, mode: 'lines+markers', line: {color: CB[i % 8]},
-    yaxis: isFraction(n) ? 'y' : 'y2', visible: isFraction(n) || names.every(m => !isFraction(m)) ? true : 'legendonly'}));
-  Plotly.newPlot('plot-samples', tr, base('Generation quality of samples over training (click the legend for other metrics)', {
-    xaxis: {title: {text: 'training step (optimizer updates)'}}, yaxis: {title: {text: 'fraction of n-grams'}},
-    yaxis2: {title: {text: 'other metrics (their own units)'}, overlaying: 'y', side: 'right', showgrid: false}}), CFG);
+  if (!names.length && !(s.texts || []).length) return missing('plot-samples', 'no generation-quality rows: run `attnlife train --sample-every N` or `attnlife analyze RUN` (split sample)');
+  if (names.length) {
+    const steps = Array.from(new Set(names.flatMap(n => s.metrics[n].step))).sort((a, b) => a - b);
+    const ax = stepAxis(steps, names.filter(n => s.metrics[n].step.length === steps.length).map(n => s.metrics[n].value));
+    const nats = n => n === 'mean_logprob_nats';
+    const tr = names.map((n, i) => stepTrace(ax, s.metrics[n].step, s.metrics[n].value, {name: n + (nats(n) ? ' (right axis, nats)' : ''), mode: 'lines+markers', line: {color: CB[i % 8], dash: nats(n) ? 'dot' : 'solid'}, yaxis: nats(n) ? 'y2' : 'y'}));
+    Plotly.newPlot('plot-samples', tr, base('Generation quality of samples over training: distinct-n and repetition-n (fractions of n-grams), mean token log-probability (nats)', {
+      xaxis: ax.axis, yaxis: {title: {text: 'fraction of n-grams'}, range: [0, 1.02]},
+      yaxis2: {title: {text: 'mean log-probability (nats / token)'}, overlaying: 'y', side: 'right', showgrid: false, automargin: true}}), CFG);
+  } else missing('plot-samples', 'no generation-quality metrics (only sample texts): run `attnlife train --sample-every N`');
   if ((s.texts || []).length) {
     const box = $('sample-texts');
-    s.texts.forEach(r => { const d = document.createElement('details'); d.innerHTML = '<summary>step ' + r.step + '</summary>'; const pre = document.createElement('pre'); pre.textContent = r.text; d.appendChild(pre); box.appendChild(d); });
+    s.texts.forEach(r => { const d = document.createElement('details'); const sum = document.createElement('summary'); sum.textContent = 'step ' + fmt(r.step); d.appendChild(sum); const pre = document.createElement('pre'); pre.textContent = r.text; d.appendChild(pre); box.appendChild(d); });
   }
 }
 
+const SECTION_MS = {parse: Math.round(PARSE_MS)};
 [drawCurves, drawAttention, drawArch, drawEigen, drawPatterns, drawUmap, drawTypes, drawClaims, drawSamples,
  typeof drawHealth === 'function' ? drawHealth : null].filter(Boolean).forEach(f => {
+  const t0 = performance.now();
   try { f(); } catch (err) { console.error(f.name + ': ' + err); }
+  SECTION_MS[f.name] = Math.round(performance.now() - t0);
 });
+document.body.dataset.sectionMs = JSON.stringify(SECTION_MS);
 document.body.dataset.readyMs = String(Math.round(performance.now()));
 document.body.dataset.ready = '1';

@@ -34,7 +34,7 @@ SECTIONS = (
     ("patterns", "Attention patterns (snapshots)",
      '<label>layer <select id="pat-layer"></select></label> <label>head <select id="pat-head"></select></label> '
      '<input type="range" id="pat-slider" min="0" max="0" value="0"> <span id="pat-step" class="step"></span>'),
-    ("umap", "Head trajectories (UMAP)", ""),
+    ("umap", "Head trajectories (embedding)", ""),
     ("types", "Head-type emergence", ""),
     ("claims", "Claims check", ""),
     ("samples", "Generated samples over training", '<div id="sample-texts"></div>'),
@@ -52,6 +52,11 @@ section h2{font-size:17px;margin:4px 0 8px} .controls{font-size:14px;margin-bott
 .controls select,.controls button{font-size:14px;margin-right:8px} .step{font-weight:bold;margin-left:8px}
 #arch-slider,#pat-slider{width:320px;vertical-align:middle} .plot{min-height:420px}
 .missing{min-height:0;color:#a33;font-style:italic;padding:8px}
+table.claims{border-collapse:collapse;width:100%;font-size:13px;line-height:1.4}
+table.claims caption{text-align:left;font-weight:bold;padding:4px 0 8px}
+table.claims th,table.claims td{border:1px solid #ddd;padding:6px 8px;text-align:left;vertical-align:top}
+table.claims th{background:#eee} tr.verdict-holds td:nth-child(4){background:#cfeee4}
+tr.verdict-does-not-hold td:nth-child(4){background:#f7d9c8} tr.verdict-not-applicable td:nth-child(4){background:#e6e6e6}
 """
 
 
@@ -78,6 +83,12 @@ def script_json(obj: object) -> str:
     return text
 
 
+def subtitle(payload: dict) -> str:
+    """The header's second line: the model's shape and what the page was drawn from (never a machine path)."""
+    shape = f"{payload['n_layer']} layers x {payload['n_head']} heads" if "n_layer" in payload else "no per-head data"
+    return f"{shape}; every plot drawn from the run directory's tables by `attnlife report`"
+
+
 def render_html(payload: dict, plotly_js: str) -> str:
     """The page: header, navigation, one <section> per entry of SECTIONS, payload and scripts."""
     data = script_json(payload)
@@ -87,7 +98,7 @@ def render_html(payload: dict, plotly_js: str) -> str:
         f'<div id="plot-{key}" class="plot"></div></section>' for key, title, controls in SECTIONS)
     title = html.escape(f"attnlife: {payload['name']} ({payload['dataset']})")
     return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>"
-            f"<style>{CSS}</style></head><body><header><h1>{title}</h1><div>{html.escape(payload['root'])}</div>"
+            f"<style>{CSS}</style></head><body><header><h1>{title}</h1><div>{html.escape(subtitle(payload))}</div>"
             f"</header><nav>{nav}</nav>\n{sections}\n"
             f'<script type="application/json" id="payload">{data}</script>\n'
             f"<script>{plotly_js}</script>\n<script>{dashboard_js('dashboard_health.js')}</script>\n"

@@ -2,24 +2,31 @@
 
 Numeric arrays travel as base64 of little-endian float32 (uint8 for attention patterns), which
 keeps a Pythia-1.4B-sized run (384 heads x 154 checkpoints) to a few MB:
-  stats[name]   = {unit, source, steps [S], values: f32 [S * L * H]} (step-major, then layer, head)
+  stats[name]   = {unit, source, steps [S], values: f32 [S * L * H], stderr: f32 [S * L * H] (when
+                   stored)} (step-major, then layer, head)
   eigen         = {steps [S], k, values: f32 [S * L * H * k]}   (k <= MAX_EIGEN leading lambdas)
-  snapshots     = {steps [S], t, values: u8 [S * L * H * t * t]} (probability * 255, rounded;
-                   the first `t` <= MAX_PATTERN_TOKENS positions, steps thinned to a byte budget)
-Curves, phases, UMAP points, head types, claims and sample metrics are small plain lists.
+  snapshots     = {steps [S], t, tokens, pool, values: u8 [S * L * H * t * t]} (probability * 255,
+                   rounded): every query and key position; a context longer than
+                   MAX_PATTERN_TOKENS is mean-pooled in pool x pool blocks (t = ceil(tokens / pool)),
+                   never cropped; steps (first and last kept) thinned to PATTERN_BUDGET_BYTES
+Curves (train loss raw and trailing-smoothed, val loss, probe loss with stderr, lr), phases, the
+embedding and how it was made, head-type lanes (the figure's rule), claims and the generation
+metrics are small plain lists.
 """
 from __future__ import annotations
 
 import base64
+import re
 
 import numpy as np
 import pandas as pd
 
-from attnlife.report.data import MissingData, ReportRun
+from attnlife.report.data import MissingData, ReportRun, cube
 
 MAX_EIGEN = 16
-MAX_PATTERN_TOKENS = 48
-PATTERN_BUDGET_BYTES = 4_000_000
+MAX_PATTERN_TOKENS = 128
+PATTERN_BUDGET_BYTES = 5_000_000
+GENERATION_METRICS = re.compile(r"(distinct|repetition)_\d+|mean_logprob_nats")  # track/generation.py names
 WEIGHT_STATS = {
     "elem_std": "sigma of W_QK elements (weight units)",
     "elem_kl_gauss_nats": "KL of W_QK elements to a Gaussian (nats)",
@@ -46,27 +53,41 @@ def _cube_entry(steps: np.ndarray, values: np.ndarray, unit: str, source: str) -
 
 
 def _series(frame: pd.DataFrame) -> dict:
-    return {"step": frame["step"].astype(int).tolist(), "value": np.round(frame["value"].astype(float), 5).tolist()}
+    out = {"step": frame["step"].astype(int).tolist(), "value": np.round(frame["value"].astype(float), 5).tolist()}
+    if "stderr" in frame and np.isfinite(frame["stderr"].to_numpy(float)).any():
+        out["stderr"] = np.round(frame["stderr"].astype(float), 6).tolist()
+    return out
 
 
 def curves(run: ReportRun) -> dict:
-    """Train loss, val loss and learning rate (model-level rows), whichever exist."""
+    """Train loss (raw and trailing-smoothed as in the figures), val loss, probe loss (+ stderr) and
+    learning rate (model-level rows), whichever exist."""
+    from attnlife.report.figures_training import trailing_mean
+
     out = {}
     for key, metric, split in (("train_loss", "loss", "train"), ("val_loss", "eval_loss", "val"),
-                               ("lr", "lr", "train")):
+                               ("probe_loss", "probe_loss_nats", "probe"), ("lr", "lr", "train")):
         s = run.model_series(metric, split)
         if len(s):
             out[key] = _series(s)
+    if "train_loss" in out:
+        loss = run.model_series("loss", "train")
+        out["train_loss_smooth"] = {"step": out["train_loss"]["step"], "value": np.round(
+            trailing_mean(loss.step.to_numpy(), loss.value.to_numpy()), 5).tolist()}
     return out
 
 
 def stats(run: ReportRun, shape: tuple[int, int]) -> dict:
-    """Per-head statistics (attention metrics, then W_QK statistics) as step cubes."""
+    """Per-head statistics (attention metrics with their standard errors, then W_QK statistics) as step cubes."""
     out = {}
     for metric in run.attention_metrics():
-        steps, values = run.head_cube(metric)
+        rows = run.head_rows(metric)
+        steps, values = cube(rows)
         if values.shape[1:] == shape:
             out[metric] = _cube_entry(steps, values, ATTENTION_UNITS.get(metric, "score"), "attention")
+            _, se = cube(rows, "stderr")
+            if np.isfinite(se).any():
+                out[metric]["stderr"] = b64_f32(se)
     present = set(run.weight_stats())
     for stat, unit in WEIGHT_STATS.items():
         if stat in present:
@@ -96,8 +117,26 @@ def eigen(run: ReportRun) -> dict | None:
     return {"steps": [int(s) for s in steps], "k": k, "values": b64_f32(lam[..., :k])}
 
 
+def pattern_pool(tokens: int, most: int = MAX_PATTERN_TOKENS) -> int:
+    """The block size that mean-pools a tokens x tokens pattern to at most `most` x `most` (1 = full size)."""
+    return max(1, -(-tokens // most))
+
+
+def pooled(pattern: np.ndarray, pool: int) -> np.ndarray:
+    """Mean over pool x pool blocks of [..., T, T] (the last partial block zero-padded, averaged over
+    the whole block so every block's mean is comparable)."""
+    if pool == 1:
+        return pattern
+    t = pattern.shape[-1]
+    n = -(-t // pool)
+    padded = np.zeros(pattern.shape[:-2] + (n * pool, n * pool), dtype=np.float32)
+    padded[..., :t, :t] = pattern
+    return padded.reshape(pattern.shape[:-2] + (n, pool, n, pool)).mean(axis=(-3, -1))
+
+
 def snapshots(run: ReportRun, shape: tuple[int, int]) -> dict | None:
-    """Attention patterns of every head, first t tokens, uint8; steps thinned to the byte budget."""
+    """Attention patterns of every head at every position (pooled beyond MAX_PATTERN_TOKENS), uint8;
+    steps thinned to the byte budget, first and last always kept."""
     try:
         store = run.snapshot_store()
     except MissingData:
@@ -109,21 +148,24 @@ def snapshots(run: ReportRun, shape: tuple[int, int]) -> dict | None:
     first = next((p for p in (store.read_or_warn(names[0], s) for s in steps) if p is not None), None)
     if first is None:
         return None
-    t = min(MAX_PATTERN_TOKENS, int(first.shape[-1]))
+    tokens = int(first.shape[-1])
+    pool = pattern_pool(tokens)
+    t = -(-tokens // pool)
     per_step = shape[0] * shape[1] * t * t
-    keep = max(1, min(len(steps), PATTERN_BUDGET_BYTES // per_step))
-    steps = [steps[i] for i in sorted({int(round(x)) for x in np.linspace(0, len(steps) - 1, keep)})]
+    keep = max(2, min(len(steps), PATTERN_BUDGET_BYTES // per_step))
+    steps = [steps[i] for i in sorted({int(round(x)) for x in np.linspace(0, len(steps) - 1, min(keep, len(steps)))})]
     frames, shown = [], []
     for step in steps:   # a step with a damaged snapshot file (warned about) is left out
         patterns = [store.read_or_warn(name, step) for name in names]
         if any(p is None for p in patterns):
             continue
-        frames.append(np.stack([np.round(np.clip(p.float().numpy()[:, :t, :t], 0, 1) * 255)
+        frames.append(np.stack([np.round(np.clip(pooled(p.float().numpy(), pool), 0, 1) * 255)
                                 .astype(np.uint8) for p in patterns]))
         shown.append(int(step))
     if not shown:
         return None
-    return {"steps": shown, "t": t, "values": base64.b64encode(np.stack(frames).tobytes()).decode("ascii")}
+    return {"steps": shown, "t": t, "tokens": tokens, "pool": pool,
+            "values": base64.b64encode(np.stack(frames).tobytes()).decode("ascii")}
 
 
 def _records(frame: pd.DataFrame, columns: list[str]) -> list[dict]:
@@ -131,19 +173,42 @@ def _records(frame: pd.DataFrame, columns: list[str]) -> list[dict]:
     return frame[cols].astype(object).where(frame[cols].notna(), None).to_dict("records")
 
 
+def type_lanes(run: ReportRun) -> dict | None:
+    """The emergence figure's lanes (`figures_analysis.lanes_shown`): per lane the type at each
+    step (index into `kinds`), the emergence ticks and how many heads were left out."""
+    from attnlife.report.figures_analysis import emerged_heads, lanes_shown
+
+    table = run.analysis.get("head_types")
+    if table is None or table.empty:
+        return None
+    lanes, left_out = lanes_shown(run, table)
+    steps = np.sort(table.step.unique())
+    kinds = sorted(set(table.type), key=lambda t: (t == "mixed", t))
+    code = {k: i for i, k in enumerate(kinds)}
+    label = {(int(r.layer), int(r.head_index), int(r.step)): code[str(r.type)] for r in table.itertuples()}
+    mixed = code.get("mixed", -1)
+    codes = [[label.get((a, b, int(s)), mixed) for s in steps] for a, b in lanes]
+    ticks = [{"lane": lanes.index((a, b)), "step": step, "type": kind}
+             for a, b, kind, step in emerged_heads(run) if (a, b) in lanes]
+    return {"steps": steps.astype(int).tolist(), "lanes": [f"L{a}H{b}" for a, b in lanes], "kinds": kinds,
+            "codes": codes, "emergence": ticks, "left_out": int(left_out)}
+
+
 def analysis_parts(run: ReportRun) -> dict:
-    """Phases, UMAP, head types, emergence, induction phase and claims, as stored."""
+    """Phases, embedding (+ how it was made), head-type lanes, emergence, induction phase and claims, as stored."""
     a = run.analysis
     out: dict = {}
     if a.get("phases") is not None:
         out["phases"] = _records(a["phases"], ["scope", "layer", "start_step", "end_step", "label"])
     if a.get("embedding") is not None:
+        info = run.summary.get("notes", {}).get("embedding", {}) if isinstance(run.summary, dict) else {}
         out["umap"] = {"points": _records(a["embedding"], ["layer", "head_index", "x", "y", "cluster"]),
-                       "edges": _records(a.get("embedding_edges", pd.DataFrame()), ["src", "dst"])}
-    if a.get("head_types") is not None and len(a["head_types"]):
-        table = a["head_types"].groupby(["step", "type"]).size().unstack(fill_value=0).sort_index()
-        out["types"] = {"steps": table.index.astype(int).tolist(),
-                        "counts": {str(t): table[t].astype(int).tolist() for t in table.columns}}
+                       "edges": _records(a.get("embedding_edges", pd.DataFrame()), ["src", "dst"]),
+                       "info": {k: info[k] for k in ("method", "n_neighbors", "explained", "silhouette")
+                                if k in info}}
+    lanes = type_lanes(run)
+    if lanes is not None:
+        out["types"] = lanes
     for name, cols in (("emergence", ["layer", "head_index", "type", "emergence_step"]),
                        ("induction_phase", ["step", "loss_bump"]),
                        ("claims", ["claim_id", "source", "claim", "measured", "verdict", "reason"])):
@@ -153,9 +218,11 @@ def analysis_parts(run: ReportRun) -> dict:
 
 
 def samples(run: ReportRun) -> dict:
-    """Generation-quality metrics (split `sample`, model level) over steps, and texts if stored."""
+    """Generation-quality metrics (split `sample`, model level, GENERATION_METRICS only: the
+    attention rows measured on the samples are not generation quality) and texts if stored."""
     m = run.metrics
-    rows = m[(m.split == "sample") & (m.layer == -1) & (m.head_index == -1)]
+    rows = m[(m.split == "sample") & (m.layer == -1) & (m.head_index == -1) & (m.layer_b == -1)
+             & m.metric.map(lambda name: bool(GENERATION_METRICS.fullmatch(str(name))))]
     out = {"metrics": {name: _series(g.sort_values("step")) for name, g in rows.groupby("metric")}}
     texts = run.analysis.get("samples")
     if texts is not None and {"step", "text"} <= set(texts.columns):
@@ -166,7 +233,7 @@ def samples(run: ReportRun) -> dict:
 def build_payload(run: ReportRun) -> dict:
     """Everything the dashboard draws (see module docstring)."""
     shape = head_shape(run)
-    payload = {"name": run.name, "dataset": run.dataset, "root": str(run.root), "curves": curves(run),
+    payload = {"name": run.name, "dataset": run.dataset, "curves": curves(run),
                "samples": samples(run), **analysis_parts(run)}
     if shape is not None:
         payload.update(n_layer=int(shape[0]), n_head=int(shape[1]), stats=stats(run, tuple(shape)),

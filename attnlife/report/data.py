@@ -197,7 +197,8 @@ class ReportRun:
     def snapshot_store(self):  # noqa: ANN201 - attnlife.store.snapshots.SnapshotStore
         store = self.run.snapshots()
         if not store.names():
-            raise MissingData(f"no attention snapshots; run `attnlife train` with "
-                              f"track.snapshot_every > 0 or tracking on, or `attnlife track {self.root}`")
+            raise MissingData("no attention snapshots: the tracker stores them during `attnlife train` "
+                              "(tracking on: every checkpoint, or track.snapshot_every); the probe pass "
+                              "(`attnlife track`) and probe-only directories store none")
         return store
 

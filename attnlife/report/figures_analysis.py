@@ -74,7 +74,7 @@ def attention_snapshots(run: ReportRun) -> plt.Figure:
     store = run.snapshot_store()
     names = [n for n in store.names() if n.startswith("layer")]
     if not names:
-        raise MissingData(f"no per-layer attention snapshots; run `attnlife track {run.root}`")
+        raise MissingData("no per-layer attention snapshots: the tracker stores them during `attnlife train`")
     steps = store.steps(names[0])
     shown = [steps[i] for i in sorted({int(round(x)) for x in np.linspace(0, len(steps) - 1, min(6, len(steps)))})]
     shown = [s for s in shown if all(store.read_bits_or_warn(n, s) is not None for n in names)]
@@ -198,7 +198,9 @@ def head_type_emergence(run: ReportRun) -> plt.Figure:
     its standard error when stored, else training loss); the induction phase change dashed."""
     import pandas as pd
 
-    types = run.analysis_table("head_types", f" (no head-type scores: run `attnlife track {run.root}`)")
+    scored = "prev_token_score" in set(run.metrics.metric)
+    types = run.analysis_table("head_types", " (the type scores are in the metric table: analyze again)" if scored
+                               else f" (no head-type scores: run `attnlife track {run.root}` first)")
     lanes, left_out = lanes_shown(run, types)
     steps = np.sort(types.step.unique())
     label_at = {(int(r.layer), int(r.head_index), int(r.step)): str(r.type) for r in types.itertuples()}
@@ -232,7 +234,8 @@ def head_type_emergence(run: ReportRun) -> plt.Figure:
     order += [t for t in seen_types if t not in order and t != "mixed"] + (["mixed"] if "mixed" in seen_types else [])
     handles = [Patch(facecolor=type_colour(t), edgecolor="0.6" if t == "mixed" else "none",
                      label=t.replace("_", " ") + (" (no type)" if t == "mixed" else "")) for t in order]
-    handles.append(Line2D([], [], color="black", lw=1.6, label="type emerged"))
+    if any((a, b) in lanes for a, b, _, _ in emerged_heads(run)):
+        handles.append(Line2D([], [], color="black", lw=1.6, label="type emerged"))
     top.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False)
 
     label, loss = _loss_for_emergence(run)

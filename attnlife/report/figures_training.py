@@ -112,7 +112,8 @@ def _smooth(frame: pd.DataFrame) -> pd.DataFrame:
 def train_loss(runs: list[ReportRun]) -> plt.Figure:
     """Training loss (nats/token), raw faint and trailing-smoothed (`trailing_mean`), per run/config."""
     if not any(len(r.model_series("loss", "train")) for r in runs):
-        raise MissingData("no training loss rows; run `attnlife train`")
+        raise MissingData("no training loss rows: `attnlife train` and the HF / Lightning callbacks log them "
+                          "(a `track` / `spectra --hf` or `--nanogpt` directory has none)")
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
     raw = smoothed = None
     for i, (label, members) in enumerate(groups(runs)):
@@ -138,7 +139,8 @@ def train_loss(runs: list[ReportRun]) -> plt.Figure:
 def val_loss(runs: list[ReportRun]) -> plt.Figure:
     """Validation loss (eval_loss, split val; nats/token) per run/config, best value marked."""
     if not any(len(r.model_series("eval_loss", "val")) for r in runs):
-        raise MissingData("no validation loss rows (eval_loss, split val); run `attnlife train`")
+        raise MissingData("no validation loss rows (eval_loss, split val): `attnlife train` and the HF / "
+                          "Lightning callbacks log them (a `track` / `spectra --hf` or `--nanogpt` directory has none)")
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
     best = (np.inf, 0)
     first = None

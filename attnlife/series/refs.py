@@ -108,8 +108,15 @@ def _resolve_hf_revision(model: str, revision: str) -> Path:
             return root / "snapshots" / ref.read_text().strip()
         if revision in ("", "main") and (root / "config.json").is_file():
             return root
+        found = sorted((d.name for d in root.iterdir() if (d / "config.json").is_file()),
+                       key=lambda name: (_last_int(name) is None, _last_int(name) or 0, name))
+        if revision in ("", "main") and found:
+            shown = ",".join(found[:4]) + (",..." if len(found) > 4 else "")
+            raise SeriesSourceError(f"{root} holds {len(found)} revision folders ({shown}) and no model of "
+                                    f"its own; name them: --revisions {','.join(found) if len(found) <= 8 else shown}")
         raise SeriesSourceError(f"revision '{revision}' not found under {root}: expected {root}/{revision}/"
-                                f"config.json or an HF cache refs/{revision}")
+                                f"config.json or an HF cache refs/{revision}"
+                                + (f"; it holds {', '.join(found[:6])}" if found else ""))
     from huggingface_hub import snapshot_download
 
     try:

@@ -92,8 +92,9 @@ def model_shape(model: Any) -> tuple[int, int]:
 
 
 def make_probe_set(tokens: np.ndarray, vocab_size: int, context: int,
-                   options: ProbeOptions) -> dict[str, torch.Tensor]:
-    """{"ids": [N, T], "repeated": [R, 2h]} int64 (see module doc) from 1-D token ids."""
+                   options: ProbeOptions, source: str = "") -> dict[str, torch.Tensor]:
+    """{"ids": [N, T], "repeated": [R, 2h]} int64 (see module doc) from 1-D token ids (`source`
+    describes them for the error messages)."""
     T = min(options.seq_len or 256, context)
     if len(tokens) < T + 1:
         raise ProbeSetError(f"probe text has {len(tokens)} tokens, fewer than one window of {T}; "
@@ -104,8 +105,10 @@ def make_probe_set(tokens: np.ndarray, vocab_size: int, context: int,
         raise ProbeSetError(f"probe text holds a negative token id ({int(ids.min())}); token ids "
                             f"are 0 .. vocab_size - 1")
     if int(ids.max()) >= vocab_size:
-        raise ProbeSetError(f"probe text holds token id {int(ids.max())} >= the model's vocab_size "
-                            f"{vocab_size}; the text was tokenized for another model")
+        why = "the ids were made for another model"
+        if source.startswith("tokens:") and source.endswith(".bin"):
+            why += f", or the file holds another dtype than it was read as ({token_file_dtype(source[7:])[1]})"
+        raise ProbeSetError(f"probe tokens hold id {int(ids.max())} >= the model's vocab_size {vocab_size}; {why}")
     half = max(2, min(options.repeat_half or min(T // 2, 128), context // 2))
     rep = HT.repeated_random_tokens(options.repeat_sequences, half, vocab_size, seed=options.seed)
     return {"ids": ids, "repeated": rep}
@@ -137,7 +140,7 @@ def load_or_make_probe_set(out_dir: str | os.PathLike, tokens: Optional[np.ndarr
     if tokens is None:
         raise ProbeSetError("no probe text: pass --text FILE or --tokens FILE (a run directory uses "
                             "its dataset's val split)")
-    probe = make_probe_set(tokens, vocab_size, context, options)
+    probe = make_probe_set(tokens, vocab_size, context, options, source)
     with atomic_path(path) as tmp:
         save_file(probe, str(tmp), metadata={"record": record})
     return probe
@@ -284,8 +287,27 @@ def series_shape(ref: CheckpointRef) -> tuple[int, int]:
     return model_shape(load_series_model(ref))
 
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model", "spiece.model",
+                   "vocab.txt")
+BIN_DTYPES = ("uint8", "uint16", "uint32", "int32", "int64")
+
+
+def token_file_dtype(path: str | os.PathLike) -> tuple[str, str]:
+    """(dtype, where it came from) of a .bin of token ids: the `dtype` of the meta.json beside it
+    (what `attnlife prepare` writes: uint8 for small vocabularies), else nanoGPT's uint16."""
+    meta = Path(path).with_name("meta.json")
+    if meta.is_file():
+        try:
+            dtype = json.loads(meta.read_text(encoding="utf-8")).get("dtype")
+        except (ValueError, UnicodeDecodeError, AttributeError):
+            dtype = None
+        if dtype in BIN_DTYPES:
+            return dtype, f"dtype {dtype} from {meta}"
+    return "uint16", "uint16 (nanoGPT's default; no meta.json with a dtype beside it)"
+
+
 def read_token_file(path: str | os.PathLike) -> np.ndarray:
-    """1-D token ids from .npy, or a nanoGPT-style .bin of uint16 ids."""
+    """1-D token ids from .npy, or a .bin of ids in the dtype `token_file_dtype` finds."""
     p = Path(path)
     if not p.is_file():
         raise ProbeSetError(f"token file {p} does not exist; pass a .npy or nanoGPT .bin (uint16) of ids")
@@ -301,7 +323,11 @@ def read_token_file(path: str | os.PathLike) -> np.ndarray:
                                 f"np.save(path, ids.astype(np.int64))")
         return ids
     if p.suffix == ".bin":
-        return np.memmap(p, dtype=np.uint16, mode="r")
+        dtype, how = token_file_dtype(p)
+        if p.stat().st_size % np.dtype(dtype).itemsize:
+            raise ProbeSetError(f"{p} has {p.stat().st_size} bytes, not a whole number of {dtype} ids "
+                                f"(read as {how}); put the meta.json of its dataset beside it")
+        return np.memmap(p, dtype=dtype, mode="r")
     raise ProbeSetError(f"{p}: token files must be .npy or nanoGPT .bin (uint16); for text use --text")
 
 
@@ -309,6 +335,10 @@ def tokenize_text(path: str | os.PathLike, tokenizer_dir: str) -> np.ndarray:
     """Token ids of a text file under the Hugging Face tokenizer saved in `tokenizer_dir`."""
     if not Path(path).is_file():
         raise ProbeSetError(f"text file {path} does not exist")
+    if not any((Path(tokenizer_dir) / name).is_file() for name in TOKENIZER_FILES):
+        raise ProbeSetError(f"{tokenizer_dir} holds no tokenizer ({', '.join(TOKENIZER_FILES[:3])}, ...), so "
+                            f"--text cannot be tokenized; copy the model's tokenizer files there or pass "
+                            f"--tokens FILE (.npy of token ids)")
     try:
         from transformers import AutoTokenizer
 
@@ -316,7 +346,12 @@ def tokenize_text(path: str | os.PathLike, tokenizer_dir: str) -> np.ndarray:
     except (OSError, ValueError) as err:
         raise ProbeSetError(f"no tokenizer in {tokenizer_dir} ({type(err).__name__}); pass --tokens FILE "
                             f"of token ids instead of --text") from None
-    return np.asarray(tok(Path(path).read_text(encoding="utf-8"))["input_ids"], dtype=np.int64)
+    text = Path(path).read_text(encoding="utf-8")
+    ids = np.asarray(tok(text)["input_ids"], dtype=np.int64)
+    if len(ids) == 0 and text.strip():
+        raise ProbeSetError(f"the tokenizer in {tokenizer_dir} turned {len(text):,} characters of {path} into "
+                            f"no tokens; it is not this model's tokenizer: pass --tokens FILE instead")
+    return ids
 
 
 def run_val_tokens(run_dir: str | os.PathLike) -> tuple[np.ndarray, str]:

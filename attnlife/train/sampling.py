@@ -21,14 +21,20 @@ from attnlife.store.run_dir import load_run
 from attnlife.train.run_record import check_same_dataset
 
 
+WARMUP_TOKENS = 16
+
+
 @dataclass(frozen=True)
 class SampleResult:
-    """Generated text (prompt included) and its speed; `tokens_per_s` counts new tokens only."""
+    """Generated text (prompt included) and its speed; `tokens_per_s` counts new tokens only and
+    is timed after `warmup_tokens` untimed tokens (first-call allocations and kernel selection
+    excluded; the warm-up draws from its own generator, so the text does not depend on it)."""
 
     text: str
     step: int
     new_tokens: int
     seconds: float
+    warmup_tokens: int = 0
 
     @property
     def tokens_per_s(self) -> float:
@@ -68,9 +74,12 @@ def sample_run(run_dir: str | os.PathLike, tokens: int = 500, prompt: Optional[s
     if not ids:
         raise ConfigError("--prompt encodes to no tokens; give at least one character")
     idx = torch.tensor([ids], dtype=torch.long)
+    warmup = min(tokens, WARMUP_TOKENS)
+    timed_generate(model, idx, warmup, temperature=temperature, top_k=top_k, use_cache=use_cache,
+                   generator=torch.Generator().manual_seed(seed + 1))
     generator = torch.Generator().manual_seed(seed)
     out, seconds = timed_generate(model, idx, tokens, temperature=temperature, top_k=top_k,
                                   use_cache=use_cache, generator=generator)
     text = data.decode(out[0].tolist()) if prompt else data.decode(out[0, 1:].tolist())
     return SampleResult(text=text, step=int(Path(ckpt).name.split("_")[-1]), new_tokens=tokens,
-                        seconds=seconds)
+                        seconds=seconds, warmup_tokens=warmup)

@@ -98,7 +98,7 @@ def test_greedy_temperature_zero_still_samples(workspace: Path, capsys) -> None:
     result = cli("sample", str(workspace / "run"), "--temperature", "0", "--tokens", "5", "--top-k", "1",
                  capsys=capsys)
     assert result.code == 0, result.err
-    assert result.out.splitlines()[-1].endswith("tokens/s (5 tokens from step 8, KV cache)")
+    assert result.out.splitlines()[-1].endswith("tokens/s (5 tokens from step 8, KV cache, timed after a 5-token warm-up)")
 
 
 def test_tiny_temperature_is_greedy_not_an_overflow(workspace: Path, capsys) -> None:

@@ -18,10 +18,33 @@ SECTIONS = ("curves", "attention", "arch", "eigen", "patterns", "umap", "types",
 DOCS_SHOT = Path(__file__).resolve().parents[2] / "docs" / "img" / "dashboard.png"
 
 NON_EMPTY = """id => { const gd = document.getElementById(id);
+  if (gd && gd.querySelector('table')) return gd.querySelectorAll('tbody tr').length;
   if (!gd || !gd.data || !gd.data.length) return 0;
   return gd.data.map(t => t.type === 'table' ? t.cells.values[0].length
                         : (t.z ? t.z.length : (t.y ? t.y.filter(v => v !== null).length : 0)))
                 .reduce((a, b) => a + b, 0); }"""
+
+
+# Boxes of a Plotly plot's legend, colour bars, titles and tick labels; the problems found: a legend or
+# colour bar overlapping any other box (by more than 1 px each way), or a box outside the plot's div.
+LAYOUT = """id => { const gd = document.getElementById(id), out = [], boxes = [];
+  if (!gd || !gd._fullLayout) return out;
+  const frame = gd.getBoundingClientRect();
+  const add = (el, kind) => { const r = el.getBoundingClientRect();
+    if (r.width > 0 && r.height > 0) boxes.push({kind, r, name: kind + ' ' + (el.textContent || '').slice(0, 30)}); };
+  gd.querySelectorAll('g.legend').forEach(el => add(el.querySelector('.bg') || el, 'legend'));
+  gd.querySelectorAll('g.colorbar').forEach(el => add(el, 'colorbar'));
+  gd.querySelectorAll('g').forEach(g => { if (/^[xy]\\d*tick$/.test(g.getAttribute('class') || ''))
+    g.querySelectorAll('text').forEach(el => add(el, 'tick')); });
+  gd.querySelectorAll('.infolayer [class^="g-"][class*="title"] text, .gtitle').forEach(el => add(el, 'title'));
+  const hit = (a, b) => Math.min(a.right, b.right) - Math.max(a.left, b.left) > 1 && Math.min(a.bottom, b.bottom) - Math.max(a.top, b.top) > 1;
+  boxes.forEach((a, i) => {
+    if (a.r.left < frame.left - 1 || a.r.right > frame.right + 1 || a.r.top < frame.top - 1 || a.r.bottom > frame.bottom + 1)
+      out.push('outside the plot: ' + a.name);
+    boxes.slice(i + 1).forEach(b => { if ((a.kind === 'legend' || a.kind === 'colorbar' || b.kind === 'legend' || b.kind === 'colorbar')
+      && !(a.kind === 'colorbar' && b.kind === 'colorbar') && hit(a.r, b.r)) out.push('overlap: ' + a.name + ' / ' + b.name); });
+  });
+  return out; }"""
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +65,22 @@ def test_loads_offline_without_console_errors(page):
 def test_every_section_holds_a_non_empty_plot(page, section):
     pg, _, _ = page
     assert pg.evaluate(NON_EMPTY, f"plot-{section}") > 0
+
+
+@pytest.mark.parametrize("section", [s for s in SECTIONS if s != "claims"])
+def test_legends_and_colour_bars_cover_nothing(page, section):
+    pg, _, _ = page
+    assert pg.evaluate(LAYOUT, f"plot-{section}") == []
+
+
+def test_claims_table_and_patterns_at_full_size(page):
+    pg, _, _ = page
+    assert pg.evaluate("document.querySelectorAll('#plot-claims tbody tr').length") == 3
+    assert pg.evaluate("document.querySelector('#plot-claims caption').textContent").startswith(
+        "Published claims checked on this run: 1 hold, 1 do not, 1 not applicable")
+    z = pg.evaluate("document.getElementById('plot-patterns').data[0].z")
+    assert len(z) == len(z[0]) == 16  # the synthetic run's 16 positions, none cropped
+    assert all(abs(sum(row) - 1) < 16 / 255 for row in z)  # causal rows still sum to 1 (uint8 rounding)
 
 
 def test_play_advances_the_step_label(page):

@@ -53,7 +53,7 @@ def test_missing_data_skipped_with_the_command(tmp_path):
     assert f"run `attnlife spectra {run}`" in skipped["weights_rank_layers"]
     assert f"run `attnlife analyze {run}`" in skipped["trajectory_umap"]
     assert f"run `attnlife analyze {run}`" in skipped["claims_table"]
-    assert "attnlife track" in skipped["attention_snapshots"]
+    assert "stores them during `attnlife train`" in skipped["attention_snapshots"]
     assert all(line.count("\n") == 0 for line in result.skipped)
     assert {p.stem for p in result.figures} == {"train_loss_synthetic", "val_loss_synthetic",
                                                 "attention_metrics_synthetic", "layer_similarity_synthetic"}

@@ -193,7 +193,7 @@ def test_probe_set_windows_limits_and_repeats() -> None:
     assert P.make_probe_set(long, 7, 3, opts)["repeated"].shape == (3, 4)     # at least 2 per half
     assert P.make_probe_set(long, 7, 64, P.ProbeOptions(seq_len=0))["ids"].shape[1] == 64  # 0: the context
     assert P.make_probe_set(np.arange(300) % 7, 7, 1000, P.ProbeOptions(seq_len=0))["ids"].shape[1] == 256
-    with pytest.raises(P.ProbeSetError, match=r"holds token id 7 >= the model's vocab_size 7; "):
+    with pytest.raises(P.ProbeSetError, match=r"hold id 7 >= the model's vocab_size 7; "):
         P.make_probe_set(np.arange(200) % 8, 7, 64, opts)
     assert P.make_probe_set(np.arange(200) % 8, 8, 64, opts)["ids"].max() == 7   # id vocab - 1 is fine
 
@@ -253,3 +253,45 @@ def test_token_files(tmp_path) -> None:
     with pytest.raises(P.ProbeSetError, match="names no dataset"):
         write_run_json(tmp_path / "run", {"config": {}})
         P.run_val_tokens(tmp_path / "run")
+
+
+def _error_line(args, capsys) -> str:
+    """The one `error:` line of a failing CLI call (exit code 2)."""
+    from attnlife.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
+    assert exc.value.code == 2 and len(err) == 1, err  # (transformers' own loading bars may precede it)
+    return err[0]
+
+
+def test_hf_input_frictions_get_errors_naming_the_fix(tmp_path, capsys):
+    """--hf DIR of revision folders without --revisions names them; --text without a tokenizer says
+    so (not '0 tokens'); a .bin is read in the dtype of the meta.json beside it, else the error names
+    the dtype it assumed."""
+    local = tmp_path / "pythia"
+    _save_hf(local / "step0", 0)
+    _save_hf(local / "step1000", 1)
+    text = tmp_path / "held_out.txt"
+    text.write_text("some held-out text " * 40)
+    line = _error_line(["track", "--hf", str(local), "--out", str(tmp_path / "o"), "--text", str(text)], capsys)
+    assert "holds 2 revision folders (step0,step1000)" in line and "--revisions step0,step1000" in line
+    line = _error_line(["track", "--hf", str(local / "step0"), "--out", str(tmp_path / "o"), "--text", str(text)],
+                       capsys)
+    assert "holds no tokenizer" in line and "--tokens FILE" in line
+    ids = np.random.default_rng(0).integers(0, CFG["vocab_size"], 600).astype(np.uint8)  # an attnlife char dataset
+    data = tmp_path / "data"
+    data.mkdir()
+    ids.tofile(data / "val.bin")
+    args = ["track", "--hf", str(local), "--revisions", "step0", "--out", str(tmp_path / "o"), "--tokens",
+            str(data / "val.bin"), "--sequences", "4", "--seq-len", "16", "--quiet"]
+    line = _error_line(args, capsys)  # 600 bytes read as uint16: 300 ids, some >= vocab 13
+    assert "another dtype than it was read as (uint16 (nanoGPT's default; no meta.json" in line
+    (data / "meta.json").write_text('{"dtype": "uint8"}')
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    from safetensors.torch import load_file
+
+    probe = load_file(str(tmp_path / "o" / "probe" / "probe_set.safetensors"))["ids"]
+    assert probe[0].tolist() == ids[:16].tolist()

@@ -40,7 +40,7 @@ def test_train_then_sample(prepared_dir, tmp_path) -> None:
     assert sample.exit_code == 0, sample.output
     text, speed = sample.output.rstrip("\n").rsplit("\n", 1)
     assert text.startswith("ROMEO:") and len(text) == len("ROMEO:") + 40
-    assert speed.endswith("tokens/s (40 tokens from step 30, KV cache)")
+    assert speed.endswith("tokens/s (40 tokens from step 30, KV cache, timed after a 16-token warm-up)")
     greedy = [runner.invoke(app, ["sample", str(out), "--tokens", "20", "--temperature", "0", "--step", "8"]
                             + flag).output.rsplit("\n", 2)[0] for flag in ([], ["--no-cache"])]
     assert greedy[0] == greedy[1] and len(greedy[0]) == 20  # cache == recompute within a block
