@@ -261,6 +261,8 @@ def layer_similarity(runs: list[ReportRun]) -> plt.Figure:
     (adjacent pairs only when there are more than 8 pairs; +- stderr bands where stored)."""
     frames = [_cross_layer(r) for r in runs]
     if all(f[f.metric == "xlayer_jsd"].empty for f in frames):
+        if _has_rows(runs[0], ("entropy_bits",)) and int(runs[0].head_rows("entropy_bits").layer.max()) == 0:
+            raise MissingData("a one-layer model has no layer pairs to compare")
         raise MissingData(f"no cross-layer rows (xlayer_jsd); run `attnlife train` with tracking on "
                           f"or `attnlife track {runs[0].root}`")
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharex=True)

@@ -125,7 +125,7 @@ def inset_series(ax: plt.Axes, bounds: tuple[float, float, float, float], steps:
         ins.plot(steps[i], values[i], "o", color=color(j), ms=3.5)
     if log_y:
         ins.set_yscale("log")
-    step_axis(ins, steps, label="", values=values)
+    step_axis(ins, steps, label="", values=values, max_ticks=4)
     ins.set_xlabel("")
     ins.set_title(title, fontsize=6.5, pad=2)
     ins.tick_params(labelsize=5.5)

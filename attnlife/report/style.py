@@ -27,7 +27,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.scale import SymmetricalLogTransform  # noqa: E402
-from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator  # noqa: E402
+from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullLocator  # noqa: E402
 
 from attnlife.store.atomic import atomic_path  # noqa: E402
 
@@ -149,23 +149,27 @@ def choose_step_scale(steps: Iterable[float], values: np.ndarray | None = None) 
     return best
 
 
-def _step_ticks(lo: float, hi: float, linthresh: float) -> list[float]:
-    """0, the threshold, and 1-2-5 x 10^k steps above it, at most ~8 of them."""
+def _step_ticks(lo: float, hi: float, linthresh: float, most: int = 8) -> list[float]:
+    """0, the threshold, and 1-2-5 x 10^k steps above it; thinned to powers of ten, then to every
+    other one, until at most `most` remain."""
     ticks = [0.0] if lo <= 0 else []
     if 1 <= linthresh <= hi:
         ticks.append(float(linthresh))
     decades = [m * 10.0 ** k for k in range(0, 12) for m in (1, 2, 5)]
     above = [d for d in decades if linthresh * 1.4 < d <= hi]
-    if len(above) > 6:
+    if len(ticks) + len(above) > most:
         above = [d for d in above if str(int(d))[0] == "1"] or above
+    while len(ticks) + len(above) > most and len(above) > 1:
+        above = above[::-2][::-1]  # every other one, keeping the largest
     return sorted(set(ticks + above))
 
 
 def step_axis(ax: plt.Axes, steps: Iterable[float], label: str = "training step (optimizer updates)",
-              axis: str = "x", log: bool | None = None, values: np.ndarray | None = None) -> float | None:
+              axis: str = "x", log: bool | None = None, values: np.ndarray | None = None,
+              max_ticks: int = 8) -> float | None:
     """Label a step axis and scale it by `choose_step_scale(steps, values)` (`values`: the plotted
     series on `steps`, [S] or [S, n]); `log=True` forces symmetric-log with t = 1, `log=False`
-    linear. Returns the threshold used (None = linear)."""
+    linear; at most `max_ticks` ticks. Returns the threshold used (None = linear)."""
     steps = np.asarray(list(steps), dtype=float)
     if log is None:
         linthresh = choose_step_scale(steps, values)
@@ -176,7 +180,7 @@ def step_axis(ax: plt.Axes, steps: Iterable[float], label: str = "training step 
     if linthresh is not None and len(steps):
         setter("symlog", linthresh=linthresh, linscale=LINSCALE)
         lo, hi = float(steps.min()), float(steps.max())
-        which.set_major_locator(FixedLocator(_step_ticks(lo, hi * 1.15, linthresh)))
+        which.set_major_locator(FixedLocator(_step_ticks(lo, hi * 1.15, linthresh, max_ticks)))
         which.set_minor_locator(NullLocator())  # thousands of ticks otherwise
         which.set_major_formatter(FuncFormatter(lambda x, _pos: f"{x:,.0f}"))
         span = axis_position(np.array([lo, hi]), linthresh)
@@ -186,6 +190,8 @@ def step_axis(ax: plt.Axes, steps: Iterable[float], label: str = "training step 
                                                        float(inverse.transform(np.array([span[1] + pad]))[0]))
         if label:
             label = f"{label}, log above {linthresh:,.0f}" if linthresh > 1 else f"{label}, log scale"
+    elif len(steps):
+        which.set_major_locator(MaxNLocator(max_ticks, integer=True, min_n_ticks=2))
     (ax.set_xlabel if axis == "x" else ax.set_ylabel)(label)
     return linthresh
 

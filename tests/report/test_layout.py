@@ -10,7 +10,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import pytest
 
-from attnlife.report.data import ReportRun
+from attnlife.report.data import MissingData, ReportRun
 from attnlife.report.api import load_all
 from attnlife.report.style import house_style
 from tests.support.synthetic import write_synthetic_run
@@ -37,12 +37,17 @@ def _run(runs, tmp_path_factory, shape: str) -> ReportRun:  # noqa: ANN001
     return runs[shape]
 
 
-def _check(run: ReportRun) -> dict[str, list[str]]:
+def _check(run: ReportRun, may_skip: tuple[str, ...] = ()) -> dict[str, list[str]]:
     found = {}
     for name in FIGURES:
         spec = load_all()[name]
         with house_style():
-            fig = spec.fn([run] if spec.multi_run else run)
+            try:
+                fig = spec.fn([run] if spec.multi_run else run)
+            except MissingData as err:
+                if name not in may_skip:
+                    found[name] = [f"skipped: {err}"]
+                continue
             problems = layout_problems(fig)
             plt.close(fig)
         if problems:
@@ -57,7 +62,8 @@ def test_demo_like_run_every_figure_laid_out(runs, tmp_path_factory):
 @pytest.mark.slow
 @pytest.mark.parametrize("shape", ["one_layer", "twelve_layers"])
 def test_one_and_twelve_layers_every_figure_laid_out(runs, tmp_path_factory, shape):
-    assert _check(_run(runs, tmp_path_factory, shape)) == {}
+    # one layer has no layer pairs: that figure is skipped (saying so), every other one is drawn
+    assert _check(_run(runs, tmp_path_factory, shape), ("layer_similarity",) if shape == "one_layer" else ()) == {}
 
 
 def test_checker_sees_clipping_and_overlap():
