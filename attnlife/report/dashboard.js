@@ -382,7 +382,7 @@ function drawSamples() {
   }
 }
 
-const SECTION_MS = {parse: Math.round(PARSE_MS)};
+const SECTION_MS = {scriptStart: Math.round(PARSE_T0), parse: Math.round(PARSE_MS)};
 [drawCurves, drawAttention, drawArch, drawEigen, drawPatterns, drawUmap, drawTypes, drawClaims, drawSamples,
  typeof drawHealth === 'function' ? drawHealth : null].filter(Boolean).forEach(f => {
   const t0 = performance.now();
