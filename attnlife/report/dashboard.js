@@ -63,14 +63,25 @@ function changeShare(steps, series) {
 function chooseStepScale(steps, series) {
   const n = steps.length;
   if (n < 3 || steps[n - 1] <= 0 || steps[0] < 0) return null;
-  const change = changeShare(steps, series || []);
+  const share = changeShare(steps, series || []);
+  // compared on the steps and a dense grid between them, change growing linearly inside an interval
+  const lo = steps[0], hi = steps[n - 1], grid = steps.slice();
+  for (let i = 0; i < 200; i++) { grid.push(lo + (hi - lo) * i / 199); grid.push(Math.max(lo, 1) * (hi / Math.max(lo, 1)) ** (i / 199)); }
+  grid.sort((a, b) => a - b);
+  let j = 0;
+  const change = grid.map(x => { while (j + 1 < n - 1 && steps[j + 1] <= x) j++; const a = steps[j], b = steps[Math.min(j + 1, n - 1)];
+    return b > a ? share[j] + (share[j + 1] - share[j]) * Math.min(1, Math.max(0, (x - a) / (b - a))) : share[j]; });
   const cands = [null];
-  for (let t = 1; t < steps[n - 1] / 8; t *= 2) cands.push(t);
-  const gaps = cands.map(t => {
-    const pos = steps.map(s => (t === null ? s : symlog(s, t))), span = pos[n - 1] - pos[0];
-    let g = 0; for (let i = 0; i < n; i++) g = Math.max(g, Math.abs((pos[i] - pos[0]) / span - change[i]));
+  for (let t = 1; t < hi / 8; t *= 2) cands.push(t);
+  let gaps = cands.map(t => {
+    const pos = grid.map(s => (t === null ? s : symlog(s, t))), span = pos[pos.length - 1] - pos[0];
+    let g = 0; for (let i = 0; i < grid.length; i++) g = Math.max(g, Math.abs((pos[i] - pos[0]) / span - change[i]));
     return g;
   });
+  // never stretch one interval between neighbouring plotted steps over more than a quarter of the axis
+  const stretched = cands.map(t => { const at = steps.map(s => (t === null ? s : symlog(s, t))), span = at[n - 1] - at[0];
+    let m = 0; for (let i = 0; i + 1 < n; i++) m = Math.max(m, (at[i + 1] - at[i]) / span); return m > 0.25; });
+  if (!stretched.every(Boolean)) gaps = gaps.map((g, i) => (stretched[i] ? Infinity : g));
   const best = Math.min(...gaps);
   const near = cands.filter((t, i) => gaps[i] <= best + TIE);
   return near.includes(null) ? null : Math.max(...near);
@@ -317,7 +328,13 @@ function drawTypes() {
   const c = D.curves || {};
   const loss = c.probe_loss || c.train_loss_smooth || c.val_loss;
   const lossName = c.probe_loss ? 'probe loss (held-out probe set' + (c.probe_loss.stderr ? ', +- s.e.)' : ')') : c.train_loss_smooth ? 'training loss (trailing mean)' : 'validation loss';
-  const ax = stepAxis(loss ? loss.step : t.steps, loss ? [loss.value] : []);
+  // the axis follows both panels: the number of heads carrying a type and the loss
+  const mixed = t.kinds.indexOf('mixed');
+  const typedAt = t.steps.map((_, j) => t.codes.filter(row => row[j] !== mixed).length);
+  const axSteps = Array.from(new Set(t.steps.concat(loss ? loss.step : []))).sort((a, b) => a - b);
+  const onSteps = (xs, ys) => axSteps.map(x => { let j = 0; while (j + 1 < xs.length && xs[j + 1] <= x) j++;
+    if (x <= xs[0]) return ys[0]; if (j + 1 >= xs.length) return ys[xs.length - 1]; return ys[j] + (ys[j + 1] - ys[j]) * (x - xs[j]) / (xs[j + 1] - xs[j]); });
+  const ax = stepAxis(axSteps, [onSteps(t.steps, typedAt)].concat(loss ? [onSteps(loss.step, loss.value)] : []));
   const n = t.kinds.length, scale = [];
   t.kinds.forEach((k, i) => { const col = TYPE_COLOURS[k] || CB[4]; scale.push([i / n, col], [(i + 1) / n, col]); });
   const lanes = t.lanes.length, laneH = Math.max(12, Math.min(26, 420 / lanes));

@@ -260,9 +260,11 @@ def head_type_emergence(run: ReportRun) -> plt.Figure:
             ax.axvline(float(induction.step.iloc[0]), color="black", ls="--", lw=1,
                        label="induction phase change" if ax is bottom else None)
     bottom.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False)
-    joined = pd.Series(loss.value.to_numpy(), index=loss.step.to_numpy()) if len(loss) else None
-    step_axis(bottom, steps if joined is None else joined.index,
-              values=None if joined is None else joined.to_numpy())
+    # the axis follows both panels: the loss and the number of heads carrying a type
+    axis_steps = np.union1d(steps, loss.step.to_numpy()) if len(loss) else steps
+    typed = np.interp(axis_steps, steps, (grid != code.get("mixed", -1)).sum(axis=0))
+    series = [typed] + ([np.interp(axis_steps, loss.step.to_numpy(), loss.value.to_numpy())] if len(loss) else [])
+    step_axis(bottom, axis_steps, values=np.stack(series, axis=1))
     no_offset(bottom)
     kinds = pd.Series([k for _, _, k, _ in emerged]).value_counts() if emerged else pd.Series(dtype=int)
     named = ", ".join(f"{n} {t.replace('_', ' ')}" for t, n in kinds.items())

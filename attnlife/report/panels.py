@@ -96,21 +96,18 @@ def heatmap_pair(first: tuple, second: tuple, log_first: bool = False) -> plt.Fi
 
 
 def slice_indices(n_steps: int, n: int = 5, values: np.ndarray | None = None) -> list[int]:
-    """`n` checkpoint indices: the first, the last, and where the cumulative change of `values`
-    ([S, ...] series, `style.change_share`) first reaches 1/(n-1), 2/(n-1), ... of its total, so
-    slices fall where the distribution moves (a checkpoint already taken moves to its next free
-    neighbour); without values, evenly spread over the series."""
+    """`n` checkpoint indices: the first, the last, and those whose cumulative change of `values`
+    ([S, ...] series, `style.change_share`) is closest to 1/(n-1), 2/(n-1), ... of the total
+    (each index taken once), so slices fall where the distribution moves; without values,
+    evenly spread over the series."""
     if values is None or n_steps <= n:
         return sorted({int(round(x)) for x in np.linspace(0, n_steps - 1, min(n, n_steps))})
     share = change_share(np.arange(n_steps), np.asarray(values, dtype=float).reshape(n_steps, -1))
-    chosen = [0]
+    chosen = {0, n_steps - 1}
     for q in np.linspace(0, 1, n)[1:-1]:
-        i = int(np.searchsorted(share, q - 1e-12))
-        while i in chosen and i < n_steps - 2:
-            i += 1
-        chosen.append(min(i, n_steps - 2))
-    chosen.append(n_steps - 1)
-    return sorted(set(chosen))
+        free = [i for i in range(n_steps) if i not in chosen]
+        chosen.add(min(free, key=lambda i: (abs(share[i] - q), i)))
+    return sorted(chosen)
 
 
 def inset_series(ax: plt.Axes, bounds: tuple[float, float, float, float], steps: np.ndarray,

@@ -85,6 +85,8 @@ def log_spaced(steps: Iterable[float]) -> bool:
 
 
 TIE = 0.02
+GRID = 200
+MAX_EMPTY_SHARE = 0.25
 LINSCALE = 0.5  # width of the linear part [0, t] of a symmetric-log step axis, in decades (x 1 / 0.9)
 
 
@@ -125,8 +127,13 @@ def choose_step_scale(steps: Iterable[float], values: np.ndarray | None = None) 
     of a symmetric-log axis (linear on [0, t], log above), t in 1, 2, 4, ... < max step / 8.
 
     For each candidate, width(s) = share of the axis between the first plotted step and s;
-    change(s) = `change_share` of the plotted series. The candidate with the smallest
-    max_s |width(s) - change(s)| wins (candidates within TIE = 0.02 of the best: linear if among them, else the largest t).
+    change(s) = `change_share` of the plotted series, growing linearly in steps between two
+    plotted steps (where inside an interval the change happened is unknown). Both are compared on
+    the plotted steps and a dense grid between them (GRID linear and GRID log-spaced steps), so a
+    sparse series (evals every 250 steps) is not stretched between two points. A candidate that
+    gives one interval between neighbouring plotted steps more than MAX_EMPTY_SHARE = 1/4 of the
+    axis is dropped (unless all do). The candidate with the smallest max_s |width(s) - change(s)|
+    wins (candidates within TIE = 0.02 of the best: linear if among them, else the largest t).
     """
     order = np.argsort(np.asarray(list(steps), dtype=float), kind="stable")
     s = np.asarray(list(steps), dtype=float)[order]
@@ -139,11 +146,17 @@ def choose_step_scale(steps: Iterable[float], values: np.ndarray | None = None) 
     while t < s.max() / 8:
         candidates.append(t)
         t *= 2
-    gaps = []
+    grid = np.unique(np.r_[s, np.linspace(s[0], s[-1], GRID), np.geomspace(max(s[0], 1.0), s[-1], GRID)])
+    change = np.interp(grid, s, change)
+    gaps, stretched = [], []
     for cand in candidates:
-        pos = axis_position(s, cand)
+        pos = axis_position(grid, cand)
         width = (pos - pos[0]) / (pos[-1] - pos[0])
         gaps.append(float(np.max(np.abs(width - change))))
+        at = axis_position(s, cand)
+        stretched.append(float(np.max(np.diff(at)) / (at[-1] - at[0])) > MAX_EMPTY_SHARE)
+    if not all(stretched):  # never stretch one unmeasured interval over much of the axis
+        gaps = [np.inf if bad else g for g, bad in zip(gaps, stretched)]
     near = [c for c, g in zip(candidates, gaps) if g <= min(gaps) + TIE]
     best = None if None in near else max(near)
     return best
@@ -191,7 +204,7 @@ def step_axis(ax: plt.Axes, steps: Iterable[float], label: str = "training step 
         if label:
             label = f"{label}, log above {linthresh:,.0f}" if linthresh > 1 else f"{label}, log scale"
     elif len(steps):
-        which.set_major_locator(MaxNLocator(max_ticks, integer=True, min_n_ticks=2))
+        which.set_major_locator(MaxNLocator(max_ticks, steps=[1, 2, 2.5, 5, 10], integer=True, min_n_ticks=2))
     (ax.set_xlabel if axis == "x" else ax.set_ylabel)(label)
     return linthresh
 

@@ -53,6 +53,10 @@ def test_step_scale_follows_where_the_run_changes():
     assert gap(t) < gap(None) - 0.2                                      # far better than linear
     checkpoints = np.array([0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 750, 1000, 1250, 1500, 1750, 2000.0])
     assert choose_step_scale(checkpoints, np.minimum(checkpoints, 8)) == 1.0  # all change in 0..8
+    # evals every 250 steps: most change lies between 0 and 250, but no log axis may stretch that
+    # unmeasured interval over more than a quarter of the width
+    evals = np.arange(0, 2001, 250, dtype=float)
+    assert choose_step_scale(evals, 1.5 + 2.7 * np.exp(-evals / 150)) is None
 
 
 def test_slices_fall_where_the_values_change():
