@@ -177,13 +177,13 @@ function drawAttention() {
         se: c.se ? si.map(s => meanOver(c.se, c, s, [l], ALL_H)) : null, colour: CB[5], width: 3, dash: 'dash'});
     }
     const ax = stepAxis(c.steps, lines.map(t => t.y));
-    const tr = [];
+    const tr = [], bands = lines.length <= 9;  // 24 layers of bands hide each other: per-layer view then
     lines.forEach((t, i) => {
-      if (t.se) tr.push(...bandTraces(ax, c.steps, t.y, t.se, t.colour, 'g' + i));
-      tr.push(stepTrace(ax, c.steps, t.y, {name: t.name + (t.se ? ' (+- s.e.)' : ''), legendgroup: 'g' + i, line: {color: t.colour, width: t.width, dash: t.dash}}));
+      if (t.se && bands) tr.push(...bandTraces(ax, c.steps, t.y, t.se, t.colour, 'g' + i));
+      tr.push(stepTrace(ax, c.steps, t.y, {name: t.name + (t.se && bands ? ' (+- s.e.)' : ''), legendgroup: 'g' + i, line: {color: t.colour, width: t.width, dash: t.dash}}));
     });
     const metric = $('att-metric').value;
-    const what = which === 'all' ? 'per layer (head mean; band: mean of the heads\' standard errors)' : 'per head of layer ' + which;
+    const what = which === 'all' ? 'per layer (head mean' + (c.se ? (bands ? '; band: mean of the heads\' standard errors)' : '; standard-error bands in the one-layer view)') : ')') : 'per head of layer ' + which;
     Plotly.react('plot-attention', tr, base(metric + ' ' + what + (phaseShapes(ax, 'model').length ? '; dashed: phase boundaries' : ''),
       {xaxis: ax.axis, yaxis: {title: {text: metric + ' (' + c.unit + ')'}}, shapes: phaseShapes(ax, which === 'all' ? 'model' : 'L' + which),
       }), CFG);
