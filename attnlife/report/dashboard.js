@@ -14,7 +14,7 @@ const CFG = {displaylogo: false, responsive: true};
 const $ = id => document.getElementById(id);
 const range = n => Array.from({length: n}, (_, i) => i);
 const fin = v => (Number.isFinite(v) ? v : null);
-const fmt = s => Number(s).toLocaleString('en-US');
+const fmt = s => String(Math.round(Number(s))).replace(/\B(?=(\d{3})+(?!\d))/g, ',');  // 12,345 (toLocaleString is slow)
 function bytes(s) { const b = atob(s); const n = b.length, u = new Uint8Array(n); for (let i = 0; i < n; i++) u[i] = b.charCodeAt(i); return u; }
 function f32(s) { return new Float32Array(bytes(s).buffer); }
 // viridis at 0..1 as #rrggbb (five anchors, linear in between)
@@ -178,10 +178,18 @@ function drawAttention() {
     }
     const ax = stepAxis(c.steps, lines.map(t => t.y));
     const tr = [], bands = lines.length <= 9;  // 24 layers of bands hide each other: per-layer view then
+    const many = which === 'all' ? L > 8 : H > 8;  // viridis lines and a colour bar instead of a long legend
     lines.forEach((t, i) => {
       if (t.se && bands) tr.push(...bandTraces(ax, c.steps, t.y, t.se, t.colour, 'g' + i));
-      tr.push(stepTrace(ax, c.steps, t.y, {name: t.name + (t.se && bands ? ' (+- s.e.)' : ''), legendgroup: 'g' + i, line: {color: t.colour, width: t.width, dash: t.dash}}));
+      tr.push(stepTrace(ax, c.steps, t.y, {name: t.name + (t.se && bands ? ' (+- s.e.)' : ''), legendgroup: 'g' + i,
+        showlegend: !many || t.dash === 'dash', line: {color: t.colour, width: t.width, dash: t.dash}}));
     });
+    if (many) {
+      const n = which === 'all' ? L : H;
+      tr.push({x: [null], y: [null], mode: 'markers', hoverinfo: 'skip', showlegend: false,
+        marker: {color: [0], cmin: -0.5, cmax: n - 0.5, colorscale: 'Viridis', showscale: true,
+                 colorbar: {title: {text: which === 'all' ? 'layer' : 'head', side: 'right'}, thickness: 14}}});
+    }
     const metric = $('att-metric').value;
     const what = which === 'all' ? 'per layer (head mean' + (c.se ? (bands ? '; band: mean of the heads\' standard errors)' : '; standard-error bands in the one-layer view)') : ')') : 'per head of layer ' + which;
     Plotly.react('plot-attention', tr, base(metric + ' ' + what + (phaseShapes(ax, 'model').length ? '; dashed: phase boundaries' : ''),
@@ -286,8 +294,13 @@ function drawPatterns() {
   const redraw = () => {
     v = v || bytes(p.values);
     const l = +$('pat-layer').value, h = +$('pat-head').value, si = +$('pat-slider').value;
-    const off = (((si * L + l) * H + h) * T) * T;
-    const z = []; for (let i = 0; i < T; i++) { const row = new Array(T); for (let j = 0; j < T; j++) row[j] = v[off + i * T + j] / 255; z.push(row); }
+    const lower = p.packing === 'lower', per = lower ? T * (T + 1) / 2 : T * T, off = ((si * L + l) * H + h) * per;
+    const z = [];
+    for (let i = 0; i < T; i++) {
+      const row = new Array(T).fill(0), start = off + (lower ? i * (i + 1) / 2 : i * T), n = lower ? i + 1 : T;
+      for (let j = 0; j < n; j++) row[j] = v[start + j] / 255;
+      z.push(row);
+    }
     $('pat-step').textContent = 'step ' + fmt(p.steps[si]);
     Plotly.react('plot-patterns', [{type: 'heatmap', z, x: axisPos, y: axisPos, zmin: 0, zmax: 1, colorscale: 'Cividis', colorbar: {title: {text: 'probability', side: 'right'}},
       hovertemplate: 'query %{y}, key %{x}: %{z:.3f}<extra></extra>'}], base('Attention pattern of L' + l + 'H' + h + ' at step ' + fmt(p.steps[si]) + ' (' + size + ')', {

@@ -5,8 +5,10 @@ keeps a Pythia-1.4B-sized run (384 heads x 154 checkpoints) to a few MB:
   stats[name]   = {unit, source, steps [S], values: f32 [S * L * H], stderr: f32 [S * L * H] (when
                    stored)} (step-major, then layer, head)
   eigen         = {steps [S], k, values: f32 [S * L * H * k]}   (k <= MAX_EIGEN leading lambdas)
-  snapshots     = {steps [S], t, tokens, pool, values: u8 [S * L * H * t * t]} (probability * 255,
-                   rounded): every query and key position; a context longer than
+  snapshots     = {steps [S], t, tokens, pool, packing, values: u8} (probability * 255, rounded):
+                   packing "lower" = per step, layer, head the lower triangle row by row (row i:
+                   keys 0..i; causal patterns hold nothing above the diagonal), [S * L * H *
+                   t(t+1)/2]; "full" = [S * L * H * t * t]; every query and key position; a context longer than
                    MAX_PATTERN_TOKENS is mean-pooled in pool x pool blocks (t = ceil(tokens / pool)),
                    never cropped; steps (first and last kept) thinned to PATTERN_BUDGET_BYTES
 Curves (train loss raw and trailing-smoothed, val loss, probe loss with stderr, lr), phases, the
@@ -25,7 +27,7 @@ from attnlife.report.data import MissingData, ReportRun, cube
 
 MAX_EIGEN = 16
 MAX_PATTERN_TOKENS = 128
-PATTERN_BUDGET_BYTES = 5_000_000
+PATTERN_BUDGET_BYTES = 3_000_000
 GENERATION_METRICS = re.compile(r"(distinct|repetition)_\d+|mean_logprob_nats")  # track/generation.py names
 WEIGHT_STATS = {
     "elem_std": "sigma of W_QK elements (weight units)",
@@ -151,7 +153,7 @@ def snapshots(run: ReportRun, shape: tuple[int, int]) -> dict | None:
     tokens = int(first.shape[-1])
     pool = pattern_pool(tokens)
     t = -(-tokens // pool)
-    per_step = shape[0] * shape[1] * t * t
+    per_step = shape[0] * shape[1] * t * (t + 1) // 2  # causal: the lower triangle travels
     keep = max(2, min(len(steps), PATTERN_BUDGET_BYTES // per_step))
     steps = [steps[i] for i in sorted({int(round(x)) for x in np.linspace(0, len(steps) - 1, min(keep, len(steps)))})]
     frames, shown = [], []
@@ -164,8 +166,12 @@ def snapshots(run: ReportRun, shape: tuple[int, int]) -> dict | None:
         shown.append(int(step))
     if not shown:
         return None
+    stacked = np.stack(frames)
+    rows, cols = np.tril_indices(t)
+    causal = not stacked[..., cols, rows][..., rows != cols].any()  # nothing above the diagonal
+    packed = stacked[..., rows, cols] if causal else stacked         # row i: its first i + 1 keys
     return {"steps": shown, "t": t, "tokens": tokens, "pool": pool,
-            "values": base64.b64encode(np.stack(frames).tobytes()).decode("ascii")}
+            "packing": "lower" if causal else "full", "values": base64.b64encode(packed.tobytes()).decode("ascii")}
 
 
 def _records(frame: pd.DataFrame, columns: list[str]) -> list[dict]:

@@ -35,11 +35,19 @@ def test_cubes_and_their_standard_errors_round_trip(payload, synthetic_run):
     assert "stderr" not in payload["stats"]["stable_rank"]  # weight statistics carry none
 
 
-def test_patterns_whole_and_pooled_never_cropped(payload):
+def test_patterns_whole_and_pooled_never_cropped(payload, synthetic_run):
     snap = payload["snapshots"]
     assert snap["tokens"] == snap["t"] == 16 and snap["pool"] == 1          # the synthetic run's 16 positions
-    frames = np.frombuffer(base64.b64decode(snap["values"]), np.uint8).reshape(len(snap["steps"]), 2, 3, 16, 16)
+    assert snap["packing"] == "lower"                                       # causal: the lower triangle travels
+    packed = np.frombuffer(base64.b64decode(snap["values"]), np.uint8).reshape(len(snap["steps"]), 2, 3, 16 * 17 // 2)
+    rows, cols = np.tril_indices(16)
+    frames = np.zeros(packed.shape[:3] + (16, 16), np.uint8)
+    frames[..., rows, cols] = packed
     assert np.abs(frames.sum(-1) / 255 - 1).max() < 16 / 255                # every causal row sums to 1
+    from attnlife.store.snapshots import SnapshotStore
+
+    stored = SnapshotStore(synthetic_run).read("layer1", snap["steps"][-1]).float().numpy()
+    assert np.abs(frames[-1, 1] / 255 - stored).max() <= 0.5 / 255 + 1e-3  # the pattern itself, rounded
     assert pattern_pool(128) == 1 and pattern_pool(129) == 2 and pattern_pool(2048) == 16
     p = np.random.default_rng(0).random((2, 300, 300)).astype(np.float32)
     small = pooled(p, 3)
