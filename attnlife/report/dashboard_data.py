@@ -119,9 +119,10 @@ def eigen(run: ReportRun) -> dict | None:
     return {"steps": [int(s) for s in steps], "k": k, "values": b64_f32(lam[..., :k])}
 
 
-def pattern_pool(tokens: int, most: int = MAX_PATTERN_TOKENS) -> int:
-    """The block size that mean-pools a tokens x tokens pattern to at most `most` x `most` (1 = full size)."""
-    return max(1, -(-tokens // most))
+def pattern_pool(tokens: int, most: int | None = None) -> int:
+    """The block size that mean-pools a tokens x tokens pattern to at most `most` x `most`
+    (default MAX_PATTERN_TOKENS; 1 = full size)."""
+    return max(1, -(-tokens // (most or MAX_PATTERN_TOKENS)))
 
 
 def pooled(pattern: np.ndarray, pool: int) -> np.ndarray:

@@ -79,8 +79,10 @@ def test_snapshots_are_the_stored_patterns_as_bytes(synthetic: Path) -> None:
     store = attnlife.load_run(synthetic).snapshots()
     entry = D.snapshots(run, (2, 3))
     steps = store.steps("layer0")
-    assert entry["steps"] == [int(s) for s in steps] and entry["t"] == 8
-    frames = np.frombuffer(base64.b64decode(entry["values"]), dtype=np.uint8).reshape(len(steps), 2, 3, 8, 8)
+    assert entry["steps"] == [int(s) for s in steps] and entry["t"] == 8 and entry["packing"] == "lower"
+    packed = np.frombuffer(base64.b64decode(entry["values"]), dtype=np.uint8).reshape(len(steps), 2, 3, 8 * 9 // 2)
+    frames = np.zeros((len(steps), 2, 3, 8, 8), dtype=np.uint8)
+    frames[..., np.tril_indices(8)[0], np.tril_indices(8)[1]] = packed  # causal: the lower triangle travels
     for i, step in enumerate(steps):
         for layer in (0, 1):
             want = np.round(np.clip(store.read(f"layer{layer}", step).float().numpy(), 0, 1) * 255)
@@ -91,15 +93,16 @@ def test_snapshots_are_the_stored_patterns_as_bytes(synthetic: Path) -> None:
 def test_snapshot_steps_are_thinned_evenly_to_the_byte_budget(synthetic: Path, monkeypatch) -> None:
     run = ReportRun(synthetic)
     steps = attnlife.load_run(synthetic).snapshots().steps("layer0")
-    per_step = 2 * 3 * 8 * 8
+    per_step = 2 * 3 * 8 * 9 // 2                                      # lower triangles of 8 x 8
     monkeypatch.setattr(D, "PATTERN_BUDGET_BYTES", 3 * per_step)        # room for exactly three steps
     entry = D.snapshots(run, (2, 3))
     want = [steps[i] for i in sorted({int(round(x)) for x in np.linspace(0, len(steps) - 1, 3)})]
     assert entry["steps"] == want and want[0] == steps[0] and want[-1] == steps[-1]
-    monkeypatch.setattr(D, "PATTERN_BUDGET_BYTES", 1)                   # less than one step: still one
-    assert D.snapshots(run, (2, 3))["steps"] == [steps[0]]
-    monkeypatch.setattr(D, "MAX_PATTERN_TOKENS", 5)
-    assert D.snapshots(run, (2, 3))["t"] == 5
+    monkeypatch.setattr(D, "PATTERN_BUDGET_BYTES", 1)                   # less than one step: first and last
+    assert D.snapshots(run, (2, 3))["steps"] == [steps[0], steps[-1]]
+    monkeypatch.setattr(D, "MAX_PATTERN_TOKENS", 5)                     # 8 positions pooled 2 x 2, never cropped
+    pooled = D.snapshots(run, (2, 3))
+    assert (pooled["t"], pooled["pool"], pooled["tokens"]) == (4, 2, 8)
 
 
 def test_curves_and_samples_equal_the_model_level_rows(synthetic: Path) -> None:
@@ -126,10 +129,12 @@ def test_analysis_parts_are_the_stored_tables(synthetic: Path) -> None:
     assert parts["umap"]["points"] == emb[["layer", "head_index", "x", "y", "cluster"]].to_dict("records")
     assert parts["umap"]["edges"] == a["embedding_edges"][["src", "dst"]].to_dict("records")
     types = a["head_types"]
-    assert parts["types"]["steps"] == sorted(types.step.unique().astype(int).tolist())
-    for t, counts in parts["types"]["counts"].items():
-        assert counts == [int(((types.step == s) & (types.type == t)).sum()) for s in parts["types"]["steps"]]
-    assert sorted(parts["types"]["counts"]) == sorted(types.type.unique())
+    lanes = parts["types"]
+    assert lanes["steps"] == sorted(types.step.unique().astype(int).tolist())
+    assert sorted(lanes["kinds"]) == sorted(types.type.unique())
+    for r in types.itertuples():  # every stored label is the lane's code at that step
+        row = lanes["lanes"].index(f"L{r.layer}H{r.head_index}")
+        assert lanes["kinds"][lanes["codes"][row][lanes["steps"].index(int(r.step))]] == r.type
     for name, cols in (("emergence", ["layer", "head_index", "type", "emergence_step"]),
                        ("claims", ["claim_id", "source", "claim", "measured", "verdict", "reason"])):
         if name in a:
