@@ -115,15 +115,22 @@ def test_knn_edges_clip_k_and_keep_each_pair_once() -> None:
 
 def test_few_heads_get_pca_coordinates() -> None:
     x = np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 1.0], [3.0, 2.0, 1.0]])
-    coords, method, k = embed(x)
-    assert (method, k) == ("pca (fewer than 4 heads)", 2) and coords.shape == (3, 2)
+    coords, method, k, explained = embed(x)
+    assert (method, k) == ("pca (fewer than 64 heads)", 2) and coords.shape == (3, 2)
     dist = lambda z: np.linalg.norm(z[:, None] - z[None], axis=-1)  # noqa: E731
     np.testing.assert_allclose(dist(coords), dist(x), atol=1e-12)   # rank 2: PCA keeps every distance
-    line, _, _ = embed(np.array([[0.0], [1.0], [3.0]]))              # one feature: y stays 0
+    assert sum(explained) == pytest.approx(1.0)                      # rank 2: two components hold all variance
+    line, _, _, line_explained = embed(np.array([[0.0], [1.0], [3.0]]))  # one feature: y stays 0
     assert line[:, 1].tolist() == [0.0] * 3 and np.abs(line[:, 0]).tolist() == pytest.approx([4 / 3, 1 / 3, 5 / 3])
-    one, method1, k1 = embed(np.array([[1.0, 2.0]]))
-    assert one.tolist() == [[0.0, 0.0]] and (method1, k1) == ("pca (fewer than 4 heads)", 1)
+    assert line_explained == [pytest.approx(1.0), 0.0]
+    one, method1, k1, _ = embed(np.array([[1.0, 2.0]]))
+    assert one.tolist() == [[0.0, 0.0]] and (method1, k1) == ("pca (fewer than 64 heads)", 1)
     assert embed(np.ones((3, 2)), n_neighbors=1)[2] == 1
+
+
+def PCA_SHARES(x: np.ndarray) -> list[float]:  # noqa: N802 - a reference, by SVD of the centred rows
+    sv = np.linalg.svd(x - x.mean(axis=0), compute_uv=False) ** 2
+    return list(sv[:2] / sv.sum())
 
 
 def test_embed_trajectories_rows_edges_and_info_for_three_heads() -> None:
@@ -139,8 +146,9 @@ def test_embed_trajectories_rows_edges_and_info_for_three_heads() -> None:
     coords = emb[["x", "y"]].to_numpy()
     assert np.linalg.norm(coords[0] - coords[2]) == pytest.approx(np.linalg.norm(x[0] - x[2]))
     assert edges.distance.tolist() == pytest.approx([np.linalg.norm(x[a] - x[b]) for a, b in ((0, 1), (0, 2), (1, 2))])
-    assert info == {"method": "pca (fewer than 4 heads)", "n_neighbors": 2, "n_heads": 3, "n_clusters": 2,
-                    "silhouette": pytest.approx(silhouette_score(x, emb.cluster.to_numpy())), "features": 4}
+    assert info == {"method": "pca (fewer than 64 heads)", "n_neighbors": 2, "n_heads": 3, "n_clusters": 2,
+                    "silhouette": pytest.approx(silhouette_score(x, emb.cluster.to_numpy())), "features": 4,
+                    "explained": [pytest.approx(v) for v in PCA_SHARES(x)]}
     two, _, info2 = embed_trajectories(keys[:2], [b[:2] for b in blocks])
     assert two.cluster.tolist() == [0, 0] and np.isnan(info2["silhouette"]) and info2["n_clusters"] == 1
 
@@ -153,7 +161,7 @@ def test_cluster_labels_are_ints_k_is_capped_at_8_and_small_inputs() -> None:
     assert len(set(choose_clusters(nine, max_k=9)[0].tolist())) == 9
     flat, score = choose_clusters(np.random.default_rng(1).normal(size=(16, 10)))
     assert flat.dtype == np.dtype(int) and score < 0.25
-    two, _, _ = embed(np.array([[0.0, 1.0], [3.0, 5.0]]))              # two heads: PCA keeps their distance
+    two, _, _, _ = embed(np.array([[0.0, 1.0], [3.0, 5.0]]))           # two heads: PCA keeps their distance
     assert np.linalg.norm(two[0] - two[1]) == pytest.approx(5.0)
     assert embed(np.zeros((3, 0)))[0].tolist() == [[0.0, 0.0]] * 3     # no features: the origin
     x16 = np.array([[0.0, 1.5], [2.25, 0.5]], dtype=np.float16)
