@@ -117,9 +117,13 @@ def elements_layers(run: ReportRun) -> plt.Figure:
     """Fig. 7: sigma(t) and KL(t) of every head of each layer, layer mean red dashed."""
     (s_steps, sigma), (k_steps, kl) = sigma_and_kl(run)
     fig, _ = layer_grid(s_steps, sigma, "sigma (weight units)", k_steps, kl, "KL to Gaussian (nats)")
-    spread = np.nanstd(sigma[-1], axis=1) / np.nanmean(sigma[-1], axis=1)
-    fit_suptitle(fig, f"W_QK element sigma and KL per head: at step {int(s_steps[-1]):,}, heads of a layer "
-                      f"differ in sigma by {100 * spread.min():.0f}-{100 * spread.max():.0f}% (std / mean)")
+    spread = 100 * np.nanstd(sigma[-1], axis=1) / np.nanmean(sigma[-1], axis=1)
+    digits = 0 if spread.max() >= 10 else 1
+    lo, hi = f"{spread.min():.{digits}f}", f"{spread.max():.{digits}f}"
+    fit_suptitle(fig, f"W_QK element sigma and KL per head: at step {int(s_steps[-1]):,}, heads of "
+                      + (f"the layer differ in sigma by {hi}%" if len(spread) == 1 else
+                         f"every layer differ in sigma by {hi}%" if lo == hi else
+                         f"a layer differ in sigma by {lo}-{hi}%") + " (std / mean)")
     return fig
 
 
