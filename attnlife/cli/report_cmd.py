@@ -13,6 +13,9 @@ def report_command(
     heads: Optional[str] = typer.Option(None, "--heads", help="Exemplar heads for the weight figures, e.g. L0H1,L3H2."),
     study_out: Optional[Path] = typer.Option(None, "--study-out", help="With several runs: where the across-run "
                                              "training figures go (default FIRST_RUN/report/study)."),
+    plotly_js: Optional[Path] = typer.Option(None, "--plotly-js", help="A plotly.js bundle to inline in the dashboard "
+                                             "(default $ATTNLIFE_PLOTLY_JS, else the plotly package's full one; "
+                                             "npm's plotly.js-cartesian-dist-min draws it too, a third the size)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
     """Draw RUN/report/*.png (200 dpi) and RUN/report/dashboard.html; print the dashboard path."""
@@ -27,7 +30,7 @@ def report_command(
     extra = [study_out] if study_out is not None and len(runs) > 1 else []
     with writer_locks([*runs, *extra], "report"):
         for run in runs:
-            result = render_report(run, fmts, heads, quiet)
+            result = render_report(run, fmts, heads, quiet, plotly_js)
             for line in result.skipped:
                 typer.echo(line, err=True)
             typer.echo(f"{run}: {len(result.figures)} figure files in {run / 'report'}")

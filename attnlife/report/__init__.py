@@ -7,11 +7,11 @@ figures across runs. Imports are lazy so `import attnlife.report` stays light.
 from __future__ import annotations
 
 
-def report_run(run_dir, *, formats=("png",), heads=None, quiet=False):  # noqa: ANN001, ANN201
+def report_run(run_dir, *, formats=("png",), heads=None, quiet=False, plotly_js=None):  # noqa: ANN001, ANN201
     """See `attnlife.report.api.report_run`."""
     from attnlife.report.api import report_run as _report_run
 
-    return _report_run(run_dir, formats=formats, heads=heads, quiet=quiet)
+    return _report_run(run_dir, formats=formats, heads=heads, quiet=quiet, plotly_js=plotly_js)
 
 
 def draw_study_figures(run_dirs, out_dir, formats=("png",)):  # noqa: ANN001, ANN201

@@ -102,22 +102,25 @@ def draw_study_figures(run_dirs: Sequence[str | os.PathLike] | Mapping[str, Sequ
 
 
 def render_report(run_dir: str | os.PathLike, formats: Sequence[str] = ("png",),
-                  heads: str | list[tuple[int, int]] | None = None, quiet: bool = False) -> ReportResult:
-    """Every figure of one run into RUN/report/, then RUN/report/dashboard.html."""
+                  heads: str | list[tuple[int, int]] | None = None, quiet: bool = False,
+                  plotly_js: str | os.PathLike | None = None) -> ReportResult:
+    """Every figure of one run into RUN/report/, then RUN/report/dashboard.html (inlining the
+    plotly.js bundle `plotly_js`, default the plotly package's; see `dashboard.plotly_bundle`)."""
     from attnlife.report.dashboard import write_dashboard
 
     if isinstance(heads, str):
         heads = parse_heads(heads)
     run = ReportRun(run_dir, heads=heads or None)
     result = draw_figures([run], run.run.paths.report, formats, quiet=quiet)
-    result.dashboard = write_dashboard(run)
+    result.dashboard = write_dashboard(run, plotly_js=plotly_js)
     return result
 
 
 def report_run(run_dir: str | os.PathLike, *, formats: Sequence[str] = ("png",),
-               heads: str | list[tuple[int, int]] | None = None, quiet: bool = False) -> Path:
+               heads: str | list[tuple[int, int]] | None = None, quiet: bool = False,
+               plotly_js: str | os.PathLike | None = None) -> Path:
     """Draw the report of one run; print skipped figures (unless quiet); return the dashboard path."""
-    result = render_report(run_dir, formats, heads, quiet)
+    result = render_report(run_dir, formats, heads, quiet, plotly_js)
     if not quiet:
         for line in result.skipped:
             print(line, file=sys.stderr)

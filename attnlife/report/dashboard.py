@@ -13,9 +13,11 @@ from __future__ import annotations
 import functools
 import html
 import json
+import os
 from importlib import resources
 from pathlib import Path
 
+from attnlife.errors import AttnlifeError
 from attnlife.report.dashboard_data import build_payload
 from attnlife.report.dashboard_health import health_payload
 from attnlife.report.data import ReportRun
@@ -115,15 +117,46 @@ def _nan_to_none(obj):  # noqa: ANN001, ANN202 - JSON-like tree
     return obj
 
 
-def write_dashboard(run: ReportRun, path: str | Path | None = None) -> Path:
-    """Build the payload of `run` and write the page (default RUN/report/dashboard.html) atomically."""
-    from plotly.offline import get_plotlyjs
+PLOTLY_JS_ENV = "ATTNLIFE_PLOTLY_JS"
 
+
+class PlotlyBundleError(AttnlifeError):
+    """A plotly.js bundle given to the dashboard is missing or is not plotly.js."""
+
+
+def plotly_bundle(path: str | os.PathLike | None = None) -> str:
+    """The plotly.js the page inlines: `path` (or $ATTNLIFE_PLOTLY_JS), else the full bundle of the
+    installed `plotly` package.
+
+    The dashboard draws only scatter and heatmap traces, so plotly.js's partial "cartesian" bundle
+    (npm: plotly.js-cartesian-dist-min, the same plotly.js version) draws it too: a third of the
+    bytes and of the time the browser spends evaluating the library (BENCHMARKS.md).
+    """
+    given = path or os.environ.get(PLOTLY_JS_ENV)
+    if not given:
+        from plotly.offline import get_plotlyjs
+
+        return get_plotlyjs()
+    bundle = Path(given)
+    if not bundle.is_file():
+        raise PlotlyBundleError(f"plotly.js bundle {bundle} does not exist; pass a plotly.js .js file "
+                                f"(--plotly-js / ${PLOTLY_JS_ENV}) or leave it out for the plotly package's own")
+    text = bundle.read_text(encoding="utf-8", errors="replace")
+    if "plotly.js" not in text[:4000] or "heatmap" not in text or "scatter" not in text:
+        raise PlotlyBundleError(f"{bundle} is not a plotly.js bundle with scatter and heatmap traces; pass "
+                                f"e.g. plotly-cartesian.min.js of npm's plotly.js-cartesian-dist-min")
+    return text
+
+
+def write_dashboard(run: ReportRun, path: str | Path | None = None,
+                    plotly_js: str | os.PathLike | None = None) -> Path:
+    """Build the payload of `run` and write the page (default RUN/report/dashboard.html) atomically,
+    inlining `plotly_bundle(plotly_js)`."""
     out = Path(path) if path else run.run.paths.report / "dashboard.html"
     payload = build_payload(run)
     if "n_layer" in payload:
         payload["health"] = health_payload(run, (payload["n_layer"], payload["n_head"]))
-    page = render_html(_nan_to_none(payload), get_plotlyjs())
+    page = render_html(_nan_to_none(payload), plotly_bundle(plotly_js))
     with atomic_path(out) as tmp:
         tmp.write_text(page, encoding="utf-8")
     return out

@@ -76,3 +76,21 @@ def test_no_machine_path_in_the_page(payload, synthetic_run):
     assert html.escape(subtitle(payload)) in page and "2 layers x 3 heads" in subtitle(payload)
     data = page.split('id="payload">', 1)[1].split("</script>", 1)[0]
     assert json.loads(data)["name"] == synthetic_run.name
+
+
+def test_a_given_plotly_bundle_is_inlined_and_checked(synthetic_run, tmp_path, monkeypatch):
+    from attnlife.report.dashboard import PlotlyBundleError, plotly_bundle, write_dashboard
+    from plotly.offline import get_plotlyjs
+
+    assert plotly_bundle() == get_plotlyjs()                              # default: the plotly package's
+    bundle = tmp_path / "plotly-cartesian.min.js"
+    bundle.write_text("/** plotly.js (cartesian - minified) v0 */ var Plotly = {traces: ['scatter', 'heatmap']};")
+    page = write_dashboard(ReportRun(synthetic_run), tmp_path / "d.html", plotly_js=bundle).read_text()
+    assert bundle.read_text() in page and get_plotlyjs()[:2000] not in page
+    monkeypatch.setenv("ATTNLIFE_PLOTLY_JS", str(bundle))
+    assert plotly_bundle() == bundle.read_text()
+    with pytest.raises(PlotlyBundleError, match="does not exist"):
+        plotly_bundle(tmp_path / "none.js")
+    (tmp_path / "other.js").write_text("console.log('not plotly')")
+    with pytest.raises(PlotlyBundleError, match="is not a plotly.js bundle with scatter and heatmap"):
+        plotly_bundle(tmp_path / "other.js")
