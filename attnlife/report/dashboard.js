@@ -144,7 +144,7 @@ function drawCurves() {
   const ax = stepAxis(steps.length ? steps : c.lr.step, series);
   if (c.train_loss) tr.push(stepTrace(ax, c.train_loss.step, c.train_loss.value, {name: 'train loss (raw)', line: {color: CB[0], width: 0.8}, opacity: 0.35}));
   if (c.train_loss_smooth) tr.push(stepTrace(ax, c.train_loss_smooth.step, c.train_loss_smooth.value, {name: 'train loss (trailing mean)', line: {color: CB[0], width: 2}}));
-  if (c.val_loss) tr.push(stepTrace(ax, c.val_loss.step, c.val_loss.value, {name: 'val loss', mode: 'lines+markers', line: {color: CB[5]}}));
+  if (c.val_loss) tr.push(stepTrace(ax, c.val_loss.step, c.val_loss.value, {name: 'val loss (dotted between evals)', mode: 'lines+markers', marker: {size: 6}, line: {color: CB[5], width: 1, dash: 'dot'}}));
   if (c.probe_loss) {
     if (c.probe_loss.stderr) tr.push(...bandTraces(ax, c.probe_loss.step, c.probe_loss.value, c.probe_loss.stderr, CB[2], 'probe'));
     tr.push(stepTrace(ax, c.probe_loss.step, c.probe_loss.value, {name: 'probe loss' + (c.probe_loss.stderr ? ' (+- s.e.)' : ''), mode: 'lines+markers', marker: {size: 4}, line: {color: CB[2]}, legendgroup: 'probe'}));
