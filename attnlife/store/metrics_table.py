@@ -100,6 +100,12 @@ def _select(frame: pd.DataFrame, mask: pd.Series, metric: Optional[str | Sequenc
             raise SplitError(f"{what} span splits {', '.join(present)}; pass split= one of them "
                              f"(or split='all' and keep the split column)")
         if chosen is not None:
+            if metric is not None and not isinstance(metric, str) and len(present) > 1:
+                named = set(frame.loc[mask, "metric"].unique())
+                lost = sorted(named - set(frame.loc[mask & (frame["split"] == chosen), "metric"].unique()))
+                if lost:  # a named metric the chosen split lacks is never dropped silently
+                    raise SplitError(f"{', '.join(lost)} not on split {chosen} (the default for the "
+                                     f"{view} view); ask for it alone, or pass split= or split='all'")
             mask &= frame["split"] == chosen
     elif split != ALL_SPLITS:
         mask &= frame["split"] == split

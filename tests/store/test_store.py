@@ -215,6 +215,8 @@ def test_views_default_to_one_split_and_refuse_a_silent_mix(tmp_path) -> None:
     # a metric only the tracker logs comes from train; the default never pivots into duplicates
     assert run.per_head("light_entropy_bits")["split"].tolist() == ["train"]
     assert set(run.per_head()["split"]) == {"probe"}
+    with pytest.raises(SplitError, match="light_entropy_bits not on split probe .*per-head view"):
+        run.per_head(["entropy_bits", "light_entropy_bits"])  # never a silent drop of a named metric
     run.per_head().pivot_table(index="step", columns=["layer", "head_index", "metric"], values="value",
                                aggfunc=lambda v: v.item())  # exactly one row per cell
     assert run.per_layer()["value"].tolist() == [0.25]
