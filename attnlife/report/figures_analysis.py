@@ -9,6 +9,7 @@ import textwrap
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 from matplotlib.colors import PowerNorm
 
 from attnlife.report.data import MissingData, ReportRun
@@ -134,7 +135,7 @@ def trajectory_umap(run: ReportRun) -> plt.Figure:
         part = emb[clusters == c]
         ax.scatter(part.x, part.y, color=color(int(c)) if n_clusters > 1 else "0.45", s=40,
                    marker=markers[int(c) % len(markers)], edgecolors="black", linewidths=0.4, zorder=2,
-                   label=f"cluster {c} ({len(part)} heads)" if n_clusters > 1 else f"all {len(part)} heads")
+                   label=f"cluster {c} ({len(part)} head{'s' if len(part) != 1 else ''})" if n_clusters > 1 else f"all {len(part)} heads")
     if len(emb) <= 48:
         for row in emb.itertuples():
             ax.annotate(f"L{row.layer}H{row.head_index}", (row.x, row.y), fontsize=6, xytext=(3, 3),
@@ -281,15 +282,17 @@ def head_type_emergence(run: ReportRun) -> plt.Figure:
 
 @figure("claims_table", "analysis")
 def claims_table(run: ReportRun) -> plt.Figure:
-    """The claims check rendered: claim, measured value and verdict (coloured) per row."""
+    """The claims check rendered: claim, measured value, verdict (coloured) and why, per row."""
     claims = run.analysis_table("claims")
-    rows = [[textwrap.fill(str(r.source), 14), textwrap.fill(str(r.claim), 46), textwrap.fill(str(r.measured), 30),
-             r.verdict] for r in claims.itertuples()]
+    reasons = claims["reason"] if "reason" in claims else pd.Series("", index=claims.index)
+    rows = [[textwrap.fill(str(r.source), 14), textwrap.fill(str(r.claim), 40), textwrap.fill(str(r.measured), 28),
+             textwrap.fill(str(r.verdict), 10), textwrap.fill("" if pd.isna(why) else str(why), 30)]
+            for r, why in zip(claims.itertuples(), reasons)]
     height = 0.9 + sum(max(c.count("\n") + 1 for c in row) for row in rows) * 0.2
     fig, ax = plt.subplots(figsize=(10, height))
     ax.axis("off")
-    table = ax.table(cellText=rows, colLabels=["source", "claim", "measured on this run", "verdict"],
-                     colWidths=[0.13, 0.44, 0.29, 0.14], loc="upper center", cellLoc="left")
+    table = ax.table(cellText=rows, colLabels=["source", "claim", "measured on this run", "verdict", "why"],
+                     colWidths=[0.11, 0.33, 0.25, 0.1, 0.27], loc="upper center", cellLoc="left")
     table.auto_set_font_size(False)
     table.set_fontsize(7)
     row_lines = [1] + [max(cell.count("\n") + 1 for cell in row) for row in rows]
@@ -297,7 +300,7 @@ def claims_table(run: ReportRun) -> plt.Figure:
         cell.set_height(0.2 * row_lines[r] / height)
         cell.PAD = 0.02
         if r > 0 and c == 3:
-            cell.set_facecolor(VERDICT_COLOURS.get(rows[r - 1][3], "white"))
+            cell.set_facecolor(VERDICT_COLOURS.get(claims.verdict.iloc[r - 1], "white"))
             cell.get_text().set_color("white")
         if r == 0:
             cell.set_text_props(weight="bold")

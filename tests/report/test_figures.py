@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from matplotlib.colors import to_rgba
 from PIL import Image
 
 from attnlife.report.api import ReportFormatError, check_formats, draw_figures, render_report
 from attnlife.report.data import ReportRun
+from attnlife.report.figures_analysis import VERDICT_COLOURS, claims_table
 from attnlife.report.exemplars import HeadSpecError, choose_exemplars, parse_heads
 from attnlife.report.api import load_all
 from attnlife.report.style import log_spaced
@@ -118,33 +120,42 @@ def test_emergence_figure_plots_the_checkpoint_probe_loss_with_each_emergence_on
     import matplotlib.pyplot as plt
 
     from attnlife.report.figures_analysis import head_type_emergence
-    from attnlife.store.metrics_table import MetricWriter
 
     root = write_synthetic_run(tmp_path / "run", parts=("metrics", "analysis"))
-    steps = list(range(0, 201, 25))  # every checkpoint, including the emergence steps 50, 100, 150
-    loss = {s: 4.0 - s / 100 for s in steps}
-    writer = MetricWriter(root)
-    for s in steps:
-        writer.log(s, "probe_loss_nats", loss[s], split="probe", stderr=0.05)
-    writer.close()
-    fig = head_type_emergence(ReportRun(root))
+    run = ReportRun(root)
+    probe = run.model_series("probe_loss_nats", "probe").sort_values("step")  # every checkpoint, +- stderr
+    loss = dict(zip(probe.step.astype(int), probe.value))
+    emerged = sorted(int(s) for s in run.analysis["emergence"].emergence_step)
+    assert len(emerged) == 3 and set(emerged) <= set(loss) and probe.stderr.notna().all()
+    fig = head_type_emergence(run)
     bottom = fig.axes[1]
     line = bottom.lines[0]
     assert line.get_label() == "probe loss (every checkpoint)"
-    np.testing.assert_allclose(line.get_xdata(), steps)
-    np.testing.assert_allclose(line.get_ydata(), [loss[s] for s in steps])
+    np.testing.assert_allclose(line.get_xdata(), probe.step)
+    np.testing.assert_allclose(line.get_ydata(), probe.value)
     band = bottom.collections[0].get_paths()[0].vertices[:, 1]
-    assert band.min() == pytest.approx(min(loss.values()) - 0.1) and band.max() == pytest.approx(4.1)
+    assert band.min() == pytest.approx((probe.value - 2 * probe.stderr).min())
+    assert band.max() == pytest.approx((probe.value + 2 * probe.stderr).max())
     marks = {(float(x), float(y)) for ln in bottom.lines[1:] if ln.get_marker() == "|" for x, y in zip(ln.get_xdata(), ln.get_ydata())}
-    assert marks == {(50.0, 3.5), (100.0, 3.0), (150.0, 2.5)}
+    assert sorted(marks) == [(float(s), pytest.approx(loss[s])) for s in emerged]
     plt.close(fig)
 
 
-def test_emergence_figure_falls_back_to_val_loss_without_a_probe_pass(synthetic_run):
+def test_emergence_figure_falls_back_to_val_loss_without_a_probe_pass(tmp_path):
     import matplotlib.pyplot as plt
 
     from attnlife.report.figures_analysis import head_type_emergence
 
-    fig = head_type_emergence(ReportRun(synthetic_run))
+    root = write_synthetic_run(tmp_path / "run", parts=("metrics", "analysis"), probe_loss=False)
+    fig = head_type_emergence(ReportRun(root))
     assert fig.axes[1].lines[0].get_label() == "validation loss"
     plt.close(fig)
+def test_claims_table_says_why_each_verdict(synthetic_run):
+    fig = claims_table(ReportRun(synthetic_run))
+    cells = fig.axes[0].tables[0].get_celld()
+    header = [cells[0, c].get_text().get_text() for c in range(5)]
+    assert header == ["source", "claim", "measured on this run", "verdict", "why"]
+    why = [cells[r, 4].get_text().get_text().replace("\n", " ") for r in (1, 2, 3)]
+    assert why == ["", "span fell", "model has fewer than 6 layers"]
+    assert [cells[r, 3].get_facecolor() for r in (1, 2, 3)] == [
+        to_rgba(VERDICT_COLOURS[v]) for v in ("holds", "does not hold", "not applicable")]

@@ -33,7 +33,7 @@ def tracked_steps(n_tracked: int, last: int, log_tracked: bool) -> list[int]:
 
 
 def _metrics(root: Path, n_layer: int, n_head: int, last: int, n_tracked: int, rng: np.random.Generator,
-             log_tracked: bool = False, loss_every: int = 0) -> None:
+             log_tracked: bool = False, loss_every: int = 0, probe_loss: bool = True) -> None:
     from attnlife.store.metrics_table import MetricRow, MetricWriter
 
     writer = MetricWriter(root)
@@ -45,7 +45,8 @@ def _metrics(root: Path, n_layer: int, n_head: int, last: int, n_tracked: int, r
         writer.log(step, "eval_loss", 4.2 * np.exp(-step / (last / 3)) + 1.6, split="val")
         writer.log(step, "eval_loss", 4.2 * np.exp(-step / (last / 3)) + 1.55, split="train")
         probe = 4.2 * np.exp(-step / (last / 3)) + 1.62
-        writer.log(step, "probe_loss_nats", probe, split="probe", stderr=0.02 + 0.01 * (1 - frac))
+        if probe_loss:
+            writer.log(step, "probe_loss_nats", probe, split="probe", stderr=0.02 + 0.01 * (1 - frac))
         rows = []
         for layer in range(n_layer):
             for h in range(n_head):
@@ -164,12 +165,13 @@ def write_synthetic_run(path: str | os.PathLike, n_layer: int = 2, n_head: int =
                         last_step: int = 200, d_head: int = 8, pattern_tokens: int = 16, seed: int = 0,
                         n_tracked: int = 11,
                         parts: tuple[str, ...] = ("metrics", "spectra", "snapshots", "analysis"),
-                        log_tracked: bool = False, loss_every: int = 0) -> Path:
+                        log_tracked: bool = False, loss_every: int = 0, probe_loss: bool = True) -> Path:
     """Write a synthetic run directory (see module docstring) with the chosen `parts`; returns it.
 
     `log_tracked`: attention rows at the log-spaced checkpoint steps, in split `probe` with
     standard errors (like `attnlife track`), instead of `n_tracked` even steps in split `train`;
-    `loss_every`: the training-loss logging interval (default last_step // 200).
+    `loss_every`: the training-loss logging interval (default last_step // 200); `probe_loss=False`:
+    no probe pass (no `probe_loss_nats` rows).
     """
     from attnlife.store.run_dir import write_run_json
 
@@ -178,7 +180,7 @@ def write_synthetic_run(path: str | os.PathLike, n_layer: int = 2, n_head: int =
     write_run_json(root, {"config": {"data": {"dataset": "synthetic"}, "train": {"seed": seed},
                                      "model": {"n_layer": n_layer, "n_head": n_head, "n_embd": d_head * n_head}}})
     if "metrics" in parts:
-        _metrics(root, n_layer, n_head, last_step, n_tracked, rng, log_tracked, loss_every)
+        _metrics(root, n_layer, n_head, last_step, n_tracked, rng, log_tracked, loss_every, probe_loss)
     if "spectra" in parts:
         _spectra(root, root.name, checkpoint_steps(n_ckpt, last_step), n_layer, n_head, d_head, rng)
     if "snapshots" in parts:
