@@ -323,7 +323,7 @@ function drawUmap() {
   clusters.forEach((c, i) => {
     const pts = u.points.filter(p => (p.cluster === null || p.cluster === undefined ? 0 : p.cluster) === c);
     tr.push({x: pts.map(p => p.x), y: pts.map(p => p.y), mode: u.points.length <= 48 ? 'markers+text' : 'markers', textposition: 'top right', textfont: {size: 9},
-      texttemplate: u.points.length <= 48 ? pts.map(p => 'L' + p.layer + 'H' + p.head_index) : undefined, name: clusters.length > 1 ? 'cluster ' + c + ' (' + pts.length + ' heads)' : 'all ' + pts.length + ' heads (one cluster)',
+      texttemplate: u.points.length <= 48 ? pts.map(p => 'L' + p.layer + 'H' + p.head_index) : undefined, name: clusters.length > 1 ? 'cluster ' + c + ' (' + pts.length + (pts.length === 1 ? ' head)' : ' heads)') : 'all ' + pts.length + ' heads (one cluster)',
       text: pts.map(p => 'L' + p.layer + 'H' + p.head_index + ' (layer ' + p.layer + ', cluster ' + c + ')'), hovertemplate: '%{text}<extra></extra>',
       marker: {size: 10, color: clusters.length > 1 ? CB[i % 8] : '#777', symbol: symbols[i % symbols.length], line: {width: 0.5, color: 'black'}}});
   });
