@@ -259,6 +259,30 @@ function drawArch() {
   full();
 }
 
+// 'W_QK of L0H3: lambda_1 grows x237 (0.0074 -> 10.6) from step 0 to 2,000', from the first drawn index.
+function eigenTitle(l, h, ks, ys, steps) {
+  const head = 'W_QK eigenvalues of L' + l + 'H' + h;
+  if (!ks.length) return head + ': pick an index';
+  const idx = ys[0].map((y, s) => (y !== null && y > 0 ? s : -1)).filter(s => s >= 0);
+  if (idx.length < 2) return head;
+  const a = ys[0][idx[0]], b = ys[0][idx[idx.length - 1]], r = b / a;
+  return head + ': lambda_' + (ks[0] + 1) + (r >= 1 ? ' grows x' : ' shrinks x') + (r >= 1 ? r : 1 / r).toPrecision(3) + ' (' +
+    a.toPrecision(3) + ' -> ' + b.toPrecision(3) + ') from step ' + fmt(steps[idx[0]]) + ' to ' + fmt(steps[idx[idx.length - 1]]);
+}
+
+// 'distinct_2 0.98 -> 0.84, mean_logprob_nats -4.30 -> -1.47 from step 0 to 2,000' (first and last sampled step).
+function samplesTitle(s, names) {
+  const ends = names.filter(n => s.metrics[n].value.some(v => v !== null)).slice(0, 6).map(n => {
+    const m = s.metrics[n], ok = m.value.map((v, i) => (v !== null ? i : -1)).filter(i => i >= 0);
+    return [n, m.value[ok[0]], m.value[ok[ok.length - 1]], m.step[ok[0]], m.step[ok[ok.length - 1]]];
+  });
+  const pick = ends.filter(e => e[0] === 'distinct_2' || e[0] === 'mean_logprob_nats');
+  const shown = (pick.length ? pick : ends.slice(0, 2));
+  if (!shown.length) return 'Generation quality of samples over training';
+  return 'Generation quality: ' + shown.map(e => e[0] + ' ' + e[1].toFixed(2) + ' -> ' + e[2].toFixed(2)).join(', ') +
+    ' from step ' + fmt(shown[0][3]) + ' to ' + fmt(shown[0][4]);
+}
+
 function drawEigen() {
   const e = D.eigen;
   if (!e) return missing('plot-eigen', 'no eigenvalue arrays: run `attnlife spectra RUN`');
@@ -275,7 +299,7 @@ function drawEigen() {
     const ys = ks.map(k => range(S).map(s => fin(v[((s * L + l) * H + h) * K + k])));
     const ax = stepAxis(e.steps, ys.map(y => y.map(x => (x > 0 ? Math.log(x) : NaN))));
     const tr = ks.map((k, i) => stepTrace(ax, e.steps, ys[i], {name: 'lambda_' + (k + 1), line: {color: CB[k % 8]}}));
-    Plotly.react('plot-eigen', tr, base('Eigenvalues of W_QK, head L' + l + 'H' + h, {xaxis: ax.axis,
+    Plotly.react('plot-eigen', tr, base(eigenTitle(l, h, ks, ys, e.steps), {xaxis: ax.axis,
       yaxis: {type: 'log', title: {text: 'lambda_k (weight units^2, log scale)'}}}), CFG);
   };
   ['eig-layer', 'eig-head', 'eig-index'].forEach(id => { $(id).onchange = redraw; }); redraw();
@@ -402,9 +426,9 @@ function drawSamples() {
     const ax = stepAxis(steps, names.filter(n => s.metrics[n].step.length === steps.length).map(n => s.metrics[n].value));
     const nats = n => n === 'mean_logprob_nats';
     const tr = names.map((n, i) => stepTrace(ax, s.metrics[n].step, s.metrics[n].value, {name: n + (nats(n) ? ' (right axis, nats)' : ''), mode: 'lines+markers', line: {color: CB[i % 8], dash: nats(n) ? 'dot' : 'solid'}, yaxis: nats(n) ? 'y2' : 'y'}));
-    Plotly.newPlot('plot-samples', tr, base('Generation quality of samples over training: distinct-n and repetition-n (fractions of n-grams), mean token log-probability (nats)', {
+    Plotly.newPlot('plot-samples', tr, base(samplesTitle(s, names), {
       xaxis: ax.axis, yaxis: {title: {text: 'fraction of n-grams'}, range: [0, 1.02]},
-      yaxis2: {title: {text: 'mean log-probability (nats / token)'}, overlaying: 'y', side: 'right', showgrid: false, automargin: true}}), CFG);
+      yaxis2: {title: {text: 'mean log-probability (nats / token)'}, overlaying: 'y', side: 'right', showgrid: false, automargin: true, tickformat: '.2f'}}), CFG);
   } else missing('plot-samples', 'no generation-quality metrics (only sample texts): run `attnlife train --sample-every N`');
   if ((s.texts || []).length) {
     const box = $('sample-texts');

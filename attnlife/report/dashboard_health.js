@@ -7,6 +7,7 @@
 const HEALTH_KINDS = ['entropy_collapse', 'logit_growth', 'sink_takeover', 'dead_head'];
 const HEALTH_COLOURS = {entropy_collapse: '#D55E00', logit_growth: '#CC79A7', sink_takeover: '#0072B2', dead_head: '#999999', several: '#000000'};
 const HEALTH_SIGNALS = [['light_entropy_bits', 'entropy (bits)'], ['light_lse_max_nats', 'max-logit bound (nats)'], ['light_sink_mass', 'sink mass']];
+const NO_ALERT = '#eeeeee';
 const kindName = k => k.replace(/_/g, ' ');
 
 function healthAlertsOf(l, h) { return D.health.alerts.filter(a => a.layer === l && (a.head_index === h || a.head_index === -1)); }
@@ -24,21 +25,22 @@ function drawHealthGrid(select) {
       row[b] = row[b] && row[b] !== k ? 5 : k;
       tip[b].push(kindName(a.kind) + ' at step ' + a.step + ' (' + a.value.toPrecision(3) + ')');
     });
-    z.push(row.map(v => v || null));
-    text.push(tip.map(t => t.join('<br>')));
+    z.push(row);  // 0 = no alert (a light grey cell, so every head shows even when none alerted)
+    text.push(tip.map(t => (t.length ? t.join('<br>') : 'no alert')));
   });
   const x = range(nb).map(b => Math.round(first + (b + 0.5) * width));
-  const palette = ['entropy_collapse', 'logit_growth', 'sink_takeover', 'dead_head', 'several'].map(k => HEALTH_COLOURS[k]);
+  const palette = [NO_ALERT].concat(['entropy_collapse', 'logit_growth', 'sink_takeover', 'dead_head', 'several'].map(k => HEALTH_COLOURS[k]));
   const colorscale = [];
-  palette.forEach((c, i) => { colorscale.push([i / 5, c], [(i + 1) / 5, c]); });
+  palette.forEach((c, i) => { colorscale.push([i / 6, c], [(i + 1) / 6, c]); });
   const alerted = new Set(hs.alerts.flatMap(a => a.head_index >= 0 ? [a.layer + ':' + a.head_index] : range(H).map(h => a.layer + ':' + h)));
   const firstAlert = hs.alerts.length ? hs.alerts[0] : null;
   const title = firstAlert
     ? 'Attention-health alerts: ' + alerted.size + ' of ' + (L * H) + ' heads alerted, the first at step ' + firstAlert.step + ' (' + kindName(firstAlert.kind) + ')'
     : 'No attention-health alert in ' + (last + 1).toLocaleString('en-US') + ' steps of light-tier signals';
   const shapes = (hs.events || []).map(e => ({type: 'line', xref: 'x', yref: 'paper', x0: e.step, x1: e.step, y0: 0, y1: 1, line: {dash: 'dash', color: '#333', width: 1}}));
-  const legend = HEALTH_KINDS.concat(['several']).map(k => ({x: [null], y: [null], mode: 'markers', name: kindName(k), marker: {symbol: 'square', size: 12, color: HEALTH_COLOURS[k]}, hoverinfo: 'skip'}));
-  const tr = [{type: 'heatmap', z, x, y: units.map(([l, h]) => 'L' + l + ' H' + h), text, zmin: 0.5, zmax: 5.5, colorscale, showscale: false, xgap: 1, ygap: 1,
+  const legend = HEALTH_KINDS.concat(['several']).map(k => ({x: [null], y: [null], mode: 'markers', name: kindName(k), marker: {symbol: 'square', size: 12, color: HEALTH_COLOURS[k]}, hoverinfo: 'skip'}))
+    .concat([{x: [null], y: [null], mode: 'markers', name: 'no alert', marker: {symbol: 'square', size: 12, color: NO_ALERT, line: {color: '#999', width: 1}}, hoverinfo: 'skip'}]);
+  const tr = [{type: 'heatmap', z, x, y: units.map(([l, h]) => 'L' + l + ' H' + h), text, zmin: -0.5, zmax: 5.5, colorscale, showscale: false, xgap: 1, ygap: 1,
     hovertemplate: '%{y}, steps near %{x}:<br>%{text}<extra></extra>'}].concat(legend);
   Plotly.newPlot('plot-health', tr, base(title + (shapes.length ? ' (dashed: loss events)' : ''), {
     height: Math.max(300, 120 + 16 * units.length),
