@@ -4,6 +4,8 @@ Needs /usr/bin/chromium (`make test` installs it when root; otherwise `apt-get i
 """
 from __future__ import annotations
 
+import json
+import re
 import shutil
 from pathlib import Path
 
@@ -113,7 +115,12 @@ def test_head_selector_changes_the_trajectories(page):
     before = pg.evaluate(y)
     pg.select_option("#eig-head", "2")
     assert pg.evaluate(y) != before
-    assert pg.evaluate(title).endswith("L0H2")
+    text = pg.evaluate(title)
+    assert text.startswith("W_QK eigenvalues of L0H2: lambda_1 ")
+    lam1 = [v for v in json.loads(pg.evaluate(y))[0] if v is not None and v > 0]
+    ratio, first, last = (float(v) for v in re.search(r" x(\S+) \((\S+) -> (\S+)\)", text).groups())
+    assert (first, last) == (pytest.approx(lam1[0], rel=5e-3), pytest.approx(lam1[-1], rel=5e-3))
+    assert ratio == pytest.approx(max(lam1[-1] / lam1[0], lam1[0] / lam1[-1]), rel=5e-3)
 
 
 def test_screenshot(page, dashboard):
