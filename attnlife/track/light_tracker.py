@@ -54,7 +54,7 @@ from attnlife.errors import AttnlifeError
 from attnlife.events import Callback, CheckpointDue, StepRecord, TrainEnd, TrainStart
 from attnlife.model.gpt import GPT
 from attnlife.store.metrics_table import MetricRow, MetricWriter
-from attnlife.track.fused_stats import STAT_NAMES, lse_backend, padded_qk, padded_sequence_means
+from attnlife.track.fused_stats import BACKENDS, STAT_NAMES, lse_backend, padded_qk, padded_sequence_means
 
 LIGHT_PREFIX = "light_"
 BUFFER_ELEMENTS = 1 << 24   # floats per step-batch buffer (64 MiB of float32): caps batch_steps
@@ -108,6 +108,8 @@ class LightEvents:
                                      f"(use --no-track to disable tracking)")
         if not 0.0 < batch_fraction <= 1.0:
             raise LightTrackingError(f"light batch_fraction={batch_fraction} must be in (0, 1]")
+        if backend not in BACKENDS:
+            raise LightTrackingError(f"light backend {backend!r} is not one of {BACKENDS}")
         self.every, self.batch_fraction = int(every), float(batch_fraction)
         self.backend, self.training_only = backend, training_only
         self.writer, self.sinks = writer, list(sinks)

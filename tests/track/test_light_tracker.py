@@ -223,8 +223,5 @@ def test_defaults_light_ms_bounded_by_the_wall_time_and_unread_steps_log_nothing
     assert other.collect() == [] and other.compute_pending() == []
     other.close()
     assert other.events == 0 and not list((tmp_path / "other").rglob("*.parquet"))
-    bad = LightTracker(backend="nope")                     # the backend reaches the fused call, which refuses it
-    assert bad.arm(model, 0)
-    model(batches(1)[0][0])
-    with pytest.raises(ValueError, match="'nope'"):
-        bad.collect()
+    with pytest.raises(LightTrackingError, match="'nope'"):    # refused when built, before any step
+        LightTracker(backend="nope")
