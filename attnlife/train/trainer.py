@@ -26,6 +26,7 @@ raises TrainingStopped (exit code 3).
 from __future__ import annotations
 
 import contextlib
+import gc
 import time
 from pathlib import Path
 from typing import Any, Iterable, Optional
@@ -97,10 +98,18 @@ class Trainer:
                 try:
                     self._setup()
                     self._loop()
+                    if self.info.enabled:   # every rank done with its collectives before teardown
+                        import torch.distributed as dist
+
+                        dist.barrier()
                 finally:
                     if self.writer is not None:
                         self.writer.close()
         finally:
+            # DDP's reducer holds the process group: free it while the peers are still there, or
+            # its destructor later waits on a gloo peer that has exited (a hang seen under load)
+            self.ddp = self.forward_model = None
+            gc.collect()
             destroy_process_group(self.info)
         return self.run_dir
 

@@ -159,6 +159,9 @@ def test_bf16_light_entropy_within_0_01_bits_on_sharp_attention(one_thread):
         assert 0 < worst < tol, (name, worst)
 
 
+# slow: the gloo teardown hang seen in the full suite (see tests/train/test_resume_ddp.py); runs under
+# `make test-slow` until a full suite has passed with the trainer's teardown fix
+@pytest.mark.slow
 def test_ddp_gloo_two_processes_light_and_full_tier_on_rank_zero_only(prepared_dir, tmp_path):
     """torchrun, 2 processes on gloo: with both tiers on, rank 0 writes every light row and the
     full tier's rows (one writer process), and the run's losses equal those of the same DDP run
