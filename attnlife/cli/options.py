@@ -44,6 +44,49 @@ EXECUTOR_OPTIONS = typer.Option([], "--executor-option", help="KEY=VALUE for the
                                 "cpus_per_task, max_retries (ray); slurm_partition, timeout_min, "
                                 "cpus_per_task, slurm_array_parallelism, cluster=local|slurm (submitit).")
 
+# the output, probe-set and spectra options of the series verbs (track, measure; spectra)
+OUT = typer.Option(None, "--out", help="Output directory (default: the RUN_DIR).")
+TEXT = typer.Option(None, "--text", help="Probe text file (HF: tokenized by the model's tokenizer).")
+TOKENS = typer.Option(None, "--tokens", help="Probe token ids: .npy, or a .bin (dtype from the meta.json beside "
+                      "it, else nanoGPT's uint16).")
+SEQUENCES = typer.Option(16, "--sequences", help="Probe windows of held-out text (standard errors across them).")
+SEQ_LEN = typer.Option(0, "--seq-len", help="Tokens per window (0 = min(context, 256)).")
+OV = typer.Option(False, "--ov", help="Also analyse W_OV = W_V^T W_O^T.")
+TOP_K = typer.Option(4, "--top-k", help="Leading eigenvalues/vectors tracked.")
+ELEMENTS = typer.Option(True, "--elements/--no-elements", help="Element histogram KL and kurtosis.")
+SAMPLE_ROWS = typer.Option(0, "--sample-rows", help="Stream only this many rows of W (0 = all).")
+BINS = typer.Option(200, "--bins", help="Histogram bins over mu +- 6 sigma.")
+NULL_ROTATIONS = typer.Option(199, "--null-rotations",
+                              help="Haar rotations for the W_QK rotation null of lambda_1 (0 = skip).")
+QUIET = typer.Option(False, "--quiet", help="No progress bar.")
+
+
+def spectra_options(ov: bool, top_k: int, elements: bool, bins: int, sample_rows: int, null_rotations: int):
+    """The `SpectraOptions` of --ov / --top-k / --elements / --bins / --sample-rows / --null-rotations;
+    ConfigError naming the limits when one is out of range."""
+    from attnlife.errors import ConfigError
+    from attnlife.spectra.analyse import SpectraOptions
+
+    if top_k < 1 or bins < 2 or sample_rows < 0 or null_rotations < 0:
+        raise ConfigError("--top-k must be >= 1, --bins >= 2, --sample-rows and --null-rotations >= 0")
+    return SpectraOptions(matrices=("qk", "ov") if ov else ("qk",), top_k=top_k, elements=elements,
+                          bins=bins, sample_rows=sample_rows, null_rotations=null_rotations)
+
+
+def series_outcome(label: str, done: int, done_word: str, skipped: int, failed: list, dest: str,
+                   meetings: Optional[int] = None, out: Optional[Path] = None) -> None:
+    """Echo a series verb's outcome: `LABEL: N <done_word>, M already done[, K unreadable (skipped)] -> DEST`,
+    then the eigenvalue near-meetings when spectra were measured. SeriesSourceError when every
+    checkpoint failed and none was done before."""
+    from attnlife.series.refs import SeriesSourceError
+
+    if failed and not done and not skipped:
+        raise SeriesSourceError(f"none of the {len(failed)} checkpoints could be read (first: {failed[0]})")
+    unreadable = f", {len(failed)} unreadable (skipped)" if failed else ""
+    typer.echo(f"{label}: {done} {done_word}, {skipped} already done{unreadable} -> {dest}")
+    if meetings is not None:
+        typer.echo(f"eigenvalue near-meetings: {meetings} ({out}/spectra/meetings/)")
+
 
 def revision_selector(revisions: Optional[str], steps: Optional[str], every_kth: int, log_spaced: int):
     """A `RevisionSelector` from the verb's --revisions / --steps / --every-kth / --log-spaced."""

@@ -7,8 +7,9 @@ from typing import List, Optional
 
 import typer
 
-from attnlife.cli.options import (EVERY_KTH, EXECUTOR, EXECUTOR_OPTIONS, HF, KEEP_DOWNLOADS, LOG_SPACED,
-                                  RAY_ADDRESS, REVISIONS, STEPS)
+from attnlife.cli.options import (BINS, ELEMENTS, EVERY_KTH, EXECUTOR, EXECUTOR_OPTIONS, HF, KEEP_DOWNLOADS,
+                                  LOG_SPACED, NULL_ROTATIONS, OUT, OV, QUIET, RAY_ADDRESS, REVISIONS,
+                                  SAMPLE_ROWS, STEPS, TOP_K)
 
 
 def spectra_command(
@@ -19,55 +20,43 @@ def spectra_command(
     steps: Optional[str] = STEPS,
     every_kth: int = EVERY_KTH,
     log_spaced: int = LOG_SPACED,
-    out: Optional[Path] = typer.Option(None, "--out", help="Output directory (default: the RUN_DIR)."),
+    out: Optional[Path] = OUT,
     workers: int = typer.Option(1, "--workers", help="Checkpoints analysed in parallel processes."),
     executor: str = EXECUTOR,
     ray_address: Optional[str] = RAY_ADDRESS,
     executor_option: List[str] = EXECUTOR_OPTIONS,
     keep_downloads: bool = KEEP_DOWNLOADS,
-    ov: bool = typer.Option(False, "--ov", help="Also analyse W_OV = W_V^T W_O^T."),
-    top_k: int = typer.Option(4, "--top-k", help="Leading eigenvalues/vectors tracked."),
-    elements: bool = typer.Option(True, "--elements/--no-elements", help="Element histogram KL and kurtosis."),
-    sample_rows: int = typer.Option(0, "--sample-rows", help="Stream only this many rows of W (0 = all)."),
-    bins: int = typer.Option(200, "--bins", help="Histogram bins over mu +- 6 sigma."),
-    null_rotations: int = typer.Option(199, "--null-rotations",
-                                       help="Haar rotations for the W_QK rotation null of lambda_1 (0 = skip)."),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    ov: bool = OV,
+    top_k: int = TOP_K,
+    elements: bool = ELEMENTS,
+    sample_rows: int = SAMPLE_ROWS,
+    bins: int = BINS,
+    null_rotations: int = NULL_ROTATIONS,
+    quiet: bool = QUIET,
     force: bool = typer.Option(False, "--force", help="Recompute checkpoints already done with these options."),
 ) -> None:
     """Turn a checkpoint series into a per-head spectra table (OUT/spectra/, load_run(OUT).spectra())."""
+    from contextlib import nullcontext
+
+    from attnlife.cli.options import (hub_store, revision_selector, select_series, series_executor, series_outcome,
+                                      spectra_options)
     from attnlife.errors import ConfigError
-    from attnlife.spectra.analyse import SpectraOptions
-    from attnlife.cli.options import hub_store, revision_selector, select_series, series_executor
-    from attnlife.series.refs import SeriesSourceError
     from attnlife.spectra.sweep import run_sweep
+    from attnlife.store.lock import run_lock
 
     refs, out = select_series(paths, nanogpt, hf, revision_selector(revisions, steps, every_kth, log_spaced),
                               out, "spectra/")
-    if top_k < 1 or workers < 1 or bins < 2 or sample_rows < 0 or null_rotations < 0:
-        raise ConfigError("--top-k and --workers must be >= 1, --bins >= 2, --sample-rows and "
-                          "--null-rotations >= 0")
-    options = SpectraOptions(matrices=("qk", "ov") if ov else ("qk",), top_k=top_k,
-                             elements=elements, bins=bins, sample_rows=sample_rows,
-                             null_rotations=null_rotations)
+    if workers < 1:
+        raise ConfigError("--workers must be >= 1")
+    options = spectra_options(ov, top_k, elements, bins, sample_rows, null_rotations)
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-    from contextlib import nullcontext
-
-    from attnlife.store.lock import run_lock
-
     # one writer per output folder; ranks > 0 of a torchrun sweep share rank 0's lock
     with run_lock(out, "spectra") if rank == 0 else nullcontext():
         summary = run_sweep(refs, out, options, rank=rank, world_size=world, progress=not quiet, force=force,
                             executor=series_executor(executor, workers, ray_address, executor_option, out),
                             store=hub_store(refs, out, keep_downloads))
-    if summary.failed and not summary.analysed and not summary.skipped:
-        raise SeriesSourceError(f"none of the {len(summary.failed)} checkpoints could be read "
-                                 f"(first: {summary.failed[0]})")
-    unreadable = f", {len(summary.failed)} unreadable (skipped)" if summary.failed else ""
-    typer.echo(f"spectra: {summary.analysed} analysed, {summary.skipped} already done{unreadable} "
-               f"-> {out}/spectra")
-    if summary.meetings is not None:
-        typer.echo(f"eigenvalue near-meetings: {summary.meetings} ({out}/spectra/meetings/)")
+    series_outcome("spectra", summary.analysed, "analysed", summary.skipped, summary.failed, f"{out}/spectra",
+                   summary.meetings, out)
 
 
 def register(app: typer.Typer) -> None:

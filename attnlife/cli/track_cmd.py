@@ -7,8 +7,8 @@ from typing import List, Optional
 
 import typer
 
-from attnlife.cli.options import (EVERY_KTH, EXECUTOR, EXECUTOR_OPTIONS, HF, KEEP_DOWNLOADS, LOG_SPACED,
-                                  RAY_ADDRESS, REVISIONS, STEPS)
+from attnlife.cli.options import (EVERY_KTH, EXECUTOR, EXECUTOR_OPTIONS, HF, KEEP_DOWNLOADS, LOG_SPACED, OUT,
+                                  QUIET, RAY_ADDRESS, REVISIONS, SEQ_LEN, SEQUENCES, STEPS, TEXT, TOKENS)
 
 
 def summary_command(
@@ -33,24 +33,24 @@ def track_command(
     steps: Optional[str] = STEPS,
     every_kth: int = EVERY_KTH,
     log_spaced: int = LOG_SPACED,
-    out: Optional[Path] = typer.Option(None, "--out", help="Output directory (default: the RUN_DIR)."),
-    text: Optional[Path] = typer.Option(None, "--text", help="Probe text file (HF: tokenized by the model's tokenizer)."),
-    tokens: Optional[Path] = typer.Option(None, "--tokens", help="Probe token ids: .npy, or a .bin (dtype from the meta.json beside it, else nanoGPT's uint16)."),
-    sequences: int = typer.Option(16, "--sequences", help="Probe windows of held-out text (standard errors across them)."),
-    seq_len: int = typer.Option(0, "--seq-len", help="Tokens per window (0 = min(context, 256))."),
+    out: Optional[Path] = OUT,
+    text: Optional[Path] = TEXT,
+    tokens: Optional[Path] = TOKENS,
+    sequences: int = SEQUENCES,
+    seq_len: int = SEQ_LEN,
     workers: int = typer.Option(1, "--workers", help="Checkpoints measured in parallel processes."),
     executor: str = EXECUTOR,
     ray_address: Optional[str] = RAY_ADDRESS,
     executor_option: List[str] = EXECUTOR_OPTIONS,
     keep_downloads: bool = KEEP_DOWNLOADS,
     force: bool = typer.Option(False, "--force", help="Re-measure checkpoints already done with these options."),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    quiet: bool = QUIET,
 ) -> None:
     """Measure every checkpoint of a series on a fixed probe set: attention metrics with standard
     errors and head-type scores, split `probe` of OUT's metric table (load_run(OUT).metrics())."""
     from contextlib import nullcontext
 
-    from attnlife.cli.options import hub_store, revision_selector, select_series, series_executor
+    from attnlife.cli.options import hub_store, revision_selector, select_series, series_executor, series_outcome
     from attnlife.store.lock import run_lock
     from attnlife.track import probe_pass as P
 
@@ -64,9 +64,8 @@ def track_command(
         probe, options = probe_set(refs, out, paths, text, tokens, sequences, seq_len, store)
         summary = P.run_probe_pass(refs, out, probe, options, rank=rank, world_size=world, progress=not quiet,
                                    force=force, store=store, executor=run_executor)
-    unreadable = f", {len(summary.failed)} unreadable (skipped)" if summary.failed else ""
-    typer.echo(f"probe: {summary.measured} measured, {summary.skipped} already done{unreadable} -> "
-               f"{out}/metrics (split probe; probe set {out}/probe/{P.PROBE_SET_FILE})")
+    series_outcome("probe", summary.measured, "measured", summary.skipped, summary.failed,
+                   f"{out}/metrics (split probe; probe set {out}/probe/{P.PROBE_SET_FILE})")
 
 
 def probe_set(refs: list, out: Path, paths: list, text: Optional[Path], tokens: Optional[Path],

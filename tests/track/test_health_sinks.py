@@ -7,6 +7,7 @@ import attnlife
 from attnlife.store.metrics_table import MetricRow
 from attnlife.store.sinks import WandbSink
 from attnlife.track.health_monitor import HealthMonitor
+from tests.support.wandb_offline import offline_run_log, offline_wandb
 
 
 def test_attnlife_train_tensorboard_gets_the_alerts(unstable_health_run):
@@ -26,11 +27,7 @@ def test_attnlife_train_tensorboard_gets_the_alerts(unstable_health_run):
 
 
 def test_alerts_reach_a_wandb_offline_run(tmp_path, monkeypatch):
-    monkeypatch.setenv("WANDB_SILENT", "true")
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("WANDB_X_SERVICE_WAIT", "600")
-    monkeypatch.setenv("WANDB_INIT_TIMEOUT", "600")
-    monkeypatch.setenv("WANDB_FINISH_TIMEOUT", "600")
+    offline_wandb(monkeypatch)
     sink = WandbSink(tmp_path, project="attnlife-test")
     monitor = HealthMonitor(sinks=[sink], echo=None)
     for step in range(4):                  # layer 1's heads put 0.95 of their attention on token 0
@@ -39,10 +36,6 @@ def test_alerts_reach_a_wandb_offline_run(tmp_path, monkeypatch):
                  ("light_sink_mass", 0.95 if layer == 1 else 0.06))]
         monitor.on_light_rows(step, rows, 64)
     sink.close()
-    import wandb
-
-    wandb.teardown()
-    (run,) = (tmp_path / "wandb").glob("offline-run-*")
-    (log,) = run.glob("*.wandb")
+    data = offline_run_log(tmp_path)
     assert [a.step for a in monitor.alerts] == [2] and monitor.alerts[0].kind == "sink_takeover"
-    assert b"alert_sink_takeover/L1" in log.read_bytes() and b"0.95" in log.read_bytes()
+    assert b"alert_sink_takeover/L1" in data and b"0.95" in data

@@ -8,6 +8,7 @@ import attnlife
 from attnlife.cli import app
 from attnlife.store.metrics_table import MetricRow
 from attnlife.store.sinks import TensorBoardSink, WandbSink, scalar_tag
+from tests.support.wandb_offline import offline_run_log, offline_wandb
 
 ROWS = [MetricRow(0, 1, "entropy_bits", 1.25), MetricRow(1, -1, "head_jsd_mean", 0.5),
         MetricRow(0, -1, "xlayer_jsd", 0.125, layer_b=1)]
@@ -33,27 +34,13 @@ def test_tensorboard_event_files_read_back(tmp_path):
 
 
 def test_wandb_offline_run_is_written(tmp_path, monkeypatch):
-    monkeypatch.setenv("WANDB_SILENT", "true")
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    # under load the wandb-core service can take longer than its defaults (30 s to start, 90 s
-    # to init) on a busy shared machine: generous limits make the test wait instead of fail
-    monkeypatch.setenv("WANDB_X_SERVICE_WAIT", "600")
-    monkeypatch.setenv("WANDB_INIT_TIMEOUT", "600")
-    monkeypatch.setenv("WANDB_FINISH_TIMEOUT", "600")
+    offline_wandb(monkeypatch)
     sink = WandbSink(tmp_path, project="attnlife-test")
     assert sink.run.settings.init_timeout == 600.0  # the limits reached wandb
     sink.log_rows(3, ROWS)
     sink.log_config({"model": {"n_embd_probe_value": 16}})
     sink.close()
-    import wandb
-
-    # finish() can return before wandb-core has written the history record (about half the
-    # runs on wandb 0.31 left a 7-byte .wandb file); teardown waits for the service to exit
-    wandb.teardown()
-    runs = list((tmp_path / "wandb").glob("offline-run-*"))
-    assert len(runs) == 1
-    (log,) = runs[0].glob("*.wandb")  # protobuf transaction log: history rows are JSON-encoded
-    data = log.read_bytes()
+    data = offline_run_log(tmp_path)
     for row, value in ((ROWS[0], "1.25"), (ROWS[2], "0.125")):
         tag = scalar_tag(row.metric, row.layer, row.head_index, row.layer_b)
         assert tag.encode() in data and value.encode() in data

@@ -159,29 +159,17 @@ def test_bf16_light_entropy_within_0_01_bits_on_sharp_attention(one_thread):
         assert 0 < worst < tol, (name, worst)
 
 
-# slow: the gloo teardown hang seen in the full suite (see tests/train/test_resume_ddp.py); runs under
-# `make test-slow` until a full suite has passed with the trainer's teardown fix
-@pytest.mark.slow
 def test_ddp_gloo_two_processes_light_and_full_tier_on_rank_zero_only(prepared_dir, tmp_path):
     """torchrun, 2 processes on gloo: with both tiers on, rank 0 writes every light row and the
     full tier's rows (one writer process), and the run's losses equal those of the same DDP run
     with tracking off, bit for bit: the averaged gradients, so rank 1's forward and backward too,
     are untouched."""
-    import json
-    import subprocess
-    import sys
-
+    from tests.support.ddp import train_ddp
     from tests.train.conftest import tiny_overrides
-    from tests.train.test_resume_ddp import _env
 
     def ddp(out, *extra):
-        overrides = tiny_overrides(prepared_dir, 6, "model.dropout=0.0", "train.eval_interval=1000", *extra)
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-               "-m", "attnlife", "train", "--quiet", "--device", "cpu", "--out", str(out),
-               "--dataset", "shakespeare_char"] + [a for o in overrides for a in ("--set", o)]
-        done = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=240)
-        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
-        assert json.loads((out / "run.json").read_text())["world_size"] == 2
+        train_ddp(out, tiny_overrides(prepared_dir, 6, "model.dropout=0.0", "train.eval_interval=1000", *extra),
+                  timeout=240)
 
     ddp(tmp_path / "on", "track.light_every=1", "track.every=2")
     ddp(tmp_path / "off", "track.enabled=false")

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -14,10 +13,10 @@ import torch
 from attnlife.run import default_callbacks, run_training
 from attnlife.store.checkpoints import TRAINER_STATE_FILE
 from attnlife.store.run_dir import load_run
+from tests.support.ddp import subprocess_env as _env
+from tests.support.ddp import train_ddp
 from tests.train.conftest import tiny_config, tiny_overrides
 
-REPO = Path(__file__).resolve().parents[2]
-ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
 
 # Runs the trainer in a fresh interpreter and SIGKILLs itself right after update 13 (between
 # checkpoints 10 and 16, with steps 10..13 of metrics still buffered in memory).
@@ -36,10 +35,6 @@ class KillAt(Callback):
 config = build_config("cpu", "shakespeare_char", overrides=sys.argv[2:], out_dir=sys.argv[1])
 run_training(config, default_callbacks(config) + [KillAt()], quiet=True)  # tracker on, as in the CLI
 """
-
-
-def _env() -> dict:
-    return {**os.environ, **ENV}
 
 
 def _tracked(run_dir: Path) -> dict:
@@ -101,20 +96,10 @@ def test_sigkill_then_resume_matches_uninterrupted(prepared_dir, tmp_path, one_t
     assert len(json.loads((cut / "run.json").read_text())["resumed_at"]) == 1
 
 
-# slow: in the full suite one rank was left waiting in ProcessGroupGloo's destructor (DDP's reducer freed
-# after the peer had exited); the trainer now frees DDP and passes a barrier before the teardown. Kept out
-# of the default suite until a full suite has passed with that fix; `make test-slow` runs it.
-@pytest.mark.slow
 def test_ddp_two_processes_on_gloo(prepared_dir, tmp_path, one_thread) -> None:
     overrides = tiny_overrides(prepared_dir, 4, "model.dropout=0.0", "train.eval_interval=4")
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-           "-m", "attnlife", "train", "--quiet", "--device", "cpu", "--out", str(out),
-           "--dataset", "shakespeare_char"] + [a for o in overrides for a in ("--set", o)]
-    done = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=180)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
-    record = json.loads((out / "run.json").read_text())
-    assert record["world_size"] == 2
+    train_ddp(out, overrides, timeout=180)
     assert [s for s, _ in load_run(out).checkpoints()] == [0, 1, 2, 4]
     parts = list((out / "metrics").glob("part-*.parquet"))
     assert len({p.name.split("-")[2] for p in parts}) == 1  # one writer process: rank 0
