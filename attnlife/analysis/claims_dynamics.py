@@ -155,8 +155,6 @@ def _top_token_cycles(ctx: ClaimContext) -> int:
     rows = cycles[(cycles.signal == "attn_token_excess_max") & (cycles.status == "closed")]
     argmax = _metric(ctx, "attn_token_excess_argmax")
     top = set(ctx.record.get("top_token_ids", []))
-    if rows.empty or argmax.empty or not top:
-        return 0
     return sum(argmax.get(r.start_step) in top and argmax.get(r.end_step) in top for r in rows.itertuples())
 
 

@@ -26,9 +26,9 @@ def _slope(steps: np.ndarray, loss: np.ndarray) -> tuple[float, float]:
     y = np.asarray(loss, dtype=np.float64)
     if len(x) < 3 or np.ptp(x) == 0:
         return float("nan"), float("inf")
-    xc = x - x.mean()
-    b = float(xc @ (y - y.mean()) / (xc @ xc))
-    resid = y - y.mean() - b * xc
+    xc, yc = x - x.mean(), y - y.mean()
+    b = float(xc @ yc / (xc @ xc))
+    resid = yc - b * xc
     return b, float(np.sqrt(resid @ resid / (len(x) - 2) / (xc @ xc)))
 
 

@@ -538,3 +538,189 @@ def test_claims_table_rows_order_and_failures() -> None:
     assert (lm.verdict == NA).all() and (lm.measured == "").all()
     assert set(lm.reason) == {"claim is about a transformer trained on text; this run is `theory-markov`"}
     assert check_claims(c).set_index("claim_id").loc["lc_entropy_fall", "verdict"] == HOLDS   # train runs: checked
+
+
+# --- limits at, below and above each bound; the exact row each branch writes ---------------------
+
+def test_lifecycle_layer_groups_limits() -> None:
+    # 5 layers: layer 5 is missing, so the middle group 3-5 does not apply; 6 layers: it does
+    five = ctx(metrics=_xlayer(_group([0.05] * 8, (3, 4))), record={"config": {"model": {"n_layer": 5}}})
+    assert cl.middle_layers_jsd(five) == result("", NA, "claim is about layers 3-5 (0-based) of a 6-layer model; "
+                                                        "this model has 5 layers")
+    # every pair of the middle group at exactly 0.15: the pair mean is exactly 0.15, not below it
+    at = ctx(metrics=_xlayer({(3, 4): [0.15] * 8, (3, 5): [0.15] * 8, (4, 5): [0.15] * 8}), layers=_layers6())
+    assert cl.middle_layers_jsd(at) == result(
+        "max cross-layer JSD of layers 3-5 (3 pairs), pair mean, 0.150 bits in steps 1000-3000", FAILS,
+        "not below 0.15")
+    # each group is all three of its layers: the pair with the middle layer counts
+    early = ctx(metrics=_xlayer({(0, 1): [0.27] * 8, (0, 2): [0.0] * 8, (1, 2): [0.0] * 8}), layers=_layers6())
+    assert cl.early_layers_jsd(early)["measured"] == \
+        "max cross-layer JSD of layers 0-2 (3 pairs), pair mean, 0.090 bits in steps 1000-3000"
+    middle = ctx(metrics=_xlayer({(3, 4): [0.36] * 8, (3, 5): [0.0] * 8, (4, 5): [0.0] * 8}), layers=_layers6())
+    assert cl.middle_layers_jsd(middle)["measured"] == \
+        "max cross-layer JSD of layers 3-5 (3 pairs), pair mean, 0.120 bits in steps 1000-3000"
+
+
+def test_span_rise_limits() -> None:
+    # 22 tokens is within 15 % of 25 (21.25-28.75)
+    c = ctx(model={"span_tokens": [5.0, 10, 15, 20, 22, 25, 25, 25]})
+    assert cl.span_rises_first_1000(c)["verdict"] == HOLDS
+    # a flat span is not a fall: the reason names the missed numbers
+    flat = ctx(model={"span_tokens": [5.0] * 8})
+    assert cl.span_rises_first_1000(flat) == result("5.0 tokens at step 0 -> 5.0 at step 1000", FAILS,
+                                                    "an end is more than 15 % from 5 / 25 tokens")
+
+
+def test_generation_band_limits_and_probe_loss() -> None:
+    # the probe loss, when the run has one, is the quality proxy (the val loss is ignored)
+    rows = _sampled({1000: 3.0, 2000: 2.0})
+    probe = pd.Series([1.2, 1.7], index=[1000, 2000])
+    c = ctx(metrics=rows, val_loss=pd.Series([9.0, 1.0], index=[1000, 2000]))
+    c.probe_loss = probe
+    assert cl.generation_entropy_band(c) == result("probe loss 1.200 (2.8-3.2 bits, n=1) vs 1.700 (<2.5 bits, n=1)",
+                                                   HOLDS, "the 2.8-3.2 band has the better loss")
+    # 3.5 bits is above the good band, exactly 2.5 is not poor: no comparison
+    loss = pd.Series([1.0, 1.0, 1.0], index=[1000, 2000, 3000])
+    assert cl.generation_entropy_band(ctx(metrics=_sampled({1000: 3.5, 2000: 2.4}), val_loss=loss))["verdict"] == NA
+    assert cl.generation_entropy_band(ctx(metrics=_sampled({1000: 3.0, 2000: 2.5}), val_loss=loss))["verdict"] == NA
+    # equal losses: the band is not better
+    assert cl.generation_entropy_band(ctx(metrics=_sampled({1000: 3.0, 2000: 2.0}), val_loss=loss)) == result(
+        "val loss 1.000 (2.8-3.2 bits, n=1) vs 1.000 (<2.5 bits, n=1)", FAILS,
+        "the low-entropy checkpoints have the better loss")
+
+
+def test_stabilisation_entropy_without_a_phases_table() -> None:
+    """A context whose phases frame has no columns at all (no phase table) reads the last 20 %."""
+    steps = [0, 100, 200, 300, 400]
+    c = ctx(model={"entropy_bits": [4.0, 3.5, 3.2, 3.0, 3.0]}, steps=steps, phases=pd.DataFrame())
+    assert cl.stabilisation_entropy(c) == result(
+        "3.00 bits over last 20 % of steps (320-400); no stabilisation phase detected", HOLDS, "inside 2.8-3.2")
+
+
+def test_tracking_overhead_limits() -> None:
+    record = {"config": {"model": {"block_size": 100}, "train": {"batch_size": 10}}}
+    # 1000 tokens a step: 0.5 tokens/s is a 2000 s step (any positive rate counts); 10 s of full tier
+    rows = _overhead_rows([10000.0], [0.5])
+    assert cl.tracking_overhead(ctx(metrics=rows, record=record)) == result(
+        "0.50% in total: full 0.50% (10.00 s) of 2000.0 s training", HOLDS, "at most 1.0 %")
+    why = "run has no track_ms / light_ms / tokens_per_s (not a tracked training run)"
+    assert cl.tracking_overhead(ctx(metrics=rows, record={})) == result("", NA, why)
+    assert cl.tracking_overhead(ctx(metrics=rows, record={"kind": "train"})) == result("", NA, why)
+
+
+def test_weight_claims_read_every_head() -> None:
+    """The head mean includes head 0: heads 0 and 1 differ, and only their mean is flat late."""
+    steps = [0, 4, 8, 16]
+    spectra = _spectra({"elem_std": [0.0, 3.0, 3.0, 5.0], "elem_kl_gauss_nats": [0.0, 3.0, 3.0, 5.0]}, steps,
+                       spread=8.0)
+    # four steps are enough; early rate 3 / 4 = 0.75, late 2 / 8 = 0.25: exactly 3x, which holds
+    assert cd.sigma_kl_early(ctx(spectra=spectra)) == result(
+        "elem_std: early/late rate 3.0x; elem_kl_gauss_nats: early/late rate 3.0x", HOLDS, "both >= 3x")
+    assert cd._head_mean(ctx(spectra=spectra), "elem_std").tolist() == [0.0, 3.0, 3.0, 5.0]
+
+
+def test_sigma_kl_windows() -> None:
+    # the late window starts at half the run (8), not at a third (5.33, which would take step 6)
+    steps = [0, 4, 6, 8, 16]
+    vals = [0.0, 3.0, 3.0, 3.0, 5.0]
+    got = cd.sigma_kl_early(ctx(spectra=_spectra({"elem_std": vals, "elem_kl_gauss_nats": vals}, steps)))
+    assert got["measured"] == "elem_std: early/late rate 3.0x; elem_kl_gauss_nats: early/late rate 3.0x"
+    # a late window of two steps one apart: the rate is its change per step (0.5 / 1)
+    steps = [0, 2, 4, 15, 16]
+    vals = [0.0, 1.0, 2.0, 2.0, 2.5]
+    got = cd.sigma_kl_early(ctx(spectra=_spectra({"elem_std": vals, "elem_kl_gauss_nats": vals}, steps)))
+    assert got == result("elem_std: early/late rate 1.0x; elem_kl_gauss_nats: early/late rate 1.0x", FAILS,
+                         "not both >= 3x")
+    # a first quarter with one step has no early rate: not measured, so it does not hold
+    steps = [0, 30, 35, 40]
+    vals = [0.0, 1.0, 2.0, 3.0]
+    got = cd.sigma_kl_early(ctx(spectra=_spectra({"elem_std": vals, "elem_kl_gauss_nats": vals}, steps)))
+    assert got == result("elem_std: early/late rate nanx; elem_kl_gauss_nats: early/late rate nanx", FAILS,
+                         "not both >= 3x")
+    assert np.isnan(cd._rate(pd.Series([1.0, 2.0], index=[0, 10]), 5, 10))
+
+
+def test_stable_rank_dip_on_three_steps() -> None:
+    got = cd.stable_rank_dip(ctx(spectra=_spectra({"stable_rank": [10.0, 2.0, 3.0]}, [0, 100, 200])))
+    assert got == result("10.00 -> min 2.00 at step 100 -> 3.00", HOLDS, "sharp early drop and partial recovery")
+
+
+def _spread_rows(spread: dict[int, float]) -> pd.DataFrame:
+    """Two heads per layer whose stable ranks differ by 2 x spread[step]: within-layer std = spread."""
+    rows = _spectra({"stable_rank": [5.0] * len(spread)}, list(spread), heads=2)
+    rows.loc[rows.head_index == 1, "value"] += rows.loc[rows.head_index == 1, "step"].map(spread) * 2
+    return rows
+
+
+def test_heads_diversify_limits() -> None:
+    # ends exactly 1.2x its start (2.5 -> 3.0) and at half its maximum (6.0): holds
+    assert cd.heads_diversify(ctx(spectra=_spread_rows({0: 2.5, 1000: 6.0, 2000: 4.0, 4000: 3.0}))) == result(
+        "within-layer std of stable rank 2.500 -> 3.000 (max 6.000)", HOLDS, "grows and persists")
+    # grown 1.2x but fallen below half its maximum: the reason is the collapse
+    assert cd.heads_diversify(ctx(spectra=_spread_rows({0: 2.5, 1000: 7.0, 2000: 4.0, 4000: 3.0}))) == result(
+        "within-layer std of stable rank 2.500 -> 3.000 (max 7.000)", FAILS, "collapses from its maximum")
+    assert cd.heads_diversify(ctx(spectra=_spread_rows({0: 2.5, 1000: 2.0, 2000: 2.0, 4000: 2.0}))) == result(
+        "within-layer std of stable rank 2.500 -> 2.000 (max 2.500)", FAILS, "does not grow")
+
+
+def test_scan_snap_rows_exact() -> None:
+    rec = {"kind": "theory-scan-snap"}
+    # ends exactly 0.1 below its start: holds; the middle step does not decide
+    common = [_row(0, "attn_common", 0.8), _row(10, "attn_common", 0.9), _row(20, "attn_common", 0.8 - 0.1),
+              _row(10, "entropy_distinct_bits", 0.0), _row(20, "entropy_distinct_bits", 5.0)]  # another metric
+    assert cd.common_attention_shrinks(ctx(metrics=common, record=rec)) == result("0.800 -> 0.700", HOLDS,
+                                                                                   "shrinks by >= 0.1")
+    steps = [0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000]
+    creeping = [_row(s, "entropy_distinct_bits", 3.0 - 0.05 * np.log10(1 + s)) for s in steps]
+    assert cd.distinct_entropy_freezes(ctx(metrics=creeping, record=rec)) == result(
+        "falls 0.150 bits; never snaps (< 0.01 bits per decade after); last decade -0.0498 bits", FAILS,
+        "does not both fall and freeze")
+    sweep = ctx(record={"kind": "theory-scan-snap-sweep"})
+    sweep.sweep_eta_z_trend = [{"spearman_entropy_vs_eta_z": -1.0}, {"spearman_entropy_vs_eta_z": 0.0}]
+    assert cd.entropy_falls_with_eta_z(sweep) == result("rho per group -1.00, 0.00", FAILS,
+                                                        "not negative in every group")
+    assert cd.entropy_falls_with_eta_z(ctx()) == result(
+        "", NA, "claim is about a scan-and-snap sweep theory run; this run is `train`")
+
+
+def test_markov_rows_exact() -> None:
+    markov = {"kind": "theory-markov"}
+    assert cd.condensation_then_cycles(ctx(record=markov)) == result("", NA, "run has no stable_rank_embedding")
+    assert cd.stages_in_order(ctx(record=markov)) == result("", NA,
+                                                           "run has no stable_rank_embedding or attn_focus_excess")
+    assert cd.stages_in_order(ctx()) == result(
+        "", NA, "claim is about a focus-dilution (Markov) theory run; this run is `train`")
+    # a run without any cycles table (a frame without columns): no cycle, no crash
+    sr = [_row(s, "stable_rank_embedding", v) for s, v in ((0, 6.0), (50, 1.5), (100, 4.0))]
+    assert cd.condensation_then_cycles(ctx(metrics=sr, record=markov, cycles=pd.DataFrame())) == result(
+        "embedding stable rank 6.00 -> 1.50 (step 50); 0 closed, 0 open focus cycle(s)", FAILS,
+        "no condensation or no closed cycle")
+    # an OPEN any-token cycle on a top token is not a cycle; a closed focus cycle is not an any-token one
+    token = pd.DataFrame({"signal": ["attn_token_excess_max", "attn_focus_excess"], "status": ["open", "open"],
+                          "start_step": [50.0, 0.0], "end_step": [100.0, 50.0]})
+    argmax = [_row(s, "attn_token_excess_argmax", 0.0) for s in (0, 50, 100)]
+    top = {**markov, "top_token_ids": [0]}
+    assert cd.condensation_then_cycles(ctx(metrics=sr + argmax, record=top, cycles=token))["verdict"] == FAILS
+    closed_focus = token.assign(status=["open", "closed"])
+    assert cd.condensation_then_cycles(ctx(metrics=sr + argmax, record=top, cycles=closed_focus))["measured"] == \
+        "embedding stable rank 6.00 -> 1.50 (step 50); 1 closed, 0 open focus cycle(s)"
+
+
+def test_stage_order_row_exact() -> None:
+    from attnlife.analysis.theory_trends import focus_stages
+
+    markov = {"kind": "theory-markov"}
+    t = np.concatenate([[0.0], np.unique(np.round(np.logspace(0, 4, 80)))])
+    lt = np.log10(np.maximum(t, 1))
+    focus = 0.2 * np.exp(-(lt - 2) ** 2 / 0.08) - 0.05 * np.clip(lt - np.log10(200), 0, 1)
+    rank = 1 + 5 * np.exp(-t / 4) + 2 * np.maximum(0, lt - np.log10(2000.0))
+    for qk_scale, verdict, reason in ((1.0, HOLDS, "in the paper's order"),
+                                      (10.0, FAILS, "not in the paper's order (or a stage missing, or attention "
+                                                    "not frozen)")):
+        rows = _stage_rows(dict(zip(t, rank)), dict(zip(t, focus)), dict(zip(t, qk_scale * t / 1000)))
+        stages = focus_stages(pd.DataFrame(rows, columns=METRIC_COLUMNS)).sort_values("step")
+        cond = float(stages[stages.stage == "condensation"].attn_qk_rel_change.iloc[0])
+        assert cond == pytest.approx(qk_scale * float(stages.step.iloc[0]) / 1000, rel=1e-12)
+        want = "; ".join(f"{r.stage} {r.step:.0f}" for r in stages.itertuples()) + \
+            f" (W_QK change at condensation {cond:.3f})"
+        assert cd.stages_in_order(ctx(metrics=rows, record=markov)) == result(want, verdict, reason)
