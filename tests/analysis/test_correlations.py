@@ -126,9 +126,9 @@ def test_paired_rows_raw_and_diff_on_common_steps() -> None:
     assert not any(r["kind"] == "steps_resid" for r in rows)  # 6 points < RESID_MIN_N
     table = finish(rows)
     assert list(table.columns) == COLUMNS
-    assert (table.p_bh >= table.p).all() and (table.p > 0).all()
-    # one row per kind: BH of a single p is p itself
-    assert table.p_bh.tolist() == pytest.approx(table.p.tolist())
+    # one row per kind: BH of a single p is that p (the raw row's exact 2 / 720, the diff row's own)
+    assert table.set_index("kind").p_bh.to_dict() == pytest.approx({"steps_raw": 2 / 720, "steps_diff": diff["p"]},
+                                                                   rel=1e-12)
 
 
 def test_finish_adjusts_within_each_kind_and_orders_by_abs_rho() -> None:
