@@ -59,7 +59,7 @@ def phases_table(frame: pd.DataFrame, split: str | None, min_size: int = 3) -> t
         rows += phase_rows(f"L{layer}", int(layer), detect_phases(t.index.to_numpy(), _phase_input(t, loss), min_size))
     used = loss[0] if len(loss[1]) and model.index.isin(loss[1].index).all() else "no loss (not measured at every step)"
     note = f"split {split}, {len(model)} steps, min segment {min_size} samples, loss series: {used}"
-    return (pd.DataFrame(rows, columns=ANALYSIS_COLUMNS["phases"]) if rows else empty("phases")), note
+    return pd.DataFrame(rows, columns=ANALYSIS_COLUMNS["phases"]), note   # no rows: empty("phases")
 
 
 def type_split(frame: pd.DataFrame) -> str | None:
@@ -147,7 +147,7 @@ def cycles_table(frame: pd.DataFrame, split: str | None, rel_prominence: float =
                             prominence=light_prominence(v, window, rel_prominence)):
             rows.append({"layer": -1, "head_index": -1, "signal": metric, **r})
     out = pd.DataFrame(rows, columns=ANALYSIS_COLUMNS["cycles"])
-    closed = int((out.status == "closed").sum()) if len(out) else 0
+    closed = int((out.status == "closed").sum())
     return out, f"{closed} closed, {len(out) - closed} open (open cycles are not counted)"
 
 

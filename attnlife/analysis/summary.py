@@ -20,7 +20,7 @@ def make_summary(run_root: str, tables: dict[str, pd.DataFrame], notes: dict) ->
     phases = tables.get("phases", pd.DataFrame())
     model_phases = phases[phases.scope == "model"] if len(phases) else phases
     corr = tables.get("correlations", pd.DataFrame())
-    top = findings(corr).head(5) if len(corr) else corr
+    top = findings(corr).head(5)   # findings of an empty table is that table
     tested = corr[corr.kind.isin(CHANGE_KINDS)] if len(corr) else corr
     cycles = tables.get("cycles", pd.DataFrame())
     claims = tables.get("claims", pd.DataFrame())

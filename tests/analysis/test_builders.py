@@ -304,3 +304,44 @@ def test_run_finals_and_across_run_rows() -> None:
     assert merged[merged.kind == "steps_diff"].p_bh.tolist() == [0.01]
     assert merged[merged.kind == "runs"].p_bh.tolist() == pytest.approx(
         finish(rows).p_bh.tolist())                                        # BH over the new runs rows only
+
+
+def test_embedding_tables_pass_the_seed_to_the_embedding() -> None:
+    """12 heads in three planted groups: k-means numbers the groups by its seed (seeds 0 and 4 number
+    them differently), and the table is the embedding of the heads' trajectories with that seed."""
+    from attnlife.analysis.embedding import embed_trajectories
+
+    rng = np.random.default_rng(0)
+    steps = list(range(0, 100, 10))
+    keys = [(layer, h) for layer in range(3) for h in range(4)]
+    base = [np.linspace(4, 1, len(steps)), np.linspace(1, 4, len(steps)), np.full(len(steps), 2.5)]
+    x = np.array([base[i % 3] + 0.3 * rng.normal(size=len(steps)) for i in range(len(keys))])   # [heads, steps]
+    frame = pd.DataFrame([_row(s, "entropy_bits", x[i, k], layer=layer, head=h)
+                          for i, (layer, h) in enumerate(keys) for k, s in enumerate(steps)])
+    no_spectra = _spectra().iloc[:0]
+    want = {s: embed_trajectories(keys, [x], seed=s)[0] for s in (0, 4)}
+    assert want[0].cluster.tolist() != want[4].cluster.tolist()             # the seed matters here
+    for s in (0, 4):
+        pd.testing.assert_frame_equal(B.embedding_tables(frame, "probe", no_spectra, seed=s)[0], want[s])
+    pd.testing.assert_frame_equal(B.embedding_tables(frame, "probe", no_spectra)[0], want[0])   # default seed 0
+
+
+def test_phase_frame_drops_steps_without_phase_series_then_columns_with_gaps() -> None:
+    """Light-tier steps (no phase series at all) go first, so a series measured at every checkpoint
+    survives; a series with a gap at a checkpoint goes."""
+    table = pd.DataFrame({"entropy_bits": [4.0, np.nan, 3.0, np.nan, 2.0],
+                          "span_tokens": [1.0, np.nan, 2.0, np.nan, np.nan],     # gap at checkpoint 4
+                          "light_sink_mass": [0.1, 0.2, 0.3, 0.4, 0.5]},        # not a phase series
+                         index=[0, 1, 2, 3, 4])
+    got = B._phase_frame(table)
+    pd.testing.assert_frame_equal(got, pd.DataFrame({"entropy_bits": [4.0, 3.0, 2.0]}, index=[0, 2, 4]))
+
+
+def test_phase_input_aligns_the_loss_to_the_tables_steps() -> None:
+    table = pd.DataFrame({"entropy_bits": [4.0, 3.0, 2.0]}, index=[10, 20, 30])
+    loss = pd.Series([9.0, 2.5, 2.0, 1.5, 1.0], index=[0, 10, 20, 25, 30])      # measured at more steps
+    got = B._phase_input(table, ("probe_loss_nats", loss))
+    assert set(got) == {"entropy_bits", "probe_loss_nats"}
+    assert got["probe_loss_nats"].tolist() == [2.5, 2.0, 1.0] and got["probe_loss_nats"].dtype == np.float64
+    assert set(B._phase_input(table, ("val_loss", loss.drop(20)))) == {"entropy_bits"}      # a step missing
+    assert set(B._phase_input(table.iloc[:0], ("val_loss", pd.Series(dtype=float)))) == {"entropy_bits"}

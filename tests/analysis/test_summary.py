@@ -129,3 +129,33 @@ def test_strong_means_bh_p_below_0_05_and_lines_name_head_zero() -> None:
     assert [c["x"] for c in s["top_correlations"]] == ["head"]               # only p_bh < 0.05 reports
     assert summary_lines({k: v for k, v in s.items() if k != "notes"})[0] == "analysis of r (attention from split None)"
     assert summary_lines(s)[-2].startswith("  head_weights_resid: head (L1H0) vs val_loss:")
+
+
+def test_summary_lines_end_with_the_health_note() -> None:
+    notes = {"attention_split": "probe", "phases": "none", "head_types": "none",
+             "health": {"alerts": {}, "loss_events": [{"event": "loss spike", "step": 300}]}}
+    lines = summary_lines(make_summary("r", {}, notes))
+    assert lines == ["analysis of r (attention from split probe)", "  phases: none (none)",
+                     "  head types: none emerged (none)", "  cycles: 0 closed, 0 open (not counted)", "  claims: ",
+                     "  attention health: no alerts (loss events: loss spike at 300)"]
+    alert = {"alerts": {"sink_collapse": 2}, "units": {"sink_collapse": 1},
+             "first_alert": {"kind": "sink_collapse", "step": 200, "layer": 1, "head_index": 0},
+             "earliest_alert_before": [{"event": "loss spike", "event_step": 300, "alert_kind": "sink_collapse",
+                                        "lead_steps": 100}],
+             "loss_events": [{"event": "loss spike", "step": 300}, {"event": "plateau", "step": 900}]}
+    lines = summary_lines(make_summary("r", {}, {**notes, "health": alert}))
+    assert lines[4:] == ["  claims: ", "  attention health: sink collapse 2 (1 units); first: sink collapse at step 200 "
+                                       "(L1 H0)",
+                         "    loss spike at step 300: preceded by sink collapse 100 steps earlier",
+                         "    plateau at step 900: no alert before it"]
+    # no health note (a run analysed without one): no health line
+    assert not any("health" in line for line in summary_lines(make_summary("r", {}, {"attention_split": "probe"})))
+
+
+def test_summary_lines_of_a_summary_without_correlation_tests() -> None:
+    """`correlation_tests` is optional to summary_lines, as `notes` is: without it, no BH line."""
+    s = make_summary("r", {}, {"attention_split": "probe"})
+    del s["correlation_tests"]
+    assert summary_lines(s) == ["analysis of r (attention from split probe)", "  phases: none (None)",
+                                "  head types: none emerged (None)", "  cycles: 0 closed, 0 open (not counted)",
+                                "  claims: "]
