@@ -70,3 +70,15 @@ def test_smooth_trend_is_a_cubic_in_log_steps() -> None:
     ref = quartic - np.polyval(np.polyfit(u, quartic, 3), u)              # float64 least squares, degree 3
     got = C.smooth_residuals(steps, quartic)
     assert np.abs(got).max() > 1e-3 and got == pytest.approx(ref, abs=1e-9)
+
+
+def test_untied_permutation_p_depends_on_rho_only() -> None:
+    """Above EXACT_MAX_N the null of untied data is one seeded table of rank arrangements (the same
+    for every untied y), so two untied y with the same rho against x get the same p; y2, the
+    reversed complement of y1, has the same rank sum of products as y1 but another arrangement."""
+    x = np.arange(12, dtype=float)
+    y1 = np.array([9, 11, 10, 4, 0, 7, 3, 5, 8, 2, 6, 1], dtype=float)
+    y2 = 11 - y1[::-1]
+    t1, t2 = C.rank_test(x, y1), C.rank_test(x, y2)
+    assert t1.method == "permutation" and not np.array_equal(y1, y2)
+    assert t1.rho == pytest.approx(t2.rho, abs=1e-15) and t1.p == t2.p
