@@ -82,3 +82,12 @@ def test_untied_permutation_p_depends_on_rho_only() -> None:
     t1, t2 = C.rank_test(x, y1), C.rank_test(x, y2)
     assert t1.method == "permutation" and not np.array_equal(y1, y2)
     assert t1.rho == pytest.approx(t2.rho, abs=1e-15) and t1.p == t2.p
+
+
+def test_findings_keep_the_input_order_of_many_ties() -> None:
+    """80 findings with three |rho| values: strongest first, ties in input order (a quicksort, which
+    numpy uses for sort_values by default, reorders ties above 16 elements)."""
+    rho = np.tile([0.5, -0.5, 0.7, 0.5], 20)
+    table = pd.DataFrame({"x": [f"x{i}" for i in range(80)], "kind": "steps_resid", "rho": rho, "p_bh": 0.01})
+    want = sorted(range(80), key=lambda i: (-abs(rho[i]), i))
+    assert C.findings(table).x.tolist() == [f"x{i}" for i in want]
