@@ -345,3 +345,20 @@ def test_phase_input_aligns_the_loss_to_the_tables_steps() -> None:
     assert got["probe_loss_nats"].tolist() == [2.5, 2.0, 1.0] and got["probe_loss_nats"].dtype == np.float64
     assert set(B._phase_input(table, ("val_loss", loss.drop(20)))) == {"entropy_bits"}      # a step missing
     assert set(B._phase_input(table.iloc[:0], ("val_loss", pd.Series(dtype=float)))) == {"entropy_bits"}
+
+
+def test_correlation_rows_read_model_level_sample_metrics_and_name_every_kind() -> None:
+    frame, spectra = _frame(), _spectra()
+    clean = B.correlation_rows(frame, "probe", spectra)
+    assert {r["kind"] for r in clean} == {"steps_raw", "steps_diff", "steps_resid", "head_weights",
+                                          "head_weights_resid"}
+    sample = frame[frame.metric == "distinct_2"].set_index("step").value
+    # a per-layer row of a sample metric, and the metric on another split: neither is the sample outcome
+    noise = pd.DataFrame([_row(s, "distinct_2", 50.0 * np.sin(k), split="sample", layer=0, head=0)
+                          for k, s in enumerate(STEPS)] +
+                         [_row(s, "distinct_2", -30.0 * np.cos(k), split="val") for k, s in enumerate(STEPS)])
+    rows = B.correlation_rows(pd.concat([frame, noise], ignore_index=True), "probe", spectra)
+    model = model_series(frame, "probe")
+    got = [r for r in rows if (r["x"], r["x_layer"], r["y"]) == ("entropy_bits", -1, "distinct_2")]
+    assert got == paired_rows(model.entropy_bits.dropna(), sample, ("entropy_bits", -1, -1, "distinct_2"))
+    assert len(got) == 3
