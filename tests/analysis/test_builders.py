@@ -362,3 +362,64 @@ def test_correlation_rows_read_model_level_sample_metrics_and_name_every_kind() 
     got = [r for r in rows if (r["x"], r["x_layer"], r["y"]) == ("entropy_bits", -1, "distinct_2")]
     assert got == paired_rows(model.entropy_bits.dropna(), sample, ("entropy_bits", -1, -1, "distinct_2"))
     assert len(got) == 3
+
+
+def test_phases_table_passes_min_size_to_every_scope() -> None:
+    """Minimum segment 8 samples: the first segment of the 16 steps ends at step 64, not 100 (it does
+    with every minimum from 2 to 7), in the model and in each layer."""
+    frame = _frame()
+    default, _ = B.phases_table(frame, "probe")
+    eight, _ = B.phases_table(frame, "probe", min_size=8)
+    for scope in ("model", "L0", "L1"):
+        assert default[default.scope == scope][["start_step", "end_step"]].values.tolist() == [[0, 100], [150, 450]]
+        assert eight[eight.scope == scope][["start_step", "end_step"]].values.tolist() == [[0, 64], [100, 450]]
+    model = model_series(frame, "probe").dropna(axis=1, how="any")
+    series = {c: model[c].to_numpy() for c in ("entropy_bits", "span_tokens", "head_jsd_mean", "xlayer_jsd")}
+    series["val_loss"] = frame[frame.metric == "eval_loss"].set_index("step").value.loc[model.index].to_numpy()
+    assert eight[eight.scope == "model"].to_dict("records") == phase_rows(
+        "model", -1, detect_phases(model.index.to_numpy(), series, min_size=8))
+
+
+def test_light_prominence_limits_and_float64() -> None:
+    # three samples are enough: the range term (0.5 x 1) is below the noise floor 8 x std(1, -1) / sqrt 2
+    assert B.light_prominence(np.array([10.0, 11.0, 10.0]), 1, 0.5) == pytest.approx(8 / np.sqrt(2), rel=1e-15)
+    assert B.light_prominence(np.array([10.0, 11.0]), 1, 0.5) == np.inf
+    # a slow ramp far from zero: the range term wins (0.2 x 9 = 1.8 > 8 x 0 noise)
+    ramp = 100.0 + np.arange(10.0)
+    assert B.light_prominence(ramp, 1, 0.2) == pytest.approx(0.2 * 9, rel=1e-12)
+    # float32 samples are promoted before the noise is measured
+    rng = np.random.default_rng(1)
+    v32 = (3.0 + rng.normal(0, 0.05, 500)).astype(np.float32)
+    v64 = v32.astype(np.float64)
+    want = max(0.2 * float(np.ptp(B.smooth(v64, 7))), 8 * float(np.std(np.diff(v64))) / np.sqrt(2) / np.sqrt(7))
+    assert B.light_prominence(v32, 7, 0.2) == pytest.approx(want, rel=1e-12)
+
+
+def test_light_tier_head_zero_cycles_and_markov_noise_floor() -> None:
+    """A planted light-tier cycle on head 0 is found (head 0 is a head); a flat noisy Markov focus
+    signal logged every step gives no cycle above the noise floor, though 20 % of its range would."""
+    rng = np.random.default_rng(2)
+    steps = np.arange(1000)
+    sink = 0.1 + 0.05 * np.cos(2 * np.pi * steps / 300) + rng.normal(0, 0.005, steps.size)
+    noise = 0.2 + rng.normal(0, 0.05, steps.size)
+    rows = ([_row(s, "light_sink_mass", v, split="train", layer=1, head=0) for s, v in zip(steps, sink)]
+            + [_row(s, "attn_focus_excess", v, split="train") for s, v in zip(steps, noise)])
+    table, _ = B.cycles_table(pd.DataFrame(rows), None)
+    window = B.light_window(1000, 3)
+    want = cycle_rows(steps, sink, smooth_window=window, prominence=B.light_prominence(sink, window, 0.2))
+    assert len(want) >= 2
+    _same(table[table.signal == "light_sink_mass"].drop(columns=["layer", "head_index", "signal"]), want)
+    assert set(zip(table.layer, table.head_index)) == {(1, 0)}
+    assert not (table.signal == "attn_focus_excess").any()
+    assert len(cycle_rows(steps, noise, smooth_window=B.light_window(1000, 5))) > 0   # without the floor: wiggles
+
+
+def test_embedding_skips_a_first_statistic_over_one_head() -> None:
+    """entropy_bits over one head only is skipped; the heads come from the statistics after it."""
+    frame = _frame()
+    frame = frame[~((frame.layer == 1) & (frame.head_index == 1))]
+    one = frame[~((frame.metric == "entropy_bits") & (frame.split == "probe") & (frame.layer >= 0)
+                  & ~((frame.layer == 0) & (frame.head_index == 0)))]
+    emb, _, info = B.embedding_tables(one, "probe", _spectra().iloc[:0])
+    assert list(zip(emb.layer, emb.head_index)) == [(0, 0), (0, 1), (1, 0)]
+    assert info["statistics"] == 2                                          # span tokens, sink mass
