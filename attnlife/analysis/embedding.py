@@ -97,8 +97,8 @@ def embed(x: np.ndarray, seed: int = 0, n_neighbors: int = 15) -> tuple[np.ndarr
         return coords, f"pca (fewer than {MIN_UMAP_HEADS} heads)", k, explained
     import umap
 
-    reducer = umap.UMAP(n_neighbors=k, min_dist=0.1, random_state=seed, n_jobs=1,
-                        init="spectral" if n > k + 1 else "random")
+    # spectral init (umap's default): from 64 heads on, n > k + 1 always holds (k <= n // 3)
+    reducer = umap.UMAP(n_neighbors=k, min_dist=0.1, random_state=seed, n_jobs=1)
     return reducer.fit_transform(x), f"umap n_neighbors={k}", k, []
 
 

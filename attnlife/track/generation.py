@@ -158,7 +158,3 @@ class SampleQuality(Callback):
         spec = SampleSpec(n_samples=self.n_samples, seed=self.seed)
         self.writer.log_rows(rec.step, quality_rows(sample_model(cpu_copy(rec.model), spec)),
                              split="sample")
-
-    def rows(self, ckpt: Path, step: int) -> list[MetricRow]:
-        """Generation-quality rows of checkpoint `ckpt` (model level, plus attention per head)."""
-        return quality_rows(sample_checkpoint(ckpt, SampleSpec(n_samples=self.n_samples, seed=self.seed)))

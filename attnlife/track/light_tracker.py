@@ -302,8 +302,8 @@ class LightTracker(Callback, LightEvents):
             else:
                 if queued:                                # that shape's buffers are full
                     self.compute_pending()
-                if (self._buf is None or self._buf.shape != shape
-                        or any(p[4] is self._buf for p in self._pending)):
+                # a buffer of this shape is never pending here (it would be `queued`): reuse it
+                if self._buf is None or self._buf.shape != shape:
                     backend = lse_backend(q.device) if self.backend == "auto" else self.backend
                     self._buf = _StepBuffers(shape, self.batch_steps, backend)
                 self._slot = 0

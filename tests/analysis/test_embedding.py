@@ -47,6 +47,30 @@ def test_sixty_four_heads_umap_deterministic_with_two_clusters() -> None:
     assert len(set(labels[:32])) == 1 and len(set(labels[32:])) == 1 and labels[0] != labels[32]
 
 
+@pytest.mark.slow  # umap's JIT, once per process (the mutation chunk `embedding` selects it)
+def test_umap_coordinates_are_umaps_own_on_the_standardised_rows() -> None:
+    """64 heads: the documented UMAP(n_neighbors, min_dist=0.1, random_state=seed, n_jobs=1) of the
+    standardised rows, with the caller's seed and neighbours; single-threaded without umap's warning
+    that it overrode n_jobs. 63 heads (one fewer than MIN_UMAP_HEADS) still get PCA."""
+    import warnings
+
+    import umap
+
+    keys, blocks = _two_groups(64)
+    x = standardise_blocks(blocks)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        emb, _, info = embed_trajectories(keys, blocks, seed=3, n_neighbors=10)
+    assert not [w for w in caught if "n_jobs" in str(w.message)]
+    assert (info["method"], info["n_neighbors"]) == ("umap n_neighbors=10", 10)
+    want = umap.UMAP(n_neighbors=10, min_dist=0.1, random_state=3, n_jobs=1).fit_transform(x)
+    np.testing.assert_array_equal(emb[["x", "y"]].to_numpy(), want.astype(float))
+    assert not np.array_equal(want, umap.UMAP(n_neighbors=10, min_dist=0.5, random_state=3,
+                                              n_jobs=1).fit_transform(x))   # min_dist shows in the layout
+    keys63, blocks63 = keys[:63], [b[:63] for b in blocks]
+    assert embed_trajectories(keys63, blocks63)[2]["method"] == "pca (fewer than 64 heads)"
+
+
 def test_no_structure_gives_one_cluster() -> None:
     x = np.random.default_rng(1).normal(size=(16, 10))
     labels, score = choose_clusters(x)

@@ -14,7 +14,8 @@ A surviving mutant is either a missing test or an equivalent mutant (no behaviou
 the original). Equivalent ones are listed in tests/mutation/equivalent.toml by module, function,
 the original and mutated line, and the reason; they are reported separately and not counted.
 The last line printed is `mutation score: NN.N% (killed/total)`, total excluding equivalents;
-a mutant counts as killed when a test failed, timed out or crashed on it.
+a mutant counts as killed when a test failed, timed out or crashed on it (the test process died of
+a signal).
 
 Results start fresh by default (mutmut would otherwise keep a survivor's verdict after a test
 that kills it is added); --keep reuses the previous run's verdicts and re-tests only the
@@ -41,7 +42,7 @@ import tomli_w
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 WORK = ROOT / "mutants"
-KILLED = {"killed", "timeout", "segfault"}  # a test noticed: failure, hang or crash
+KILLED = {"killed", "timeout", "segfault", "crashed"}  # a test noticed: failure, hang or crash
 
 
 @dataclass
@@ -130,7 +131,7 @@ def select(chunks: dict[str, dict], wanted: list[str]) -> dict[str, list[str]]:
     return chosen
 
 
-def prepare(chunk: str, modules: list[str], tests: list[str], keep: bool) -> Path:
+def prepare(chunk: str, modules: list[str], tests: list[str], keep: bool, pytest_args: list[str] = ()) -> Path:
     work = WORK / chunk
     if work.exists() and not keep:
         shutil.rmtree(work)
@@ -145,6 +146,9 @@ def prepare(chunk: str, modules: list[str], tests: list[str], keep: bool) -> Pat
     mutmut = dict(project.get("tool", {}).get("mutmut", {}))
     mutmut["only_mutate"] = modules
     mutmut["pytest_add_cli_args_test_selection"] = tests
+    # the chunk's own pytest arguments come last, so they win: `-m ""` selects the chunk's tests that
+    # are marked slow too (the project's addopts deselect them)
+    mutmut["pytest_add_cli_args"] = list(mutmut.get("pytest_add_cli_args", [])) + list(pytest_args)
     project.setdefault("tool", {})["mutmut"] = mutmut
     text = tomli_w.dumps(project)
     target = work / "pyproject.toml"
@@ -259,7 +263,12 @@ def collect(work: Path, modules: list[str]) -> list[Mutant]:
                 continue
             codes = json.loads(meta.read_text())["exit_code_by_key"]
             for name, code in sorted(codes.items(), key=lambda kv: _natural(kv[0])):
-                m = Mutant(name, module, _function_of(name), status_by_exit_code[code])
+                status = status_by_exit_code[code]
+                if status == "suspicious" and code is not None and code < 0:
+                    # the test process died of a signal (e.g. a mutated handler re-raised SIGTERM at the
+                    # first one): mutmut calls it suspicious; the suite would crash, so it is noticed
+                    status = "crashed"
+                m = Mutant(name, module, _function_of(name), status)
                 if m.status not in KILLED:
                     m.removed, m.added = _diff_lines(get_diff_for_mutant(name, path=module))
                 found.append(m)
@@ -373,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     for chunk, modules in chosen.items():
         try:
             check_paths(chunk, chunks[chunk])
-            work = prepare(chunk, modules, chunks[chunk]["tests"], args.keep)
+            work = prepare(chunk, modules, chunks[chunk]["tests"], args.keep, chunks[chunk].get("pytest_args", []))
             lock.take()
             try:
                 seconds = run_mutmut(work, args.jobs)

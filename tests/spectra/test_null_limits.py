@@ -108,3 +108,78 @@ def test_edges_are_where_the_cubic_gets_complex_roots(c: float) -> None:
     for bad in (0.0, -0.1, 1.0 + 1e-12):
         with pytest.raises(ValueError, match=r"must be in \(0, 1\], got "):
             N.product_mp_edges(bad)
+
+
+def test_ks_distance_is_each_rows_own_supremum() -> None:
+    """A row at the law's quantiles is 1/(2K) from it whatever the other rows are; a row far left of
+    the support is ~1 away: one row's distance never leaks into another's."""
+    c, k = 0.25, 8
+    xs, cdf, _ = N._cdf_table(c)
+    at_quantiles = np.interp((np.arange(k) + 0.5) / k, cdf, xs)          # F(x_i) = (i - 1/2) / K
+    far_left = np.full(k, xs[0] / 2)                                      # F = 0: D+ = 1
+    got = N.ks_distance(np.stack([at_quantiles, far_left]), c)
+    assert got == pytest.approx([0.5 / k, 1.0], abs=1e-9)
+
+
+@pytest.mark.parametrize("c", [0.25, 1.0])
+def test_density_is_zero_at_the_edges_themselves_and_pointwise_in_one_call(c: float) -> None:
+    lo, hi = N.product_mp_edges(c)
+    with np.errstate(all="ignore"):
+        assert N.product_mp_density(np.array([lo, hi]), c).tolist() == [0.0, 0.0]   # open support
+    x = np.linspace(lo, hi, 7)[1:-1]
+    one_by_one = [float(N.product_mp_density(np.array([v]), c)[0]) for v in x]
+    assert N.product_mp_density(x, c).tolist() == one_by_one                         # one call, each its own
+    assert len(set(np.round(one_by_one, 9))) == len(x)
+    grid = x[:4].reshape(2, 2)                                                       # any shape in, same shape out
+    assert N.product_mp_density(grid, c).shape == (2, 2)
+    assert N.product_mp_density(grid, c).ravel().tolist() == one_by_one[:4]
+
+
+def test_ks_p_counts_ties_as_reaching_and_keeps_the_shape() -> None:
+    ref = N.NullReference(k=2, d=4, lambda1=np.ones(3), ks=np.array([0.1, 0.2, 0.3]), edge=1.0,
+                          asymptotic_edge=1.0)
+    assert ref.ks_p(np.array([0.2])).tolist() == [3 / 4]                 # (1 + #{0.2, 0.3}) / (1 + 3)
+    assert ref.ks_p(np.array([[0.05, 0.3], [0.25, 0.31]])).tolist() == [[1.0, 0.5], [0.5, 0.25]]
+    assert ref.ks_p(0.3).shape == () and float(ref.ks_p(0.3)) == 0.5
+
+
+def test_a_non_default_seed_reaches_the_reference_and_the_rotations() -> None:
+    a, b = _heads(3, 4, 16, seed=8)
+    spec = thin_spectrum(a, b, top_k=0)
+    out = N.null_stats(spec.lambdas, spec.gram_a, spec.gram_b, 16, rotations=29, draws=40, seed=5)
+    ref = N.null_reference(4, 16, 40, 5)
+    assert out["qk_null_ks_p"].numpy() == pytest.approx(ref.ks_p(out["qk_null_ks"].numpy()), rel=1e-12)
+    assert out["lambda1_over_null_edge"].numpy() == pytest.approx(
+        (spec.lambdas[:, 0] / N.null_scale(spec.gram_a, spec.gram_b)).numpy() / ref.edge, rel=1e-12)
+    assert ref.edge != N.null_reference(4, 16, 40, 0).edge
+    # the rotation p of seed 5, counted with seed 5's Haar rotations and full singular values
+    rot = N.haar_rotations(4, 29, 5)
+    sa, sb = (torch.linalg.eigvalsh(g).sqrt() for g in (spec.gram_a, spec.gram_b))
+    want = []
+    for h in range(3):
+        top = torch.linalg.svdvals(sa[h].view(1, -1, 1) * rot * sb[h].view(1, 1, -1))[:, 0] ** 2
+        want.append((1 + int((top >= spec.lambdas[h, 0]).sum())) / 30)
+    assert out["lambda1_rotation_p"].tolist() == pytest.approx(want)
+    assert N.rotation_null_p(spec.gram_a, spec.gram_b, spec.lambdas[:, 0], 29, 5).tolist() == pytest.approx(want)
+    assert want != pytest.approx(N.rotation_null_p(spec.gram_a, spec.gram_b, spec.lambdas[:, 0], 29, 0).tolist())
+
+
+def test_a_zero_head_first_does_not_stop_the_rotation_null_of_the_others() -> None:
+    a, b = _heads(3, 4, 16, seed=9)
+    a[0] = 0.0
+    spec = thin_spectrum(a, b, top_k=0)
+    p = N.rotation_null_p(spec.gram_a, spec.gram_b, spec.lambdas[:, 0], rotations=19)
+    assert math.isnan(p[0]) and torch.isfinite(p[1:]).all()
+
+
+def test_a_rotation_invariant_head_ties_every_rotation_and_gets_p_one() -> None:
+    """G_a = 4 I: lambda_1(R) = 4 max(b) for every rotation R, a tie with the observed lambda_1, which
+    counts as reaching it (p = 1). lambda_1 sits 3/4 of a float32 step above 4: the comparison is made
+    in float64 (in float32 it would round up past every rotation's value)."""
+    k = 5
+    top = 1 + 0.75 * 2.0**-23
+    gram_a = 4 * torch.eye(k, dtype=torch.float64).unsqueeze(0)
+    gram_b = torch.diag(torch.tensor([0.3, 0.5, 0.7, 0.9, top], dtype=torch.float64)).unsqueeze(0)
+    lam1 = torch.tensor([4 * top], dtype=torch.float64)
+    assert N.rotation_null_p(gram_a, gram_b, lam1, rotations=19).tolist() == [1.0]
+    assert N.rotation_null_p(gram_a, gram_b, lam1 * (1 + 1e-9), rotations=19).tolist() == [1 / 20]   # just above: none reach

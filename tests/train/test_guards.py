@@ -85,6 +85,10 @@ def test_second_sigterm_kills_with_the_default_action() -> None:
     import subprocess
     import sys
 
+    with SignalCatcher() as here:                                        # in this process: only recorded
+        assert here.received is None                                     # the trainer reads `is not None`
+        signal.raise_signal(signal.SIGTERM)
+    assert here.received == signal.SIGTERM
     code = ("import signal\n"
             "from attnlife.train.guards import SignalCatcher\n"
             "with SignalCatcher() as c:\n"
@@ -124,3 +128,17 @@ def test_default_warmup_is_ten_finite_losses_and_a_factor_of_one_is_on() -> None
     at_one.check(1, 2.0, _hint)                                           # equal to the mean: not above it
     with pytest.raises(DivergenceError, match="1 x its running mean 2"):
         at_one.check(2, 2.0001, _hint)
+
+
+def test_a_previous_handler_python_cannot_name_is_restored_as_the_default() -> None:
+    """signal.signal returns None for a handler installed outside Python (by C code): the catcher
+    puts SIG_DFL back for it (None is not a handler signal.signal accepts)."""
+    before, before_int = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    try:
+        with SignalCatcher() as catcher:
+            catcher._previous[signal.SIGTERM] = None                       # what a C-installed handler reads as
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+        assert signal.getsignal(signal.SIGINT) == before_int             # a Python handler: put back as it was
+        assert catcher.received is None                                  # no signal came: the trainer goes on
+    finally:
+        signal.signal(signal.SIGTERM, before)
