@@ -128,3 +128,27 @@ def test_our_shape_comes_from_the_loaded_model(tmp_path: Path) -> None:
 
     ref = nanogpt_series(_nanogpt_files(tmp_path, iters=(100,)))[0]
     assert P.series_shape(ref) == (CFG["vocab_size"], CFG["block_size"])
+
+
+def test_a_tokenizer_that_yields_nothing_is_named_and_one_token_or_none_is_fine(tmp_path: Path) -> None:
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.WordLevel({"a": 0, "b": 1, "?": 2}, unk_token="?"))
+    tok.pre_tokenizer = pre_tokenizers.Split("x", "removed")                # every "x" vanishes
+    folder = tmp_path / "tok"
+    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="?").save_pretrained(folder)
+    xs = tmp_path / "xs.txt"
+    xs.write_text("xxxx")
+    with pytest.raises(P.ProbeSetError) as err:
+        P.tokenize_text(xs, str(folder))
+    assert str(err.value) == (f"the tokenizer in {folder} turned 4 characters of {xs} into no tokens; it is not "
+                              f"this model's tokenizer: pass --tokens FILE instead")
+    one = tmp_path / "one.txt"
+    one.write_text("b")
+    got = P.tokenize_text(one, str(folder))
+    assert got.tolist() == [1] and got.dtype == np.int64
+    blank = tmp_path / "blank.txt"
+    blank.write_text("")
+    none = P.tokenize_text(blank, str(folder))
+    assert none.tolist() == [] and none.dtype == np.int64                   # token ids even when there are none
