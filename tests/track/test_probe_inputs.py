@@ -152,3 +152,33 @@ def test_a_tokenizer_that_yields_nothing_is_named_and_one_token_or_none_is_fine(
     blank.write_text("")
     none = P.tokenize_text(blank, str(folder))
     assert none.tolist() == [] and none.dtype == np.int64                   # token ids even when there are none
+
+
+def test_meta_json_and_text_are_read_as_utf8_under_any_locale(tmp_path: Path) -> None:
+    """`attnlife prepare` writes meta.json with its vocabulary unescaped (ensure_ascii=False), and text
+    files are UTF-8: both are read as UTF-8 even where the locale's encoding is ASCII (checked in a
+    process started under the C locale without UTF-8 coercion)."""
+    import os
+    import subprocess
+    import sys
+
+    data = tmp_path / "data"
+    data.mkdir()
+    np.array([1, 2], dtype=np.uint8).tofile(data / "val.bin")
+    (data / "meta.json").write_text(json.dumps({"dtype": "uint8", "chars": "é"}, ensure_ascii=False), encoding="utf-8")
+    assert P.token_file_dtype(data / "val.bin")[0] == "uint8"
+    text = tmp_path / "t.txt"
+    text.write_text("ébé", encoding="utf-8")
+    no_tok = tmp_path / "none"
+    no_tok.mkdir()
+    with pytest.raises(P.ProbeSetError):
+        P.tokenize_text(text, str(no_tok))
+    code = ("import sys, locale\n"
+            "from attnlife.track import probe_pass as P\n"
+            "print(locale.getpreferredencoding(False))\n"
+            f"print(P.token_file_dtype({str(data / 'val.bin')!r})[0])\n")
+    env = dict(os.environ, LC_ALL="C", LANG="C", PYTHONCOERCECLOCALE="0", PYTHONUTF8="0")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    encoding, dtype = done.stdout.split()
+    assert encoding != "UTF-8" and dtype == "uint8"
