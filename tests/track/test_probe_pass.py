@@ -72,7 +72,7 @@ def test_nanogpt_series_cli_writes_type_scores_with_stderr_and_resumes(tmp_path)
     assert "2 measured" in changed.output
 
 
-def test_probe_values_equal_direct_computation_and_parallel_equals_serial(tmp_path):
+def test_probe_values_equal_direct_computation(tmp_path):
     refs = nanogpt_series(_nanogpt_files(tmp_path))
     options = P.ProbeOptions(sequences=4, seq_len=12, repeat_sequences=3)
     tokens = np.fromfile(_val_bin(tmp_path), dtype=np.uint16)
@@ -90,6 +90,20 @@ def test_probe_values_equal_direct_computation_and_parallel_equals_serial(tmp_pa
         per_seq = prev[:, h].mean(-1)
         assert got[(1, h, "prev_token_score")].value == pytest.approx(float(per_seq.mean()), abs=1e-6)
         assert got[(1, h, "prev_token_score")].stderr == pytest.approx(float(per_seq.std() / 2), abs=1e-6)
+    P.run_probe_pass(refs, tmp_path / "a", probe, options, progress=False)   # one process: every ref
+    stored = attnlife.load_run(tmp_path / "a").per_head(metric="prev_token_score", split="probe")
+    assert set(stored.step) == {100, 200}
+    at200 = stored[(stored.step == 200) & (stored.layer == 1)].sort_values("head_index")
+    assert at200.value.tolist() == pytest.approx([got[(1, h, "prev_token_score")].value for h in range(2)], abs=1e-7)
+
+
+def test_parallel_probe_pass_equals_serial(tmp_path):
+    """Two worker processes write what one process writes (spawned workers: seconds, so the mutation
+    chunk `probe` leaves this test out)."""
+    refs = nanogpt_series(_nanogpt_files(tmp_path))
+    options = P.ProbeOptions(sequences=4, seq_len=12, repeat_sequences=3)
+    tokens = np.fromfile(_val_bin(tmp_path), dtype=np.uint16)
+    probe = P.load_or_make_probe_set(tmp_path / "a", tokens, CFG["vocab_size"], CFG["block_size"], options, "t")
     P.run_probe_pass(refs, tmp_path / "a", probe, options, progress=False)
     P.run_probe_pass(refs, tmp_path / "b", probe, options, workers=2, progress=False)
     key = ["step", "split", "layer", "head_index", "layer_b", "metric"]
