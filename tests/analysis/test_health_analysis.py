@@ -94,3 +94,26 @@ def test_plateau_window_is_in_steps_even_with_gaps(window):
     loss = pd.Series(np.where(steps < 40, 4.17 - steps * 0.02, 3.4), index=steps)
     (step,) = loss_events(loss, LossEventRules(plateau_window=window)).step
     assert step >= 40 + window - 10
+
+
+def _events(values, rules) -> list:
+    return loss_events(pd.Series(values, index=np.arange(len(values))), rules)[["step", "event"]].values.tolist()
+
+
+def test_loss_event_thresholds_at_and_beside_their_limits():
+    """Spike: loss >= median of >= 3 earlier losses + spike_nats; divergence: smoothed loss >= L0 +
+    spike_nats; plateau: |L~_{s-W} - L~_s| < drop and L~_s >= level x L0, from s = first step + W."""
+    r = LossEventRules(smooth=3, spike_nats=0.5, plateau_window=4, plateau_drop_nats=0.25, plateau_level=0.5)
+    assert _events([4.0, 4.0, 4.0, 4.5], r) == [[3, "spike"]]                  # exactly + 0.5: a spike
+    assert _events([4.0, 4.0, 4.0, 4.4375], r) == []                            # just below
+    assert _events([4.0, 4.0, 4.5], r) == []                                    # 2 earlier losses: too few
+    assert _events([4.0, 5.0, 5.0], r) == [[1, "divergence"]]                   # median(4, 5) = 4.5 = L0 + 0.5
+    assert _events([4.0, 4.875, 4.875], r) == [[2, "divergence"]]              # 4.4375 < 4.5, then 4.875
+    assert _events([4.0] * 5, r) == [[4, "plateau"]]                            # from step 0 + W on
+    assert _events([4.0] * 4, r) == []
+    drop = [4.0, 4.0, 3.75, 3.75, 3.75, 3.75, 3.75, 3.75]                      # L~ = 4, 4, 4, 3.75, ...
+    assert _events(drop, r) == [[7, "plateau"]]                                 # a change of exactly 0.25 still moves
+    level = [4.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0]                                 # L~ = 4, 3, 2, 2, ...
+    assert _events(level, r) == [[6, "plateau"]]                                # 2 = 0.5 x L0: stalled at the level
+    assert _events(level, LossEventRules(smooth=3, spike_nats=0.5, plateau_window=4, plateau_drop_nats=0.25,
+                                         plateau_level=0.5 + 1 / 64)) == []
