@@ -256,3 +256,54 @@ def test_property_floor_alerts_are_the_onsets_of_held_conditions(values, patienc
                for i, v in enumerate(values)]
     got = [a.step for a in detect(signals, rules) if a.kind == "entropy_collapse"]
     assert got == reference_onsets([v <= rules.collapse_floor_bits for v in values], patience, rearm)
+
+
+# ------------------------------------------------------------------------------- limits, exactly
+def flat(steps: int, e=2.0, x=4.0, k=0.1, edit=None) -> list[StepSignals]:
+    """Noise-free signals of one layer of two heads; `edit(step, e, x, k)` changes a step's arrays."""
+    out = []
+    for s in range(steps):
+        arrays = (np.full((1, 2), e), np.full((1, 2), x), np.full((1, 2), k))
+        if edit is not None:
+            edit(s, *arrays)
+        out.append(StepSignals(s, *arrays, 16))
+    return out
+
+
+def test_each_rule_fires_at_its_threshold_and_not_just_inside_it():
+    r = HealthConfig(patience=2, rearm_after=3, collapse_floor_bits=0.5, collapse_fall_bits=100.0,
+                     logit_ceiling_nats=8.0, logit_rise_nats=100.0, sink_threshold=0.5,
+                     dead_uniform_fraction=1.0, dead_after_steps=5)
+    u16 = uniform_entropy_bits(16)
+
+    def head0(kind, value):
+        def edit(s, e, x, k):
+            if s >= 2:
+                {"e": e, "x": x, "k": k}[kind][0, 0] = value
+        return edit
+
+    assert kinds(detect(flat(6, edit=head0("e", 0.5)), r)) == [("entropy_collapse", 3, 0, 0)]    # H = floor
+    assert kinds(detect(flat(6, edit=head0("e", 0.5 + 2**-20)), r)) == []
+    assert kinds(detect(flat(6, edit=head0("x", 8.0)), r)) == [("logit_growth", 3, 0, 0)]       # |lse| = ceiling
+    assert kinds(detect(flat(6, edit=head0("x", -8.0)), r)) == [("logit_growth", 3, 0, 0)]
+    assert kinds(detect(flat(6, edit=head0("x", 8.0 - 2**-20)), r)) == []
+    assert kinds(detect(flat(6, edit=head0("k", 0.9)), r)) == [("sink_takeover", 3, 0, -1)]     # mean (0.9 + 0.1) / 2
+    assert kinds(detect(flat(6, edit=head0("k", 0.9 - 2**-20)), r)) == []
+    dead = flat(9, e=u16)                                                                          # H / U = 1 = fraction
+    assert kinds(detect(dead, r)) == [("dead_head", 6, 0, 0), ("dead_head", 6, 0, 1)]             # from step 5, 2 reads
+    assert kinds(detect(flat(9, e=u16 * (1 - 2**-20)), r)) == []
+
+
+def test_patience_and_rearm_count_exactly():
+    r = HealthConfig(patience=3, rearm_after=2, collapse_fall_bits=100.0)
+
+    def run(low: set[int], steps: int = 16) -> list:
+        def edit(s, e, x, k):
+            if s in low:
+                e[0, 1] = 0.1
+        return kinds(detect(flat(steps, edit=edit), r))
+
+    assert run({2, 3}) == []                                                    # 2 reads < patience 3
+    assert run({2, 3, 4}) == [("entropy_collapse", 4, 0, 1)]                    # the 3rd read fires
+    assert run({2, 3, 4, 6, 7, 8}) == [("entropy_collapse", 4, 0, 1)]           # 1 clear read: still active
+    assert run({2, 3, 4, 7, 8, 9}) == [("entropy_collapse", 4, 0, 1), ("entropy_collapse", 9, 0, 1)]  # 2 clear: re-armed
