@@ -2,7 +2,8 @@
 
 Builds a synthetic run directory through the store's writers (attention metrics at every one of the
 154 checkpoints, W_QK statistics, 128 eigenvalues and element histograms per head and checkpoint,
-snapshots, analysis tables), writes its dashboard, then opens it in headless Chromium with the
+snapshots, analysis tables, light-tier signals at 1,000 steps with attention-health alerts, so the
+health sections draw), writes its dashboard, then opens it in headless Chromium with the
 network blocked and reads: first contentful paint (Paint Timing API), the time until every
 section is drawn (the script's own `performance.now()` at the end) and each section's own drawing
 time (`document.body.dataset.sectionMs`). Baseline in the same run: the same payload written as
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -83,25 +85,29 @@ def main() -> None:
 
     from attnlife.report.dashboard import write_dashboard
     from attnlife.report.dashboard_data import build_payload
+    from attnlife.report.dashboard_health import health_payload
     from attnlife.report.data import ReportRun
     from tests.support.synthetic import write_synthetic_run
 
+    print(f"load average before: {os.getloadavg()[0]:.2f} (1 min), {os.getloadavg()[1]:.2f} (5 min)")
     tmp = Path(tempfile.mkdtemp(prefix="bench_dashboard_"))
     root = args.keep or tmp / "pythia_scale"
     t0 = time.perf_counter()
     write_synthetic_run(root, n_layer=24, n_head=16, n_ckpt=154, n_tracked=154, last_step=143_000,
-                        d_head=128, pattern_tokens=64, seed=0)
+                        d_head=128, pattern_tokens=64, seed=0, n_light=1000,
+                        parts=("metrics", "spectra", "snapshots", "analysis", "health"))
     t1 = time.perf_counter()
     run = ReportRun(root)
     page = write_dashboard(run)
     t2 = time.perf_counter()
     payload = build_payload(ReportRun(root))
+    health = health_payload(ReportRun(root), (payload["n_layer"], payload["n_head"]))
     floor = tmp / "plotly_only.html"
     floor.write_text("<!DOCTYPE html><html><body><p>plotly only</p><script>" + get_plotlyjs()
                      + "</script><script>document.body.dataset.readyMs=String(performance.now());"
                      "document.body.dataset.ready='1'</script></body></html>")
     size_mb = page.stat().st_size / 1e6
-    naive_mb = (naive_size(payload) + len(get_plotlyjs())) / 1e6
+    naive_mb = (naive_size({**payload, "health": health}) + len(get_plotlyjs())) / 1e6
     pages = {"plotly package bundle": page}
     if args.plotly_js:
         pages[f"bundle {args.plotly_js.name}"] = write_dashboard(run, tmp / "dashboard_other_bundle.html", args.plotly_js)
@@ -113,7 +119,8 @@ def main() -> None:
         floors.append(load_times(floor))
     print(f"synthetic run written in {t1 - t0:.1f} s; dashboard built in {t2 - t1:.1f} s")
     print(f"stats in payload: {len(payload['stats'])}; eigen k = {payload['eigen']['k']}; "
-          f"snapshot steps = {len(payload['snapshots']['steps'])}")
+          f"snapshot steps = {len(payload['snapshots']['steps'])}; health: {len(health['steps'])} light steps, "
+          f"{len(health['alerts'])} alerts, {len(json.dumps(health)) / 1e6:.2f} MB")
     print(f"dashboard size: {size_mb:.2f} MB (target < 25 MB); as plain JSON lists it would be {naive_mb:.2f} MB")
     for name, path in list(pages.items())[1:]:
         print(f"{name}: page size {path.stat().st_size / 1e6:.2f} MB")
@@ -125,6 +132,7 @@ def main() -> None:
           f"ratio first paint dashboard / plotly-only = {fcp / floor_fcp:.2f}")
     for name, (_, other) in list(results.items())[1:]:
         print(f"ratio all sections drawn {name} / plotly package bundle = {other / ready:.2f}")
+    print(f"load average after: {os.getloadavg()[0]:.2f} (1 min), {os.getloadavg()[1]:.2f} (5 min)")
     if not args.keep:
         shutil.rmtree(tmp, ignore_errors=True)
     sys.exit(0 if size_mb < 25 and fcp < 1000 and ready < 3000 else 1)

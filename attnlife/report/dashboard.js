@@ -310,8 +310,15 @@ function drawPatterns() {
   if (!p) return missing('plot-patterns', 'no attention snapshots: the tracker stores them during `attnlife train` (tracking on); the probe pass (`attnlife track`) stores none');
   let v = null;
   const T = p.t, S = p.steps.length, pool = p.pool || 1, tokens = p.tokens || T;
-  options($('pat-layer'), range(L).map(l => [l, 'layer ' + l]), 0);
-  options($('pat-head'), range(H).map(h => [h, 'head ' + h]), 0);
+  // opens on the first head of the snapshot figure's rule (the earliest head that took a type), said below the controls
+  const heads = (p.heads || []).filter(c => c.layer < L && c.head < H), open = heads[0] || {layer: 0, head: 0, note: ''};
+  const key = c => c.layer + ':' + c.head;
+  options($('pat-pick'), heads.map(c => [key(c), 'L' + c.layer + 'H' + c.head + (c.note ? ' (' + c.note.replace(/_/g, ' ') + ')' : '')]), key(open));
+  options($('pat-layer'), range(L).map(l => [l, 'layer ' + l]), open.layer);
+  options($('pat-head'), range(H).map(h => [h, 'head ' + h]), open.head);
+  $('pat-why').textContent = heads.length ? 'Opened on L' + open.layer + 'H' + open.head + (open.note ? ' (' + open.note.replace(/_/g, ' ') + ')' : '') +
+    ': the first of ' + heads.length + ' ' + (p.rule || 'heads') + '.' : 'Opened on L0H0 (no head chosen).';
+  $('pat-pick').onchange = () => { const [l, h] = $('pat-pick').value.split(':'); $('pat-layer').value = l; $('pat-head').value = h; redraw(); };
   $('pat-slider').max = S - 1; $('pat-slider').value = S - 1;
   const size = pool === 1 ? 'all ' + tokens + ' x ' + tokens + ' positions' : tokens + ' x ' + tokens + ' positions mean-pooled ' + pool + 'x' + pool + ' to ' + T + ' x ' + T;
   const axisPos = range(T).map(i => i * pool);

@@ -34,8 +34,10 @@ SECTIONS = (
      '<label>layer <select id="eig-layer"></select></label> <label>head <select id="eig-head"></select></label> '
      '<label>indices <select id="eig-index" multiple size="4"></select></label>'),
     ("patterns", "Attention patterns (snapshots)",
+     '<label>head that emerged <select id="pat-pick"></select></label> '
      '<label>layer <select id="pat-layer"></select></label> <label>head <select id="pat-head"></select></label> '
-     '<input type="range" id="pat-slider" min="0" max="0" value="0"> <span id="pat-step" class="step"></span>'),
+     '<input type="range" id="pat-slider" min="0" max="0" value="0"> <span id="pat-step" class="step"></span>'
+     '<div id="pat-why" class="why"></div>'),
     ("umap", "Head trajectories (embedding)", ""),
     ("types", "Head-type emergence", ""),
     ("claims", "Claims check", ""),
@@ -53,6 +55,7 @@ section{background:white;margin:14px 24px;padding:10px 16px;border:1px solid #dd
 section h2{font-size:17px;margin:4px 0 8px} .controls{font-size:14px;margin-bottom:6px}
 .controls select,.controls button{font-size:14px;margin-right:8px} .step{font-weight:bold;margin-left:8px}
 #arch-slider,#pat-slider{width:320px;vertical-align:middle} .plot{min-height:420px}
+.why{font-size:13px;color:#555;margin-top:4px}
 .missing{min-height:0;color:#a33;font-style:italic;padding:8px}
 table.claims{border-collapse:collapse;width:100%;font-size:13px;line-height:1.4}
 table.claims caption{text-align:left;font-weight:bold;padding:4px 0 8px}

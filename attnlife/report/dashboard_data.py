@@ -10,7 +10,9 @@ keeps a Pythia-1.4B-sized run (384 heads x 154 checkpoints) to a few MB:
                    keys 0..i; causal patterns hold nothing above the diagonal), [S * L * H *
                    t(t+1)/2]; "full" = [S * L * H * t * t]; every query and key position; a context longer than
                    MAX_PATTERN_TOKENS is mean-pooled in pool x pool blocks (t = ceil(tokens / pool)),
-                   never cropped; steps (first and last kept) thinned to PATTERN_BUDGET_BYTES
+                   never cropped; steps (first and last kept) thinned to PATTERN_BUDGET_BYTES;
+                   heads [{layer, head, note}] + rule: the heads the section opens on
+                   (`snapshot_choice`: the heads that emerged, as the snapshot figure)
 Curves (train loss raw and trailing-smoothed, val loss, probe loss with stderr, lr), phases, the
 embedding and how it was made, head-type lanes (the figure's rule), claims and the generation
 metrics are small plain lists.
@@ -79,10 +81,16 @@ def curves(run: ReportRun) -> dict:
     return out
 
 
+LIGHT_PREFIX = "light_"
+
+
 def stats(run: ReportRun, shape: tuple[int, int]) -> dict:
-    """Per-head statistics (attention metrics with their standard errors, then W_QK statistics) as step cubes."""
+    """Per-head statistics (attention metrics with their standard errors, then W_QK statistics) as
+    step cubes. The light tier's `light_*` rows (logged at every training step: 143,000 steps x 384
+    heads would be 220 MB per metric) are left out: the health sections draw them, thinned
+    (dashboard_health.py)."""
     out = {}
-    for metric in run.attention_metrics():
+    for metric in (m for m in run.attention_metrics() if not m.startswith(LIGHT_PREFIX)):
         rows = run.head_rows(metric)
         steps, values = cube(rows)
         if values.shape[1:] == shape:
@@ -172,7 +180,24 @@ def snapshots(run: ReportRun, shape: tuple[int, int]) -> dict | None:
     causal = not stacked[..., cols, rows][..., rows != cols].any()  # nothing above the diagonal
     packed = stacked[..., rows, cols] if causal else stacked         # row i: its first i + 1 keys
     return {"steps": shown, "t": t, "tokens": tokens, "pool": pool,
-            "packing": "lower" if causal else "full", "values": base64.b64encode(packed.tobytes()).decode("ascii")}
+            "packing": "lower" if causal else "full", "values": base64.b64encode(packed.tobytes()).decode("ascii"),
+            **snapshot_choice(run, shape)}
+
+
+def snapshot_choice(run: ReportRun, shape: tuple[int, int]) -> dict:
+    """The heads the snapshot section opens on, by the snapshot figure's rule
+    (`figures_analysis.snapshot_heads`: `--heads`, else the heads that emerged as a type, the
+    earliest of each type first, else head 0 of layers spread over the depth), and that rule in
+    words: {heads: [{layer, head, note}], rule}."""
+    from attnlife.report.figures_analysis import snapshot_heads
+
+    heads = snapshot_heads(run, shape[0], shape[1], most=8)
+    rule = ("heads chosen with --heads" if run.heads else
+            "heads spread over the depth (head 0 of each layer shown; no head type emerged in analysis/emergence)"
+            if heads[0][2] == "no head type emerged" else
+            "heads that emerged as a type (analysis/emergence), the earliest of each type first, "
+            "as in the attention_snapshots figure")
+    return {"heads": [{"layer": int(a), "head": int(b), "note": note} for a, b, note in heads], "rule": rule}
 
 
 def _records(frame: pd.DataFrame, columns: list[str]) -> list[dict]:

@@ -8,6 +8,7 @@ const HEALTH_KINDS = ['entropy_collapse', 'logit_growth', 'sink_takeover', 'dead
 const HEALTH_COLOURS = {entropy_collapse: '#D55E00', logit_growth: '#CC79A7', sink_takeover: '#0072B2', dead_head: '#999999', several: '#000000'};
 const HEALTH_SIGNALS = [['light_entropy_bits', 'entropy (bits)'], ['light_lse_max_nats', 'max-logit bound (nats)'], ['light_sink_mass', 'sink mass']];
 const NO_ALERT = '#eeeeee';
+const HEALTH_ALL_ROWS_UP_TO = 64;
 const kindName = k => k.replace(/_/g, ' ');
 
 function healthAlertsOf(l, h) { return D.health.alerts.filter(a => a.layer === l && (a.head_index === h || a.head_index === -1)); }
@@ -16,8 +17,12 @@ function drawHealthGrid(select) {
   const hs = D.health, steps = hs.steps, last = steps[steps.length - 1], first = steps[0];
   const nb = Math.max(1, Math.min(120, last - first + 1)), width = (last - first + 1) / nb;
   const bin = s => Math.min(nb - 1, Math.floor((s - first) / width));
-  const units = [], z = [], text = [];
-  range(L).forEach(l => range(H).forEach(h => units.push([l, h])));
+  // every head gets a row up to HEALTH_ALL_ROWS_UP_TO heads; beyond, only the units that alerted
+  // (heads, and [l, -1] for a layer-level alert), so a 384-head model draws a grid one can read
+  const every = L * H <= HEALTH_ALL_ROWS_UP_TO, units = [], z = [], text = [];
+  if (every) range(L).forEach(l => range(H).forEach(h => units.push([l, h])));
+  else Array.from(new Set(hs.alerts.map(a => a.layer + ':' + a.head_index))).map(k => k.split(':').map(Number))
+    .sort((a, b) => a[0] - b[0] || a[1] - b[1]).forEach(u => units.push(u));
   units.forEach(([l, h]) => {
     const row = new Array(nb).fill(0), tip = range(nb).map(b => []);
     healthAlertsOf(l, h).forEach(a => {
@@ -35,22 +40,25 @@ function drawHealthGrid(select) {
   const alerted = new Set(hs.alerts.flatMap(a => a.head_index >= 0 ? [a.layer + ':' + a.head_index] : range(H).map(h => a.layer + ':' + h)));
   const firstAlert = hs.alerts.length ? hs.alerts[0] : null;
   const title = firstAlert
-    ? 'Attention-health alerts: ' + alerted.size + ' of ' + (L * H) + ' heads alerted, the first at step ' + firstAlert.step + ' (' + kindName(firstAlert.kind) + ')'
-    : 'No attention-health alert in ' + (last + 1).toLocaleString('en-US') + ' steps of light-tier signals';
+    ? 'Attention-health alerts: ' + alerted.size + ' of ' + (L * H) + ' heads alerted, the first at step ' + fmt(firstAlert.step) + ' (' + kindName(firstAlert.kind) + ')'
+    : 'No attention-health alert in ' + fmt(last + 1) + ' steps of light-tier signals';
   const shapes = (hs.events || []).map(e => ({type: 'line', xref: 'x', yref: 'paper', x0: e.step, x1: e.step, y0: 0, y1: 1, line: {dash: 'dash', color: '#333', width: 1}}));
   const legend = HEALTH_KINDS.concat(['several']).map(k => ({x: [null], y: [null], mode: 'markers', name: kindName(k), marker: {symbol: 'square', size: 12, color: HEALTH_COLOURS[k]}, hoverinfo: 'skip'}))
     .concat([{x: [null], y: [null], mode: 'markers', name: 'no alert', marker: {symbol: 'square', size: 12, color: NO_ALERT, line: {color: '#999', width: 1}}, hoverinfo: 'skip'}]);
-  const tr = [{type: 'heatmap', z, x, y: units.map(([l, h]) => 'L' + l + ' H' + h), text, zmin: -0.5, zmax: 5.5, colorscale, showscale: false, xgap: 1, ygap: 1,
+  const tr = [{type: 'heatmap', z, x, y: units.map(([l, h]) => (h < 0 ? 'L' + l + ' (layer)' : 'L' + l + ' H' + h)), text, zmin: -0.5, zmax: 5.5, colorscale, showscale: false, xgap: 1, ygap: 1,
     hovertemplate: '%{y}, steps near %{x}:<br>%{text}<extra></extra>'}].concat(legend);
-  Plotly.newPlot('plot-health', tr, base(title + (shapes.length ? ' (dashed: loss events)' : ''), {
+  const rows = every ? '' : '; rows: the ' + units.length + ' alerted units, ' + (L * H - alerted.size) + ' heads without an alert not shown';
+  Plotly.newPlot('plot-health', tr, base(title + rows + (shapes.length ? ' (dashed: loss events)' : ''), {
     height: Math.max(300, 120 + 16 * units.length),
     xaxis: {title: {text: 'training step (optimizer updates)'}, range: [first, last]},
-    yaxis: {title: {text: 'layer, head'}, autorange: 'reversed', type: 'category'}, shapes,
+    yaxis: {title: {text: every ? 'layer, head' : 'layer, head (alerted only)'}, autorange: 'reversed', type: 'category'}, shapes,
     annotations: (hs.events || []).map(e => ({x: e.step, y: 1, xref: 'x', yref: 'paper', yanchor: 'bottom', showarrow: false,
       text: e.event + ' ' + e.step, font: {size: 10, color: '#333'}}))}), CFG);
-  $('plot-health').on('plotly_click', ev => { const p = ev.points && ev.points[0]; if (p && p.curveNumber === 0) select(units[p.pointIndex[0]]); });
+  $('plot-health').on('plotly_click', ev => { const p = ev.points && ev.points[0]; if (p && p.curveNumber === 0) { const [l, h] = units[p.pointIndex[0]]; select([l, Math.max(0, h)]); } });
 }
 
+const HEALTH_F32 = {};
+const healthSignal = n => (HEALTH_F32[n] = HEALTH_F32[n] || f32(D.health.signals[n].values));
 function drawHealthHead(l, h) {
   const hs = D.health, steps = hs.steps, S = steps.length, tr = [], shapes = [];
   const names = HEALTH_SIGNALS.filter(([n]) => hs.signals[n]);
@@ -59,7 +67,7 @@ function drawHealthHead(l, h) {
   const layout = {height: 190 * rows + 80, showlegend: true};
   const alerts = healthAlertsOf(l, h);
   names.forEach(([n, label], i) => {
-    const v = f32(hs.signals[n].values), ax = i ? String(i + 1) : '';
+    const v = healthSignal(n), ax = i ? String(i + 1) : '';
     const y = range(S).map(s => fin(v[(s * L + l) * H + h]));
     tr.push({x: steps, y, name: label, xaxis: 'x' + ax, yaxis: 'y' + ax, line: {color: CB[i], width: 1.5}});
     layout['yaxis' + ax] = {domain: dom(i), title: {text: label}, anchor: 'x' + ax};
@@ -74,7 +82,7 @@ function drawHealthHead(l, h) {
   HEALTH_KINDS.forEach(k => {
     const mine = alerts.filter(a => a.kind === k), i = names.findIndex(([n]) => n === rowOf[k]);
     if (!mine.length || i < 0) return;
-    const v = f32(hs.signals[rowOf[k]].values), ax = i ? String(i + 1) : '';
+    const v = healthSignal(rowOf[k]), ax = i ? String(i + 1) : '';
     const y = mine.map(a => { const s = steps.indexOf(a.step); return s < 0 ? null : fin(v[(s * L + l) * H + h]); });
     mine.forEach(a => shapes.push({type: 'line', xref: 'x', yref: 'paper', x0: a.step, x1: a.step, y0: 0, y1: 1, line: {color: HEALTH_COLOURS[k], width: 1.5, dash: 'dot'}}));
     tr.push({x: mine.map(a => a.step), y, mode: 'markers', name: kindName(k) + ' alert', xaxis: 'x' + ax, yaxis: 'y' + ax,

@@ -5,8 +5,9 @@
             events: [{step, event, loss}]}                                    (from `attnlife analyze`)
 
 Signals are the light tier's per-head rows (split train): entropy (bits), max-logit bound (nats)
-and sink mass. A run longer than MAX_STEPS light steps is thinned to MAX_STEPS evenly spaced steps
-plus every step that has an alert, so the page stays a few MB. Drawn by the package-data script
+and sink mass. A run with more light steps than `max_steps(heads)` (MAX_STEPS, and at most
+MAX_SIGNAL_VALUES values per signal: 666 steps for Pythia-1.4B's 384 heads) is thinned to that
+many evenly spaced steps plus every step that has an alert, so the page stays a few MB. Drawn by the package-data script
 `dashboard_health.js` (sections `health` and `healthhead`).
 """
 from __future__ import annotations
@@ -18,8 +19,14 @@ from attnlife.report.dashboard_data import b64_f32
 from attnlife.report.data import ReportRun, cube
 
 MAX_STEPS = 2000
+MAX_SIGNAL_VALUES = 256_000   # steps x heads per signal: 1 MB of float32, 1.4 MB of base64
 SIGNALS = {"light_entropy_bits": "bits", "light_lse_max_nats": "nats", "light_sink_mass": "probability"}
 ALERT_PREFIX = "alert_"
+
+
+def max_steps(heads: int) -> int:
+    """The light steps a page keeps (alert steps come on top): MAX_STEPS, fewer for many heads."""
+    return max(2, min(MAX_STEPS, MAX_SIGNAL_VALUES // max(1, heads)))
 
 
 def health_payload(run: ReportRun, shape: tuple[int, int]) -> dict | None:
@@ -31,8 +38,9 @@ def health_payload(run: ReportRun, shape: tuple[int, int]) -> dict | None:
         return None
     alerts = train[train.metric.str.startswith(ALERT_PREFIX)]
     steps = np.sort(light.step.unique())
-    if len(steps) > MAX_STEPS:
-        keep = set(np.linspace(0, len(steps) - 1, MAX_STEPS).round().astype(int).tolist())
+    most = max_steps(shape[0] * shape[1])
+    if len(steps) > most:
+        keep = set(np.linspace(0, len(steps) - 1, most).round().astype(int).tolist())
         keep |= set(np.searchsorted(steps, alerts.step.unique()).clip(0, len(steps) - 1).tolist())
         steps = steps[sorted(keep)]
     signals = {}

@@ -130,3 +130,30 @@ def test_screenshot(page, dashboard):
     assert shot.stat().st_size > 50_000
     if DOCS_SHOT.parent.is_dir() and not DOCS_SHOT.exists():
         shutil.copyfile(shot, DOCS_SHOT)
+
+
+def test_patterns_open_on_the_head_that_emerged_first(page, synthetic_run, tmp_path_factory):
+    """On a copy whose emergence table has L1H2 first, the section opens on L1H2 and says why
+    (the same browser, another page; runs last: it navigates away)."""
+    import pandas as pd
+
+    from attnlife.report.dashboard import write_dashboard
+    from attnlife.report.data import ReportRun
+    from attnlife.store.analysis_tables import write_analysis_table
+
+    copy = tmp_path_factory.mktemp("reordered") / "run"
+    shutil.copytree(synthetic_run, copy)
+    write_analysis_table(copy, "emergence", pd.DataFrame({
+        "layer": [1, 0], "head_index": [2, 1], "type": ["previous_token", "sink"], "emergence_step": [20, 60],
+        "threshold": 0.4, "probe_loss_nats": [2.5, 2.0]}))
+    pg, errors, _ = page
+    pg.goto(write_dashboard(ReportRun(copy)).resolve().as_uri(), wait_until="load")
+    pg.wait_for_function("document.body.dataset.ready === '1'")
+    assert errors == []
+    assert (pg.input_value("#pat-layer"), pg.input_value("#pat-head"), pg.input_value("#pat-pick")) == ("1", "2", "1:2")
+    assert pg.evaluate("document.getElementById('plot-patterns').layout.title.text").startswith("Attention pattern of L1H2 ")
+    assert pg.text_content("#pat-why").startswith("Opened on L1H2 (previous token from step 20): the first of 2 heads "
+                                                  "that emerged as a type")
+    pg.select_option("#pat-pick", "0:1")                                 # the other emerged head
+    assert pg.evaluate("document.getElementById('plot-patterns').layout.title.text").startswith("Attention pattern of L0H1 ")
+    assert (pg.input_value("#pat-layer"), pg.input_value("#pat-head")) == ("0", "1")

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 import attnlife
+from tests.report.test_dashboard_browser import LAYOUT as LAYOUT_CHECK
 from tests.support.browser import chromium_path, open_dashboard
 
 pytestmark = pytest.mark.skipif(chromium_path() is None,
@@ -63,6 +64,15 @@ def test_choosing_a_head_redraws_its_signals_with_its_alerts(page, unstable_dash
         assert "entropy collapse alert" in names
 
 
+@pytest.mark.parametrize("section", ["health", "healthhead"])
+def test_legends_cover_no_tick_or_title(page, section):
+    pg, _, _ = page
+    assert pg.evaluate(LAYOUT_CHECK, f"plot-{section}") == []
+    axes = pg.evaluate(f"""Object.entries(document.getElementById('plot-{section}').layout)
+        .filter(([k, v]) => /^yaxis\\d*$/.test(k)).map(([k, v]) => (v.title || {{}}).text || '')""")
+    assert axes and all(axes)                                           # every y axis says what it holds
+
+
 def test_screenshot(page, unstable_dashboard):
     pg, _, _ = page
     shot = unstable_dashboard[1].with_name("dashboard_health.png")
@@ -70,6 +80,32 @@ def test_screenshot(page, unstable_dashboard):
     assert shot.stat().st_size > 20_000
     if DOCS_SHOT.parent.is_dir() and not DOCS_SHOT.exists():
         shutil.copyfile(shot, DOCS_SHOT)
+
+
+def test_many_heads_grid_rows_are_the_alerted_units(page, tmp_path_factory):
+    """9 x 8 = 72 heads (> 64): one row per alerted head or layer, read back against the stored
+    alert rows; the title says how many heads are not shown (the same browser, another page)."""
+    from attnlife.report.dashboard import write_dashboard
+    from attnlife.report.data import ReportRun
+    from tests.support.synthetic import write_synthetic_run
+
+    run_dir = write_synthetic_run(tmp_path_factory.mktemp("many") / "run", n_layer=9, n_head=8, last_step=400,
+                                  n_ckpt=4, n_tracked=4, parts=("metrics", "health"), n_light=30)
+    pg, errors, _ = page
+    pg.goto(write_dashboard(ReportRun(run_dir)).resolve().as_uri(), wait_until="load")
+    pg.wait_for_function("document.body.dataset.ready === '1'")
+    assert errors == []
+    m = attnlife.load_run(run_dir).metrics()
+    alerts = m[m.metric.str.startswith("alert_")]
+    units = sorted({(int(a), int(b)) for a, b in zip(alerts.layer, alerts.head_index)})
+    labels = pg.evaluate("document.getElementById('plot-health').data[0].y")
+    assert labels == [f"L{a} (layer)" if b < 0 else f"L{a} H{b}" for a, b in units]
+    z = pg.evaluate("document.getElementById('plot-health').data[0].z")
+    assert all(any(row) for row in z)                                   # every row shown has an alert
+    covered = {(a, b) for a, b in units if b >= 0} | {(a, h) for a, b in units if b < 0 for h in range(8)}
+    assert (f"rows: the {len(units)} alerted units, {72 - len(covered)} heads without an alert not shown"
+            in pg.evaluate("document.getElementById('plot-health').layout.title.text"))
+    assert pg.evaluate(LAYOUT_CHECK, "plot-health") == []
 
 
 def test_a_run_without_light_rows_names_the_command(page, dashboard):

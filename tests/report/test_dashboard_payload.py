@@ -155,3 +155,74 @@ def test_head_shape_falls_back_from_spectra_to_attention_to_the_record(tmp_path:
     payload = D.build_payload(ReportRun(bare))
     assert payload["n_layer"] == 4 and payload["stats"] == {} and payload["eigen"] is None
     assert payload["snapshots"] is None and payload["curves"] == {} and payload["samples"] == {"metrics": {}}
+
+
+def _reordered_emergence(run_dir: Path, tmp_path: Path) -> Path:
+    """A copy of `run_dir` whose emergence table has L1H2 (previous token) first, then L0H1 (sink)."""
+    import shutil
+
+    from attnlife.store.analysis_tables import write_analysis_table
+
+    copy = tmp_path / "reordered"
+    shutil.copytree(run_dir, copy)
+    write_analysis_table(copy, "emergence", pd.DataFrame({
+        "layer": [0, 1, 0], "head_index": [1, 2, 2], "type": ["sink", "previous_token", "previous_token"],
+        "emergence_step": [60, 20, 90], "threshold": 0.4, "probe_loss_nats": [2.0, 2.5, 1.9]}))
+    return copy
+
+
+def test_snapshots_open_on_the_heads_that_emerged_earliest_of_each_type_first(synthetic: Path, tmp_path: Path) -> None:
+    copy = _reordered_emergence(synthetic, tmp_path)
+    entry = D.snapshots(ReportRun(copy), (2, 3))
+    table = attnlife.load_run(copy).analysis()["emergence"].sort_values("emergence_step")
+    first = table.iloc[0]
+    assert (entry["heads"][0]["layer"], entry["heads"][0]["head"]) == (int(first.layer), int(first.head_index)) == (1, 2)
+    # earliest of each type first (L1H2 previous token, L0H1 sink), then the second previous-token head
+    assert [(h["layer"], h["head"]) for h in entry["heads"]] == [(1, 2), (0, 1), (0, 2)]
+    assert entry["heads"][0]["note"] == "previous_token from step 20"
+    assert "emerged as a type" in entry["rule"]
+    chosen = D.snapshots(ReportRun(copy, heads=[(0, 0)]), (2, 3))       # --heads wins
+    assert chosen["heads"] == [{"layer": 0, "head": 0, "note": "chosen"}] and "--heads" in chosen["rule"]
+
+
+def test_snapshots_without_emergence_say_so(synthetic: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "none"
+    shutil.copytree(synthetic, copy)
+    (copy / "analysis" / "emergence.parquet").unlink()
+    entry = D.snapshots(ReportRun(copy), (2, 3))
+    assert [(h["layer"], h["head"]) for h in entry["heads"]] == [(0, 0), (1, 0)]
+    assert "no head type emerged" in entry["rule"]
+
+
+def test_light_tier_rows_stay_out_of_the_attention_cubes(tmp_path: Path) -> None:
+    run_dir = write_synthetic_run(tmp_path / "h", n_layer=2, n_head=3, parts=("metrics", "health"), n_light=7)
+    m = attnlife.load_run(run_dir).metrics()
+    assert (m.metric == "light_entropy_bits").sum() > 0
+    stats = D.stats(ReportRun(run_dir), (2, 3))
+    assert "entropy_bits" in stats and not [k for k in stats if k.startswith("light_")]
+
+
+def test_health_signals_thinned_to_the_value_budget_keep_every_alert_step(tmp_path: Path, monkeypatch) -> None:
+    from attnlife.report import dashboard_health as DH
+
+    run_dir = write_synthetic_run(tmp_path / "h", n_layer=8, n_head=9, last_step=400,
+                                  parts=("metrics", "analysis", "health"), n_light=60)
+    m = attnlife.load_run(run_dir).metrics()
+    light = m[(m.metric == "light_entropy_bits") & (m.split == "train")]
+    alerts = m[m.metric.str.startswith("alert_")]
+    all_steps = sorted(light.step.unique())
+    assert DH.max_steps(16) == DH.MAX_STEPS == 2000 and DH.max_steps(384) == 666   # Pythia-1.4B: 384 heads
+    monkeypatch.setattr(DH, "MAX_SIGNAL_VALUES", 72 * 10)               # 72 heads: 10 steps
+    assert DH.max_steps(72) == 10 and DH.max_steps(1) == 720 and DH.max_steps(10**6) == 2
+    got = DH.health_payload(ReportRun(run_dir), (8, 9))
+    even = {all_steps[i] for i in np.linspace(0, len(all_steps) - 1, 10).round().astype(int)}
+    assert set(got["steps"]) == even | set(alerts.step.astype(int))
+    steps, want = _cube(light[light.step.isin(got["steps"])], 8, 9)
+    assert steps == got["steps"]
+    np.testing.assert_array_equal(_f32(got["signals"]["light_entropy_bits"]["values"]), want.astype("<f4").ravel())
+    stored = alerts.sort_values(["step", "metric", "layer", "head_index"])
+    assert [(a["step"], a["kind"], a["layer"], a["head_index"]) for a in got["alerts"]] == [
+        (int(r.step), r.metric[len("alert_"):], int(r.layer), int(r.head_index)) for r in stored.itertuples()]
+    assert got["events"] == [{"step": 200, "event": "spike", "loss": 2.5}]

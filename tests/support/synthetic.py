@@ -3,7 +3,8 @@
 `write_synthetic_run(path, n_layer, n_head, n_ckpt, ...)` writes run.json, a metric table (loss,
 lr, val loss, per-head attention metrics and type scores, cross-layer pairs, sample-quality rows),
 a spectra table with arrays (lambda, element histograms) and meetings, attention snapshots and
-every analysis table the report draws. Values follow smooth made-up trajectories (entropy falls,
+every analysis table the report draws; with part `health`, light-tier signals and attention-health
+alerts (the trainer's `light_*` and `alert_<kind>` rows) and a loss event. Values follow smooth made-up trajectories (entropy falls,
 sigma grows, stable rank dips) with seeded noise: shapes are realistic, numbers mean nothing.
 """
 from __future__ import annotations
@@ -161,17 +162,58 @@ def _analysis(root: Path, n_layer: int, n_head: int, last: int, rng: np.random.G
         "silhouette": 0.41, "explained": [0.62, 0.21] if n < 64 else []}}})
 
 
+HEALTH_SIGNALS = ("light_entropy_bits", "light_lse_max_nats", "light_sink_mass")
+
+
+def health_alert_plan(n_layer: int, n_head: int, last: int) -> list[tuple[int, int, int, str, float]]:
+    """(step, layer, head_index, kind, value) of the synthetic alerts: about one head in eight of
+    every fourth layer, kinds in turn, at steps spread over the first half; one layer-level alert."""
+    kinds = ("entropy_collapse", "logit_growth", "sink_takeover", "dead_head")
+    plan = []
+    for i, (layer, head) in enumerate((a, b) for a in range(0, n_layer, 4) for b in range(0, n_head, 8)):
+        step = int(last * (0.05 + 0.4 * (i % 7) / 7))
+        plan.append((step, layer, head, kinds[i % 4], 0.3 + 0.1 * i))
+        if i % 3 == 0:  # a head that alerts twice, the second kind later
+            plan.append((min(last, step + last // 10), layer, head, kinds[(i + 1) % 4], 40.0 + i))
+    plan.append((last // 3, n_layer - 1, -1, "entropy_collapse", 0.5))
+    return sorted(plan)
+
+
+def _health(root: Path, n_layer: int, n_head: int, last: int, n_light: int, rng: np.random.Generator) -> None:
+    from attnlife.store.analysis_tables import write_analysis_table
+    from attnlife.store.metrics_table import MetricRow, MetricWriter
+
+    writer = MetricWriter(root)
+    plan = health_alert_plan(n_layer, n_head, last)
+    layers, heads = np.meshgrid(range(n_layer), range(n_head), indexing="ij")
+    steps = sorted({int(s) for s in np.linspace(0, last, n_light)} | {p[0] for p in plan})
+    for step in steps:
+        frac = step / last
+        values = {"light_entropy_bits": 5.5 - 3.0 * frac * (1 + 0.1 * heads) / (1 + 0.05 * layers),
+                  "light_lse_max_nats": 4.0 + 30.0 * frac * (1 + 0.02 * layers),
+                  "light_sink_mass": 0.05 + 0.4 * frac * (heads == 0)}
+        rows = [MetricRow(int(layer), int(h), name, float(v[layer, h] + 0.01 * rng.standard_normal()))
+                for name, v in values.items() for layer in range(n_layer) for h in range(n_head)]
+        rows += [MetricRow(layer, head, f"alert_{kind}", value) for s, layer, head, kind, value in plan if s == step]
+        writer.log_rows(step, rows, split="train")
+    writer.close()
+    write_analysis_table(root, "health_events", pd.DataFrame({"step": [last // 2], "event": ["spike"],
+                                                              "loss": [2.5]}))
+
+
 def write_synthetic_run(path: str | os.PathLike, n_layer: int = 2, n_head: int = 3, n_ckpt: int = 10,
                         last_step: int = 200, d_head: int = 8, pattern_tokens: int = 16, seed: int = 0,
                         n_tracked: int = 11,
                         parts: tuple[str, ...] = ("metrics", "spectra", "snapshots", "analysis"),
-                        log_tracked: bool = False, loss_every: int = 0, probe_loss: bool = True) -> Path:
+                        log_tracked: bool = False, loss_every: int = 0, probe_loss: bool = True,
+                        n_light: int = 50) -> Path:
     """Write a synthetic run directory (see module docstring) with the chosen `parts`; returns it.
 
     `log_tracked`: attention rows at the log-spaced checkpoint steps, in split `probe` with
     standard errors (like `attnlife track`), instead of `n_tracked` even steps in split `train`;
     `loss_every`: the training-loss logging interval (default last_step // 200); `probe_loss=False`:
-    no probe pass (no `probe_loss_nats` rows).
+    no probe pass (no `probe_loss_nats` rows); `n_light`: the steps of light-tier rows (part
+    `health`, not written by default).
     """
     from attnlife.store.run_dir import write_run_json
 
@@ -188,4 +230,6 @@ def write_synthetic_run(path: str | os.PathLike, n_layer: int = 2, n_head: int =
     if "analysis" in parts:
         _analysis(root, n_layer, n_head, last_step, rng,
                   tracked_steps(n_tracked, last_step, log_tracked) if log_tracked else None)
+    if "health" in parts:
+        _health(root, n_layer, n_head, last_step, n_light, rng)
     return root
