@@ -29,7 +29,10 @@ function options(sel, items, chosen) {
   items.forEach(([v, t]) => { const o = document.createElement('option'); o.value = v; o.textContent = t; if (chosen !== undefined && String(v) === String(chosen)) o.selected = true; sel.appendChild(o); });
 }
 // every legend sits below its plot's x-axis title (a fixed 78 px under the plot area), so it never
-// covers ticks, axis titles or colour bars; no zero lines (step 0 is not a boundary worth a line)
+// covers ticks, axis titles or colour bars; no zero lines (step 0 is not a boundary worth a line);
+// tick labels never hidden past the plot's edge (ticklabeloverflow 'allow'): Plotly's default
+// measures every tick label's box to decide, the largest single cost of drawing at 384 heads, and
+// the browser test checks that no label leaves its plot
 const LEGEND_GAP_PX = 78;
 function base(title, extra) {
   extra = extra || {};
@@ -37,9 +40,10 @@ function base(title, extra) {
   const plotH = Math.max(100, height - margin.t - margin.b);
   const layout = Object.assign({title: {text: title, font: {size: 14}, x: 0.01, xanchor: 'left'}, height, font: {size: 12},
     legend: {orientation: 'h', x: 0, xanchor: 'left', y: -LEGEND_GAP_PX / plotH, yanchor: 'top', font: {size: 11}}}, extra, {margin});
-  Object.keys(layout).filter(k => /^[xy]axis\d*$/.test(k)).forEach(k => { layout[k] = Object.assign({zeroline: false}, layout[k]); });
-  if (!layout.xaxis) layout.xaxis = {zeroline: false};
-  if (!layout.yaxis) layout.yaxis = {zeroline: false};
+  const axis = {zeroline: false, ticklabeloverflow: 'allow'};
+  Object.keys(layout).filter(k => /^[xy]axis\d*$/.test(k)).forEach(k => { layout[k] = Object.assign({}, axis, layout[k]); });
+  if (!layout.xaxis) layout.xaxis = Object.assign({}, axis);
+  if (!layout.yaxis) layout.yaxis = Object.assign({}, axis);
   return layout;
 }
 
@@ -188,7 +192,7 @@ function drawAttention() {
       const n = which === 'all' ? L : H;
       tr.push({x: [null], y: [null], mode: 'markers', hoverinfo: 'skip', showlegend: false,
         marker: {color: [0], cmin: -0.5, cmax: n - 0.5, colorscale: 'Viridis', showscale: true,
-                 colorbar: {title: {text: which === 'all' ? 'layer' : 'head', side: 'right'}, thickness: 14}}});
+                 colorbar: {title: {text: which === 'all' ? 'layer' : 'head', side: 'right'}, thickness: 14, ticklabeloverflow: 'allow'}}});
     }
     const metric = $('att-metric').value;
     const what = which === 'all' ? 'per layer (head mean' + (c.se ? (bands ? '; band: mean of the heads\' standard errors)' : '; standard-error bands in the one-layer view)') : ')') : 'per head of layer ' + which;
@@ -229,7 +233,7 @@ function drawArch() {
     ax = stepAxis(c.steps, layerMeans);
     const pos = c.steps.map(ax.x);  // cells as wide as the steps they cover
     const tr = [
-      {type: 'heatmap', z: archFrame(c), x: range(H), y: range(L), zmin, zmax, colorscale: 'Viridis', colorbar: {title: {text: c.unit, side: 'right'}, x: 1.0, xanchor: 'left', len: 0.62, y: 1, yanchor: 'top'},
+      {type: 'heatmap', z: archFrame(c), x: range(H), y: range(L), zmin, zmax, colorscale: 'Viridis', colorbar: {ticklabeloverflow: 'allow', title: {text: c.unit, side: 'right'}, x: 1.0, xanchor: 'left', len: 0.62, y: 1, yanchor: 'top'},
        hovertemplate: 'L%{y}H%{x}: %{z:.4g}<extra></extra>'},
       {type: 'heatmap', z: layerMeans, x: pos, y: range(L), xaxis: 'x2', yaxis: 'y2', zmin, zmax, customdata: range(L).map(() => c.steps),
        colorscale: 'Viridis', showscale: false, hovertemplate: 'layer %{y} mean at step %{customdata:,}: %{z:.4g}<extra></extra>'},
@@ -333,7 +337,7 @@ function drawPatterns() {
       z.push(row);
     }
     $('pat-step').textContent = 'step ' + fmt(p.steps[si]);
-    Plotly.react('plot-patterns', [{type: 'heatmap', z, x: axisPos, y: axisPos, zmin: 0, zmax: 1, colorscale: 'Cividis', colorbar: {title: {text: 'probability', side: 'right'}},
+    Plotly.react('plot-patterns', [{type: 'heatmap', z, x: axisPos, y: axisPos, zmin: 0, zmax: 1, colorscale: 'Cividis', colorbar: {title: {text: 'probability', side: 'right'}, ticklabeloverflow: 'allow'},
       hovertemplate: 'query %{y}, key %{x}: %{z:.3f}<extra></extra>'}], base('Attention pattern of L' + l + 'H' + h + ' at step ' + fmt(p.steps[si]) + ' (' + size + ')', {
       height: 560, xaxis: {title: {text: 'key position (tokens)'}, constrain: 'domain'}, yaxis: {title: {text: 'query position (tokens)'}, autorange: 'reversed', scaleanchor: 'x'}}), CFG);
   };
