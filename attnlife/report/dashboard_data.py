@@ -189,9 +189,14 @@ def snapshot_choice(run: ReportRun, shape: tuple[int, int]) -> dict:
     (`figures_analysis.snapshot_heads`: `--heads`, else the heads that emerged as a type, the
     earliest of each type first, else head 0 of layers spread over the depth), and that rule in
     words: {heads: [{layer, head, note}], rule}."""
-    from attnlife.report.figures_analysis import snapshot_heads
+    from attnlife.report.figures_analysis import emerged_heads, snapshot_heads
 
     heads = snapshot_heads(run, shape[0], shape[1], most=8)
+    types: dict[tuple[int, int], list[str]] = {}   # a head that took several types names them all
+    for layer, head, kind, step in emerged_heads(run):
+        types.setdefault((layer, head), []).append(f"{kind} from step {step:,}")
+    if not run.heads:
+        heads = [(a, b, ", ".join(types.get((a, b), [note]))) for a, b, note in heads]
     rule = ("heads chosen with --heads" if run.heads else
             "heads spread over the depth (head 0 of each layer shown; no head type emerged in analysis/emergence)"
             if heads[0][2] == "no head type emerged" else

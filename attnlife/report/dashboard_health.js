@@ -40,7 +40,8 @@ function drawHealthGrid(select) {
   const alerted = new Set(hs.alerts.flatMap(a => a.head_index >= 0 ? [a.layer + ':' + a.head_index] : range(H).map(h => a.layer + ':' + h)));
   const firstAlert = hs.alerts.length ? hs.alerts[0] : null;
   const title = firstAlert
-    ? 'Attention-health alerts: ' + alerted.size + ' of ' + (L * H) + ' heads alerted, the first at step ' + fmt(firstAlert.step) + ' (' + kindName(firstAlert.kind) + ')'
+    ? 'Attention-health alerts: ' + alerted.size + ' of ' + (L * H) + ' heads alerted, the first at step ' + fmt(firstAlert.step) + ' (' + kindName(firstAlert.kind) +
+      (firstAlert.head_index >= 0 ? ' of L' + firstAlert.layer + 'H' + firstAlert.head_index : ' of layer ' + firstAlert.layer) + ')'
     : 'No attention-health alert in ' + fmt(last + 1) + ' steps of light-tier signals';
   const shapes = (hs.events || []).map(e => ({type: 'line', xref: 'x', yref: 'paper', x0: e.step, x1: e.step, y0: 0, y1: 1, line: {dash: 'dash', color: '#333', width: 1}}));
   const legend = HEALTH_KINDS.concat(['several']).map(k => ({x: [null], y: [null], mode: 'markers', name: kindName(k), marker: {symbol: 'square', size: 12, color: HEALTH_COLOURS[k]}, hoverinfo: 'skip'}))
@@ -91,7 +92,7 @@ function drawHealthHead(l, h) {
   });
   (hs.events || []).forEach(e => shapes.push({type: 'line', xref: 'x', yref: 'paper', x0: e.step, x1: e.step, y0: 0, y1: 1, line: {color: '#333', width: 1, dash: 'dash'}}));
   const said = HEALTH_KINDS.map(k => { const a = alerts.filter(x => x.kind === k); return a.length ? kindName(k) + ' at step ' + a[0].step : null; }).filter(Boolean);
-  const title = 'Signals of L' + l + 'H' + h + ': ' + (said.length ? said.join(', ') : 'no alert') + ' (dotted: its alerts; ' + ((hs.events || []).length ? 'dashed: loss events)' : 'loss events: run `attnlife analyze`)');
+  const title = 'Signals of L' + l + 'H' + h + ': ' + (said.length ? said.join(', ') : 'no alert') + ' (dotted: its alerts; ' + (hs.events ? (hs.events.length ? 'dashed: loss events)' : 'no loss event in the training loss)') : 'loss events: run `attnlife analyze`)');
   Plotly.react('plot-healthhead', tr, base(title, Object.assign(layout, {shapes})), CFG);
 }
 

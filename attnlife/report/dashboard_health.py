@@ -2,7 +2,7 @@
 
   health = {steps [S], signals: {name: {unit, values: f32 [S * L * H]}},      (step-major)
             alerts: [{step, kind, layer, head_index, value}],                 (head -1 = layer)
-            events: [{step, event, loss}]}                                    (from `attnlife analyze`)
+            events: [{step, event, loss}] | None}    (from `attnlife analyze`; None: not analysed)
 
 Signals are the light tier's per-head rows (split train): entropy (bits), max-logit bound (nats)
 and sink mass. A run with more light steps than `max_steps(heads)` (MAX_STEPS, and at most
@@ -57,9 +57,9 @@ def health_payload(run: ReportRun, shape: tuple[int, int]) -> dict | None:
            "alerts": [{"step": int(r.step), "kind": r.metric[len(ALERT_PREFIX):], "layer": int(r.layer),
                        "head_index": int(r.head_index), "value": float(r.value)}
                       for r in alerts.sort_values(["step", "metric", "layer", "head_index"]).itertuples()],
-           "events": []}
+           "events": None}
     events = run.analysis.get("health_events")
-    if isinstance(events, pd.DataFrame) and len(events):
+    if isinstance(events, pd.DataFrame):  # analysed: the loss events it found, maybe none
         out["events"] = [{"step": int(e.step), "event": str(e.event), "loss": float(e.loss)}
                          for e in events.itertuples()]
     return out

@@ -4,6 +4,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 import attnlife
@@ -106,6 +107,17 @@ def test_many_heads_grid_rows_are_the_alerted_units(page, tmp_path_factory):
     assert (f"rows: the {len(units)} alerted units, {72 - len(covered)} heads without an alert not shown"
             in pg.evaluate("document.getElementById('plot-health').layout.title.text"))
     assert pg.evaluate(LAYOUT_CHECK, "plot-health") == []
+    first = alerts.sort_values(["step", "metric", "layer", "head_index"]).iloc[0]
+    assert f"({first.metric[6:].replace('_', ' ')} of L{first.layer}H{first.head_index})" in pg.evaluate(
+        "document.getElementById('plot-health').layout.title.text")
+    head = "() => document.getElementById('plot-healthhead').layout.title.text"
+    assert pg.evaluate(head).endswith("(dotted: its alerts; dashed: loss events)")      # the synthetic spike
+    from attnlife.store.analysis_tables import write_analysis_table             # analysed, no event found
+
+    write_analysis_table(run_dir, "health_events", pd.DataFrame({"step": [], "event": [], "loss": []}))
+    pg.goto(write_dashboard(ReportRun(run_dir)).resolve().as_uri(), wait_until="load")
+    pg.wait_for_function("document.body.dataset.ready === '1'")
+    assert pg.evaluate(head).endswith("(dotted: its alerts; no loss event in the training loss)")
 
 
 def test_a_run_without_light_rows_names_the_command(page, dashboard):

@@ -180,6 +180,7 @@ def test_snapshots_open_on_the_heads_that_emerged_earliest_of_each_type_first(sy
     # earliest of each type first (L1H2 previous token, L0H1 sink), then the second previous-token head
     assert [(h["layer"], h["head"]) for h in entry["heads"]] == [(1, 2), (0, 1), (0, 2)]
     assert entry["heads"][0]["note"] == "previous_token from step 20"
+    assert entry["heads"][2]["note"] == "previous_token from step 90"
     assert "emerged as a type" in entry["rule"]
     chosen = D.snapshots(ReportRun(copy, heads=[(0, 0)]), (2, 3))       # --heads wins
     assert chosen["heads"] == [{"layer": 0, "head": 0, "note": "chosen"}] and "--heads" in chosen["rule"]
@@ -226,3 +227,30 @@ def test_health_signals_thinned_to_the_value_budget_keep_every_alert_step(tmp_pa
     assert [(a["step"], a["kind"], a["layer"], a["head_index"]) for a in got["alerts"]] == [
         (int(r.step), r.metric[len("alert_"):], int(r.layer), int(r.head_index)) for r in stored.itertuples()]
     assert got["events"] == [{"step": 200, "event": "spike", "loss": 2.5}]
+
+
+def test_health_events_say_whether_the_run_was_analysed(tmp_path: Path) -> None:
+    from attnlife.report import dashboard_health as DH
+    from attnlife.store.analysis_tables import write_analysis_table
+
+    run_dir = write_synthetic_run(tmp_path / "h", n_layer=2, n_head=2, parts=("metrics", "health"), n_light=5)
+    assert DH.health_payload(ReportRun(run_dir), (2, 2))["events"] == [{"step": 100, "event": "spike", "loss": 2.5}]
+    write_analysis_table(run_dir, "health_events", pd.DataFrame({"step": [], "event": [], "loss": []}))
+    assert DH.health_payload(ReportRun(run_dir), (2, 2))["events"] == []          # analysed, none found
+    (run_dir / "analysis" / "health_events.parquet").unlink()
+    assert DH.health_payload(ReportRun(run_dir), (2, 2))["events"] is None        # not analysed
+
+
+def test_a_head_that_took_two_types_is_named_with_both(synthetic: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from attnlife.store.analysis_tables import write_analysis_table
+
+    copy = tmp_path / "two"
+    shutil.copytree(synthetic, copy)
+    write_analysis_table(copy, "emergence", pd.DataFrame({
+        "layer": [0, 0, 1], "head_index": [2, 2, 0], "type": ["local", "previous_token", "sink"],
+        "emergence_step": [50, 50, 80], "threshold": 0.4, "probe_loss_nats": [2.0, 2.0, 1.9]}))
+    entry = D.snapshots(ReportRun(copy), (2, 3))
+    assert entry["heads"][0] == {"layer": 0, "head": 2, "note": "local from step 50, previous_token from step 50"}
+    assert entry["heads"][1] == {"layer": 1, "head": 0, "note": "sink from step 80"}
