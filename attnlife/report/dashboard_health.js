@@ -51,7 +51,7 @@ function drawHealthGrid(select) {
   const rows = every ? '' : '; rows: the ' + units.length + ' alerted units, ' + (L * H - alerted.size) + ' heads without an alert not shown';
   Plotly.newPlot('plot-health', tr, base(title + rows + (shapes.length ? ' (dashed: loss events)' : ''), {
     height: Math.max(300, 120 + 16 * units.length),
-    xaxis: {title: {text: 'training step (optimizer updates)'}, range: [first, last]},
+    xaxis: {title: {text: 'training step (optimizer updates)'}, range: [first, last], tickformat: ','},
     yaxis: {title: {text: every ? 'layer, head' : 'layer, head (alerted only)'}, autorange: 'reversed', type: 'category'}, shapes,
     annotations: (hs.events || []).map(e => ({x: e.step, y: 1, xref: 'x', yref: 'paper', yanchor: 'bottom', showarrow: false,
       text: e.event + ' ' + e.step, font: {size: 10, color: '#333'}}))}), CFG);
@@ -77,7 +77,7 @@ function drawHealthHead(l, h) {
   const c = (D.curves || {}).train_loss, ax = String(rows);
   if (c) tr.push({x: c.step, y: c.value, name: 'train loss', xaxis: 'x' + ax, yaxis: 'y' + ax, line: {color: '#333', width: 1}, opacity: 0.8});
   layout['yaxis' + ax] = {domain: dom(rows - 1), title: {text: 'loss (nats / token)'}, anchor: 'x' + ax};
-  layout['xaxis' + ax] = {anchor: 'y' + ax, matches: 'x', title: {text: 'training step (optimizer updates)'}};
+  layout['xaxis' + ax] = {anchor: 'y' + ax, matches: 'x', title: {text: 'training step (optimizer updates)'}, tickformat: ','};
   layout.xaxis = Object.assign(layout.xaxis || {}, {range: [steps[0], steps[S - 1]]});
   const rowOf = {entropy_collapse: 'light_entropy_bits', dead_head: 'light_entropy_bits', logit_growth: 'light_lse_max_nats', sink_takeover: 'light_sink_mass'};
   HEALTH_KINDS.forEach(k => {
