@@ -322,6 +322,7 @@ function drawPatterns() {
   options($('pat-head'), range(H).map(h => [h, 'head ' + h]), open.head);
   $('pat-why').textContent = heads.length ? 'Opened on L' + open.layer + 'H' + open.head + (open.note ? ' (' + open.note.replace(/_/g, ' ') + ')' : '') +
     ': the first of ' + heads.length + ' ' + (p.rule || 'heads') + '.' : 'Opened on L0H0 (no head chosen).';
+  if (!/emerged as a type/.test(p.rule || '')) $('pat-pick-label').textContent = /--heads/.test(p.rule || '') ? 'chosen head' : 'head over the depth';
   $('pat-pick').onchange = () => { const [l, h] = $('pat-pick').value.split(':'); $('pat-layer').value = l; $('pat-head').value = h; redraw(); };
   $('pat-slider').max = S - 1; $('pat-slider').value = S - 1;
   const size = pool === 1 ? 'all ' + tokens + ' x ' + tokens + ' positions' : tokens + ' x ' + tokens + ' positions mean-pooled ' + pool + 'x' + pool + ' to ' + T + ' x ' + T;

@@ -34,7 +34,7 @@ SECTIONS = (
      '<label>layer <select id="eig-layer"></select></label> <label>head <select id="eig-head"></select></label> '
      '<label>indices <select id="eig-index" multiple size="4"></select></label>'),
     ("patterns", "Attention patterns (snapshots)",
-     '<label>head that emerged <select id="pat-pick"></select></label> '
+     '<label><span id="pat-pick-label">head that emerged</span> <select id="pat-pick"></select></label> '
      '<label>layer <select id="pat-layer"></select></label> <label>head <select id="pat-head"></select></label> '
      '<input type="range" id="pat-slider" min="0" max="0" value="0"> <span id="pat-step" class="step"></span>'
      '<div id="pat-why" class="why"></div>'),

@@ -154,6 +154,23 @@ def test_patterns_open_on_the_head_that_emerged_first(page, synthetic_run, tmp_p
     assert pg.evaluate("document.getElementById('plot-patterns').layout.title.text").startswith("Attention pattern of L1H2 ")
     assert pg.text_content("#pat-why").startswith("Opened on L1H2 (previous token from step 20): the first of 2 heads "
                                                   "that emerged as a type")
+    assert pg.text_content("#pat-pick-label") == "head that emerged"
     pg.select_option("#pat-pick", "0:1")                                 # the other emerged head
     assert pg.evaluate("document.getElementById('plot-patterns').layout.title.text").startswith("Attention pattern of L0H1 ")
     assert (pg.input_value("#pat-layer"), pg.input_value("#pat-head")) == ("0", "1")
+
+
+def test_patterns_without_emergence_say_which_heads_they_offer(page, synthetic_run, tmp_path_factory):
+    from attnlife.report.dashboard import write_dashboard
+    from attnlife.report.data import ReportRun
+
+    copy = tmp_path_factory.mktemp("noemergence") / "run"
+    shutil.copytree(synthetic_run, copy)
+    (copy / "analysis" / "emergence.parquet").unlink()
+    pg, errors, _ = page
+    pg.goto(write_dashboard(ReportRun(copy)).resolve().as_uri(), wait_until="load")
+    pg.wait_for_function("document.body.dataset.ready === '1'")
+    assert errors == []
+    assert pg.text_content("#pat-pick-label") == "head over the depth"
+    assert pg.text_content("#pat-why").startswith("Opened on L0H0 (no head type emerged): the first of 2 heads spread "
+                                                  "over the depth")
