@@ -141,3 +141,58 @@ def test_sweep_eta_z_trend_per_ratio() -> None:
     table = pd.DataFrame({"m": 1, "k": 2, "ratio": 5.0, "eta_z": [0.5, 1.0, 2.0], "mean": [2.0, 1.9, 1.7]})
     assert sweep_eta_z_trend(table) == [{"m": 1, "k": 2, "ratio": 5.0, "spearman_entropy_vs_eta_z": pytest.approx(-1.0),
                                          "falls": True}]
+
+
+def _markov_rows(series: dict[str, dict[int, float]], split: str = "train") -> list[dict]:
+    return [{"step": s, "split": split, "layer": -1, "head_index": -1, "layer_b": -1, "metric": name, "value": v}
+            for name, values in series.items() for s, v in values.items()]
+
+
+def test_focus_stages_on_planted_markov_signals() -> None:
+    """Embedding stable rank 6 -> 1 (exactly 1.5 = low + 10 % of the fall at step 30: condensation), back
+    up by 1 (exactly 2.0) at step 320 (new direction); a triangular focus peak at 120 falling to 0 by
+    180; W_QK change 1e-4 per step logged every 20 steps (read by interpolation at odd steps)."""
+    from attnlife.analysis.cycles import smooth
+    from attnlife.analysis.theory_trends import STAGE_COLUMNS, focus_stages, stages_in_paper_order
+
+    ks = range(40)
+    rank = {10 * k: ([6.0, 4.0, 2.0, 1.5] + [1.0] * 26 + [1.0 + 0.5 * j for j in range(10)])[k] for k in ks}
+    focus = {10 * k: float(np.clip(1 - abs(k - 12) / 6, 0, None)) for k in ks}
+    qk = {20 * k: 1e-4 * 20 * k for k in range(20)}
+    rows = _markov_rows({"stable_rank_embedding": rank, "attn_focus_excess": focus, "attn_qk_rel_change": qk})
+    rows += _markov_rows({"stable_rank_embedding": {s: 0.0 for s in rank}, "attn_focus_excess": {s: 9.0 for s in rank},
+                          "attn_qk_rel_change": {s: 5.0 for s in rank}}, split="val")      # another split
+    table = focus_stages(pd.DataFrame(rows))
+    later = pd.Series([focus[s] for s in sorted(focus) if s >= 30], index=[s for s in sorted(focus) if s >= 30])
+    sm = pd.Series(smooth(later.to_numpy(), 5), index=later.index)
+    after = sm[sm.index > 120]
+    half = float(after.index[(after <= (sm[120] + after.min()) / 2).to_numpy()][0])
+    assert sm.idxmax() == 120 and half == 160.0
+    want = pd.DataFrame([["condensation", 30.0, "stable_rank_embedding", 1.5, 0.003],
+                         ["focus", 120.0, "attn_focus_excess", sm[120], 0.012],
+                         ["dilution", 160.0, "attn_focus_excess", sm[160], 0.016],
+                         ["new_direction", 320.0, "stable_rank_embedding", 2.0, 0.032]], columns=STAGE_COLUMNS)
+    pd.testing.assert_frame_equal(table, want, rtol=1e-12)
+    assert stages_in_paper_order(table)
+    # the smoothing window is passed on: over 9 samples the focus peak is lower
+    sm9 = pd.Series(smooth(later.to_numpy(), 9), index=later.index)
+    w9 = focus_stages(pd.DataFrame(rows), window=9).set_index("stage")
+    assert w9.step["focus"] == 120.0 and sm9[120] < sm[120]
+    assert w9.value["focus"] == pytest.approx(sm9[120], rel=1e-12)
+    # no W_QK change logged: NaN, and the order check fails (attention not shown frozen)
+    no_qk = focus_stages(pd.DataFrame([r for r in rows if r["metric"] != "attn_qk_rel_change"]))
+    assert no_qk.attn_qk_rel_change.isna().all() and not stages_in_paper_order(no_qk)
+    # the rank never grows by 1 after condensation: no new direction
+    flat = {s: min(v, 1.9) if s > 30 else v for s, v in rank.items()}
+    got = focus_stages(pd.DataFrame(_markov_rows({"stable_rank_embedding": flat, "attn_focus_excess": focus})))
+    assert got.stage.tolist() == ["condensation", "focus", "dilution"]
+    # two focus samples from condensation on: no focus stage (nor dilution)
+    short = {s: v for s, v in focus.items() if s <= 40}
+    got = focus_stages(pd.DataFrame(_markov_rows({"stable_rank_embedding": rank, "attn_focus_excess": short})))
+    assert got.stage.tolist() == ["condensation", "new_direction"]
+    three = {s: v for s, v in focus.items() if s <= 50}
+    got = focus_stages(pd.DataFrame(_markov_rows({"stable_rank_embedding": rank, "attn_focus_excess": three})))
+    assert got.stage.tolist() == ["condensation", "focus", "dilution", "new_direction"]   # three are enough
+    empty = focus_stages(pd.DataFrame(_markov_rows({"attn_focus_excess": focus})))
+    assert empty.empty and list(empty.columns) == STAGE_COLUMNS
+    assert focus_stages(pd.DataFrame(_markov_rows({"stable_rank_embedding": rank}))).empty
