@@ -1,6 +1,8 @@
 """Theory-run analysis moved out of the CLI: log-decade slopes, sweep trends, the sweep table."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -196,3 +198,69 @@ def test_focus_stages_on_planted_markov_signals() -> None:
     empty = focus_stages(pd.DataFrame(_markov_rows({"attn_focus_excess": focus})))
     assert empty.empty and list(empty.columns) == STAGE_COLUMNS
     assert focus_stages(pd.DataFrame(_markov_rows({"stable_rank_embedding": rank}))).empty
+
+
+LOG_STEPS = [0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 550, 1000]
+
+
+def _snap(values: dict[int, float], **kw) -> dict:
+    """snap_row of a piecewise-linear signal given at some of LOG_STEPS (interpolated at the rest)."""
+    known = sorted(values)
+    v = np.interp(LOG_STEPS, known, [values[s] for s in known])
+    return snap_row(np.array(LOG_STEPS), v, **kw)
+
+
+def test_snap_row_exact_rows_and_limits() -> None:
+    # falls 1 bit by step 10, flat after: the window [10, 100] is the first that stays still
+    assert _snap({0: 3.0, 1: 2.9, 10: 2.0, 1000: 2.0}) == {
+        "signal": "entropy_distinct_bits", "tolerance": 0.01, "snap_step": 10.0, "last_decade_change": 0.0,
+        "total_change": -1.0, "status": "snapped"}
+    # flat from step 1 on: step 1 is a candidate (t >= 1)
+    assert _snap({0: 3.0, 1: 2.0, 1000: 2.0})["snap_step"] == 1.0
+    # still moving until step 100: 100 is a candidate because 10 x 100 = 1000 is the last step (<=)
+    got = _snap({0: 3.0, 50: 2.0, 100: 1.5, 1000: 1.5}, signal="h")
+    assert (got["signal"], got["snap_step"], got["status"]) == ("h", 100.0, "snapped")
+    # a drift of 450 s over [50, 500] (below 0.01) but 500 s over [50, 550]: the window is [t, 10 t]
+    s = 0.01 / 475
+    got = _snap({0: 3.0, 20: 3.0, 50: 2.0, 550: 2.0 - 500 * s, 1000: 2.0 - 500 * s})
+    assert got["snap_step"] == 50.0
+    # a window that moves by exactly the tolerance is not still (< tolerance)
+    assert _snap({0: 3.0, 1: 2.0, 50: 2.0, 100: 1.75, 1000: 1.75}, tolerance=0.25)["snap_step"] == 100.0
+    # moved exactly 10 x tolerance before the snap: a scan
+    assert _snap({0: 3.0, 1: 1.75, 1000: 1.75}, tolerance=0.125)["status"] == "snapped"
+    assert _snap({0: 3.0, 1: 1.875, 1000: 1.875}, tolerance=0.125)["status"] == "no scan"
+    # the scan is measured from the first value (2.0 -> 3.0, though step 1 is already 2.5)
+    assert _snap({0: 2.0, 1: 2.5, 2: 3.0, 1000: 3.0}, tolerance=0.1)["status"] == "snapped"
+    # ... and only up to the snap: 0.95 before it, 0.09 more drifting after it (below 10 x 0.1)
+    got = _snap({0: 3.0, 1: 2.05, 10: 2.05, 100: 1.96, 1000: 1.96}, tolerance=0.1)
+    assert (got["snap_step"], got["status"]) == (1.0, "no scan")
+    # the last two values differ: the changes read the last one
+    got = _snap({0: 3.0, 10: 2.0, 550: 2.0, 1000: 2.004})
+    assert got["total_change"] == pytest.approx(-0.996, abs=1e-12)
+    assert got["last_decade_change"] == pytest.approx(0.004, abs=1e-12)      # H(1000) - H(100)
+    # float32 values are promoted before the changes are taken
+    v32 = np.array([100.1] + [0.3] * 11, dtype=np.float32)
+    got = snap_row(np.array(LOG_STEPS), v32)
+    assert got["total_change"] == float(np.float64(v32[-1]) - np.float64(v32[0]))
+
+
+def test_scan_snap_tables_snap_reads_the_distinct_entropy() -> None:
+    rows = [{"step": s, "metric": "entropy_distinct_bits", "value": v}
+            for s, v in zip(LOG_STEPS, np.interp(LOG_STEPS, [0, 10, 1000], [3.0, 2.0, 2.0]))]
+    rows += [{"step": s, "metric": n, "value": 7.0 * s} for s in LOG_STEPS for n in SCAN_SNAP_SIGNALS
+             if n != "entropy_distinct_bits"]
+    snap = scan_snap_tables(pd.DataFrame(rows))["snap"]
+    assert snap.to_dict("records") == [_snap({0: 3.0, 10: 2.0, 1000: 2.0})]
+
+
+def test_sweep_eta_z_trend_needs_three_rates_and_sweep_tables_carry_it() -> None:
+    two = pd.DataFrame({"m": 1, "k": 2, "ratio": 5.0, "eta_z": [0.5, 1.0], "mean": [2.0, 1.9]})
+    (row,) = sweep_eta_z_trend(two)
+    assert math.isnan(row["spearman_entropy_vs_eta_z"]) and row["falls"] is True
+    grid = pd.DataFrame([{"name": "entropy_distinct_bits", "step": 50, "m": 1, "k": 2, "eta_z": ez, "ratio": 5.0,
+                          "seed": 0, "value": v} for ez, v in ((0.5, 2.0), (1.0, 1.9), (2.0, 1.7))])
+    tables = sweep_tables(grid)
+    assert tables["sweep_eta_z_trend"].to_dict("records") == [
+        {"m": 1, "k": 2, "ratio": 5.0, "spearman_entropy_vs_eta_z": pytest.approx(-1.0), "falls": True}]
+    empty = sweep_tables(grid.iloc[:0])["sweep_eta_z_trend"]
+    assert empty.empty and list(empty.columns) == ["m", "k", "ratio", "spearman_entropy_vs_eta_z", "falls"]
