@@ -166,3 +166,12 @@ def test_low_precision_scores_and_the_default_hysteresis() -> None:
     want = induction_phase(steps, s32.astype(float), pd.Series(loss.astype(float), index=steps),
                            dense=(dense[0].astype(float), dense[1].astype(float)))
     assert got == want and isinstance(got["score_after"], float)
+
+
+def test_induction_phase_without_a_loss_reports_nan_losses() -> None:
+    steps = np.arange(10) * 100
+    scores = np.r_[np.full(5, 0.05), np.full(5, 0.7)]
+    got = induction_phase(steps, scores)                                    # no checkpoint loss at all
+    assert {k: got[k] for k in ("step", "step_before", "score_before", "score_after")} == {
+        "step": 500, "step_before": 400, "score_before": 0.05, "score_after": 0.7}
+    assert all(np.isnan(got[k]) for k in ("loss_before", "loss_after", "loss_bump"))

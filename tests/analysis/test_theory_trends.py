@@ -264,3 +264,39 @@ def test_sweep_eta_z_trend_needs_three_rates_and_sweep_tables_carry_it() -> None
         {"m": 1, "k": 2, "ratio": 5.0, "spearman_entropy_vs_eta_z": pytest.approx(-1.0), "falls": True}]
     empty = sweep_tables(grid.iloc[:0])["sweep_eta_z_trend"]
     assert empty.empty and list(empty.columns) == ["m", "k", "ratio", "spearman_entropy_vs_eta_z", "falls"]
+
+
+def test_stages_in_paper_order_limits() -> None:
+    from attnlife.analysis.theory_trends import FROZEN_QK, STAGE_COLUMNS, stages_in_paper_order
+
+    def table(steps: dict[str, float], qk: float = 0.01) -> pd.DataFrame:
+        return pd.DataFrame([[stage, step, "s", 0.0, qk if stage == "condensation" else 9.0]
+                             for stage, step in steps.items()], columns=STAGE_COLUMNS)
+
+    good = {"condensation": 10.0, "focus": 100.0, "dilution": 200.0, "new_direction": 1000.0}
+    assert stages_in_paper_order(table(good))
+    assert not stages_in_paper_order(table({k: v for k, v in good.items() if k != "dilution"}))   # one missing
+    assert not stages_in_paper_order(table(good, qk=FROZEN_QK))                 # exactly 5 %: not frozen
+    assert stages_in_paper_order(table(good, qk=FROZEN_QK * 0.999))
+    assert not stages_in_paper_order(table({**good, "focus": 10.0}))            # focus at condensation: not after
+    assert not stages_in_paper_order(table({**good, "dilution": 90.0}))         # dilution before the focus peak
+
+
+def test_focus_stages_limits() -> None:
+    from attnlife.analysis.theory_trends import focus_stages
+
+    steps = [10 * k for k in range(30)]
+    # condensation at the first rank <= low + 10 % of the fall (1 + 0.5 = 1.5), not at 1.6
+    rank = dict(zip(steps, [6.0, 4.0, 1.6, 1.5] + [1.0] * 26))
+    rise = dict(zip(steps, [0.1 * k for k in range(30)]))                  # focus still rising at the end
+    got = focus_stages(pd.DataFrame(_markov_rows({"stable_rank_embedding": rank, "attn_focus_excess": rise})))
+    assert got.stage.tolist() == ["condensation", "focus"] and got.step.tolist() == [30.0, 290.0]  # no dilution
+    # a large fall: the condensation value (2.0) is itself low + 1; a new direction must come after it
+    big = dict(zip(steps, [20.0, 5.0, 2.0] + [1.0] * 20 + [2.5] * 7))
+    got = focus_stages(pd.DataFrame(_markov_rows({"stable_rank_embedding": big, "attn_focus_excess": rise})))
+    assert got.set_index("stage").step.to_dict() == {"condensation": 20.0, "focus": 290.0, "new_direction": 230.0}
+    # dilution half-way between the peak and the lowest value after it (1.5 -> 0.5: at 1.0), above zero
+    tri = dict(zip(steps, [0.5 + max(0.0, 1 - abs(k - 10) / 5) for k in range(30)]))
+    got = focus_stages(pd.DataFrame(_markov_rows({"stable_rank_embedding": rank, "attn_focus_excess": tri})),
+                       window=1).set_index("stage")
+    assert got.step["focus"] == 100.0 and got.step["dilution"] == 130.0 and got.value["dilution"] == 0.9
