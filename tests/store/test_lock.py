@@ -131,3 +131,65 @@ def test_no_record_means_another_process_and_the_lock_is_exclusive_in_process(tm
             RunLock(run, "analyze").acquire()                          # a second lock in the same process
     finally:
         first.release()
+
+
+def test_storage_failures_name_the_lock_file_and_nested_folders_are_created(tmp_path: Path) -> None:
+    import errno
+
+    from attnlife.errors import StorageError
+    from attnlife.store.atomic import storage_error
+
+    deep = tmp_path / "a" / "b" / "run"                                   # parents created as needed
+    with run_lock(deep, "train"):
+        assert read_holder(deep).pid == os.getpid()
+        assert os.stat(lock_path(deep)).st_mode & 0o777 == 0o644 & ~_umask()
+    too_long = tmp_path / ("x" * 300)
+    want = str(storage_error(OSError(errno.ENAMETOOLONG, "File name too long"), lock_path(too_long), "lock"))
+    with pytest.raises(StorageError) as err:
+        RunLock(too_long, "train").acquire()
+    assert str(err.value) == want and want.startswith(f"cannot lock {lock_path(too_long)}: ")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_release_before_acquire_is_a_no_op_and_a_lock_file_that_cannot_be_removed_is_still_released(
+        tmp_path: Path, monkeypatch) -> None:
+    RunLock(tmp_path, "train").release()                                  # never acquired: nothing to do
+    assert not lock_path(tmp_path).exists()
+    lock = RunLock(tmp_path, "train").acquire()
+
+    def refuse(self, missing_ok=False):
+        raise PermissionError(13, "Permission denied", str(self))
+    monkeypatch.setattr(Path, "unlink", refuse)
+    lock.release()                                                        # the flock is dropped all the same
+    monkeypatch.undo()
+    with run_lock(tmp_path, "spectra") as again:                          # our own pid's record: taken over
+        assert again.holder.command == "spectra"
+
+
+def test_a_lock_file_replaced_between_open_and_flock_is_locked_anew(tmp_path: Path, monkeypatch) -> None:
+    """A releaser unlinks the file after we opened it: the inode we locked is not the path's any more,
+    so acquiring starts over; if that keeps happening it gives up with one line."""
+    import fcntl
+
+    real = fcntl.flock
+    calls = []
+
+    def racing(fd, op, times=1):
+        calls.append(op)
+        if len(calls) <= times and op & fcntl.LOCK_EX:
+            os.unlink(lock_path(tmp_path))                                # released under our feet
+        return real(fd, op)
+    monkeypatch.setattr(fcntl, "flock", racing)
+    with run_lock(tmp_path, "train"):
+        assert read_holder(tmp_path).pid == os.getpid()                   # the record is on the path's file
+        assert len([c for c in calls if c & fcntl.LOCK_EX]) == 2
+    monkeypatch.setattr(fcntl, "flock", lambda fd, op: racing(fd, op, times=10**6))
+    with pytest.raises(RunLockedError) as err:
+        RunLock(tmp_path, "train").acquire()
+    assert str(err.value) == (f"cannot lock {tmp_path}: the lock file {lock_path(tmp_path)} keeps changing; "
+                              f"another attnlife is starting there, try again")

@@ -199,3 +199,24 @@ def test_one_sequence_gives_nan_stderr_without_a_warning_and_messages() -> None:
     with torch.no_grad():
         assert base.reads_now() is False
     assert base.reads_now() is True
+
+
+def test_each_layer_reads_its_own_head_columns_with_three_layers() -> None:
+    """Layers sit side by side along the head axis: layer l's heads start at l x H (three layers, so
+    a wrong offset for the third cannot hide behind the second's)."""
+    torch.manual_seed(7)
+    model = GPT(GPTConfig(block_size=8, vocab_size=13, n_layer=3, n_head=2, n_embd=8, dropout=0.0))
+    light = LightTracker(every=1, batch_fraction=1.0)
+    x = _batch(0, B=2)
+    light.arm(model, 0)
+    model(x)
+    rows = {(r.layer, r.head_index, r.metric): r.value for r in light.collect() if r.metric in LIGHT}
+    got = {}
+    for module in model.attention_modules():
+        module.qk_sink = lambda layer, q, k: got.setdefault(layer, (q.detach().clone(), k.detach().clone()))
+    with torch.no_grad():
+        model(x)
+    for layer, (q, k) in got.items():
+        want = fused_sequence_means(q, k)["entropy_bits"].double().mean(0)
+        assert [rows[(layer, h, "light_entropy_bits")] for h in range(2)] == pytest.approx(want.tolist(), abs=1e-6)
+    assert rows[(2, 0, "light_entropy_bits")] != pytest.approx(rows[(1, 0, "light_entropy_bits")], abs=1e-6)
