@@ -1,0 +1,128 @@
+"""Every dashboard payload part compared whole with the stored rows it is cut from (dict equality, so a
+renamed key, a dropped column or a wrong split fails): curves with their standard errors and the
+smoothed loss, generation metrics and texts, the embedding and its notes, the induction phase, the
+type lanes, per-head standard errors, and the payload's own keys."""
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import attnlife
+from attnlife.report import dashboard_data as D
+from attnlife.report.data import ReportRun
+from attnlife.store.analysis_tables import write_analysis_table
+from attnlife.store.metrics_table import MetricWriter
+from tests.support.synthetic import write_synthetic_run
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory) -> Path:
+    root = write_synthetic_run(tmp_path_factory.mktemp("parts") / "run", n_layer=2, n_head=3, n_ckpt=5,
+                               pattern_tokens=8)
+    write_analysis_table(root, "samples", pd.DataFrame({"step": [10, 20], "text": ["ab\nc", "ba"]}))
+    writer = MetricWriter(root)                                    # model-level rows of other kinds
+    writer.log(20, "sample_tokens_per_s", 99.0, split="sample")     # a speed, not generation quality
+    writer.log(20, "distinct_9", 0.5, split="train")                # another split
+    writer.close()
+    return root
+
+
+def _series(m: pd.DataFrame, metric: str, split: str) -> dict:
+    rows = m[(m.metric == metric) & (m.split == split) & (m.layer == -1) & (m.head_index == -1)].sort_values("step")
+    out = {"step": rows.step.astype(int).tolist(), "value": np.round(rows.value.astype(float), 5).tolist()}
+    if np.isfinite(rows.stderr.to_numpy(float)).any():
+        out["stderr"] = np.round(rows.stderr.astype(float), 6).tolist()
+    return out
+
+
+def test_curves_are_the_model_level_rows_with_stderr_and_the_smoothed_loss(synthetic: Path) -> None:
+    from attnlife.report.figures_training import trailing_mean
+
+    m = attnlife.load_run(synthetic).metrics()
+    loss = m[(m.metric == "loss") & (m.split == "train") & (m.layer == -1)].sort_values("step")
+    want = {"train_loss": _series(m, "loss", "train"), "val_loss": _series(m, "eval_loss", "val"),
+            "probe_loss": _series(m, "probe_loss_nats", "probe"), "lr": _series(m, "lr", "train"),
+            "train_loss_smooth": {"step": loss.step.astype(int).tolist(), "value": np.round(
+                trailing_mean(loss.step.to_numpy(), loss.value.to_numpy()), 5).tolist()}}
+    assert "stderr" in want["probe_loss"] and "stderr" not in want["train_loss"]
+    assert D.curves(ReportRun(synthetic)) == want
+
+
+def test_samples_are_the_generation_rows_of_split_sample_and_the_stored_texts(synthetic: Path) -> None:
+    m = attnlife.load_run(synthetic).metrics()
+    names = sorted(n for n in m[(m.split == "sample") & (m.layer == -1)].metric.unique()
+                   if n.startswith(("distinct_", "repetition_")) or n == "mean_logprob_nats")
+    assert names and "sample_tokens_per_s" not in names
+    assert D.samples(ReportRun(synthetic)) == {"metrics": {n: _series(m, n, "sample") for n in names},
+                                               "texts": [{"step": 10, "text": "ab\nc"}, {"step": 20, "text": "ba"}]}
+
+
+def test_umap_and_induction_phase_parts_are_the_stored_tables_and_notes(synthetic: Path) -> None:
+    run = attnlife.load_run(synthetic)
+    a, notes = run.analysis(), run.analysis_summary()["notes"]["embedding"]
+    parts = D.analysis_parts(ReportRun(synthetic))
+    assert parts["umap"] == {
+        "points": a["embedding"][["layer", "head_index", "x", "y", "cluster"]].to_dict("records"),
+        "edges": a["embedding_edges"][["src", "dst"]].to_dict("records"),
+        "info": {k: notes[k] for k in ("method", "n_neighbors", "explained", "silhouette") if k in notes}}
+    assert set(parts["umap"]["info"]) >= {"method", "n_neighbors"}
+    ip = a["induction_phase"]
+    assert parts["induction_phase"] == ip[["step", "loss_bump"]].astype(object).where(
+        ip[["step", "loss_bump"]].notna(), None).to_dict("records")
+
+
+def test_type_lanes_codes_ticks_and_the_mixed_kind_last(synthetic: Path, tmp_path: Path) -> None:
+    from attnlife.report.figures_analysis import emerged_heads, lanes_shown
+
+    root = write_synthetic_run(tmp_path / "r", n_layer=2, n_head=2, n_ckpt=4, parts=("analysis",))
+    types = attnlife.load_run(root).analysis()["head_types"]
+    first = types.step.min()
+    drop = (types.layer == 1) & (types.head_index == 1) & (types.step == first)   # a head unlabelled at a step
+    mixed = (types.layer == 0) & (types.head_index == 0)
+    types = types[~drop].copy()
+    types.loc[mixed, "type"] = "mixed"
+    write_analysis_table(root, "head_types", types)
+    run = ReportRun(root)
+    lanes, left_out = lanes_shown(run, types)
+    got = D.type_lanes(run)
+    kinds = sorted(set(types.type) - {"mixed"}) + ["mixed"]
+    steps = sorted(types.step.unique().astype(int).tolist())
+    label = {(int(r.layer), int(r.head_index), int(r.step)): kinds.index(r.type) for r in types.itertuples()}
+    assert got == {"steps": steps, "lanes": [f"L{a}H{b}" for a, b in lanes], "kinds": kinds,
+                   "codes": [[label.get((a, b, s), kinds.index("mixed")) for s in steps] for a, b in lanes],
+                   "emergence": [{"lane": lanes.index((a, b)), "step": s, "type": k}
+                                 for a, b, k, s in emerged_heads(run) if (a, b) in lanes],
+                   "left_out": left_out}
+    assert got["codes"][lanes.index((1, 1))][0] == len(kinds) - 1                 # unlabelled: mixed
+    assert len(got["emergence"]) == len(emerged_heads(run)) > 0
+
+
+def test_per_head_stderr_cubes_and_the_payload_keys(synthetic: Path) -> None:
+    run = ReportRun(synthetic)
+    m = attnlife.load_run(synthetic).metrics()
+    payload = D.build_payload(run)
+    assert payload["name"] == run.name and payload["dataset"] == run.dataset == "synthetic"
+    assert payload["eigen"] == D.eigen(run) and payload["eigen"] is not None
+    assert payload["snapshots"] == D.snapshots(run, (2, 3)) and payload["snapshots"] is not None
+    heads = m[(m.metric == "entropy_bits") & (m.layer >= 0) & (m.head_index >= 0)]
+    split = "probe" if (heads.split == "probe").any() else "train"
+    heads = heads[heads.split == split]
+    steps = sorted(heads.step.unique())
+    se = np.full((len(steps), 2, 3), np.nan)
+    for r in heads.itertuples():
+        se[steps.index(r.step), r.layer, r.head_index] = r.stderr
+    got = np.frombuffer(base64.b64decode(payload["stats"]["entropy_bits"]["stderr"]), dtype="<f4")
+    np.testing.assert_array_equal(got, se.astype("<f4").ravel())
+
+
+def test_head_shape_of_a_run_without_any_shape_is_none(tmp_path: Path) -> None:
+    from attnlife.store.run_dir import write_run_json
+
+    write_run_json(tmp_path / "r", {"config": {"data": {"dataset": "x"}}})          # no model section
+    assert D.head_shape(ReportRun(tmp_path / "r")) is None
+    write_run_json(tmp_path / "s", {"config": {"model": {"n_embd": 8}}})             # a model without layers
+    assert D.head_shape(ReportRun(tmp_path / "s")) is None
