@@ -179,11 +179,3 @@ def alerts_frame(alerts: Iterable[Alert]) -> pd.DataFrame:
 def detect_table(metrics: pd.DataFrame, seq_len: int, rules: Optional[HealthConfig] = None) -> pd.DataFrame:
     """Replay a run's metric table (its `light_*` rows, split train) through the detectors."""
     return alerts_frame(detect(signals_from_table(metrics, seq_len), rules))
-
-
-def first_alerts(alerts: pd.DataFrame) -> pd.DataFrame:
-    """The first alert of each kind: kind, step, layer, head_index, value (by step)."""
-    if alerts.empty:
-        return alerts.copy()
-    return alerts.sort_values(["step", "layer", "head_index"]).groupby("kind", as_index=False).first()
-

@@ -117,3 +117,22 @@ def test_loss_event_thresholds_at_and_beside_their_limits():
     assert _events(level, r) == [[6, "plateau"]]                                # 2 = 0.5 x L0: stalled at the level
     assert _events(level, LossEventRules(smooth=3, spike_nats=0.5, plateau_window=4, plateau_drop_nats=0.25,
                                          plateau_level=0.5 + 1 / 64)) == []
+
+
+def test_health_lines_word_for_word():
+    m = metric_table()
+    assert health_lines(health_note(health_tables(m))) == [
+        "  attention health: entropy collapse 3 (2 units), logit growth 1 (1 units), sink takeover 1 (1 units); "
+        "first: entropy collapse at step 10 (L0 H1)",
+        "    spike at step 100: preceded by entropy collapse 90 steps earlier"]
+    late = m[~m.metric.isin(["alert_entropy_collapse", "alert_logit_growth"])].copy()
+    late.loc[late.metric == "alert_sink_takeover", "step"] = 110           # only after the spike, a layer
+    assert health_lines(health_note(health_tables(late))) == [
+        "  attention health: sink takeover 1 (1 units); first: sink takeover at step 110 (L2)",
+        "    spike at step 100: no alert before it"]
+    quiet = m[~m.metric.str.startswith("alert_")]
+    assert health_lines(health_note(health_tables(quiet))) == ["  attention health: no alerts (loss events: spike at 100)"]
+    note = health_note(health_tables(m))
+    assert note["units"] == {"entropy_collapse": 2, "logit_growth": 1, "sink_takeover": 1}
+    assert note["first_alert"] == {"kind": "entropy_collapse", "step": 10, "layer": 0, "head_index": 1}
+    assert note["loss_events"] == [{"step": 100, "event": "spike"}]

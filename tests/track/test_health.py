@@ -307,3 +307,36 @@ def test_patience_and_rearm_count_exactly():
     assert run({2, 3, 4}) == [("entropy_collapse", 4, 0, 1)]                    # the 3rd read fires
     assert run({2, 3, 4, 6, 7, 8}) == [("entropy_collapse", 4, 0, 1)]           # 1 clear read: still active
     assert run({2, 3, 4, 7, 8, 9}) == [("entropy_collapse", 4, 0, 1), ("entropy_collapse", 9, 0, 1)]  # 2 clear: re-armed
+
+
+def test_alert_lines_name_the_rule_with_its_thresholds_and_units():
+    from attnlife.track.health_rules import Alert, alerts_frame, rule_text
+
+    rules = HealthConfig(collapse_floor_bits=0.25, collapse_fall_bits=1.5, collapse_window=30, logit_ceiling_nats=40.0,
+                         logit_rise_nats=12.0, logit_window=15, sink_threshold=0.6, dead_uniform_fraction=0.9,
+                         dead_after_steps=500)
+    want = {
+        Alert(7, "entropy_collapse", 1, 2, 0.125): "attention health: step 7: entropy collapse at layer 1 head 2: "
+            "0.12 bits (entropy <= 0.25 bits, or a fall of >= 1.5 bits within 30 steps)",
+        Alert(8, "logit_growth", 0, 0, 41.25): "attention health: step 8: logit growth at layer 0 head 0: 41.2 nats "
+            "(|max-logit bound| >= 40 nats, or a rise of >= 12 nats within 15 steps)",
+        Alert(9, "sink_takeover", 3, -1, 0.625): "attention health: step 9: sink takeover at layer 3: 0.62 "
+            "(mean attention of the layer on token 0 >= 0.6)",
+        Alert(600, "dead_head", 0, 1, 0.95): "attention health: step 600: dead head at layer 0 head 1: 95.0% of uniform "
+            "(entropy >= 90% of uniform at step >= 500)",
+    }
+    for alert, line in want.items():
+        assert alert.describe(rules) == line and alert.metric == "alert_" + alert.kind
+        assert line.endswith(f"({rule_text(alert.kind, rules)})")
+    frame = alerts_frame(want)
+    assert frame.values.tolist() == [[a.step, a.kind, a.layer, a.head, a.value] for a in want]
+    assert frame[["step", "layer", "head_index", "value"]].dtypes.astype(str).tolist() == ["int64"] * 3 + ["float64"]
+
+
+def test_replaying_a_table_uses_the_rules_it_is_given(tmp_path):
+    signals = flat(6, edit=lambda s, e, x, k: e.__setitem__((0, 1), 0.1) if s >= 1 else None)
+    write_light_rows(tmp_path, signals)
+    m = attnlife.load_run(tmp_path).metrics()
+    default = detect_table(m, 16)
+    quick = detect_table(m, 16, HealthConfig(patience=1))
+    assert default.step.tolist() == [3] and quick.step.tolist() == [1]
