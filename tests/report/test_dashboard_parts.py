@@ -126,3 +126,47 @@ def test_head_shape_of_a_run_without_any_shape_is_none(tmp_path: Path) -> None:
     assert D.head_shape(ReportRun(tmp_path / "r")) is None
     write_run_json(tmp_path / "s", {"config": {"model": {"n_embd": 8}}})             # a model without layers
     assert D.head_shape(ReportRun(tmp_path / "s")) is None
+
+
+def _decode(entry: dict, n_layer: int, n_head: int) -> np.ndarray:
+    """uint8 frames [S, L, H, t, t] of a snapshots entry (lower-triangle packing unpacked)."""
+    raw = np.frombuffer(base64.b64decode(entry["values"]), dtype=np.uint8)
+    t, s = entry["t"], len(entry["steps"])
+    if entry["packing"] == "full":
+        return raw.reshape(s, n_layer, n_head, t, t)
+    frames = np.zeros((s, n_layer, n_head, t, t), dtype=np.uint8)
+    rows, cols = np.tril_indices(t)
+    frames[..., rows, cols] = raw.reshape(s, n_layer, n_head, -1)
+    return frames
+
+
+def test_pooled_and_non_causal_snapshots_are_the_stored_patterns(tmp_path: Path, monkeypatch) -> None:
+    import torch
+
+    from attnlife.store.snapshots import SnapshotStore
+
+    root = write_synthetic_run(tmp_path / "r", n_layer=1, n_head=2, parts=())
+    g = torch.Generator().manual_seed(0)
+    full = torch.softmax(torch.randn(1, 2, 6, 6, generator=g), dim=-1)          # attends ahead: not causal
+    store = SnapshotStore(root)
+    for step in (0, 5):
+        store.write_many(step, {0: full[0] * (1 + step / 10)})                   # step 5: values above 1
+    run = ReportRun(root)
+    entry = D.snapshots(run, (1, 2))
+    assert (entry["packing"], entry["t"], entry["pool"], entry["tokens"]) == ("full", 6, 1, 6)
+    got = _decode(entry, 1, 2)
+    for i, step in enumerate((0, 5)):
+        p = store.read("layer0", step).float().numpy()
+        np.testing.assert_array_equal(got[i, 0], np.round(np.clip(p, 0, 1) * 255).astype(np.uint8))
+    assert got[1].max() == 255                                                    # clipped at 1
+    monkeypatch.setattr(D, "MAX_PATTERN_TOKENS", 4)                               # 6 tokens pooled 2 x 2
+    pooled = D.snapshots(run, (1, 2))
+    assert (pooled["t"], pooled["pool"], pooled["tokens"]) == (3, 2, 6)
+    p = store.read("layer0", 0).float().numpy()
+    blocks = p.reshape(2, 3, 2, 3, 2).mean(axis=(-3, -1))                          # 2 x 2 block means
+    np.testing.assert_array_equal(_decode(pooled, 1, 2)[0, 0], np.round(np.clip(blocks, 0, 1) * 255).astype(np.uint8))
+    odd = np.arange(2 * 5 * 5, dtype=np.float32).reshape(2, 5, 5)                # 5 pooled by 2: zero padding
+    padded = np.zeros((2, 6, 6), dtype=np.float32)
+    padded[:, :5, :5] = odd
+    np.testing.assert_allclose(D.pooled(odd, 2), padded.reshape(2, 3, 2, 3, 2).mean(axis=(-3, -1)), rtol=1e-6)
+    assert D.pooled(odd, 1) is odd
