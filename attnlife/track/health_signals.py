@@ -134,5 +134,8 @@ def entropy_fall_bits(history: Sequence[StepSignals], window: int) -> np.ndarray
     per head [L, H] (>= 0; NaN where H_s is NaN)."""
     last = history[-1]
     recent = [h.entropy_bits for h in history if h.step > last.step - window]
-    return np.fmax(np.nanmax(np.stack(recent), axis=0) - last.entropy_bits, 0.0) \
-        if len(recent) > 1 else np.where(np.isnan(last.entropy_bits), np.nan, 0.0)
+    if len(recent) < 2:
+        return np.where(np.isnan(last.entropy_bits), np.nan, 0.0)
+    # fmax would turn the NaN of an unmeasured head into 0: keep it NaN, as documented
+    return np.where(np.isnan(last.entropy_bits), np.nan,
+                    np.fmax(np.nanmax(np.stack(recent), axis=0) - last.entropy_bits, 0.0))

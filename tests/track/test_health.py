@@ -340,3 +340,60 @@ def test_replaying_a_table_uses_the_rules_it_is_given(tmp_path):
     default = detect_table(m, 16)
     quick = detect_table(m, 16, HealthConfig(patience=1))
     assert default.step.tolist() == [3] and quick.step.tolist() == [1]
+
+
+def test_fall_and_rise_rules_at_their_thresholds_and_window_edges():
+    import warnings
+
+    W = 5
+    r = HealthConfig(patience=1, collapse_floor_bits=0.0, collapse_fall_bits=1.0, collapse_window=W,
+                     logit_ceiling_nats=1000.0, logit_rise_nats=2.0, logit_window=W)
+
+    def entropy(values):
+        return lambda s, e, x, k: e.__setitem__((0, 0), values(s))
+
+    def lse(values):
+        return lambda s, e, x, k: x.__setitem__((0, 1), values(s))
+
+    # a fall of exactly 1 bit below the high of the window fires
+    assert kinds(detect(flat(3, edit=entropy(lambda s: 3.0 if s == 0 else 2.0)), r)) == [("entropy_collapse", 1, 0, 0)]
+    # the high W steps back has left the window: 3.0 at step 0, 2.5 up to W - 1, 2.0 at W: a fall of 0.5
+    high = entropy(lambda s: 3.0 if s == 0 else 2.5 if s < W else 2.0)
+    assert kinds(detect(flat(W + 1, edit=high), r)) == []
+    # the max-logit bound rising by exactly 2 nats within the window fires; its minimum is per head
+    assert kinds(detect(flat(3, edit=lse(lambda s: 4.0 if s == 0 else 6.0)), r)) == [("logit_growth", 1, 0, 1)]
+    low = lse(lambda s: 1.0 if s == 0 else 2.0 if s < W else 3.5)          # the low of step 0 has left
+    assert kinds(detect(flat(W + 1, edit=low), r)) == []
+    other_low = lambda s, e, x, k: (x.__setitem__((0, 0), 0.5), x.__setitem__((0, 1), 3.0))   # noqa: E731
+    assert kinds(detect(flat(3, edit=other_low), r)) == []                 # head 0's low is not head 1's
+    nan_head = lambda s, e, x, k: (e.__setitem__((0, 1), np.nan), x.__setitem__((0, 1), np.nan))  # noqa: E731
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="invalid value")         # NaN heads compare quietly
+        assert kinds(detect(flat(4, edit=nan_head), r)) == []
+
+
+def test_layer_means_and_falls_with_unmeasured_heads():
+    nan = np.nan
+    s = StepSignals(0, np.array([[nan, nan], [0.25, nan], [0.25, 2.0]]), np.zeros((3, 2)),
+                    np.array([[nan, nan], [0.4, nan], [0.2, 0.6]]), 16)
+    np.testing.assert_array_equal(s.layer_sink_mass(), [nan, 0.4, 0.4])   # only the measured heads count
+    np.testing.assert_array_equal(s.collapsed_share(0.5), [0.0, 1.0, 0.5])
+    fall = entropy_fall_bits([s], 10)                                      # one observation: no fall yet
+    np.testing.assert_array_equal(fall, [[nan, nan], [0.0, nan], [0.0, 0.0]])
+    later = StepSignals(1, np.array([[nan, nan], [0.0, nan], [0.0, 2.25]]), np.zeros((3, 2)), s.sink_mass, 16)
+    np.testing.assert_array_equal(entropy_fall_bits([s, later], 10), [[nan, nan], [0.25, nan], [0.25, 0.0]])
+
+
+def test_a_table_step_without_light_entropy_is_not_an_observation():
+    import pandas as pd
+
+    rows = [dict(step=st, split="train", layer=0, head_index=0, layer_b=-1, metric=m, value=v, stderr=np.nan)
+            for st, m, v in ((0, "light_entropy_bits", 2.0), (0, "light_lse_max_nats", 3.0), (0, "light_sink_mass", 0.1),
+                             (5, "light_lse_max_nats", 9.0), (10, "light_entropy_bits", 1.0),
+                             (10, "light_sink_mass", 0.2))]
+    rows.append(dict(step=10, split="val", layer=0, head_index=0, layer_b=-1, metric="light_entropy_bits", value=7.0,
+                     stderr=np.nan))
+    got = list(signals_from_table(pd.DataFrame(rows), 16))
+    assert [g.step for g in got] == [0, 10]
+    assert got[1].entropy_bits.tolist() == [[1.0]] and np.isnan(got[1].lse_max_nats[0, 0])
+    assert got[0].lse_max_nats.tolist() == [[3.0]] and got[1].sink_mass.tolist() == [[0.2]]
