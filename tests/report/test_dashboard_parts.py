@@ -170,3 +170,12 @@ def test_pooled_and_non_causal_snapshots_are_the_stored_patterns(tmp_path: Path,
     padded[:, :5, :5] = odd
     np.testing.assert_allclose(D.pooled(odd, 2), padded.reshape(2, 3, 2, 3, 2).mean(axis=(-3, -1)), rtol=1e-6)
     assert D.pooled(odd, 1) is odd
+
+
+def test_head_shape_reads_the_spectra_then_the_attention_rows_before_the_record(tmp_path: Path) -> None:
+    from attnlife.store.run_dir import write_run_json
+
+    for parts in (("spectra",), ("metrics",)):
+        root = write_synthetic_run(tmp_path / parts[0], n_layer=2, n_head=3, n_ckpt=5, parts=parts)
+        write_run_json(root, {"config": {"model": {"n_layer": 9, "n_head": 9}}})   # a record that disagrees
+        assert tuple(D.head_shape(ReportRun(root))) == (2, 3), parts
