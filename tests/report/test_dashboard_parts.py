@@ -179,3 +179,13 @@ def test_head_shape_reads_the_spectra_then_the_attention_rows_before_the_record(
         root = write_synthetic_run(tmp_path / parts[0], n_layer=2, n_head=3, n_ckpt=5, parts=parts)
         write_run_json(root, {"config": {"model": {"n_layer": 9, "n_head": 9}}})   # a record that disagrees
         assert tuple(D.head_shape(ReportRun(root))) == (2, 3), parts
+
+
+def test_snapshot_budget_one_byte_short_of_three_steps_keeps_two(synthetic: Path, monkeypatch) -> None:
+    run = ReportRun(synthetic)
+    steps = attnlife.load_run(synthetic).snapshots().steps("layer0")
+    per_step = 2 * 3 * 8 * 9 // 2                                          # lower triangles (with the diagonal)
+    monkeypatch.setattr(D, "PATTERN_BUDGET_BYTES", 3 * per_step - 1)
+    assert D.snapshots(run, (2, 3))["steps"] == [steps[0], steps[-1]]
+    monkeypatch.setattr(D, "PATTERN_BUDGET_BYTES", 3 * per_step)
+    assert len(D.snapshots(run, (2, 3))["steps"]) == 3
