@@ -397,3 +397,12 @@ def test_a_table_step_without_light_entropy_is_not_an_observation():
     assert [g.step for g in got] == [0, 10]
     assert got[1].entropy_bits.tolist() == [[1.0]] and np.isnan(got[1].lse_max_nats[0, 0])
     assert got[0].lse_max_nats.tolist() == [[3.0]] and got[1].sink_mass.tolist() == [[0.2]]
+
+
+def test_conditions_called_alone_compute_the_values_they_need():
+    detector = HealthDetector(HealthConfig(patience=1, collapse_fall_bits=100.0))
+    for s in flat(3, edit=lambda s, e, x, k: e.__setitem__((0, 1), 0.1) if s == 2 else None):
+        detector.observe(s)
+    alone, given = detector.conditions(), detector.conditions(detector.values())
+    assert alone.keys() == given.keys() and all(np.array_equal(alone[k], given[k]) for k in alone)
+    assert alone["entropy_collapse"].tolist() == [[False, True]]
