@@ -34,6 +34,7 @@ import json  # noqa: E402
 import math  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
+import sys  # noqa: E402
 import time  # noqa: E402
 
 import torch  # noqa: E402
@@ -117,6 +118,10 @@ class Runner:
         return tr.last_ms, min(self.x.size(0), max(tr.min_sequences, math.ceil(0.1 * self.x.size(0))))
 
 
+def progress(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
 def load() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip().split("load")[-1]
 
@@ -125,16 +130,24 @@ def measure(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     r = Runner(args.model, args.mode, args.batch, args.T, args.device)
     before = load()
-    t_warm = r.step(0, light=True)[0]    # compiles both graphs (armed, and below unarmed) under compile
-    r.step(1, light=False)
-    if args.mode == "compile":
-        from torch._dynamo.utils import counters
+    from torch._dynamo.utils import counters
 
-        graphs_warm = counters["stats"]["unique_graphs"]   # both graphs (armed, unarmed) compiled
-    off, on, light_ms = [], [], []
+    def dynamo() -> tuple[int, int]:
+        """(graphs compiled, frames dynamo converted) so far: a recompile raises both."""
+        return counters["stats"]["unique_graphs"], counters["frames"]["total"]
+
+    t_warm = r.step(0, light=True)[0]    # compiles both graphs (armed, and below unarmed) under compile
+    progress(f"warm-up step (light armed) {t_warm:.1f} s, graphs/frames {dynamo()}")
+    t_warm_off = r.step(1, light=False)[0]
+    progress(f"warm-up step (unarmed) {t_warm_off:.1f} s, graphs/frames {dynamo()}")
+    graphs_warm, frames_warm = dynamo()   # both graphs (armed, unarmed) compiled
+    off, on, light_ms, per_step = [], [], [], []
     for i in range(args.repeats):
         off.append(r.step(2 + 2 * i, light=False))
+        per_step.append(dynamo())
         w, c, ms = r.step(3 + 2 * i, light=True)
+        per_step.append(dynamo())
+        progress(f"pair {i}: off {off[-1][0]:.1f} s, on {w:.1f} s, light {ms:.0f} ms, graphs/frames {dynamo()}")
         on.append((w, c))
         light_ms.append(ms)
     full_ms, full_n = r.full_event_ms() if args.full else (float("nan"), 0)
@@ -143,7 +156,8 @@ def measure(args: argparse.Namespace) -> dict:
     event = statistics.median(light_ms)
     result = {
         "model": args.model, "mode": args.mode, "batch": args.batch, "T": args.T, "threads": args.threads, "device": args.device,
-        "light_sequences": math.ceil(0.1 * args.batch), "warmup_s": t_warm,
+        "light_sequences": math.ceil(0.1 * args.batch), "warmup_s": t_warm, "warmup_off_s": t_warm_off,
+        "repeats": args.repeats,
         "off_s": [o[0] for o in off], "on_s": [o[0] for o in on], "off_cpu_s": [o[1] for o in off],
         "on_cpu_s": [o[1] for o in on], "light_ms": light_ms, "step_ms": step_ms, "step_cpu_ms": cpu_ms,
         "measured_ratio": statistics.median(o[0] for o in on) / statistics.median(o[0] for o in off),
@@ -154,10 +168,10 @@ def measure(args: argparse.Namespace) -> dict:
         "load": [before, load()], "torch": torch.__version__,
     }
     if args.mode == "compile":
-        from torch._dynamo.utils import counters
-
         result["unique_graphs"] = counters["stats"]["unique_graphs"]
         result["graphs_after_warmup"] = counters["stats"]["unique_graphs"] - graphs_warm
+        result["frames_after_warmup"] = counters["frames"]["total"] - frames_warm
+        result["graphs_frames_per_timed_step"] = per_step
     if args.mode == "bf16" and args.model == "gpt":
         result["bf16_max_abs_diff"] = bf16_agreement(r.model, r.x[:1], device_type=r.device.type)
     return result

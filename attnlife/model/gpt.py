@@ -58,6 +58,14 @@ class LayerNorm(nn.Module):
         return F.layer_norm(x, self.weight.shape, self.weight, self.bias, 1e-5)
 
 
+@torch.compiler.disable
+def _sink_eagerly(attn: "CausalSelfAttention", q: torch.Tensor, k: torch.Tensor) -> None:
+    """The light-tier sink called from a compiled forward: it runs eagerly (a graph break), and the
+    layer index is read here, not in the compiled frame, so the frame does not guard on it (one
+    compiled graph serves every layer instead of one per layer, past dynamo's recompile limit)."""
+    attn._qk_sink(attn.layer_index, q, k)
+
+
 class CausalSelfAttention(nn.Module):
     """Multi-head causal self-attention; SDPA fast path, explicit path only when probed."""
 
@@ -73,7 +81,20 @@ class CausalSelfAttention(nn.Module):
         self.resid_dropout = nn.Dropout(config.dropout)
         self.pattern_sink: Optional[PatternSink] = None
         self.query_chunk: int = 1024
-        self.qk_sink: Optional[QKSink] = None  # light tracking tier (attnlife.track.light_tracker)
+        self.qk_sink = None  # light tracking tier (attnlife.track.light_tracker)
+
+    @property
+    def qk_sink(self) -> Optional[QKSink]:
+        """The light tier's q/k sink (None: nothing is read). Setting it also sets the plain bool
+        `qk_armed` that the forward branches on: torch.compile guards on a bool attribute, while a
+        frame that graph-breaks at the sink call was seen (torch 2.13) to keep no guard on the sink
+        object itself, so an armed graph would run after disarming."""
+        return self._qk_sink
+
+    @qk_sink.setter
+    def qk_sink(self, sink: Optional[QKSink]) -> None:
+        self._qk_sink = sink
+        self.qk_armed = sink is not None
 
     def forward(self, x: torch.Tensor, kv_cache: Optional["LayerKV"] = None) -> torch.Tensor:
         B, T, D = x.shape
@@ -81,11 +102,11 @@ class CausalSelfAttention(nn.Module):
         q = q.view(B, T, self.n_head, D // self.n_head).transpose(1, 2)  # [B, H, T, K]
         k = k.view(B, T, self.n_head, D // self.n_head).transpose(1, 2)
         v = v.view(B, T, self.n_head, D // self.n_head).transpose(1, 2)
-        if self.qk_sink is not None and kv_cache is None:  # read-only: graph and outputs unchanged
+        if self.qk_armed and kv_cache is None:  # read-only: graph and outputs unchanged
             if torch.compiler.is_compiling():  # the sink runs eagerly (a graph break): hand it
-                self.qk_sink(self.layer_index, q.detach().clone(), k.detach().clone())  # copies,
-            else:                              # not views into the compiled graph's buffers
-                self.qk_sink(self.layer_index, q.detach(), k.detach())
+                _sink_eagerly(self, q.detach().clone(), k.detach().clone())  # copies, not views
+            else:                              # into the compiled graph's buffers
+                self._qk_sink(self.layer_index, q.detach(), k.detach())
         past = 0
         if kv_cache is not None:
             past = kv_cache.length

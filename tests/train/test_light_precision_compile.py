@@ -181,3 +181,48 @@ def test_ddp_gloo_two_processes_light_and_full_tier_on_rank_zero_only(prepared_d
     parts = list((tmp_path / "on" / "metrics").glob("part-*.parquet"))
     assert len({p.name.split("-")[2] for p in parts}) == 1          # one writer process: rank 0
     assert _losses(tmp_path / "on") == _losses(tmp_path / "off")
+
+
+class _StepRows(_Rows):
+    """A sink that keeps the light rows by (step, layer, head, metric)."""
+
+    def __init__(self) -> None:
+        self.values: dict = {}
+
+    def log_rows(self, step, rows) -> None:
+        self.values.update({(step, r.layer, r.head_index, r.metric): r.value for r in rows if r.metric != "light_ms"})
+
+
+def test_compiled_twelve_layers_light_tier_every_other_step_one_graph_set_and_eager_rows(one_thread):
+    """GPT-2-small depth (12 layers, tiny width), compiled, light tier armed every other step (the
+    benchmark's and `track.light_every=2`'s pattern): the armed graphs serve all 12 layers (no
+    per-layer recompile past dynamo's limit of 8), disarming runs the unarmed graph (no armed graph
+    runs with the sink gone: this crashed before the sink moved behind a bool attribute), nothing
+    compiles after the first armed and unarmed steps, and the rows equal eager's to 1e-5."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    from attnlife.model.gpt import GPT, GPTConfig
+
+    torch._dynamo.reset()
+    counters.clear()
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(block_size=32, vocab_size=17, n_layer=12, n_head=2, n_embd=16, dropout=0.0))
+    compiled = torch.compile(model)
+    x = torch.randint(0, 17, (4, 32))
+    rows, graphs = {}, []
+    for run, name in ((compiled, "compiled"), (model, "eager")):
+        sink = _StepRows()
+        light = LightTracker(every=2, batch_fraction=0.5, sinks=[sink])
+        for step in range(6):
+            with light.step(model, step):
+                run(x, x)[1].backward()
+            if name == "compiled":
+                graphs.append((counters["stats"]["unique_graphs"], counters["frames"]["total"]))
+        light.flush()
+        rows[name] = sink.values
+    assert graphs[1] == graphs[-1], graphs                 # no graph, no frame after the first two steps
+    assert graphs[1][0] < 12                               # not one graph per layer
+    assert rows["compiled"].keys() == rows["eager"].keys()
+    assert {k[0] for k in rows["eager"]} == {0, 2, 4} and {k[1] for k in rows["eager"]} == set(range(12))
+    assert max(abs(rows["compiled"][k] - rows["eager"][k]) for k in rows["eager"]) < 1e-5
