@@ -216,12 +216,28 @@ def bf16_agreement(model: torch.nn.Module, x: torch.Tensor, sharpen: float = 8.0
         values.append(sink.values)
     metrics = sorted({k[2] for k in values[0]})
     worst = {m: max(abs(values[0][k] - values[1][k]) for k in values[0] if k[2] == m) for m in metrics}
-    entropies = [v for k, v in values[0].items() if k[2] == "light_entropy_bits"]
-    return {**worst, "fp32_mean_entropy_bits": sum(entropies) / len(entropies), "sharpen": sharpen}
+    entropy = {k: v for k, v in values[0].items() if k[2] == "light_entropy_bits"}
+    above = [abs(v - values[1][k]) for k, v in entropy.items() if v >= 1.0]   # heads of >= 1 bit
+    return {**worst, "fp32_mean_entropy_bits": sum(entropy.values()) / len(entropy),
+            "fp32_min_entropy_bits": min(entropy.values()), "heads": len(entropy),
+            "heads_at_least_1_bit": len(above), "entropy_bits_at_least_1_bit": max(above, default=math.nan),
+            "sharpen": sharpen}
+
+
+def agreement_sweep(args: argparse.Namespace) -> dict:
+    """`bf16_agreement` of our GPT at the benchmark shape for each W_Q, W_K factor in --sharpen."""
+    torch.set_num_threads(args.threads)
+    model = build("gpt", args.T)
+    x = torch.randint(0, 50304, (1, args.T), generator=torch.Generator().manual_seed(1))
+    out = {"model": "gpt", "mode": "bf16-agreement", "T": args.T, "threads": args.threads, "load": [load()],
+           "agreement": [bf16_agreement(model, x, float(f)) for f in args.sharpen.split(",")]}
+    out["load"].append(load())
+    return out
 
 
 def report(path: str) -> None:
-    rows = [json.loads(line) for line in open(path) if line.strip()]
+    lines = [json.loads(line) for line in open(path) if line.strip()]
+    rows = [r for r in lines if "step_ms" in r]
     print("| model | mode | batch (light seqs) | step s (off, median) | light event ms | implied, light every step "
           "| measured wall / CPU ratio | full event s (seqs) | implied, full at paper cadence |")
     print("|---|---|---|---:|---:|---:|---|---:|---:|")
@@ -241,6 +257,16 @@ def report(path: str) -> None:
             print(f"\n{r['model']} bf16 vs float32, same weights (W_Q, W_K x{d['sharpen']:g}, float32 mean entropy "
                   f"{d['fp32_mean_entropy_bits']:.2f} bits), worst head: entropy {d['light_entropy_bits']:.4f} bits, "
                   f"mean distance {d['light_mean_distance_tokens']:.4f} tokens, sink mass {d['light_sink_mass']:.5f}")
+    for r in lines:
+        if "agreement" in r:
+            print("\n| W_Q, W_K x | float32 entropy, mean / min head (bits) | worst head: entropy bits | "
+                  "worst head of >= 1 bit (heads) | mean distance tokens | sink mass |")
+            print("|---:|---|---:|---|---:|---:|")
+            for d in r["agreement"]:
+                print(f"| {d['sharpen']:g} | {d['fp32_mean_entropy_bits']:.2f} / {d['fp32_min_entropy_bits']:.2f} | "
+                      f"{d['light_entropy_bits']:.4f} | {d['entropy_bits_at_least_1_bit']:.4f} "
+                      f"({d['heads_at_least_1_bit']} of {d['heads']}) | {d['light_mean_distance_tokens']:.4f} | "
+                      f"{d['light_sink_mass']:.5f} |")
 
 
 def main() -> None:
@@ -255,11 +281,13 @@ def main() -> None:
     parser.add_argument("--no-full", dest="full", action="store_false")
     parser.add_argument("--out", default=None)
     parser.add_argument("--report", default=None)
+    parser.add_argument("--sharpen", default=None,
+                        help="only the bf16 agreement of our GPT, for these W_Q, W_K factors (e.g. 1,2,4,8)")
     args = parser.parse_args()
     if args.report:
         report(args.report)
         return
-    result = measure(args)
+    result = agreement_sweep(args) if args.sharpen else measure(args)
     line = json.dumps(result)
     print(line)
     if args.out:
