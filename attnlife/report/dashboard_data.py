@@ -134,7 +134,7 @@ def pattern_pool(tokens: int, most: int | None = None) -> int:
 
 
 def pooled(pattern: np.ndarray, pool: int) -> np.ndarray:
-    """Mean over pool x pool blocks of [..., T, T] (the last partial block zero-padded, averaged over
+    """Mean over pool x pool blocks of [..., T, T], float32 (the last partial block zero-padded, averaged over
     the whole block so every block's mean is comparable)."""
     if pool == 1:
         return pattern

@@ -189,3 +189,41 @@ def test_snapshot_budget_one_byte_short_of_three_steps_keeps_two(synthetic: Path
     assert D.snapshots(run, (2, 3))["steps"] == [steps[0], steps[-1]]
     monkeypatch.setattr(D, "PATTERN_BUDGET_BYTES", 3 * per_step)
     assert len(D.snapshots(run, (2, 3))["steps"]) == 3
+
+
+def test_parts_of_a_run_with_less_stored(tmp_path: Path) -> None:
+    """Steps travel as JSON integers, stderr at 6 decimals; an embedding without edges or notes, and
+    a lane without a label at a step when no head is 'mixed' (code -1)."""
+    from attnlife.store.analysis_tables import write_summary
+
+    root = write_synthetic_run(tmp_path / "r", n_layer=2, n_head=2, n_ckpt=5, parts=("metrics", "analysis"))
+    writer = MetricWriter(root)
+    writer.log(7, "probe_loss_nats", 2.5, split="probe", stderr=0.123456789)
+    writer.close()
+    curve = D.curves(ReportRun(root))["probe_loss"]
+    assert all(type(s) is int for s in curve["step"])
+    assert curve["stderr"][curve["step"].index(7)] == 0.123457
+    write_summary(root, {"run": str(root)})                                 # analysed before notes existed
+    types = attnlife.load_run(root).analysis()["head_types"]
+    types = types[types.type != "mixed"]
+    counts = types.groupby(["layer", "head_index"]).size()
+    la, hb = counts[counts >= 2].index[0]                                  # a head labelled at 2+ steps
+    mine = types[(types.layer == la) & (types.head_index == hb)].step
+    others = set(types[(types.layer != la) | (types.head_index != hb)].step)
+    gone = int(next(st for st in sorted(mine) if st in others))            # a step other heads keep
+    types = types[~((types.layer == la) & (types.head_index == hb) & (types.step == gone))]
+    write_analysis_table(root, "head_types", types)
+    (root / "analysis" / "embedding_edges.parquet").unlink()
+    parts = D.analysis_parts(ReportRun(root))
+    assert parts["umap"]["edges"] == [] and parts["umap"]["info"] == {}
+    lanes = parts["types"]
+    row = lanes["codes"][lanes["lanes"].index(f"L{la}H{hb}")]
+    assert "mixed" not in lanes["kinds"] and row[lanes["steps"].index(gone)] == -1
+    write_summary(root, {"run": str(root), "notes": {"other": 1}})           # notes without an embedding entry
+    assert D.analysis_parts(ReportRun(root))["umap"]["info"] == {}
+    assert D.pooled(np.ones((1, 3, 3), dtype=np.float32), 2).dtype == np.float32
+
+
+def test_curve_steps_are_ints_in_the_payload(synthetic: Path) -> None:
+    curves = D.curves(ReportRun(synthetic))
+    assert all(type(s) is int for key in curves for s in curves[key]["step"])
