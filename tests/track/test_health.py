@@ -406,3 +406,28 @@ def test_conditions_called_alone_compute_the_values_they_need():
     alone, given = detector.conditions(), detector.conditions(detector.values())
     assert alone.keys() == given.keys() and all(np.array_equal(alone[k], given[k]) for k in alone)
     assert alone["entropy_collapse"].tolist() == [[False, True]]
+
+
+def test_the_logit_window_is_its_own_when_history_is_kept_longer():
+    """collapse_window 10 keeps 10 steps of history; the logit rule still reads only its 5."""
+    W = 5
+    r = HealthConfig(patience=1, collapse_floor_bits=0.0, collapse_fall_bits=100.0, collapse_window=2 * W,
+                     logit_ceiling_nats=1000.0, logit_rise_nats=2.0, logit_window=W)
+    low = lambda s, e, x, k: x.__setitem__((0, 1), 1.0 if s == 0 else 2.0 if s < W else 3.5)   # noqa: E731
+    assert kinds(detect(flat(W + 1, edit=low), r)) == []
+    assert kinds(detect(flat(W + 1, edit=low), HealthConfig(**{**r.to_dict(), "logit_window": W + 1}))) == \
+        [("logit_growth", W, 0, 1)]
+
+
+def test_signal_limits_and_messages():
+    assert uniform_sink_mass(2) == 0.5 and math.isnan(uniform_sink_mass(1))      # (H_2 - 1) / 1
+    with pytest.raises(ValueError, match=r"^seq_len=0 must be >= 1$"):
+        uniform_entropy_bits(0)
+    s = StepSignals(0, np.array([[0.5, 0.75]]), np.zeros((1, 2)), np.zeros((1, 2)), 16)
+    assert s.collapsed_share(0.5).tolist() == [0.5]                              # at the floor counts
+    only_entropy = [r for r in light_rows({0: {"entropy_bits": torch.tensor([[1.0, 2.0]])}})]
+    assert signals_from_rows(3, only_entropy, 16).entropy_bits.tolist() == [[1.0, 2.0]]
+    detector = HealthDetector(HealthConfig())
+    detector.observe(s)
+    with pytest.raises(ValueError, match=r"^step 0 is not after the last observed step 0$"):
+        detector.observe(s)
