@@ -157,18 +157,24 @@ def test_head_shape_falls_back_from_spectra_to_attention_to_the_record(tmp_path:
     assert payload["snapshots"] is None and payload["curves"] == {} and payload["samples"] == {"metrics": {}}
 
 
-def _reordered_emergence(run_dir: Path, tmp_path: Path) -> Path:
-    """A copy of `run_dir` whose emergence table has L1H2 (previous token) first, then L0H1 (sink)."""
+def _with_emergence(run_dir: Path, copy: Path, layer: list, head_index: list, types: list, steps: list,
+                    loss: list) -> Path:
+    """A copy of `run_dir` at `copy` whose emergence table holds the given rows (threshold 0.4)."""
     import shutil
 
     from attnlife.store.analysis_tables import write_analysis_table
 
-    copy = tmp_path / "reordered"
     shutil.copytree(run_dir, copy)
     write_analysis_table(copy, "emergence", pd.DataFrame({
-        "layer": [0, 1, 0], "head_index": [1, 2, 2], "type": ["sink", "previous_token", "previous_token"],
-        "emergence_step": [60, 20, 90], "threshold": 0.4, "probe_loss_nats": [2.0, 2.5, 1.9]}))
+        "layer": layer, "head_index": head_index, "type": types, "emergence_step": steps, "threshold": 0.4,
+        "probe_loss_nats": loss}))
     return copy
+
+
+def _reordered_emergence(run_dir: Path, tmp_path: Path) -> Path:
+    """A copy of `run_dir` whose emergence table has L1H2 (previous token) first, then L0H1 (sink)."""
+    return _with_emergence(run_dir, tmp_path / "reordered", [0, 1, 0], [1, 2, 2],
+                           ["sink", "previous_token", "previous_token"], [60, 20, 90], [2.0, 2.5, 1.9])
 
 
 def test_snapshots_open_on_the_heads_that_emerged_earliest_of_each_type_first(synthetic: Path, tmp_path: Path) -> None:
@@ -242,15 +248,8 @@ def test_health_events_say_whether_the_run_was_analysed(tmp_path: Path) -> None:
 
 
 def test_a_head_that_took_two_types_is_named_with_both(synthetic: Path, tmp_path: Path) -> None:
-    import shutil
-
-    from attnlife.store.analysis_tables import write_analysis_table
-
-    copy = tmp_path / "two"
-    shutil.copytree(synthetic, copy)
-    write_analysis_table(copy, "emergence", pd.DataFrame({
-        "layer": [0, 0, 1], "head_index": [2, 2, 0], "type": ["local", "previous_token", "sink"],
-        "emergence_step": [50, 50, 80], "threshold": 0.4, "probe_loss_nats": [2.0, 2.0, 1.9]}))
+    copy = _with_emergence(synthetic, tmp_path / "two", [0, 0, 1], [2, 2, 0], ["local", "previous_token", "sink"],
+                           [50, 50, 80], [2.0, 2.0, 1.9])
     entry = D.snapshots(ReportRun(copy), (2, 3))
     assert entry["heads"][0] == {"layer": 0, "head": 2, "note": "local from step 50, previous_token from step 50"}
     assert entry["heads"][1] == {"layer": 1, "head": 0, "note": "sink from step 80"}
