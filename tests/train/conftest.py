@@ -31,3 +31,14 @@ def tiny_overrides(prepared_dir: Path, max_iters: int, *extra: str) -> list[str]
 def tiny_config(prepared_dir: Path, out: Path, max_iters: int, *extra: str) -> RunConfig:
     return build_config("cpu", "shakespeare_char", overrides=tiny_overrides(prepared_dir, max_iters, *extra),
                         out_dir=str(out))
+
+
+@pytest.fixture
+def one_thread():
+    """Torch on one thread for the test (the DDP and compile tests start their own processes), restored after."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -35,14 +35,6 @@ def _losses(run_dir) -> dict:
     return {int(r.step): float(r.value) for r in m[m.metric == "loss"].itertuples()}
 
 
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _train(prepared_dir, out, *extra, callbacks=()):
     config = tiny_config(prepared_dir, out, STEPS, *LIGHT, *extra)
     return run_training(config, default_callbacks(config) + list(callbacks), quiet=True)

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from attnlife.run import default_callbacks, run_training
 from attnlife.store.checkpoints import TRAINER_STATE_FILE
@@ -49,14 +48,6 @@ def _series(run_dir: Path) -> dict:
     m = load_run(run_dir).metrics()
     m = m[m.metric.isin(["loss", "lr", "eval_loss"])]
     return {(int(r.step), r.split, r.metric): float(r.value) for r in m.itertuples()}
-
-
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_sigkill_then_resume_matches_uninterrupted(prepared_dir, tmp_path, one_thread) -> None:
