@@ -1,4 +1,5 @@
-"""Real subprocesses: SIGKILL mid-run + resume equals an uninterrupted run; 2-process DDP on gloo."""
+"""Real subprocesses: SIGKILL mid-run + resume equals an uninterrupted run; 2-process DDP on gloo,
+also when the writing rank is SIGKILLed mid-run and the same torchrun command is run again."""
 from __future__ import annotations
 
 import json
@@ -33,6 +34,25 @@ class KillAt(Callback):
 
 config = build_config("cpu", "shakespeare_char", overrides=sys.argv[2:], out_dir=sys.argv[1])
 run_training(config, default_callbacks(config) + [KillAt()], quiet=True)  # tracker on, as in the CLI
+"""
+
+
+# The trainer under torchrun, rank 0 (the only writer) SIGKILLed right after update 9 (between
+# checkpoints 8 and 12, rows of steps 8..9 buffered): what the OOM killer does to one rank of a job.
+KILLED_RANK = """
+import os, signal, sys, torch
+torch.set_num_threads(1)
+from attnlife.config import build_config
+from attnlife.events import Callback
+from attnlife.run import default_callbacks, run_training
+
+class KillRankZeroAt(Callback):
+    def on_step_end(self, rec):
+        if rec.step == 9 and rec.rank == 0:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+config = build_config("cpu", "shakespeare_char", overrides=sys.argv[2:], out_dir=sys.argv[1])
+run_training(config, default_callbacks(config) + [KillRankZeroAt()], quiet=True)
 """
 
 
@@ -104,3 +124,30 @@ def test_ddp_two_processes_on_gloo(prepared_dir, tmp_path, one_thread) -> None:
     assert abs(d[(1, "train", "loss")] - s[(1, "train", "loss")]) > 1e-5
     # eval losses are averaged over both ranks' (different) eval batches
     assert d[(0, "val", "eval_loss")] != pytest.approx(s[(0, "val", "eval_loss")], abs=1e-7)
+
+
+def test_ddp_rank_killed_then_resumed_matches_uninterrupted(prepared_dir, tmp_path, one_thread) -> None:
+    overrides = tiny_overrides(prepared_dir, 12, "model.dropout=0.0", "train.eval_interval=4", "train.ckpt_every=4")
+    whole = tmp_path / "whole"
+    train_ddp(whole, overrides, timeout=180)
+
+    cut, script = tmp_path / "cut", tmp_path / "killed_rank.py"
+    script.write_text(KILLED_RANK)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           str(script), str(cut), *overrides]
+    killed = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=180)
+    assert killed.returncode != 0 and "Signal 9 (SIGKILL) received" in killed.stderr, killed.stderr[-3000:]
+    assert [s for s, _ in load_run(cut).checkpoints()] == [0, 1, 2, 4, 8]
+    assert 9 not in {k[0] for k in _series(cut)}      # rank 0's buffered rows died with it
+
+    train_ddp(cut, overrides, timeout=180)                # the same torchrun command again
+    want, got = _series(whole), _series(cut)
+    assert set(got) == set(want) and len(want) == 12 * 2 + 4 * 2
+    for key, value in want.items():
+        assert got[key] == pytest.approx(value, abs=1e-6), key
+    tracked, straight = _tracked(cut), _tracked(whole)
+    assert tracked.keys() == straight.keys() and len(straight) > 50
+    for key, (value, stderr) in straight.items():    # bit-identical, as a single-process resume
+        assert tracked[key][0] == value or value != value, key
+    assert [s for s, _ in load_run(cut).checkpoints()] == [0, 1, 2, 4, 8, 12]
+    assert len(json.loads((cut / "run.json").read_text())["resumed_at"]) == 1
