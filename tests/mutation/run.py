@@ -250,10 +250,14 @@ def _diff_lines(diff: str) -> tuple[str, str]:
 
 
 def collect(work: Path, modules: list[str]) -> list[Mutant]:
-    from mutmut.mutation.diff_apply import get_diff_for_mutant
+    import difflib
+
+    import libcst
+    from mutmut.mutation.diff_apply import get_diff_for_mutant, read_mutant_function, read_original_function
     from mutmut.stats import status_by_exit_code
 
     found: list[Mutant] = []
+    parsed: dict = {}  # module -> its mutated file, parsed when the index fails
     here = Path.cwd()
     os.chdir(work)  # mutmut's readers resolve mutants/ against the working directory
     try:
@@ -271,6 +275,15 @@ def collect(work: Path, modules: list[str]) -> list[Mutant]:
                 m = Mutant(name, module, _function_of(name), status)
                 if m.status not in KILLED:
                     m.removed, m.added = _diff_lines(get_diff_for_mutant(name, path=module))
+                    if not (m.removed or m.added):
+                        # mutmut reads the two functions through its line-span index, which has come
+                        # back empty for most survivors of a chunk read right after its run; parsing
+                        # the mutated file itself (once per module) always finds them
+                        if module not in parsed:
+                            parsed[module] = libcst.parse_module((work / "mutants" / module).read_text())
+                        pair = (read_original_function(parsed[module], name), read_mutant_function(parsed[module], name))
+                        m.removed, m.added = _diff_lines("\n".join(difflib.unified_diff(
+                            *(libcst.Module([f]).code.strip().split("\n") for f in pair), lineterm="")))
                 found.append(m)
     finally:
         os.chdir(here)
