@@ -141,7 +141,8 @@ def main() -> None:
     suite = build_suite(Path(args.suites) / f"pythia-{args.shape}", steps=steps, shape=SHAPES[args.shape])
     build_s = time.perf_counter() - t
     repo = f"org/pythia-{args.shape}"
-    with tempfile.TemporaryDirectory(dir="/work/scratch/scale") as tmp, HubServer({repo: suite}) as hub:
+    Path(args.suites).parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=Path(args.suites).parent) as tmp, HubServer({repo: suite}) as hub:
         work = Path(tmp)
         for rev in hub.repos[repo].revisions():                        # hashes before the clock
             for name in hub.repos[repo].files(rev):

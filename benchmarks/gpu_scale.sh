@@ -12,7 +12,8 @@
 #   2. probe pass of one Pythia-160m-shaped revision (random weights, real GPT-NeoX safetensors
 #      layout, loopback hub) on the GPU: checkpoints per minute and |cuda - cpu| of every row
 #                                                                   -> $OUT/hub.jsonl
-#   3. the `paper` preset on shakespeare_char, 3 seeds, runs $GPU_RUNS (default 0,1: baseline and
+#   3. the light tier at that shape under torch.compile (fp32, CUDA)     -> $OUT/scale.jsonl
+#   4. the `paper` preset on shakespeare_char, $SEEDS seeds (default 3), runs $GPU_RUNS (default 0,1: baseline and
 #      tracking): best val loss, train time, tokens/s beside the published 1.47 / 142 s / 420, and the
 #      tracking overhead run 1 vs run 0                             -> $OUT/paper/results/
 # Then $OUT/summary.md holds the tables (benchmarks' --report) and compare.md; copy its rows into
@@ -23,14 +24,15 @@
 # ../shared/data or data/sources, whichever exists) when the machine has no internet.
 # Time: TOTAL_S (default 570, to fit a 10-minute call) bounds the whole call; each light stage gets at
 # most LIGHT_S (120), the probe stage PROBE_S (150), the paper study what is left (a rerun with
-# STAGES=paper continues it). STAGES (default "light probe paper") picks stages.
+# STAGES=paper continues it). STAGES (default "light probe compile paper") picks stages.
 set -u
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/gpu_scale}
 PY=${PYTHON:-python}
 GPU_RUNS=${GPU_RUNS:-0,1}
 TOTAL_S=${TOTAL_S:-570}
-STAGES=${STAGES:-light probe paper}
+STAGES=${STAGES:-light probe compile paper}
+SEEDS=${SEEDS:-3}
 mkdir -p "$OUT"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" HF_HUB_DISABLE_PROGRESS_BARS=1
 if [ -z "${ATTNLIFE_SOURCES:-}" ]; then
@@ -54,17 +56,20 @@ stage() {   # stage NAME LIMIT_S COMMAND...: run with a hard limit (never past T
 { nvidia-smi -L; "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name(0))"; } \
     >"$OUT/device.txt" 2>&1 || { echo "no CUDA device: see $OUT/device.txt"; exit 2; }
 
-light() { "$PY" benchmarks/bench_scale_tracking.py --device cuda --batch 12 --repeats 5 --T 1024 --out "$OUT/scale.jsonl" "$@"; }
+# an array, not a shell function: `timeout` runs a program and cannot run a function
+light=("$PY" benchmarks/bench_scale_tracking.py --device cuda --batch 12 --repeats 5 --T 1024 --out "$OUT/scale.jsonl")
 case " $STAGES " in *" light "*)
-    stage light_fp32 "${LIGHT_S:-120}" light --model gpt --mode fp32
-    stage light_bf16 "${LIGHT_S:-120}" light --model gpt --mode bf16
-    stage light_hf_bf16 "${LIGHT_S:-120}" light --model hf-gpt2 --mode bf16 --no-full ;; esac
+    stage light_fp32 "${LIGHT_S:-120}" "${light[@]}" --model gpt --mode fp32
+    stage light_bf16 "${LIGHT_S:-120}" "${light[@]}" --model gpt --mode bf16
+    stage light_hf_bf16 "${LIGHT_S:-120}" "${light[@]}" --model hf-gpt2 --mode bf16 --no-full ;; esac
 case " $STAGES " in *" probe "*)
     stage probe_160m "${PROBE_S:-150}" "$PY" benchmarks/bench_hub_throughput.py --shape 160m --only-breakdown \
         --device cuda --suites "$OUT/suites" --out "$OUT/hub.jsonl" ;; esac
+case " $STAGES " in *" compile "*)
+    stage light_compile "${LIGHT_S:-120}" "${light[@]}" --model gpt --mode compile --no-full ;; esac
 case " $STAGES " in *" paper "*)
     stage paper "$TOTAL_S" "$PY" -m attnlife reproduce --out "$OUT/paper" --preset paper \
-        --datasets shakespeare_char --seeds 3 --runs "$GPU_RUNS" --quiet ;; esac
+        --datasets shakespeare_char --seeds "$SEEDS" --runs "$GPU_RUNS" --quiet ;; esac
 
 {
     echo "# GPU rows ($(tail -1 "$OUT/device.txt"))"
