@@ -4,7 +4,7 @@
 
 Probe set (built once, stored in OUT/probe/probe_set.safetensors with its source and options):
   ids       [N, T]   N = options.sequences windows of held-out text at evenly spaced offsets
-                     (T = options.seq_len, 0 = min(model context, 256))
+                     (T = options.seq_len, at most the model context; 0 = min(model context, 256))
   repeated  [R, 2h]  R = options.repeat_sequences random token sequences of h tokens, repeated
                      (h = options.repeat_half, 0 = min(T // 2, 128)), seeded by options.seed
 Per checkpoint (split `probe` of OUT's metric table, `stderr` = standard error across sequences):
@@ -91,11 +91,20 @@ def model_shape(model: Any) -> tuple[int, int]:
     return int(model.get_input_embeddings().num_embeddings), int(ctx)
 
 
+def probe_window(options: ProbeOptions, context: int) -> int:
+    """T, the tokens per probe window: options.seq_len, 0 = min(context, 256); ProbeSetError when
+    seq_len is longer than the model's context (the model cannot read such a window)."""
+    if options.seq_len > context:
+        raise ProbeSetError(f"--seq-len {options.seq_len} is longer than the model's context of {context} "
+                            f"tokens; pass --seq-len {context} or less (0 = min(context, 256))")
+    return options.seq_len or min(context, 256)
+
+
 def make_probe_set(tokens: np.ndarray, vocab_size: int, context: int,
                    options: ProbeOptions, source: str = "") -> dict[str, torch.Tensor]:
     """{"ids": [N, T], "repeated": [R, 2h]} int64 (see module doc) from 1-D token ids (`source`
     describes them for the error messages)."""
-    T = min(options.seq_len or 256, context)
+    T = probe_window(options, context)
     if len(tokens) < T + 1:
         raise ProbeSetError(f"probe text has {len(tokens)} tokens, fewer than one window of {T}; "
                             f"pass a longer text or a smaller --seq-len")
@@ -121,6 +130,7 @@ def load_or_make_probe_set(out_dir: str | os.PathLike, tokens: Optional[np.ndarr
     from safetensors import safe_open
     from safetensors.torch import save_file
 
+    probe_window(options, context)   # a stored set is no excuse for a window the model cannot read
     path = probe_dir(out_dir) / PROBE_SET_FILE
     record = json.dumps({"options": asdict(options), "source": source}, sort_keys=True)
     if path.is_file():
@@ -366,6 +376,6 @@ def run_val_tokens(run_dir: str | os.PathLike) -> tuple[np.ndarray, str]:
 
 
 __all__ = ["PROBE_SPLIT", "ProbeOptions", "ProbeSetError", "ProbeSummary", "load_or_make_probe_set",
-           "make_probe_set", "measure_checkpoint", "model_shape", "run_probe_pass", "run_val_tokens",
+           "make_probe_set", "measure_checkpoint", "probe_window", "model_shape", "run_probe_pass", "run_val_tokens",
            "ProbePass", "series_shape",
            "read_token_file", "tokenize_text"]

@@ -202,9 +202,9 @@ def test_probe_set_windows_limits_and_repeats() -> None:
     rep = probe["repeated"]
     assert rep.shape == (3, 8) and torch.equal(rep[:, :4], rep[:, 4:])
     assert torch.equal(rep, P.HT.repeated_random_tokens(3, 4, 7, seed=5))
-    assert P.make_probe_set(long, 7, 6, opts)["repeated"].shape == (3, 6)     # context 6: T = 6, half 3
+    assert P.make_probe_set(long, 7, 6, P.ProbeOptions(4, 6, 3, 0, 5))["repeated"].shape == (3, 6)  # T 6: half 3
     assert P.make_probe_set(long, 7, 64, P.ProbeOptions(4, 8, 3, 9, 5))["repeated"].shape == (3, 18)
-    assert P.make_probe_set(long, 7, 3, opts)["repeated"].shape == (3, 4)     # at least 2 per half
+    assert P.make_probe_set(long, 7, 3, P.ProbeOptions(4, 3, 3, 0, 5))["repeated"].shape == (3, 4)  # >= 2 per half
     assert P.make_probe_set(long, 7, 64, P.ProbeOptions(seq_len=0))["ids"].shape[1] == 64  # 0: the context
     assert P.make_probe_set(np.arange(300) % 7, 7, 1000, P.ProbeOptions(seq_len=0))["ids"].shape[1] == 256
     with pytest.raises(P.ProbeSetError, match=r"hold id 7 >= the model's vocab_size 7; "):
