@@ -79,8 +79,8 @@ def main() -> None:
         steps = [0] + [2 ** i * 1000 for i in range(args.revisions - 1)]
         suite = build_suite(work / "suite", steps=steps, shape=SHAPES[args.shape])
         refs = suite_refs(str(suite))
-        options, probe_options = SpectraOptions(), ProbeOptions(sequences=8, seq_len=128)
         vocab, context = series_shape(refs[0])
+        options, probe_options = SpectraOptions(), ProbeOptions(sequences=8, seq_len=min(128, context))  # tiny: 64
         probe = make_probe_set(np.random.default_rng(0).integers(0, vocab, 20000), vocab, context, probe_options)
         result = {"shape": args.shape, "revisions": len(refs), "threads": int(os.environ["OMP_NUM_THREADS"]),
                   "executors": {}}
