@@ -50,7 +50,7 @@ TEXT = typer.Option(None, "--text", help="Probe text file (HF: tokenized by the 
 TOKENS = typer.Option(None, "--tokens", help="Probe token ids: .npy, or a .bin (dtype from the meta.json beside "
                       "it, else nanoGPT's uint16).")
 SEQUENCES = typer.Option(16, "--sequences", help="Probe windows of held-out text (standard errors across them).")
-SEQ_LEN = typer.Option(0, "--seq-len", help="Tokens per window (0 = min(context, 256)).")
+SEQ_LEN = typer.Option(0, "--seq-len", help="Tokens per window, at most the model's context (0 = min(context, 256)).")
 OV = typer.Option(False, "--ov", help="Also analyse W_OV = W_V^T W_O^T.")
 TOP_K = typer.Option(4, "--top-k", help="Leading eigenvalues/vectors tracked.")
 ELEMENTS = typer.Option(True, "--elements/--no-elements", help="Element histogram KL and kurtosis.")
