@@ -87,14 +87,17 @@ def checkpoint_integrity(run: Run, quiet: bool = True, unreadable: set[int] | No
 def sample_generation_quality(run: Run, excluded: set[int], quiet: bool = True) -> int:
     """Sample every complete checkpoint not yet in split `sample` (and not excluded); write its rows
     (distinct_1..4, repetition_4, mean_logprob_nats, sample_tokens_per_s, attention metrics). Returns
-    the number of checkpoints sampled. A checkpoint that cannot be read is skipped with one warning."""
+    the number of checkpoints sampled (rows written). A checkpoint that cannot be read is skipped with
+    one warning. When the analysis table `samples` is damaged (warned once), the checkpoints sampled
+    before are sampled again for their text only: their rows are never written twice."""
     frame = run.metrics()
     done = set(frame[frame.split == "sample"].step.unique())
-    todo = [(s, p) for s, p in run.checkpoints() if s not in done and s not in excluded]
+    itos = run.record.get("dataset", {}).get("meta", {}).get("itos")
+    old, damaged = _stored_texts(run) if itos else (None, False)
+    todo = [(s, p) for s, p in run.checkpoints() if s not in excluded and (s not in done or damaged)]
     if not todo:
         return 0
     n, texts = 0, []
-    itos = run.record.get("dataset", {}).get("meta", {}).get("itos")
     with MetricWriter(run.root) as writer:
         for step, path in tqdm(todo, desc="sample checkpoints", disable=quiet, leave=False):
             try:
@@ -102,19 +105,31 @@ def sample_generation_quality(run: Run, excluded: set[int], quiet: bool = True) 
             except CheckpointError as err:  # damaged: skipped with one warning, the rest go on
                 warn_damaged_text(f"{err}; not sampled")
                 continue
-            writer.log_rows(step, quality_rows(got), split="sample")
+            if step not in done:           # a checkpoint sampled before only gives its text again
+                writer.log_rows(step, quality_rows(got), split="sample")
+                n += 1
             if itos:
                 texts.append({"step": int(step), "text": decode_ids(got.sequences[0], itos)})
-            n += 1
     if texts:
-        _append_sample_texts(run, pd.DataFrame(texts))
+        _append_sample_texts(run, old, pd.DataFrame(texts))
     return n
 
 
-def _append_sample_texts(run: Run, new: pd.DataFrame) -> None:
+def _stored_texts(run: Run) -> tuple[pd.DataFrame | None, bool]:
+    """The analysis table `samples` (None when there is none) and whether it is damaged: then it is
+    warned about once and the texts of the checkpoints sampled before are sampled again."""
+    try:
+        return store.read_analysis_table(run.root, "samples"), False
+    except store.DamagedTableError as err:
+        warn_damaged_text(f"{err}; the texts of sampled checkpoints are sampled again")
+        return None, True
+    except RunDirError:   # not written yet
+        return None, False
+
+
+def _append_sample_texts(run: Run, old: pd.DataFrame | None, new: pd.DataFrame) -> None:
     """Add the first generated sequence of newly sampled checkpoints to analysis table `samples`
-    (step, text); steps sampled before keep their text."""
-    old = store.read_analysis(run.root).get("samples")   # a damaged one is warned about, replaced
+    (step, text) holding `old`; steps sampled before keep their text."""
     merged = new if old is None else pd.concat([old[~old.step.isin(new.step)], new])
     store.write_analysis_table(run.root, "samples", merged.sort_values("step"))
 

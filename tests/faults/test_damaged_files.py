@@ -137,6 +137,32 @@ def test_damaged_analysis_table_and_summary_are_skipped_then_rebuilt(run: Path, 
         assert after.pop("run") == str(run) and after == summary_before
 
 
+def test_damaged_samples_table_gets_every_text_back_and_no_row_twice(run: Path, capsys) -> None:
+    from attnlife.store.metrics_table import MetricWriter
+
+    table = run / "analysis" / "samples.parquet"
+    texts = pd.read_parquet(table).reset_index(drop=True)
+    metrics = load_run(run).metrics()
+    sampled = metrics[metrics.split == "sample"]
+    assert sorted(texts.step) == sorted(sampled.step.unique()) == [0, 1, 2, 4, 8]
+    _truncate(table)
+    shutil.rmtree(run / "metrics")                        # step 8 not sampled yet: its rows come now
+    (run / "metrics").mkdir()
+    with MetricWriter(run) as writer:
+        writer.add_frame(metrics[(metrics.split != "sample") | (metrics.step != 8)])
+    result = cli("analyze", str(run), "--quiet", capsys=capsys)
+    assert result.code == 0, result.err[-2000:]
+    (line,) = _warnings(result.err)                       # one warning, not a second one when written
+    assert line.startswith(f"warning: {table} is damaged (")
+    assert line.endswith("; the texts of sampled checkpoints are sampled again")
+    pd.testing.assert_frame_equal(pd.read_parquet(table).reset_index(drop=True), texts)   # every text back
+    again = load_run(run).metrics()
+    again = again[again.split == "sample"]
+    key = ["step", "metric", "layer", "head_index", "layer_b"]
+    assert not again.duplicated(key).any() and len(again) == len(sampled)                # no row twice
+    assert load_run(run).analysis_summary()["notes"]["checkpoints_sampled_now"] == 1     # step 8 only
+
+
 def test_damaged_snapshots_are_skipped_and_a_keyframe_written_after_them(tmp_path: Path) -> None:
     store = SnapshotStore(tmp_path, keyframe_every=16)
     frames = {s: torch.rand(2, 4, 4) for s in range(4)}
