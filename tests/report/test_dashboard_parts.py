@@ -227,3 +227,84 @@ def test_parts_of_a_run_with_less_stored(tmp_path: Path) -> None:
 def test_curve_steps_are_ints_in_the_payload(synthetic: Path) -> None:
     curves = D.curves(ReportRun(synthetic))
     assert all(type(s) is int for key in curves for s in curves[key]["step"])
+
+
+def _bare_with_emergence(root: Path, heads: list[tuple[int, int, str, int]]) -> ReportRun:
+    """A run with nothing stored but an emergence table of `heads` (layer, head, type, step)."""
+    write_synthetic_run(root, n_layer=4, n_head=3, parts=())
+    write_analysis_table(root, "emergence", pd.DataFrame({
+        "layer": [h[0] for h in heads], "head_index": [h[1] for h in heads], "type": [h[2] for h in heads],
+        "emergence_step": [h[3] for h in heads], "threshold": 0.4, "probe_loss_nats": 2.0}))
+    return ReportRun(root)
+
+
+def test_snapshot_choice_opens_on_at_most_eight_heads_and_says_which_rule(tmp_path: Path) -> None:
+    """Ten heads emerged (one type each, steps 10..100): the section opens on the eight earliest, the
+    rule in words; a run without emergences opens on head 0 of layers spread over the depth."""
+    emerged = [(i // 3, i % 3, "previous_token" if i % 2 else "sink", 10 * (i + 1)) for i in range(10)]
+    got = D.snapshot_choice(_bare_with_emergence(tmp_path / "ten", emerged), (4, 3))
+    assert [(h["layer"], h["head"]) for h in got["heads"]] == [(0, 0), (0, 1)] + [(i // 3, i % 3) for i in range(2, 8)]
+    assert got["heads"][7] == {"layer": 2, "head": 1, "note": "previous_token from step 80"}
+    assert got["rule"] == ("heads that emerged as a type (analysis/emergence), the earliest of each type first, "
+                           "as in the attention_snapshots figure")
+    none = D.snapshot_choice(ReportRun(write_synthetic_run(tmp_path / "none", n_layer=4, n_head=3, parts=())), (4, 3))
+    assert none["heads"][0] == {"layer": 0, "head": 0, "note": "no head type emerged"}
+    assert none["rule"] == ("heads spread over the depth (head 0 of each layer shown; no head type emerged in "
+                            "analysis/emergence)")
+    chosen = D.snapshot_choice(ReportRun(tmp_path / "none", heads=[(3, 2)]), (4, 3))
+    assert chosen == {"heads": [{"layer": 3, "head": 2, "note": "chosen"}], "rule": "heads chosen with --heads"}
+
+
+def _patterns_run(root: Path, steps: tuple[int, ...], pattern) -> tuple[ReportRun, Path]:  # noqa: ANN001
+    """A 1 x 2 run whose snapshots (every one a keyframe) hold `pattern(step)` [2, 4, 4] at `steps`."""
+    from attnlife.store.snapshots import SnapshotStore
+
+    write_synthetic_run(root, n_layer=1, n_head=2, parts=())
+    store = SnapshotStore(root, keyframe_every=1)
+    for step in steps:
+        store.write_many(step, {0: pattern(step)})
+    return ReportRun(root), store.root / "layer0"
+
+
+def test_a_damaged_snapshot_step_is_left_out_and_the_later_steps_still_shown(tmp_path: Path) -> None:
+    import torch
+
+    from attnlife.store.damage import DamagedFileWarning
+
+    causal = torch.tril(torch.full((2, 4, 4), 0.25))
+    run, folder = _patterns_run(tmp_path / "r", (0, 5, 10), lambda step: causal)
+    files = sorted(folder.glob("*.npz"))
+    files[1].write_bytes(files[1].read_bytes()[:40])                        # step 5 damaged
+    with pytest.warns(DamagedFileWarning, match="step_0000005"):
+        entry = D.snapshots(run, (1, 2))
+    assert entry["steps"] == [0, 10] and entry["packing"] == "lower"
+    np.testing.assert_array_equal(_decode(entry, 1, 2)[1, 0], np.round(causal.numpy() * 255).astype(np.uint8))
+    for path in files:                                                      # no step readable: no section
+        path.write_bytes(path.read_bytes()[:40])
+    with pytest.warns(DamagedFileWarning):
+        assert D.snapshots(run, (1, 2)) is None
+
+
+def test_snapshot_values_below_zero_are_clipped_to_zero_not_wrapped(tmp_path: Path) -> None:
+    import torch
+
+    pattern = torch.tensor([[0.5, 0.0], [-0.02, 1.0]]).expand(2, 2, 2).clone()   # a foreign writer's rounding
+    run, _ = _patterns_run(tmp_path / "r", (0,), lambda step: pattern)
+    got = _decode(D.snapshots(run, (1, 2)), 1, 2)[0, 0, 1]                  # step 0, layer 0, head 1
+    assert got.tolist() == [[128, 0], [0, 255]]
+
+
+def test_type_lanes_of_more_heads_than_all_lanes_follow_the_figure(synthetic: Path, monkeypatch) -> None:
+    """Beyond ALL_LANES_UP_TO heads the lanes are the figure's (emerged heads first); steps are JSON ints."""
+    from attnlife.report import figures_analysis as FA
+
+    run = ReportRun(synthetic)
+    types = attnlife.load_run(synthetic).analysis()["head_types"]
+    monkeypatch.setattr(FA, "ALL_LANES_UP_TO", 2)
+    lanes, left_out = FA.lanes_shown(run, types)
+    got = D.type_lanes(run)
+    order = list(dict.fromkeys((a, b) for a, b, _, _ in FA.emerged_heads(run)))
+    assert lanes[:len(order)] == order and order
+    assert got["lanes"] == [f"L{a}H{b}" for a, b in lanes] and got["left_out"] == left_out
+    assert got["steps"] == sorted(int(s) for s in types.step.unique())
+    assert all(type(s) is int for s in got["steps"])
