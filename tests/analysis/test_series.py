@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from attnlife.analysis.series import (attention_split, head_table, layer_series, model_series, spectra_head_series,
-                                      train_loss, val_loss)
+from attnlife.analysis.series import (attention_split, checkpoint_loss, head_table, layer_series, model_series,
+                                      probe_loss, spectra_head_series, train_loss, val_loss)
 
 
 def _row(step, metric, value, split="probe", layer=-1, head=-1, layer_b=-1) -> dict:
@@ -148,3 +148,15 @@ def test_spectra_head_series_keeps_the_model_of_the_first_row() -> None:
     rows = [{"model": m, "step": 10, "layer": 0, "head_index": 0, "matrix": "qk", "stat": "stable_rank", "value": v}
             for m, v in (("a", 1.0), ("b", 2.0), ("a", 5.0))]
     assert spectra_head_series(pd.DataFrame(rows), "stable_rank").to_numpy().tolist() == [[3.0]]   # mean of a's: 1, 5
+
+
+def test_probe_loss_is_the_model_level_probe_rows_by_step() -> None:
+    rows = [_row(20, "probe_loss_nats", 2.0), _row(10, "probe_loss_nats", 3.0), _row(10, "probe_loss_nats", 4.0),
+            _row(10, "probe_loss_nats", 9.0, layer=0), _row(20, "probe_loss_nats", 8.0, layer=0, head=1),
+            _row(30, "probe_loss_nats", 7.0, layer=1), _row(10, "probe_loss_nats", 6.0, split="train"),
+            _row(10, "loss", 5.0), _row(0, "eval_loss", 4.5, split="val")]
+    assert probe_loss(_frame(rows)).to_dict() == {10: 3.5, 20: 2.0}          # layer 0 and 1 rows are not the model's
+    name, loss = checkpoint_loss(_frame(rows))
+    assert name == "probe_loss_nats" and loss.to_dict() == {10: 3.5, 20: 2.0}
+    name, loss = checkpoint_loss(_frame(rows[3:]))                           # no model-level probe row: val loss
+    assert name == "val_loss" and loss.to_dict() == {0: 4.5}
