@@ -56,3 +56,15 @@ def test_three_samples_suffice_for_a_row() -> None:
     assert cycle_rows(np.arange(3.0), np.array([0.0, 1.0, 0.0])) == [
         {"start_step": 1.0, "trough_step": 2.0, "end_step": 2.0, "period_steps": pytest.approx(float("nan"), nan_ok=True),
          "prominence": 1.0, "status": "open"}]
+
+
+def test_a_non_finite_sample_anywhere_gives_no_rows() -> None:
+    """Three samples or more with one NaN or infinity (here the last, where the peaks before it would
+    still be found) give no rows, with a given prominence as with the relative one."""
+    steps = np.arange(7) * 10.0
+    for last in (np.nan, np.inf, -np.inf):
+        signal = np.array([0.0, 1.0, 0.0, 1.0, 0.0, 1.0, last])
+        assert cycle_rows(steps, signal, prominence=0.5) == [], last
+        assert cycle_rows(steps, signal) == [], last
+    assert cycle_rows(steps, np.array([0.0, 1.0, 0.0, 1.0, 0.0, np.inf, 0.0])) == []
+    assert len(cycle_rows(steps, np.array([0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0]), prominence=0.5)) == 3
