@@ -2,11 +2,21 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import pytest
+import tqdm
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# tqdm's default write lock holds a multiprocessing semaphore that every process forked from this one
+# shares, and a monitor thread that may hold the lock when one forks. mutmut forks one test process
+# per mutant and stops a slow one with a signal: a process stopped while a bar held the semaphore
+# left every later fork's bar waiting forever (61 mutants in a row reported as timeouts, not tested).
+# The tests draw bars within one process, so a plain per-process lock and no monitor thread do.
+tqdm.tqdm.set_lock(threading.RLock())
+tqdm.tqdm.monitor_interval = 0
 
 
 def shared_data_root() -> Path:
