@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -9,7 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from attnlife.track import metrics as M
-from attnlife.track.fused_stats import RowStats, chunked_logsumexp, fused_row_stats, fused_sequence_means
+from attnlife.track import fused_stats as FS
+from attnlife.track.fused_stats import (RowStats, chunked_logsumexp, fused_row_stats, fused_sequence_means, fused_width,
+                                        padded_qk, padded_sequence_means)
 
 BACKENDS = ("cpu_flash", "chunked")
 
@@ -188,3 +191,81 @@ def test_sequence_means_fast_path_equals_row_stats(backend, T):
     if T > 1:
         with pytest.raises(ValueError, match="Tq == Tk"):
             fused_sequence_means(q[:, :, :1], k)
+
+
+def test_fused_width_is_K_plus_1_or_the_next_multiple_of_8_for_the_cuda_kernel():
+    for K in (1, 4, 6, 7, 8, 15, 16, 64):
+        assert [fused_width(K, b) for b in ("auto", "cpu_flash", "chunked")] == [K + 1] * 3
+    assert {K: fused_width(K, "cuda_efficient") for K in (1, 6, 7, 8, 15, 16, 64)} == \
+        {1: 8, 6: 8, 7: 8, 8: 16, 15: 16, 16: 24, 64: 72}
+
+
+@pytest.mark.parametrize("backend, W", [("cpu_flash", 6), ("chunked", 6), ("cuda_efficient", 8)])
+def test_padded_qk_layout_is_q_0_and_k_positions_0(backend, W):
+    q, k = qk(2, 6, 3, 9, 9, 5, torch.float32, seed=9)
+    for _ in range(4):   # recycle same-sized blocks full of NaN: padding left unwritten would show them
+        torch.full((2, 6, 9, W), float("nan")).add_(1)
+    qp, kv = padded_qk(q, k, backend)
+    assert qp.shape == kv.shape == (2, 6, 9, W) and qp.dtype == kv.dtype == torch.float32
+    assert torch.equal(qp[..., :5], q) and torch.equal(qp[..., 5:], torch.zeros(2, 6, 9, W - 5))
+    assert torch.equal(kv[..., :5], k.repeat_interleave(2, dim=1))               # repeat_kv order
+    j = kv[..., 5]                                                                 # j - c, c the same for every row
+    assert torch.equal(j - j[..., :1], torch.arange(9.0).expand(2, 6, 9))
+    assert torch.equal(kv[..., 6:], torch.zeros(2, 6, 9, W - 6))
+    qp64, kv64 = padded_qk(q.double(), k.double(), backend)
+    assert qp64.dtype == kv64.dtype == torch.float64
+    assert padded_qk(q.bfloat16(), k.bfloat16(), backend)[0].dtype == torch.float32
+
+
+def test_padded_qk_out_buffers_are_refilled_in_place():
+    q, k = qk(1, 4, 2, 7, 7, 8, torch.float32, seed=10)
+    q2, k2 = qk(1, 4, 2, 7, 7, 8, torch.float32, seed=11)
+    qp, kv = padded_qk(q, k)
+    pos = kv[..., 8].clone()
+    got = padded_qk(q2, k2, out=(qp, kv))
+    assert got[0] is qp and got[1] is kv
+    assert torch.equal(qp[..., :8], q2) and torch.equal(kv[..., :8], k2.repeat_interleave(2, dim=1))
+    assert torch.equal(kv[..., 8], pos)
+    for name, value in padded_sequence_means(qp, kv, 8).items():
+        assert torch.equal(value, fused_sequence_means(q2, k2)[name]), name
+
+
+@pytest.mark.parametrize("k_shape", [(1, 2, 4, 8), (1, 3, 4, 6), (1, 3, 5, 8), (2, 3, 4, 8)])
+def test_padded_qk_refuses_each_mismatch_alone(k_shape):
+    q = torch.randn(1, 6 if k_shape[1] == 3 else 5, 4, 8)
+    want = (f"q {tuple(q.shape)} and k {k_shape} do not form a (grouped) causal attention with Tq == Tk: "
+            f"need H % Hkv == 0 and equal B, T, K")
+    with pytest.raises(ValueError, match=re.escape(want)):
+        padded_qk(q, torch.randn(k_shape))
+
+
+def test_padded_sequence_means_defaults_are_the_cpu_kernel_and_1_over_sqrt_K(monkeypatch):
+    q, k = qk(2, 4, 2, 30, 30, 8, torch.float64, seed=12, sharp=2.0)
+    calls = []
+    real = FS.chunked_logsumexp
+    monkeypatch.setattr(FS, "chunked_logsumexp", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    qp, kv = padded_qk(q, k)
+    got = padded_sequence_means(qp, kv, 8)
+    assert calls == []                                                    # the CPU flash kernel, not chunked
+    ent, dist, sink = explicit_rows(q, k, 1 / math.sqrt(8))
+    want = {"entropy_bits": ent.mean(-1), "mean_distance_tokens": dist.mean(-1), "sink_mass": sink[..., 1:].mean(-1)}
+    for name, value in want.items():
+        torch.testing.assert_close(got[name], value, rtol=0, atol=1e-9, msg=name)
+    for name, value in fused_sequence_means(q, k).items():               # scale None there too
+        torch.testing.assert_close(value, got[name], rtol=0, atol=1e-12, msg=name)
+    assert fused_sequence_means(q.float(), k.float())["entropy_bits"].dtype == torch.float32
+
+
+def test_k_is_cast_to_the_dtype_of_q():
+    q, k = qk(1, 2, 2, 12, 12, 4, torch.float32, seed=13)
+    got = fused_row_stats(q, k.double())
+    want = fused_row_stats(q, k)
+    for name in ("entropy_bits", "mean_distance_tokens", "sink_mass", "logsumexp_nats"):
+        assert getattr(got, name).dtype == torch.float32
+        torch.testing.assert_close(getattr(got, name), getattr(want, name), rtol=0, atol=0, equal_nan=True)
+
+
+def test_sequence_means_name_a_bad_backend():
+    q = torch.randn(1, 2, 4, 8)
+    with pytest.raises(ValueError, match=r"backend 'flash' is not one of \('auto', 'cpu_flash', "):
+        fused_sequence_means(q, q, backend="flash")
