@@ -25,6 +25,7 @@ import hashlib
 import json
 import os
 import sys
+import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -125,14 +126,16 @@ def make_probe_set(tokens: np.ndarray, vocab_size: int, context: int,
 
 def load_or_make_probe_set(out_dir: str | os.PathLike, tokens: Optional[np.ndarray], vocab_size: int,
                            context: int, options: ProbeOptions, source: str) -> dict[str, torch.Tensor]:
-    """The stored probe set when it was made with these options and source, else a new one
-    (written atomically to OUT/probe/probe_set.safetensors)."""
+    """The stored probe set when it was made with these options and source for a model of this
+    vocab_size and context, else a new one (written atomically to OUT/probe/probe_set.safetensors)."""
     from safetensors import safe_open
     from safetensors.torch import save_file
 
     probe_window(options, context)   # a stored set is no excuse for a window the model cannot read
     path = probe_dir(out_dir) / PROBE_SET_FILE
-    record = json.dumps({"options": asdict(options), "source": source}, sort_keys=True)
+    # the set is a function of all four: one made for another model's shape is not this one
+    record = json.dumps({"options": asdict(options), "source": source, "vocab_size": vocab_size, "context": context},
+                        sort_keys=True)
     if path.is_file():
         try:
             with safe_open(str(path), framework="pt") as h:
@@ -323,11 +326,17 @@ def read_token_file(path: str | os.PathLike) -> np.ndarray:
         raise ProbeSetError(f"token file {p} does not exist; pass a .npy or nanoGPT .bin (uint16) of ids")
     if p.suffix == ".npy":
         try:
-            ids = np.load(p, allow_pickle=False).reshape(-1)
-        except (ValueError, OSError, EOFError) as err:
+            ids = np.load(p, allow_pickle=False)
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:   # a zip's magic: read as .npz
             reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
             raise ProbeSetError(f"cannot read token ids from {p} ({reason}); save them with "
                                 f"np.save(path, ids.astype(np.int64))") from None
+        if not isinstance(ids, np.ndarray):                 # an .npz archive: np.load's NpzFile
+            names = ", ".join(ids.files)
+            ids.close()
+            raise ProbeSetError(f"{p} is an .npz archive ({names}), not one array of token ids; save them with "
+                                f"np.save(path, ids.astype(np.int64))")
+        ids = ids.reshape(-1)
         if ids.dtype == np.bool_ or not np.issubdtype(ids.dtype, np.integer):
             raise ProbeSetError(f"{p} holds {ids.dtype} values, not integer token ids; save them with "
                                 f"np.save(path, ids.astype(np.int64))")

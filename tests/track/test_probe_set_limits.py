@@ -23,10 +23,10 @@ from attnlife.store.damage import DamagedFileWarning
 from attnlife.track import probe_pass as P
 
 OPTS = P.ProbeOptions(sequences=3, seq_len=8, repeat_sequences=2, seed=3)
-# the record OUT/probe/probe_set.safetensors carries for OPTS and source "tokens:/data/val.npy",
-# spelled out: a probe set an earlier release wrote must still be recognised (sorted keys)
-RECORD = ('{"options": {"query_chunk": 256, "repeat_half": 0, "repeat_sequences": 2, "seed": 3, '
-          '"seq_len": 8, "sequences": 3, "span_threshold": 0.01}, "source": "tokens:/data/val.npy"}')
+# the record OUT/probe/probe_set.safetensors carries for OPTS, source "tokens:/data/val.npy" and a model
+# of vocab_size 7 and context 16, spelled out: a probe set written before must still be recognised
+RECORD = ('{"context": 16, "options": {"query_chunk": 256, "repeat_half": 0, "repeat_sequences": 2, "seed": 3, '
+          '"seq_len": 8, "sequences": 3, "span_threshold": 0.01}, "source": "tokens:/data/val.npy", "vocab_size": 7}')
 SOURCE = "tokens:/data/val.npy"
 NO_TEXT = ("no probe text: pass --text FILE or --tokens FILE (a run directory uses its dataset's val split)")
 
@@ -121,6 +121,21 @@ def test_a_set_an_earlier_release_wrote_is_returned_as_stored(tmp_path: Path) ->
                      P.make_probe_set(_tokens(), 7, 16, OPTS))
 
 
+def test_a_set_made_for_another_models_shape_is_not_reused(tmp_path: Path) -> None:
+    """The window (seq_len 0: the context) and the repeated tokens (drawn from the vocabulary) depend
+    on the model: a set made for a larger one would index past this model's embeddings."""
+    opts = P.ProbeOptions(sequences=2, seq_len=0, repeat_sequences=4)
+    big = P.load_or_make_probe_set(tmp_path, _tokens(400), 50, 32, opts, SOURCE)
+    assert big["ids"].shape == (2, 32) and int(big["repeated"].max()) >= 7
+    for vocab, context in ((7, 16), (7, 32), (50, 16)):
+        with pytest.raises(P.ProbeSetError) as err:
+            P.load_or_make_probe_set(tmp_path, None, vocab, context, opts, SOURCE)
+        assert str(err.value) == NO_TEXT
+    small = P.load_or_make_probe_set(tmp_path, _tokens(400), 7, 16, opts, SOURCE)
+    assert _same(small, P.make_probe_set(_tokens(400), 7, 16, opts)) and small["ids"].shape == (2, 16)
+    assert _same(P.load_or_make_probe_set(tmp_path, None, 7, 16, opts, SOURCE), small)
+
+
 def test_no_text_and_no_stored_set_names_both_ways_to_give_one(tmp_path: Path) -> None:
     with pytest.raises(P.ProbeSetError) as err:
         P.load_or_make_probe_set(tmp_path, None, 7, 16, OPTS, SOURCE)
@@ -208,6 +223,22 @@ def test_a_load_error_without_a_message_is_named_by_its_type(tmp_path: Path, mon
         P.read_token_file(path)
     assert str(err.value) == f"cannot read token ids from {path} (EOFError); save them with " \
                              f"np.save(path, ids.astype(np.int64))"
+
+
+def test_an_npz_archive_or_a_broken_zip_named_npy_is_refused_by_name(tmp_path: Path) -> None:
+    archive = tmp_path / "ids.npy"
+    with open(archive, "wb") as f:                                      # np.savez would add .npz to the name
+        np.savez(f, ids=np.arange(5), mask=np.ones(5))
+    with pytest.raises(P.ProbeSetError) as err:
+        P.read_token_file(archive)
+    assert str(err.value) == (f"{archive} is an .npz archive (ids, mask), not one array of token ids; save them "
+                              f"with np.save(path, ids.astype(np.int64))")
+    broken = tmp_path / "cut.npy"
+    broken.write_bytes(archive.read_bytes()[:40])                       # a zip's magic, then nothing whole
+    with pytest.raises(P.ProbeSetError) as err:
+        P.read_token_file(broken)
+    assert str(err.value) == (f"cannot read token ids from {broken} (File is not a zip file); save them with "
+                              f"np.save(path, ids.astype(np.int64))")
 
 
 def test_text_is_read_as_utf8_under_an_ascii_locale(tmp_path: Path) -> None:
