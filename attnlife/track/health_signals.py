@@ -122,7 +122,8 @@ def signals_from_table(metrics: pd.DataFrame, seq_len: int, split: str = "train"
         sub = m[m["metric"] == metric]
         arr = np.full((len(steps), L, H), np.nan)
         idx = np.searchsorted(steps, sub["step"].to_numpy())
-        ok = (idx < len(steps)) & (steps[np.minimum(idx, len(steps) - 1)] == sub["step"].to_numpy())
+        # a step after the last entropy step searches to len(steps): compared with the last step, it is not kept
+        ok = steps[np.minimum(idx, len(steps) - 1)] == sub["step"].to_numpy()
         arr[idx[ok], sub["layer"].to_numpy()[ok], sub["head_index"].to_numpy()[ok]] = sub["value"].to_numpy()[ok]
         cube[name] = arr
     for i, step in enumerate(steps):
@@ -136,6 +137,8 @@ def entropy_fall_bits(history: Sequence[StepSignals], window: int) -> np.ndarray
     recent = [h.entropy_bits for h in history if h.step > last.step - window]
     if len(recent) < 2:
         return np.where(np.isnan(last.entropy_bits), np.nan, 0.0)
+    # the high over the steps (axis 0) leaving NaNs out; a head unmeasured at every step of the
+    # window has no high: fmax.reduce gives NaN there quietly (nanmax would warn "All-NaN slice")
+    high = np.fmax.reduce(np.stack(recent))
     # fmax would turn the NaN of an unmeasured head into 0: keep it NaN, as documented
-    return np.where(np.isnan(last.entropy_bits), np.nan,
-                    np.fmax(np.nanmax(np.stack(recent), axis=0) - last.entropy_bits, 0.0))
+    return np.where(np.isnan(last.entropy_bits), np.nan, np.fmax(high - last.entropy_bits, 0.0))
