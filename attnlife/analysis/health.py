@@ -50,6 +50,13 @@ class LossEventRules:
     plateau_drop_nats: float = 0.15
     plateau_level: float = 0.75
 
+    def __post_init__(self) -> None:
+        if self.smooth < 3:
+            raise ValueError(f"LossEventRules.smooth={self.smooth} must be >= 3 (a spike is judged against "
+                             f"the median of >= 3 earlier losses)")
+        if self.plateau_window < 1:
+            raise ValueError(f"LossEventRules.plateau_window={self.plateau_window} must be >= 1 (steps)")
+
 
 def alert_table(metrics: pd.DataFrame) -> pd.DataFrame:
     """The alert rows of a metric table: step, kind (metric without `alert_`), layer, head_index,
@@ -84,25 +91,25 @@ def loss_events(loss: pd.Series, rules: LossEventRules = LossEventRules()) -> pd
     """Spike onsets, the first divergence and the first plateau of a loss series (index = step)."""
     if loss.empty:
         return pd.DataFrame(columns=EVENT_COLUMNS)
+    loss = loss.sort_index()
     steps = loss.index.to_numpy()
     values = loss.to_numpy(dtype=float)
     finite = np.where(np.isfinite(values), values, np.nan)
     smooth = pd.Series(finite).rolling(rules.smooth, min_periods=1).median().to_numpy()
     before = pd.Series(finite).shift(1).rolling(rules.smooth, min_periods=3).median().to_numpy()
     l0 = float(finite[0])
-    events = []
     with np.errstate(invalid="ignore"):
         spike = values >= before + rules.spike_nats
     onset = spike & ~np.concatenate([[False], spike[:-1]])
-    events += [(int(steps[i]), "spike", values[i]) for i in np.nonzero(onset)[0]]
+    events = [(int(steps[i]), "spike", values[i]) for i in np.nonzero(onset)[0]]
     with np.errstate(invalid="ignore"):
         diverged = ~np.isfinite(values) | (smooth >= l0 + rules.spike_nats)
     if diverged.any():
         i = int(np.argmax(diverged))
         events.append((int(steps[i]), "divergence", values[i]))
+    # index of step s - W (W >= 1: at most s's own index); judged only where s - W was logged
     lag = np.searchsorted(steps, steps - rules.plateau_window)
-    ok = (steps - rules.plateau_window >= steps[0]) & (steps[np.minimum(lag, len(steps) - 1)]
-                                                       == steps - rules.plateau_window)
+    ok = steps[lag] == steps - rules.plateau_window
     with np.errstate(invalid="ignore"):
         stalled = ok & (np.abs(smooth[lag] - smooth) < rules.plateau_drop_nats) & (smooth >= rules.plateau_level * l0)
     if stalled.any():
@@ -140,7 +147,7 @@ def health_note(tables: dict[str, pd.DataFrame]) -> dict:
     events and, per event, the earliest alert before it."""
     alerts, events, leads = tables["health_alerts"], tables["health_events"], tables["health_leads"]
     first = alerts.sort_values("first_step").iloc[0] if len(alerts) else None
-    before = leads.dropna(subset=["first_alert_step"])
+    before = leads[leads["first_alert_step"].notna()]
     return {
         "alerts": {k: int(v) for k, v in alerts.groupby("kind")["alerts"].sum().items()} if len(alerts) else {},
         "units": {k: int(v) for k, v in alerts.groupby("kind").size().items()} if len(alerts) else {},

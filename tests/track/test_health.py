@@ -431,3 +431,40 @@ def test_signal_limits_and_messages():
     detector.observe(s)
     with pytest.raises(ValueError, match=r"^step 0 is not after the last observed step 0$"):
         detector.observe(s)
+
+
+def test_a_head_unmeasured_over_the_whole_window_has_no_fall_quietly():
+    import warnings
+
+    nan = np.nan
+    hist = [StepSignals(t, np.array([[nan, v]]), np.zeros((1, 2)), np.zeros((1, 2)), 16)
+            for t, v in ((0, 3.0), (1, 2.5), (2, 1.0))]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                               # no "All-NaN slice encountered"
+        fall = entropy_fall_bits(hist, 10)
+    assert np.isnan(fall[0, 0]) and fall[0, 1] == 2.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                               # nor through the detectors
+        assert kinds(detect(hist, HealthConfig(patience=1, collapse_floor_bits=0.0, collapse_fall_bits=2.0))) == \
+            [("entropy_collapse", 2, 0, 1)]
+
+
+def test_an_infinite_max_logit_bound_is_logit_growth_quietly():
+    import warnings
+
+    signals = flat(3, edit=lambda s, e, x, k: x.__setitem__((0, 1), math.inf))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                               # inf - inf in the rise: quiet
+        assert kinds(detect(signals, HealthConfig(patience=1))) == [("logit_growth", 0, 0, 1)]
+
+
+def test_table_rows_after_the_last_entropy_step_are_not_an_observation():
+    import pandas as pd
+
+    rows = [dict(step=st, split="train", layer=0, head_index=0, layer_b=-1, metric=m, value=v, stderr=np.nan)
+            for st, m, v in ((0, "light_entropy_bits", 2.0), (0, "light_sink_mass", 0.1), (4, "light_entropy_bits", 1.5),
+                             (4, "light_sink_mass", 0.2), (9, "light_sink_mass", 0.7), (9, "light_lse_max_nats", 5.0))]
+    got = list(signals_from_table(pd.DataFrame(rows), 16))
+    assert [g.step for g in got] == [0, 4]
+    assert [g.sink_mass.tolist() for g in got] == [[[0.1]], [[0.2]]]
+    assert all(np.isnan(g.lse_max_nats[0, 0]) for g in got)

@@ -160,3 +160,126 @@ def test_a_resumed_monitor_does_not_announce_or_act_on_what_fired_before(tmp_pat
     assert lines == [] and control.requests == []
     fresh = monitor.on_light_rows(4, rows(collapsed((0, 0), (1, 1))), T)
     assert [(a.layer, a.head) for a in fresh] == [(1, 1)] and len(lines) == 1 and control.requests == []
+
+
+def test_console_lines_go_to_stderr_and_are_the_default_echo(capsys) -> None:
+    from attnlife.track.health_monitor import _console
+
+    _console("attention health: step 3: a line")
+    out, err = capsys.readouterr()
+    assert (out, err) == ("", "attention health: step 3: a line\n")
+    assert HealthMonitor().echo is _console and HealthMonitor().model is None
+
+
+def test_from_config_keeps_the_rules_and_the_hooks() -> None:
+    rules, hook = HealthConfig(patience=2, on_alert="checkpoint"), (lambda a, m: None)
+    monitor = HealthMonitor.from_config(rules, hooks=[hook])
+    assert monitor.rules is rules and monitor.hooks == [hook]
+    assert HealthMonitor.from_config(rules).hooks == []
+
+
+def test_console_line_lists_every_unit_and_the_share_only_for_entropy_collapse() -> None:
+    from attnlife.track.health_signals import signals_from_rows
+
+    rules = HealthConfig()
+    signals = signals_from_rows(5, rows(collapsed((0, 1), (1, 0)), sink=0.9), T)
+    sinks = [Alert(5, "sink_takeover", 0, -1, 0.9), Alert(5, "sink_takeover", 1, -1, 0.7)]
+    want = "attention health: step 5: sink takeover at L0 (0.90), L1 (0.70); rule: mean attention of the layer on token 0 >= 0.5"
+    assert console_line(sinks, rules, signals) == console_line(sinks, rules) == want
+    heads = [Alert(5, "entropy_collapse", 0, 1, 0.125), Alert(5, "entropy_collapse", 1, 0, 0.25)]
+    assert console_line(heads, rules) == ("attention health: step 5: entropy collapse at L0 H1 (0.12 bits), L1 H0 "
+                                          "(0.25 bits); rule: entropy <= 0.5 bits, or a fall of >= 2 bits within 20 steps")
+    assert console_line(heads, rules, signals) == ("attention health: step 5: entropy collapse at L0 H1 (0.12 bits), "
+                                                   "L1 H0 (0.25 bits); heads <= 0.5 bits per layer 1/2 1/2; rule: "
+                                                   "entropy <= 0.5 bits, or a fall of >= 2 bits within 20 steps")
+
+
+def test_kinds_firing_at_one_step_get_one_line_each() -> None:
+    lines = []
+    monitor = HealthMonitor(HealthConfig(patience=1, collapse_fall_bits=100.0), echo=lines.append)
+    got = monitor.on_light_rows(0, rows(collapsed((0, 1)), sink=0.9), T)
+    assert [(a.kind, a.layer, a.head) for a in got] == [("entropy_collapse", 0, 1), ("sink_takeover", 0, -1),
+                                                        ("sink_takeover", 1, -1)]
+    assert lines == [
+        "attention health: step 0: entropy collapse at L0 H1 (0.12 bits); heads <= 0.5 bits per layer 1/2 0/2; "
+        "rule: entropy <= 0.5 bits, or a fall of >= 100 bits within 20 steps",
+        "attention health: step 0: sink takeover at L0 (0.90), L1 (0.90); rule: mean attention of the layer on token 0 "
+        ">= 0.5"]
+
+
+def test_alert_rows_are_written_to_split_train_whatever_the_writers_default() -> None:
+    class Writer:
+        def __init__(self) -> None:
+            self.calls = []
+
+        def log_rows(self, step, rows, split="val"):
+            self.calls.append((step, list(rows), split))
+
+    writer = Writer()
+    HealthMonitor(HealthConfig(patience=1, collapse_fall_bits=100.0), echo=None, writer=writer).on_light_rows(
+        4, rows(collapsed((1, 0))), T)
+    assert writer.calls == [(4, [MetricRow(1, 0, "alert_entropy_collapse", 0.125)], "train")]
+
+
+def test_attach_to_a_light_tier_without_sinks() -> None:
+    class Light:
+        def __init__(self) -> None:
+            self.listeners, self.writer = [], "w"
+
+    monitor = HealthMonitor(HealthConfig(), echo=None).attach(Light())
+    assert monitor.sinks == [] and monitor.writer == "w" and isinstance(monitor.control, TrainControl)
+
+
+def test_one_token_sequences_are_read() -> None:
+    monitor = HealthMonitor(HealthConfig(patience=1, collapse_fall_bits=100.0), echo=None)
+    with np.errstate(divide="ignore", invalid="ignore"):     # U(1) = 0: the dead-head share H / U is undefined
+        got = monitor.on_light_rows(0, rows(np.zeros((2, 2))), 1)
+    assert [(a.kind, a.layer, a.head) for a in got] == [("entropy_collapse", l, h) for l in (0, 1) for h in (0, 1)]
+
+
+def collapsed_run(tmp_path: Path) -> Path:
+    """A run directory whose light rows show head (0, 0) collapsed from step 0."""
+    writer = MetricWriter(tmp_path)
+    for step in range(3):
+        writer.log_rows(step, rows(collapsed((0, 0))), split="train")
+    writer.close()
+    return tmp_path
+
+
+def start(monitor: HealthMonitor, run_dir: Path, start_step: int, config: dict, rank: int = 0) -> list:
+    with np.errstate(divide="ignore", invalid="ignore"):     # a 1-token replay: H / U(1) is undefined
+        monitor.on_train_start(TrainStart(run_dir=run_dir, config=config, model=None, start_step=start_step,
+                                          device="cpu", rank=rank))
+    return [(a.step, a.kind, a.layer, a.head) for a in monitor.alerts]
+
+
+def test_which_train_starts_replay_the_run(tmp_path: Path) -> None:
+    rules = HealthConfig(patience=1, collapse_fall_bits=100.0)
+    run = collapsed_run(tmp_path)
+    model = {"model": {"block_size": T}}
+    assert start(HealthMonitor(rules, echo=None), run, 1, model) == [(0, "entropy_collapse", 0, 0)]   # from step 1
+    assert start(HealthMonitor(rules, echo=None), run, 3, model, rank=1) == []          # other ranks never replay
+    assert start(HealthMonitor(rules, echo=None), tmp_path / "absent", 0, model) == []  # a fresh run reads nothing
+    for config in ({}, {"model": {}}, {"model": {"block_size": 0}}):                    # no sequence length: no replay
+        assert start(HealthMonitor(rules, echo=None), run, 3, config) == []
+    assert start(HealthMonitor(rules, echo=None), run, 3, {"model": {"block_size": 1}}) == [(0, "entropy_collapse", 0, 0)]
+
+
+def test_lead_time_of_a_planted_collapse_before_a_planted_spike(tmp_path: Path) -> None:
+    """Head (1, 0) collapses at step 10 (patience 3: the alert is dated 12); the loss spikes at 40:
+    written alerts read back from disk give a lead of 28 steps, one unit."""
+    from attnlife.analysis.health import health_note, health_tables
+
+    writer = MetricWriter(tmp_path)
+    monitor = HealthMonitor(HealthConfig(patience=3, collapse_fall_bits=100.0), echo=None, writer=writer)
+    for step in range(50):
+        monitor.on_light_rows(step, rows(collapsed((1, 0)) if step >= 10 else healthy()), T)
+        writer.log(step, "loss", 4.0 - step / 100 + (1.0 if step == 40 else 0.0), split="train")
+    writer.close()
+    m = attnlife.load_run(tmp_path).metrics()
+    tables = health_tables(m)
+    assert tables["health_alerts"].values.tolist() == [["entropy_collapse", 1, 0, 12, 12, 1, 0.125]]
+    assert tables["health_events"][["step", "event"]].values.tolist() == [[40, "spike"]]
+    assert tables["health_leads"].values.tolist() == [[40, "spike", "entropy_collapse", 12.0, 28.0, 1]]
+    assert health_note(tables)["earliest_alert_before"] == [
+        {"event": "spike", "event_step": 40, "alert_kind": "entropy_collapse", "lead_steps": 28}]
