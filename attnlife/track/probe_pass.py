@@ -213,13 +213,14 @@ def first_readable_model(refs: list[CheckpointRef]) -> Any:
     the unreadable ones it skips); ProbeSetError naming the first failure when none can."""
     from safetensors import SafetensorError
 
-    first = ""
+    failures = []
     for ref in refs:
         try:
             return load_series_model(ref)
         except (CheckpointError, SeriesSourceError, SafetensorError, OSError) as err:
-            first = first or f"{ref.model} step {ref.step}: {' '.join(str(err).split())}"
-    raise ProbeSetError(f"none of the {len(refs)} checkpoints could be read (first: {first})")
+            failures.append(f"{ref.model} step {ref.step}: {' '.join(str(err).split())}")
+    first = f" (first: {failures[0]})" if failures else ""
+    raise ProbeSetError(f"none of the {len(refs)} checkpoints could be read{first}")
 
 
 def _measure_or_skip(ref: CheckpointRef, out_dir: str, probe: dict, options: ProbeOptions,
@@ -237,8 +238,8 @@ def _measure_or_skip(ref: CheckpointRef, out_dir: str, probe: dict, options: Pro
 
 
 def _measure_and_write(ref: CheckpointRef, out_dir: str, probe: dict, options: ProbeOptions, key: str,
-                       model: Any = None) -> int:
-    model = load_series_model(ref) if model is None else model
+                       model: Any) -> int:
+    """Measure the loaded `model` of `ref`, write its rows, then its done marker (key, row count)."""
     rows = measure_checkpoint(model, probe, options)
     writer = MetricWriter(out_dir)
     writer.log_rows(ref.step, rows, split=PROBE_SPLIT)
