@@ -60,7 +60,7 @@ chromium:
 test-slow: setup
 	$(BIN)/python -m pytest -q -m slow
 
-# Mutation testing of the modules in tests/mutation/modules.toml (24.6 min on 2 quiet cores; not part
+# Mutation testing of the modules in tests/mutation/modules.toml (15.7 min on 2 quiet cores; not part
 # of `make test`). MODULES narrows it: make mutate MODULES="attnlife/measures.py attnlife/analysis".
 MODULES ?=
 mutate: setup
