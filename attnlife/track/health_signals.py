@@ -8,7 +8,7 @@ steps. Shapes: [L, H] per head, [L] per layer; T = the sequence length the light
   uniform_entropy     U(T) = mean_{i<T} log2(i + 1) = log2(T!) / T: H of uniform causal
                       attention, the largest value H can take; U(64) = 4.62 bits            (bits)
   uniform_fraction    H / U(T) in [0, 1]; 1 = every row uniform over its keys (a "dead" head
-                      that mixes without selecting; every head starts near 1)                  (1)
+                      that mixes without selecting; every head starts near 1); NaN at T = 1    (1)
   entropy_fall_bits   max of H over the steps in (s - W, s] minus H at s, W = a window in steps:
                       how far the head fell from its recent high; >= 0                        (bits)
   lse_max_nats        max_i logsumexp_j s_ij: max logit <= lse_max <= max logit + log T; zero
@@ -67,8 +67,12 @@ class StepSignals:
         return self.entropy_bits.shape  # type: ignore[return-value]
 
     def uniform_fraction(self) -> np.ndarray:
-        """H / U(T) per head, in [0, 1] up to rounding."""
-        return self.entropy_bits / uniform_entropy_bits(self.seq_len)
+        """H / U(T) per head, in [0, 1] up to rounding; NaN for one-token sequences (U(1) = 0: a
+        single key leaves nothing to select, so no head is dead or alive there)."""
+        u = uniform_entropy_bits(self.seq_len)
+        if u > 0:
+            return self.entropy_bits / u
+        return np.full(self.entropy_bits.shape, np.nan)
 
     def layer_sink_mass(self) -> np.ndarray:
         """Mean sink mass over each layer's heads [L] (NaN heads left out)."""

@@ -74,6 +74,23 @@ def test_bad_checkpoint_is_skipped_by_track(run: Path, capsys) -> None:
     assert "probe: 4 measured, 0 already done, 1 unreadable (skipped)" in result.out
 
 
+def test_no_readable_checkpoint_stops_track_with_one_error_line_and_loses_nothing(run: Path, capsys) -> None:
+    """Every checkpoint unreadable and none left to skip (--force): `track` ends with one `error:` line
+    naming the first failure, exit 2, and the rows and probe set of the earlier pass stay as they were."""
+    from tests.faults.conftest import tree_snapshot
+
+    steps = sorted(p.name for p in (run / "checkpoints").iterdir())
+    for name in steps:
+        _truncate(run / "checkpoints" / name / "model.safetensors")
+    before = tree_snapshot(run)
+    result = cli("track", str(run), "--quiet", "--sequences", "4", "--force", capsys=capsys)
+    assert result.code == 2 and len(result.error_lines) == 1, result.err[-2000:]
+    first = run / "checkpoints" / steps[0] / "model.safetensors"
+    assert result.error_lines[0].startswith(f"error: none of the {len(steps)} checkpoints could be read "
+                                            f"(first: run step {int(steps[0][5:])}: cannot read {first} (")
+    assert "Traceback" not in result.err and "probe:" not in result.out
+    assert tree_snapshot(run) == before
+
 def test_bad_checkpoint_is_skipped_by_analyze(run: Path, capsys) -> None:
     bad = run / "checkpoints" / "step_0000004" / "model.safetensors"
     _truncate(bad)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -96,6 +97,20 @@ def test_derived_signals_closed_forms():
     assert entropy_fall_bits(hist, 25)[0, 0] == pytest.approx(3.5)   # high 4.5 at step 10 > 30 - 25
     assert entropy_fall_bits(hist, 20)[0, 0] == pytest.approx(0.0)   # only step 30 in (10, 30]
 
+
+
+def test_uniform_fraction_at_the_shortest_sequences():
+    """H / U(T) against U(T) = log2(T!) / T: at T = 2 (U = 1/2 bit) and T = 4 (U = 1.146 bits, just
+    over 1), and NaN without a warning at T = 1, where U(1) = 0 leaves nothing to select."""
+    e = np.array([[0.25, 0.5]])
+    for t, u in ((2, 0.5), (4, math.log2(24) / 4)):
+        s = StepSignals(0, e, np.zeros((1, 2)), np.zeros((1, 2)), t)
+        np.testing.assert_allclose(s.uniform_fraction(), e / u, rtol=1e-12)
+    one = StepSignals(0, np.zeros((1, 2)), np.zeros((1, 2)), np.zeros((1, 2)), 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = one.uniform_fraction()
+    assert got.shape == (1, 2) and np.isnan(got).all()
 
 # ------------------------------------------------------------------------------- planted signals
 def collapse_at(step0: int, layer: int, head: int, to: float = 0.1, until: int = 10**9):

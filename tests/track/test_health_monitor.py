@@ -3,6 +3,7 @@ disk and to sinks, hands to hooks and asks of the trainer, once per head and kin
 the light tier it is attached to."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -232,7 +233,8 @@ def test_attach_to_a_light_tier_without_sinks() -> None:
 
 def test_one_token_sequences_are_read() -> None:
     monitor = HealthMonitor(HealthConfig(patience=1, collapse_fall_bits=100.0), echo=None)
-    with np.errstate(divide="ignore", invalid="ignore"):     # U(1) = 0: the dead-head share H / U is undefined
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                        # U(1) = 0: the dead-head share is NaN, quietly
         got = monitor.on_light_rows(0, rows(np.zeros((2, 2))), 1)
     assert [(a.kind, a.layer, a.head) for a in got] == [("entropy_collapse", l, h) for l in (0, 1) for h in (0, 1)]
 
@@ -247,7 +249,8 @@ def collapsed_run(tmp_path: Path) -> Path:
 
 
 def start(monitor: HealthMonitor, run_dir: Path, start_step: int, config: dict, rank: int = 0) -> list:
-    with np.errstate(divide="ignore", invalid="ignore"):     # a 1-token replay: H / U(1) is undefined
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                        # a 1-token replay: H / U(1) is NaN, quietly
         monitor.on_train_start(TrainStart(run_dir=run_dir, config=config, model=None, start_step=start_step,
                                           device="cpu", rank=rank))
     return [(a.step, a.kind, a.layer, a.head) for a in monitor.alerts]
