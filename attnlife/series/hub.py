@@ -43,6 +43,7 @@ from attnlife.series.revisions import RevisionSelector, revision_step, select, s
 
 # what a measurement reads from a revision: weights, config, tokenizer (for --text)
 FETCH_PATTERNS = ["*.json", "*.safetensors", "pytorch_model*.bin", "*.txt", "*.model", "tokenizer*"]
+FETCH_TRIES = 3           # snapshot_download tries per revision (see HubStore.fetch)
 _LOCAL = threading.Lock()
 
 
@@ -173,11 +174,15 @@ class HubStore:
         commit, files = self._listing(repo, rev, patterns)
         if not self.keep:
             self._record(repo, rev, commit, files)
-        for attempt in range(3):   # a blob evicted between the client's check and its link: again
+        for attempt in range(FETCH_TRIES):   # a blob evicted between the client's check and its link: again
             try:
                 path = Path(snapshot_download(repo, revision=commit, cache_dir=str(self.cache),
                                               endpoint=hub_endpoint(), allow_patterns=patterns))
             except Exception as err:  # noqa: BLE001 - network, disk full, server error
+                # another worker's eviction may remove an emptied cache folder (.locks/<repo>, blobs/)
+                # between the client's mkdir and its write there: the next try makes it again
+                if isinstance(err, FileNotFoundError) and attempt < FETCH_TRIES - 1:
+                    continue
                 raise SeriesSourceError(f"cannot download revision '{rev}' of {repo} ({type(err).__name__}: "
                                         f"{str(err).splitlines()[0][:160] if str(err) else ''}); rerun the "
                                         f"same command to resume") from None

@@ -233,3 +233,38 @@ def test_two_local_workers_stream_at_bounded_disk_and_more_than_three_are_refuse
     with pytest.raises(SystemExit) as exc:
         main(["spectra", "--hf", REPO, "--workers", "4", "--out", str(tmp_path / "w4"), "--quiet"])
     assert exc.value.code == 2 and not cache.exists()
+
+
+def test_a_cache_folder_removed_under_a_download_is_fetched_again_then_evicted_clean(hub_env, tmp_path, monkeypatch):
+    """Two workers share the cache: one's eviction can rmdir an emptied .locks/<repo> folder between
+    the other's mkdir and its lock file (seen once in CI: FileNotFoundError). The fetch tries again,
+    gets every file, and its eviction leaves the cache as it found it; a folder that keeps vanishing
+    ends, after FETCH_TRIES tries, in the one-line SeriesSourceError."""
+    import huggingface_hub
+
+    from attnlife.series import hub as H
+    from attnlife.series.refs import SeriesSourceError
+
+    server, cache, _ = hub_env
+    real, calls = huggingface_hub.snapshot_download, []
+
+    def racing(*args, **kwargs):
+        calls.append(kwargs["revision"])
+        if len(calls) == 1 or fail_always:
+            raise FileNotFoundError(2, "No such file or directory", str(cache / ".locks" / "models--org--pythia-mini" / "x.lock"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", racing)
+    fail_always = False
+    store, ref = HubStore(tmp_path / "ledger"), suite_refs(REPO, RevisionSelector(names=("step4",)))[0]
+    local = store.fetch(ref)
+    assert len(calls) == 2 and (Path(local.path) / "model.safetensors").is_file()
+    store.evict(ref)
+    assert not cache.exists() or _tree(cache) == {}
+
+    fail_always, calls[:] = True, []
+    with pytest.raises(SeriesSourceError) as err:
+        store.fetch(ref)
+    assert len(calls) == H.FETCH_TRIES == 3
+    assert str(err.value).startswith("cannot download revision 'step4' of org/pythia-mini (FileNotFoundError: ")
+    assert str(err.value).endswith("); rerun the same command to resume")
